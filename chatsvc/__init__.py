@@ -1,0 +1,1 @@
+"""chatsvc: a chat server built on Twisted."""

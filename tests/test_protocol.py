@@ -1,0 +1,474 @@
+"""
+Tests for L{chatsvc.protocol}: the line protocol against in-memory transports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import alsoProvides
+from zope.interface.verify import verifyObject
+
+from chatsvc.core import IMember, Room
+from chatsvc.protocol import ChatFactory, ChatProtocol
+
+_nextPort = [40000]
+
+
+class Client:
+    """One in-memory connection to a L{ChatFactory}, and what the server wrote to it."""
+
+    def __init__(self, factory: ChatFactory, transport: StringTransport | None = None) -> None:
+        _nextPort[0] += 1
+        address = IPv4Address("TCP", "127.0.0.1", _nextPort[0])
+        self.transport = transport or StringTransport(peerAddress=address)
+        protocol = factory.buildProtocol(address)
+        assert isinstance(protocol, ChatProtocol)
+        self.protocol: ChatProtocol = protocol
+        protocol.makeConnection(self.transport)
+
+    def send(self, data: str | bytes) -> None:
+        """Send C{data} as the client would, all at once."""
+        self.protocol.dataReceived(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def lines(self) -> list[str]:
+        """The lines written to the client since the last call, decoded."""
+        value = self.transport.value()
+        self.transport.clear()
+        assert value == b"" or value.endswith(b"\r\n"), value
+        return value.decode("utf-8").split("\r\n")[:-1] if value else []
+
+    def drop(self) -> None:
+        """The connection closes (however it was closed)."""
+        self.protocol.connectionLost()
+
+    @property
+    def closing(self) -> bool:
+        """Whether the server has asked to close this connection."""
+        return bool(self.transport.disconnecting)
+
+
+class ProtocolTestCase(SynchronousTestCase):
+    """Helpers: a factory with a fresh room, and clients that join it."""
+
+    maxLineLength = 4096
+
+    def setUp(self) -> None:
+        self.room = Room()
+        self.factory = ChatFactory(self.room, maxLineLength=self.maxLineLength)
+
+    def connect(self) -> Client:
+        """A new connection that has received its C{GET_NAME}."""
+        client = Client(self.factory)
+        self.assertEqual(client.lines(), ["GET_NAME"])
+        return client
+
+    def join(self, nick: str) -> Client:
+        """A new connection that has joined as C{nick}; everyone's output so far is cleared."""
+        client = self.connect()
+        client.send(nick + "\n")
+        self.assertEqual(client.lines()[0], f"{nick} connected to server!")
+        for other in self.factory.connections:
+            cast(StringTransport, other.transport).clear()
+        return client
+
+
+class HandshakeTests(ProtocolTestCase):
+    """C{GET_NAME}, nicknames, and the newcomer's welcome."""
+
+    def test_providesIMember(self) -> None:
+        """A connection is a room member like any other."""
+        verifyObject(IMember, self.connect().protocol)
+
+    def test_greeting(self) -> None:
+        """A new connection is asked for its nickname, and nothing else."""
+        client = Client(self.factory)
+        self.assertEqual(client.lines(), ["GET_NAME"])
+        self.assertEqual(len(self.room), 0)
+        self.assertEqual(self.factory.connectionCount, 1)
+
+    def test_join(self) -> None:
+        """The newcomer is welcomed with the members list; the others see it join."""
+        alice = self.join("Alice")
+        bob = self.connect()
+        bob.send("Bob\n")
+        self.assertEqual(
+            bob.lines(),
+            [
+                "Bob connected to server!",
+                "*** Members (2): Alice, Bob",
+                "*** Type /help for commands, /quit to leave.",
+            ],
+        )
+        self.assertEqual(alice.lines(), ["Bob joined!"])
+
+    def test_invalidNickname(self) -> None:
+        """An invalid nickname gets an error and GET_NAME again, on the same connection."""
+        client = self.connect()
+        client.send("two words\n")
+        self.assertEqual(
+            client.lines(), ["*** Error: a nickname may not contain spaces", "GET_NAME"]
+        )
+        client.send("/who\n")
+        self.assertEqual(
+            client.lines(), ["*** Error: a nickname may not start with '/'", "GET_NAME"]
+        )
+        client.send("Alice\n")
+        self.assertEqual(client.lines()[0], "Alice connected to server!")
+        self.assertFalse(client.closing)
+
+    def test_nicknameInUse(self) -> None:
+        """A nickname in use, in any case, is refused; the holder is not disturbed."""
+        alice = self.join("Alice")
+        client = self.connect()
+        client.send("aLiCe\r\n")
+        self.assertEqual(
+            client.lines(), ["*** Error: nickname 'aLiCe' is already in use", "GET_NAME"]
+        )
+        self.assertEqual(alice.lines(), [])
+        self.assertEqual(self.room.nicks(), ["Alice"])
+
+    def test_quitAtNamePrompt(self) -> None:
+        """A quit word instead of a nickname ends the session without joining."""
+        for word in ["q", "exit", "close", "disconnect", "/quit", "/QUIT bye"]:
+            with self.subTest(word=word):
+                client = self.connect()
+                client.send(word + "\n")
+                self.assertEqual(client.lines(), ["*** Goodbye!"])
+                self.assertTrue(client.closing)
+                client.drop()
+        self.assertEqual(len(self.room), 0)
+        self.assertEqual(self.factory.connectionCount, 0)
+
+    def test_nicknameSplitAcrossReads(self) -> None:
+        """A nickname arriving a byte at a time, UTF-8 split mid-character, works."""
+        client = self.connect()
+        for byte in "Zoë\n".encode():
+            client.send(bytes([byte]))
+        self.assertEqual(client.lines()[0], "Zoë connected to server!")
+
+    def test_linesPipelinedWithNickname(self) -> None:
+        """Lines sent right behind the nickname, in the same read, are chat."""
+        alice = self.join("Alice")
+        bob = self.connect()
+        bob.send("Bob\nhello\n")
+        self.assertEqual(alice.lines(), ["Bob joined!", "Bob: hello"])
+
+    def test_tcpNoDelay(self) -> None:
+        """On TCP, Nagle's algorithm is turned off so that each line leaves at once."""
+
+        class TCPTransport(StringTransport):
+            noDelay = False
+
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                self.noDelay = enabled
+
+        transport = TCPTransport()
+        alsoProvides(transport, ITCPTransport)
+        Client(self.factory, transport)
+        self.assertTrue(transport.noDelay)
+
+
+class ChatTests(ProtocolTestCase):
+    """Chat lines, commands, and what each member sees."""
+
+    def test_chat(self) -> None:
+        """A line reaches every other member with the sender's nick; not the sender."""
+        alice, bob, carol = self.join("Alice"), self.join("Bob"), self.join("Carol")
+        alice.send("hello, world\n")
+        self.assertEqual(bob.lines(), ["Alice: hello, world"])
+        self.assertEqual(carol.lines(), ["Alice: hello, world"])
+        self.assertEqual(alice.lines(), [])
+
+    def test_cannotSpeakAsAnother(self) -> None:
+        """Text that looks like someone else's line still carries the real sender's prefix."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("Bob: I owe Alice money\n")
+        self.assertEqual(bob.lines(), ["Alice: Bob: I owe Alice money"])
+
+    def test_crlfAndSplitLines(self) -> None:
+        """CRLF and LF both end lines; lines split across reads are joined."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("one\r\ntw")
+        alice.send("o\nthr")
+        self.assertEqual(bob.lines(), ["Alice: one", "Alice: two"])
+        alice.send("ee\r\n")
+        self.assertEqual(bob.lines(), ["Alice: three"])
+
+    def test_unicode(self) -> None:
+        """UTF-8 text in any script, emoji included, is relayed intact."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("héllo 你好 👋🏽 👨‍👩‍👧\n")
+        self.assertEqual(bob.lines(), ["Alice: héllo 你好 👋🏽 👨‍👩‍👧"])
+
+    def test_terminalInjectionNeutralized(self) -> None:
+        """Escape sequences and control characters reach nobody's terminal."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("\x1b[2J\x1b]0;owned\x07 x\x08y \x9b1m \u202etxt.exe\rfake\n")
+        self.assertEqual(
+            bob.lines(), ["Alice: ^[[2J^[]0;owned^G x^Hy <U+009B>1m <U+202E>txt.exe^Mfake"]
+        )
+
+    def test_emptyLinesIgnored(self) -> None:
+        """Empty and blank lines are ignored without an error."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("\n\r\n   \n\t\n")
+        self.assertEqual(bob.lines(), [])
+        self.assertEqual(alice.lines(), [])
+
+    def test_invalidUTF8(self) -> None:
+        """Invalid UTF-8 is refused to its sender; the line before and after still go out."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send(b"before\n\xff\xfe bad\nafter\n")
+        self.assertEqual(alice.lines(), ["*** Error: line is not valid UTF-8; it was discarded"])
+        self.assertEqual(bob.lines(), ["Alice: before", "Alice: after"])
+        self.assertFalse(alice.closing)
+
+    def test_invalidUTF8Nickname(self) -> None:
+        """An undecodable nickname is refused and asked for again."""
+        client = self.connect()
+        client.send(b"\xc3(\n")
+        self.assertEqual(
+            client.lines(), ["*** Error: line is not valid UTF-8; it was discarded", "GET_NAME"]
+        )
+
+    def test_whoAndHelp(self) -> None:
+        """/who lists the members, sorted; /help lists every command."""
+        alice = self.join("carol")
+        self.join("Alice")
+        self.join("bob")
+        alice.send("/who\n")
+        self.assertEqual(alice.lines(), ["*** Members (3): Alice, bob, carol"])
+        alice.send("/HELP\n")
+        helpLines = alice.lines()
+        self.assertTrue(all(line.startswith("*** ") for line in helpLines))
+        for command in ["/who", "/nick", "/me", "/msg", "/say", "//", "/quit", "/help"]:
+            self.assertTrue(any(command in line for line in helpLines), command)
+
+    def test_nick(self) -> None:
+        """/nick renames and tells everyone, the renamed member included."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/nick Alicia\n")
+        self.assertEqual(alice.lines(), ["*** Alice is now known as Alicia"])
+        self.assertEqual(bob.lines(), ["*** Alice is now known as Alicia"])
+        alice.send("hi\n")
+        self.assertEqual(bob.lines(), ["Alicia: hi"])
+
+    def test_nickErrors(self) -> None:
+        """/nick with no name, a bad name or a taken one gets a clear error."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/nick\n/nick BOB\n/nick a:b\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Error: usage: /nick NEWNAME",
+                "*** Error: nickname 'BOB' is already in use",
+                "*** Error: a nickname may not contain control or formatting characters, "
+                "':' or ','",
+            ],
+        )
+        self.assertEqual(bob.lines(), [])
+
+    def test_me(self) -> None:
+        """/me sends an action to the others."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/me waves\n/me\n")
+        self.assertEqual(bob.lines(), ["* Alice waves"])
+        self.assertEqual(alice.lines(), ["*** Error: usage: /me ACTION"])
+
+    def test_msg(self) -> None:
+        """/msg reaches only its recipient; the sender gets a receipt."""
+        alice, bob, carol = self.join("Alice"), self.join("Bob"), self.join("Carol")
+        alice.send("/msg bob  meet at 5\n")
+        self.assertEqual(bob.lines(), ["*Alice* meet at 5"])
+        self.assertEqual(alice.lines(), ["-> *Bob* meet at 5"])
+        self.assertEqual(carol.lines(), [])
+
+    def test_msgErrors(self) -> None:
+        """/msg to an unknown nick, or without text, is an error, and sends nothing."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/msg Zed hi\n/msg Bob\n/msg\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Error: no such member: Zed",
+                "*** Error: usage: /msg NICK TEXT",
+                "*** Error: usage: /msg NICK TEXT",
+            ],
+        )
+        self.assertEqual(bob.lines(), [])
+
+    def test_escapes(self) -> None:
+        """/say and // send text that would otherwise be a command or a quit word."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/say q\n//shrug\n/say /quit\n")
+        self.assertEqual(bob.lines(), ["Alice: q", "Alice: /shrug", "Alice: /quit"])
+        self.assertFalse(alice.closing)
+
+    def test_unknownCommand(self) -> None:
+        """An unknown command is an error for its sender and nobody else hears of it."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/frobnicate now\n/\x1b[31m\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Error: unknown command /frobnicate (try /help)",
+                "*** Error: unknown command /^[[31m (try /help)",
+            ],
+        )
+        self.assertEqual(bob.lines(), [])
+
+    def test_noLogPerMessage(self) -> None:
+        """Chat lines are not logged at info level (or above)."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+        alice.send("hello\n/me waves\n/msg Bob hi\n")
+        self.assertEqual([e for e in observer if e["log_level"] >= LogLevel.info], [])
+
+
+class LongLineTests(ProtocolTestCase):
+    """Over-long lines are refused and skipped without closing the connection."""
+
+    maxLineLength = 300
+
+    def error(self) -> str:
+        return f"*** Error: line too long (over {self.maxLineLength} bytes); it was discarded"
+
+    def test_atTheLimit(self) -> None:
+        """A line of exactly the limit, with LF or CRLF, is accepted."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        text = "x" * (self.maxLineLength)
+        alice.send(text + "\n" + text + "\r\n")
+        self.assertEqual(bob.lines(), ["Alice: " + text] * 2)
+
+    def test_overTheLimitInOneRead(self) -> None:
+        """A long line between two good ones is refused; both neighbours go out."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("before\n" + "y" * (self.maxLineLength + 1) + "\nafter\n")
+        self.assertEqual(alice.lines(), [self.error()])
+        self.assertEqual(bob.lines(), ["Alice: before", "Alice: after"])
+        self.assertFalse(alice.closing)
+
+    def test_overTheLimitAcrossReads(self) -> None:
+        """A huge line arriving in many reads gets one error and is skipped to its end."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        for _ in range(50):
+            alice.send("z" * 1000)
+        alice.send("zzz\r\nafter\n")
+        self.assertEqual(alice.lines(), [self.error()])
+        self.assertEqual(bob.lines(), ["Alice: after"])
+
+    def test_manyLongLinesInOneRead(self) -> None:
+        """Many long lines in one read each get an error, with no deep recursion."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send(("w" * (self.maxLineLength + 5) + "\n") * 1000 + "ok\n")
+        self.assertEqual(alice.lines(), [self.error()] * 1000)
+        self.assertEqual(bob.lines(), ["Alice: ok"])
+
+    def test_longNickname(self) -> None:
+        """An over-long first line is refused and the nickname asked for again."""
+        client = self.connect()
+        client.send("n" * 5000 + "\nNed\n")
+        self.assertEqual(client.lines()[:3], [self.error(), "GET_NAME", "Ned connected to server!"])
+
+
+class LeavingTests(ProtocolTestCase):
+    """Quit words, /quit, and dropped connections."""
+
+    def test_quitWords(self) -> None:
+        """Each quit word says goodbye, closes, and tells the others once."""
+        for word in ["q", "exit", "close", "disconnect", "  q  "]:
+            with self.subTest(word=word):
+                leaver, stayer = self.join("Leaver"), self.join("Stayer")
+                leaver.send(word + "\n")
+                self.assertEqual(leaver.lines(), ["*** Goodbye, Leaver!"])
+                self.assertTrue(leaver.closing)
+                leaver.drop()
+                self.assertEqual(stayer.lines(), ["Leaver left!"])
+                stayer.send("q\n")
+                stayer.drop()
+        self.assertEqual(len(self.room), 0)
+
+    def test_quitWithReason(self) -> None:
+        """/quit REASON shows the reason to the others."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/quit off to lunch\n")
+        self.assertEqual(alice.lines(), ["*** Goodbye, Alice!"])
+        self.assertEqual(bob.lines(), ["Alice left! (off to lunch)"])
+
+    def test_linesAfterQuitIgnored(self) -> None:
+        """Nothing sent after a quit, even in the same read, reaches anyone."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("bye all\nq\nstill here?\n")
+        self.assertEqual(bob.lines(), ["Alice: bye all", "Alice left!"])
+        alice.send("anyone?\n")
+        self.assertEqual(bob.lines(), [])
+
+    def test_drop(self) -> None:
+        """A dropped connection is a leave, announced once, and frees the nickname."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.drop()
+        self.assertEqual(bob.lines(), ["Alice left! (connection lost)"])
+        self.assertEqual(self.room.nicks(), ["Bob"])
+        self.assertEqual(self.factory.connectionCount, 1)
+        self.join("alice")
+
+    def test_dropBeforeNaming(self) -> None:
+        """A connection that never named itself leaves no trace in the room."""
+        alice = self.join("Alice")
+        client = self.connect()
+        client.drop()
+        self.assertEqual(alice.lines(), [])
+        self.assertEqual(self.factory.connectionCount, 1)
+
+    def test_serverDisconnect(self) -> None:
+        """The server closing a connection tells its member why, and the others."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.protocol.disconnect("server shutting down")
+        self.assertEqual(alice.lines(), ["*** Disconnected: server shutting down"])
+        self.assertEqual(bob.lines(), ["Alice left! (server shutting down)"])
+        alice.drop()
+        self.assertEqual(bob.lines(), [])
+
+
+class LoggingTests(ProtocolTestCase):
+    """The server's log events for connections and members."""
+
+    def events(self, observer: Any) -> list[dict[str, Any]]:
+        return [e["chatsvc_fields"] for e in observer if "chatsvc_fields" in e]
+
+    def test_lifecycleLogged(self) -> None:
+        """Connections and members are logged with counts; a peer's address is included."""
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+        alice = self.join("Alice")
+        alice.send("/nick Alicia\n")
+        alice.send("q\n")
+        alice.drop()
+        events = self.events(observer)
+        self.assertEqual(
+            [e["event"] for e in events],
+            [
+                "connection_opened",
+                "member_joined",
+                "member_renamed",
+                "member_left",
+                "connection_closed",
+            ],
+        )
+        joined = events[1]
+        self.assertEqual(joined["nick"], "Alice")
+        self.assertEqual(joined["members"], 1)
+        self.assertEqual(joined["connections"], 1)
+        self.assertTrue(joined["peer"].startswith("127.0.0.1:"))
+        self.assertEqual(events[2]["old"], "Alice")
+        self.assertEqual(events[3]["members"], 0)
+        self.assertEqual(events[4]["connections"], 0)
