@@ -148,7 +148,7 @@ class ChatService(service.Service):
             endpoint = serverFromString(self._reactor, description)
             listening = endpoint.listen(self.factory)
             listening.addCallback(self._listening, description)
-            listening.addErrback(failures.append)
+            listening.addErrback(self._cannotListen, description, failures)
         if failures:
             failures[0].raiseException()
 
@@ -161,6 +161,10 @@ class ChatService(service.Service):
     def _listening(self, port: IListeningPort, description: str) -> None:
         self.ports.append(port)
         _log.info("server_listening", endpoint=description, address=describeAddress(port.getHost()))
+
+    def _cannotListen(self, failure: Failure, description: str, failures: list[Failure]) -> None:
+        _log.error("listen_failed", endpoint=description, reason=failure.getErrorMessage())
+        failures.append(failure)
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop listening and say goodbye to every connection."""

@@ -1,0 +1,168 @@
+"""
+Tests for the twistd plugin and L{chatsvc.tap}: options, and the service they make.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.application.service import Application, IService, IServiceMaker
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.logger import ILogObserver
+from twisted.plugin import getPlugins
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from chatsvc import tap
+from chatsvc.protocol import ChatProtocol
+
+
+def parse(*arguments: str) -> tap.Options:
+    """Parse C{arguments} as twistd would after C{chatroom}."""
+    options = tap.Options()
+    options.parseOptions(list(arguments))
+    return options
+
+
+class PluginTests(SynchronousTestCase):
+    """The plugin is found the way twistd finds it."""
+
+    def test_found(self) -> None:
+        """twistd's plugin lookup finds C{chatroom}, pointing at chatsvc.tap."""
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("chatroom", makers)
+        maker = makers["chatroom"]
+        self.assertIsInstance(maker.options(), tap.Options)
+        self.assertTrue(maker.description)
+
+
+class OptionsTests(SynchronousTestCase):
+    """One test per option, plus the defaults."""
+
+    def test_defaults(self) -> None:
+        """With no options the server listens on TCP 5051, console logs, 4 KiB lines."""
+        options = parse()
+        self.assertEqual(options["endpoints"], ["tcp:5051"])
+        self.assertEqual(options["log-format"], "console")
+        self.assertEqual(options["max-line-length"], 4096)
+
+    def test_port(self) -> None:
+        """--port N listens on TCP port N."""
+        self.assertEqual(parse("--port", "6000")["endpoints"], ["tcp:6000"])
+        self.assertEqual(parse("-p", "0")["endpoints"], ["tcp:0"])
+
+    def test_badPort(self) -> None:
+        """A port that is not a number from 0 to 65535 is a usage error."""
+        for bad in ["65536", "-1", "five"]:
+            self.assertRaises(UsageError, parse, "--port", bad)
+
+    def test_listen(self) -> None:
+        """--listen takes endpoint descriptions, repeatedly, and replaces the default port."""
+        options = parse(
+            "--listen", "tcp:5051:interface=127.0.0.1", "--listen", "unix:/tmp/chat.sock"
+        )
+        self.assertEqual(
+            options["endpoints"], ["tcp:5051:interface=127.0.0.1", "unix:/tmp/chat.sock"]
+        )
+
+    def test_listenAndPort(self) -> None:
+        """--port given with --listen is listened on too."""
+        options = parse("--listen", "tcp6:5052", "--port", "5053")
+        self.assertEqual(options["endpoints"], ["tcp:5053", "tcp6:5052"])
+
+    def test_badListen(self) -> None:
+        """An endpoint description Twisted cannot parse is a usage error that names it."""
+        error = self.assertRaises(UsageError, parse, "--listen", "carrier-pigeon:5051")
+        self.assertIn("carrier-pigeon:5051", str(error))
+
+    def test_logFormat(self) -> None:
+        """--log-format accepts console and json only."""
+        self.assertEqual(parse("--log-format", "json")["log-format"], "json")
+        self.assertRaises(UsageError, parse, "--log-format", "xml")
+
+    def test_maxLineLength(self) -> None:
+        """--max-line-length sets the limit; absurdly small limits are refused."""
+        self.assertEqual(parse("--max-line-length", "8192")["max-line-length"], 8192)
+        self.assertRaises(UsageError, parse, "--max-line-length", "100")
+
+    def test_helpDocumentsEveryOption(self) -> None:
+        """C{twistd chatroom --help} describes each option."""
+        text = str(tap.Options())
+        for option in ["--port", "--listen", "--log-format", "--max-line-length"]:
+            self.assertIn(option, text)
+
+
+class ServiceTests(SynchronousTestCase):
+    """makeService builds a service that listens where it was told."""
+
+    def test_listensOnEveryEndpoint(self) -> None:
+        """Starting the service listens on each endpoint with one shared factory."""
+        memory = MemoryReactor()
+        service = tap.makeService(parse("--port", "5051", "--listen", "tcp:6000"), memory)
+        self.assertTrue(IService.providedBy(service))
+        service.startService()
+        self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000])
+        factories = {id(factory) for _, factory, *_ in memory.tcpServers}
+        self.assertEqual(len(factories), 1)
+        self.assertEqual(service.factory.maxLineLength, 4096)
+        service.stopService()
+
+    def test_stopSaysGoodbye(self) -> None:
+        """Stopping the service tells every member that the server is going down."""
+        service = tap.makeService(parse(), MemoryReactor())
+        service.startService()
+        protocol = service.factory.buildProtocol(None)
+        assert isinstance(protocol, ChatProtocol)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"Alice\n")
+        transport.clear()
+        service.stopService()
+        self.assertEqual(transport.value(), b"*** Disconnected: server shutting down\r\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_jsonLogObserver(self) -> None:
+        """With --log-format json the application gets a JSON log observer for twistd."""
+        options = parse("--log-format", "json")
+        application = Application("chatroom")
+        service = tap.makeService(options, MemoryReactor())
+        service.setServiceParent(application)
+        observer = application.getComponent(ILogObserver, None)
+        self.assertIsNotNone(observer)
+
+        console = Application("chatroom")
+        tap.makeService(parse(), MemoryReactor()).setServiceParent(console)
+        self.assertIsNone(console.getComponent(ILogObserver, None))
+
+
+class RealListeningTests(TestCase):
+    """The service on the real reactor."""
+
+    def test_listenAndStop(self) -> Deferred[None]:
+        """The service listens on a real loopback port and stops listening when stopped."""
+        service = tap.makeService(
+            parse("--listen", "tcp:0:interface=127.0.0.1"), reactor
+        )
+        service.startService()
+        (port,) = service.ports
+        address = port.getHost()
+        self.assertEqual(address.host, "127.0.0.1")  # type: ignore[attr-defined]
+        with socket.create_connection(("127.0.0.1", address.port), timeout=5):  # type: ignore[attr-defined]
+            pass
+        return service.stopService()
+
+    def test_portInUse(self) -> None:
+        """A port that cannot be listened on is an error at start, not a silent deaf server."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        service = tap.makeService(
+            parse("--listen", f"tcp:{busy}:interface=127.0.0.1"), reactor
+        )
+        self.assertRaises(CannotListenError, service.startService)
+
