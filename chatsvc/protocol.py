@@ -20,12 +20,20 @@ This module only frames, decodes, parses and renders; every chat rule is in L{ch
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Callable
 from enum import Enum, auto
 
 import structlog
-from twisted.internet.interfaces import IAddress, ITCPTransport
-from twisted.internet.protocol import ServerFactory, connectionDone
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -43,12 +51,10 @@ from chatsvc.core import (
     Said,
     Whispered,
 )
+from chatsvc.limits import Limits, TokenBucket
 from chatsvc.text import neutralize
 
-__all__ = ["ChatFactory", "ChatProtocol", "DEFAULT_MAX_LINE_LENGTH", "renderEvent"]
-
-DEFAULT_MAX_LINE_LENGTH = 4096
-"""The longest line accepted from a client, in bytes, without its line ending."""
+__all__ = ["ChatFactory", "ChatProtocol", "renderEvent"]
 
 GET_NAME = "GET_NAME"
 
@@ -104,10 +110,55 @@ def _notConnected(*args: object) -> None:
     raise RuntimeError("not connected")
 
 
+def _discard(data: bytes) -> None:
+    """Where writes go once a connection is being cut."""
+
+
+def enableKeepAlive(transport: ITCPTransport, idle: int) -> None:
+    """
+    Have the kernel find dead peers: TCP keepalive probes after C{idle} seconds of silence, every
+    10 seconds, 6 times; and data left unacknowledged for C{idle} + 60 seconds drops the
+    connection. Clients need nothing for this: their kernel answers the probes.
+    """
+    transport.setTcpKeepAlive(True)
+    handle = transport.getHandle()  # type: ignore[attr-defined]
+    options = [
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", 10),
+        ("TCP_KEEPCNT", 6),
+        ("TCP_USER_TIMEOUT", (idle + 60) * 1000),
+    ]
+    for name, value in options:
+        option = getattr(socket, name, None)
+        if option is not None:  # Linux has them all; elsewhere, keepalive's own defaults
+            handle.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
 class _State(Enum):
     AWAITING_NAME = auto()
     CHATTING = auto()
     CLOSING = auto()
+
+
+@implementer(IPushProducer)
+class _SendQueueWatch:
+    """
+    Registered as the producer of a connection's transport, which pauses it when its write
+    buffer is full, that is, when the peer is not reading; the protocol then counts what it
+    queues, and cuts a member that falls too far behind.
+    """
+
+    def __init__(self, protocol: ChatProtocol) -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol.sendBlocked()
+
+    def resumeProducing(self) -> None:
+        self._protocol.sendUnblocked()
+
+    def stopProducing(self) -> None:
+        pass
 
 
 @implementer(IMember)
@@ -123,35 +174,57 @@ class ChatProtocol(LineReceiver):
         self._state = _State.AWAITING_NAME
         self.nick: str | None = None
         self.peer = "-"
+        self.host: str | None = None
         # True while the rest of an over-long line is still arriving and must be skipped.
         self._discarding = False
+        # What followed an over-long line in the same read, still to be parsed.
         self._leftover = b""
         self._write: Callable[[bytes], object] = _notConnected
-        self._loseConnection: Callable[[], object] = _notConnected
+        self._transportWrite: Callable[[bytes], object] = _notConnected
+        self._blocked = False
+        self._queuedWhileBlocked = 0
+        self._timers: dict[str, IDelayedCall] = {}
+        self._lastFloodNotice: float | None = None
+        self._held: bytes | None = None
 
     # Connection life cycle
 
     def connectionMade(self) -> None:
-        """Greet the newcomer with C{GET_NAME}."""
-        if ITCPTransport.providedBy(self.transport):
-            # Chat is many small writes that must go out now: without this, Nagle's algorithm
-            # meeting delayed ACKs adds tens of milliseconds to each line.
-            self.transport.setTcpNoDelay(True)
+        """Set the connection up and greet the newcomer with C{GET_NAME}."""
         transport = self.transport
         assert transport is not None
+        limits = self.factory.limits
+        if ITCPTransport.providedBy(transport):
+            # Chat is many small writes that must go out now: without this, Nagle's algorithm
+            # meeting delayed ACKs adds tens of milliseconds to each line.
+            transport.setTcpNoDelay(True)
+            enableKeepAlive(transport, limits.keepAliveIdle)
         # Bound once: writing is the hot path of every broadcast.
-        self._write = transport.write
-        self._loseConnection = transport.loseConnection
-        self.peer = describeAddress(transport.getPeer())
-        self.MAX_LENGTH = self.factory.maxLineLength + 1  # room for a "\r" before the "\n"
+        self._write = self._transportWrite = transport.write
+        transport.registerProducer(_SendQueueWatch(self), True)  # type: ignore[attr-defined]
+        address = transport.getPeer()
+        self.host = getattr(address, "host", None)
+        self.peer = describeAddress(address)
+        self.MAX_LENGTH = limits.maxLineLength + 1  # room for a "\r" before the "\n"
+        clock = self.factory.clock
+        self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, clock.seconds())
+        self._timers["name"] = clock.callLater(limits.nameTimeout, self._nameTimedOut)
         self.factory.connectionOpened(self)
         self.sendText(GET_NAME)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """A dropped connection is a leave too, announced once."""
         self._state = _State.CLOSING
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
         self._leave("connection lost")
         self.factory.connectionClosed(self)
+
+    def _nameTimedOut(self) -> None:
+        del self._timers["name"]
+        self.disconnect(f"no nickname within {self.factory.limits.nameTimeout:g} seconds")
 
     # Framing: lines, over-long lines, decoding
 
@@ -160,17 +233,16 @@ class ChatProtocol(LineReceiver):
         Feed C{data} to the line parser, skipping the rest of any over-long line and going on
         with the lines after it (L{LineReceiver} alone would stop there).
         """
-        while data:
-            if self._discarding:
-                end = data.find(self.delimiter)
-                if end == -1:
-                    return
-                self._discarding = False
-                data = data[end + len(self.delimiter) :]
-            super().dataReceived(data)
-            data, self._leftover = self._leftover, b""
-            if self._state is _State.CLOSING:
+        if self._discarding:
+            end = data.find(self.delimiter)
+            if end == -1:
                 return
+            self._discarding = False
+            data = data[end + len(self.delimiter) :]
+        super().dataReceived(data)
+        while self._leftover and self._state is not _State.CLOSING:
+            data, self._leftover = self._leftover, b""
+            super().dataReceived(data)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -182,10 +254,18 @@ class ChatProtocol(LineReceiver):
             self._leftover = rest
         else:
             self._discarding = True
-        self._lineTooLong()
+        if self._state is _State.CLOSING:
+            return
+        delay = self._bucket.take(self.factory.clock.seconds())
+        if delay:
+            self._hold(None, delay)
+        else:
+            self._lineTooLong()
 
     def _lineTooLong(self) -> None:
-        self._refuse(f"line too long (over {self.factory.maxLineLength} bytes); it was discarded")
+        self._refuse(
+            f"line too long (over {self.factory.limits.maxLineLength} bytes); it was discarded"
+        )
 
     def _refuse(self, message: str) -> None:
         # One place for every refused line: the error, and the question again if it was the
@@ -195,12 +275,23 @@ class ChatProtocol(LineReceiver):
             self.sendText(GET_NAME)
 
     def lineReceived(self, line: bytes) -> None:
-        """Decode one line and hand it to the handler for the connection's state."""
+        """Take one line, when the flood limit allows, and act on it."""
         if self._state is _State.CLOSING:
+            return
+        delay = self._bucket.take(self.factory.clock.seconds())
+        if delay:
+            self._hold(line, delay)
+        else:
+            self._handleLine(line)
+
+    def _handleLine(self, line: bytes | None) -> None:
+        # Decode one line (None: one that was too long) and hand it to the current state.
+        if line is None:
+            self._lineTooLong()
             return
         if line.endswith(b"\r"):
             line = line[:-1]
-        if len(line) > self.factory.maxLineLength:
+        if len(line) > self.factory.limits.maxLineLength:
             self._lineTooLong()
             return
         try:
@@ -218,7 +309,35 @@ class ChatProtocol(LineReceiver):
         except ChatError as error:
             self._refuse(str(error))
 
-    # Writing
+    # Flood control: past the burst, lines are delayed (by not reading), never dropped
+
+    def _hold(self, line: bytes | None, delay: float) -> None:
+        # Keep the line, stop parsing and stop reading the socket until the bucket has a token
+        # again: the flooder's further lines wait in its own kernel buffers, at no cost to us.
+        self._held = line
+        self.pauseProducing()
+        clock = self.factory.clock
+        self._timers["flood"] = clock.callLater(delay, self._floodPauseOver)
+        now = clock.seconds()
+        if self._lastFloodNotice is None or now - self._lastFloodNotice >= 30:
+            self._lastFloodNotice = now
+            self.sendNotice("You are sending too fast; your lines are being delayed.")
+
+    def _floodPauseOver(self) -> None:
+        del self._timers["flood"]
+        if self._state is _State.CLOSING:
+            return
+        line, self._held = self._held, None
+        delay = self._bucket.take(self.factory.clock.seconds())
+        if delay:  # not yet, after all
+            self._held = line
+            self._timers["flood"] = self.factory.clock.callLater(delay, self._floodPauseOver)
+            return
+        self._handleLine(line)
+        if self._state is not _State.CLOSING:  # type: ignore[comparison-overlap]  # _handleLine may close
+            self.resumeProducing()
+
+    # Writing, and members that do not read
 
     def sendText(self, text: str) -> None:
         """Send one line of text."""
@@ -236,6 +355,40 @@ class ChatProtocol(LineReceiver):
         """Write a room event to this member."""
         self._write(renderEvent(event))
 
+    def sendBlocked(self) -> None:
+        """
+        The transport's buffer is full: from now on, count what is queued for this peer.
+        (Twisted says so again on every write while it stays full.)
+        """
+        if not self._blocked and self._state is not _State.CLOSING:
+            self._blocked = True
+            self._queuedWhileBlocked = 0
+            self._write = self._writeWhileBlocked
+
+    def sendUnblocked(self) -> None:
+        """The peer has caught up: write straight through again."""
+        if self._blocked and self._state is not _State.CLOSING:
+            self._blocked = False
+            self._write = self._transportWrite
+
+    def _writeWhileBlocked(self, data: bytes) -> None:
+        self._queuedWhileBlocked += len(data)
+        if self._queuedWhileBlocked <= self.factory.limits.maxSendQueue:
+            self._transportWrite(data)
+        else:
+            self._cut("send queue exceeded")
+
+    def _cut(self, reason: str) -> None:
+        # The peer cannot be told (it is not reading): drop it now, unsent data and all.
+        self._state = _State.CLOSING
+        self._write = _discard
+        _log.warning(
+            "connection_cut", peer=self.peer, nick=self.nick, reason=reason,
+            queued=self._queuedWhileBlocked,
+        )
+        self.transport.abortConnection()  # type: ignore[union-attr]
+        self._leave(reason)
+
     # The nickname
 
     def _nameReceived(self, text: str) -> None:
@@ -246,6 +399,10 @@ class ChatProtocol(LineReceiver):
         room = self.factory.room
         self.nick = room.join(self, text)
         self._state = _State.CHATTING
+        self._timers.pop("name").cancel()
+        # Choosing a nickname does not eat into the member's first burst of lines.
+        limits = self.factory.limits
+        self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.factory.clock.seconds())
         self.sendText(f"{self.nick} connected to server!")
         self._sendMembers()
         self.sendNotice("Type /help for commands, /quit to leave.")
@@ -335,7 +492,7 @@ class ChatProtocol(LineReceiver):
     def _goodbye(self, notice: str) -> None:
         self.sendNotice(notice)
         self._state = _State.CLOSING
-        self._loseConnection()
+        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def disconnect(self, reason: str) -> None:
         """Close this connection for the server's own C{reason}, telling the member why."""
@@ -343,6 +500,12 @@ class ChatProtocol(LineReceiver):
             return
         self._goodbye(f"Disconnected: {reason}")
         self._leave(reason)
+
+    def abort(self) -> None:
+        """Cut this connection at once, whatever is still unsent."""
+        self._state = _State.CLOSING
+        self._write = _discard
+        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _leave(self, reason: str | None, quitting: bool = False) -> None:
         room = self.factory.room
@@ -358,39 +521,119 @@ class ChatProtocol(LineReceiver):
             )
 
 
+class Refusal(Protocol):
+    """What a connection over a limit gets: one line saying why, then the connection closes."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(f"*** Disconnected: {self.reason}\r\n".encode("utf-8"))
+        self.transport.loseConnection()
+
+
 class ChatFactory(ServerFactory):
     """
-    Holds what all connections share: the room, the line limit, and the open connections.
+    Holds what all connections share: the room, the limits, the clock, and the open connections.
     """
 
     protocol = ChatProtocol  # type: ignore[assignment]
     noisy = False  # connections and members are logged by chatsvc's own events
 
-    def __init__(self, room: Room, maxLineLength: int = DEFAULT_MAX_LINE_LENGTH) -> None:
+    def __init__(self, room: Room, clock: IReactorTime, limits: Limits = Limits()) -> None:
         """
         @param room: the room every connection joins.
-        @param maxLineLength: the longest line accepted, in bytes.
+        @param clock: the source of time for every timeout and rate limit.
+        @param limits: the limits each connection, and the server, are held to.
         """
         self.room = room
-        self.maxLineLength = maxLineLength
+        self.clock = clock
+        self.limits = limits
         self.connections: set[ChatProtocol] = set()
+        self._perAddress: dict[str, int] = {}
+        self._waitingForClose: list[Deferred[None]] = []
 
     @property
     def connectionCount(self) -> int:
         """The number of open connections, named or not."""
         return len(self.connections)
 
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        """A L{ChatProtocol}, or a L{Refusal} when a connection limit is reached."""
+        host = getattr(addr, "host", None)
+        if len(self.connections) >= self.limits.maxConnections:
+            reason = "the server is full, try again later"
+        elif host is not None and self._perAddress.get(host, 0) >= (
+            self.limits.maxConnectionsPerAddress
+        ):
+            reason = "too many connections from your address"
+        else:
+            return super().buildProtocol(addr)  # type: ignore[return-value]
+        _log.warning(
+            "connection_refused",
+            peer=describeAddress(addr) if addr is not None else "-",
+            reason=reason,
+            connections=self.connectionCount,
+        )
+        return Refusal(reason)
+
     def connectionOpened(self, protocol: ChatProtocol) -> None:
         """Count a new connection and log it."""
         self.connections.add(protocol)
+        if protocol.host is not None:
+            self._perAddress[protocol.host] = self._perAddress.get(protocol.host, 0) + 1
         _log.info("connection_opened", peer=protocol.peer, connections=self.connectionCount)
 
     def connectionClosed(self, protocol: ChatProtocol) -> None:
         """Forget a closed connection and log it."""
-        self.connections.discard(protocol)
+        if protocol not in self.connections:
+            return
+        self.connections.remove(protocol)
+        if protocol.host is not None:
+            remaining = self._perAddress.pop(protocol.host) - 1
+            if remaining:
+                self._perAddress[protocol.host] = remaining
         _log.info(
             "connection_closed",
             peer=protocol.peer,
             nick=protocol.nick,
             connections=self.connectionCount,
         )
+        if not self.connections:
+            waiting, self._waitingForClose = self._waitingForClose, []
+            for deferred in waiting:
+                deferred.callback(None)
+
+    def closeAll(self, reason: str) -> Deferred[None]:
+        """
+        Tell every connection C{reason} and close it; connections still open after the
+        shutdown grace period are cut.
+
+        @return: fires once every connection is closed.
+        """
+        for protocol in list(self.connections):
+            protocol.disconnect(reason)
+        if not self.connections:
+            return succeed(None)
+        closed: Deferred[None] = Deferred()
+        self._waitingForClose.append(closed)
+        timer = self.clock.callLater(self.limits.shutdownGrace, self._cutRemaining)
+        closed.addBoth(_cancelling(timer))
+        return closed
+
+    def _cutRemaining(self) -> None:
+        remaining = list(self.connections)
+        if remaining:
+            _log.warning("connections_cut", connections=len(remaining))
+        for protocol in remaining:
+            protocol.abort()
+
+
+def _cancelling(timer: IDelayedCall) -> Callable[[object], object]:
+    def cancel(result: object) -> object:
+        if timer.active():
+            timer.cancel()
+        return result
+
+    return cancel

@@ -4,7 +4,7 @@ The twistd plugin's options and service: C{twistd -n chatroom --port 5051}.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -19,12 +19,14 @@ from twisted.python.failure import Failure
 
 from chatsvc.core import Room
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
-from chatsvc.protocol import DEFAULT_MAX_LINE_LENGTH, ChatFactory, describeAddress
+from chatsvc.limits import Limits
+from chatsvc.protocol import ChatFactory, describeAddress
 
 __all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
 
 DEFAULT_PORT = 5051
 MIN_LINE_LENGTH = 256
+_DEFAULTS = Limits()
 
 _log = structlog.get_logger("chatsvc.service")
 
@@ -36,11 +38,21 @@ def _port(value: str) -> int:
     return port
 
 
-def _lineLength(value: str) -> int:
-    length = int(value)
-    if length < MIN_LINE_LENGTH:
-        raise ValueError(f"the line length limit must be at least {MIN_LINE_LENGTH} bytes")
-    return length
+def _atLeast(minimum: int) -> Callable[[str], int]:
+    def coerce(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise ValueError(f"{number} is less than {minimum}")
+        return number
+
+    return coerce
+
+
+def _positiveFloat(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"{value} is not a positive number")
+    return number
 
 
 class Options(usage.Options):
@@ -70,10 +82,69 @@ class Options(usage.Options):
         [
             "max-line-length",
             None,
-            DEFAULT_MAX_LINE_LENGTH,
+            _DEFAULTS.maxLineLength,
             "Longest line accepted from a client, in bytes; longer lines are refused with an "
             "error and discarded.",
-            _lineLength,
+            _atLeast(MIN_LINE_LENGTH),
+        ],
+        [
+            "flood-rate",
+            None,
+            _DEFAULTS.floodRate,
+            "Lines per second one connection may send; past it (and the burst) its lines are "
+            "delayed, never dropped.",
+            _positiveFloat,
+        ],
+        [
+            "flood-burst",
+            None,
+            _DEFAULTS.floodBurst,
+            "Lines one connection may send at once (a paste) before --flood-rate applies.",
+            _atLeast(1),
+        ],
+        [
+            "max-send-queue",
+            None,
+            _DEFAULTS.maxSendQueue,
+            "Bytes that may wait for a member who is not reading (beyond the socket's own "
+            "64 KiB buffer) before that member is disconnected.",
+            _atLeast(1024),
+        ],
+        [
+            "name-timeout",
+            None,
+            _DEFAULTS.nameTimeout,
+            "Seconds a new connection has to choose a nickname before it is closed.",
+            _positiveFloat,
+        ],
+        [
+            "max-connections",
+            None,
+            _DEFAULTS.maxConnections,
+            "Open connections accepted in all; more are told the server is full.",
+            _atLeast(1),
+        ],
+        [
+            "max-connections-per-address",
+            None,
+            _DEFAULTS.maxConnectionsPerAddress,
+            "Open connections accepted from one IP address.",
+            _atLeast(1),
+        ],
+        [
+            "keepalive",
+            None,
+            _DEFAULTS.keepAliveIdle,
+            "Seconds of silence before TCP keepalive checks that a peer is still there; a dead "
+            "peer is dropped about a minute later.",
+            _atLeast(1),
+        ],
+        [
+            "shutdown-grace",
+            None,
+            _DEFAULTS.shutdownGrace,
+            "Seconds a stopping server waits for connections to close before cutting them.",
+            _positiveFloat,
         ],
     ]
 
@@ -169,11 +240,12 @@ class ChatService(service.Service):
     def stopService(self) -> defer.Deferred[None]:
         """Stop listening and say goodbye to every connection."""
         super().stopService()
-        stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports]
+        stopping: list[defer.Deferred[object]] = [
+            defer.maybeDeferred(port.stopListening) for port in self.ports
+        ]
         self.ports = []
-        for protocol in list(self.factory.connections):
-            protocol.disconnect("server shutting down")
         _log.info("server_stopping", connections=self.factory.connectionCount)
+        stopping.append(self.factory.closeAll("server shutting down"))  # type: ignore[arg-type]
         return defer.gatherResults(stopping).addCallback(lambda _: None)
 
 
@@ -191,5 +263,16 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         observer = jsonObserverFactory(
             twistdOptions.get("logfile"), bool(twistdOptions.get("nodaemon", True))
         )()
-    factory = ChatFactory(Room(), maxLineLength=options["max-line-length"])
+    limits = Limits(
+        maxLineLength=options["max-line-length"],
+        floodRate=options["flood-rate"],
+        floodBurst=options["flood-burst"],
+        maxSendQueue=options["max-send-queue"],
+        nameTimeout=options["name-timeout"],
+        maxConnections=options["max-connections"],
+        maxConnectionsPerAddress=options["max-connections-per-address"],
+        keepAliveIdle=options["keepalive"],
+        shutdownGrace=options["shutdown-grace"],
+    )
+    factory = ChatFactory(Room(), reactor, limits)  # type: ignore[arg-type]
     return ChatService(reactor, options["endpoints"], factory, observer)

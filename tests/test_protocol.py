@@ -4,10 +4,12 @@ Tests for L{chatsvc.protocol}: the line protocol against in-memory transports.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +17,7 @@ from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
 from chatsvc.core import IMember, Room
+from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, ChatProtocol
 
 _nextPort = [40000]
@@ -56,11 +59,12 @@ class Client:
 class ProtocolTestCase(SynchronousTestCase):
     """Helpers: a factory with a fresh room, and clients that join it."""
 
-    maxLineLength = 4096
+    limits = Limits()
 
     def setUp(self) -> None:
         self.room = Room()
-        self.factory = ChatFactory(self.room, maxLineLength=self.maxLineLength)
+        self.clock = Clock()
+        self.factory = ChatFactory(self.room, self.clock, self.limits)
 
     def connect(self) -> Client:
         """A new connection that has received its C{GET_NAME}."""
@@ -159,19 +163,36 @@ class HandshakeTests(ProtocolTestCase):
         bob.send("Bob\nhello\n")
         self.assertEqual(alice.lines(), ["Bob joined!", "Bob: hello"])
 
-    def test_tcpNoDelay(self) -> None:
-        """On TCP, Nagle's algorithm is turned off so that each line leaves at once."""
+    def test_tcpOptions(self) -> None:
+        """
+        On TCP, Nagle's algorithm is off so that each line leaves at once, and keepalive is on
+        with the configured idle time, so that dead peers are found.
+        """
+        handle = socket.socket()
+        self.addCleanup(handle.close)
 
         class TCPTransport(StringTransport):
-            noDelay = False
+            noDelay = keepAlive = False
 
             def setTcpNoDelay(self, enabled: bool) -> None:
                 self.noDelay = enabled
+
+            def setTcpKeepAlive(self, enabled: bool) -> None:
+                self.keepAlive = enabled
+
+            def getHandle(self) -> socket.socket:
+                return handle
 
         transport = TCPTransport()
         alsoProvides(transport, ITCPTransport)
         Client(self.factory, transport)
         self.assertTrue(transport.noDelay)
+        self.assertTrue(transport.keepAlive)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            self.assertEqual(
+                handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                self.limits.keepAliveIdle,
+            )
 
 
 class ChatTests(ProtocolTestCase):
@@ -337,6 +358,7 @@ class LongLineTests(ProtocolTestCase):
     """Over-long lines are refused and skipped without closing the connection."""
 
     maxLineLength = 300
+    limits = Limits(maxLineLength=maxLineLength, floodBurst=10_000)
 
     def error(self) -> str:
         return f"*** Error: line too long (over {self.maxLineLength} bytes); it was discarded"
@@ -472,3 +494,229 @@ class LoggingTests(ProtocolTestCase):
         self.assertEqual(events[2]["old"], "Alice")
         self.assertEqual(events[3]["members"], 0)
         self.assertEqual(events[4]["connections"], 0)
+
+
+class FloodTests(ProtocolTestCase):
+    """The per-connection rate limit: a token bucket; past it, lines are delayed, not lost."""
+
+    limits = Limits(floodRate=5, floodBurst=20)
+
+    def test_pasteIsNotLimited(self) -> None:
+        """A paste of up to the burst goes out at once, with no notice."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("".join(f"line {n}\n" for n in range(20)))
+        self.assertEqual(bob.lines(), [f"Alice: line {n}" for n in range(20)])
+        self.assertEqual(alice.lines(), [])
+
+    def test_typingIsNotLimited(self) -> None:
+        """A fast typist (two lines a second, for ten minutes) is never slowed down."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        for n in range(1200):
+            alice.send(f"{n}\n")
+            self.clock.advance(0.5)
+        self.assertEqual(len(bob.lines()), 1200)
+        self.assertEqual(alice.lines(), [])
+        self.assertFalse(alice.protocol.paused)
+
+    def test_floodIsDelayedNotDropped(self) -> None:
+        """
+        Past the burst, lines wait and go out at the rate, in order; the sender is told once,
+        and the socket is not read meanwhile.
+        """
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("".join(f"{n}\n" for n in range(30)))
+        self.assertEqual(bob.lines(), [f"Alice: {n}" for n in range(20)])
+        self.assertEqual(
+            alice.lines(), ["*** You are sending too fast; your lines are being delayed."]
+        )
+        self.assertEqual(alice.transport.producerState, "paused")
+        self.clock.advance(0.2)
+        self.assertEqual(bob.lines(), ["Alice: 20"])
+        self.clock.advance(1.8)
+        self.assertEqual(bob.lines(), [f"Alice: {n}" for n in range(21, 30)])
+        self.assertEqual(alice.lines(), [])
+        self.clock.advance(10)
+        self.assertEqual(alice.transport.producerState, "producing")
+        self.assertFalse(alice.protocol.paused)
+
+    def test_floodNoticeAtMostEvery30Seconds(self) -> None:
+        """A sustained flood gets one notice per 30 seconds, not one per line."""
+        alice = self.join("Alice")
+        self.join("Bob")
+        alice.send("x\n" * 200)
+        for _ in range(40):
+            self.clock.advance(1)
+        notices = [line for line in alice.lines() if "too fast" in line]
+        self.assertEqual(len(notices), 2)
+
+    def test_longLinesCount(self) -> None:
+        """Over-long lines count against the limit too, so errors cannot be flooded out."""
+        alice = self.join("Alice")
+        alice.send(("x" * 5000 + "\n") * 40)
+        self.assertEqual(len(alice.lines()), 21)  # 20 errors and the notice
+        self.clock.advance(0.2)
+        self.assertEqual(len(alice.lines()), 1)
+
+    def test_dropWhileDelayed(self) -> None:
+        """A connection dropped while its lines wait leaves no timer behind."""
+        alice = self.join("Alice")
+        alice.send("x\n" * 50)
+        alice.drop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_quitWhileDelayed(self) -> None:
+        """A quit word waiting behind a flood still ends the session when its turn comes."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("x\n" * 25 + "q\n")
+        bob.lines()
+        self.clock.advance(2)
+        self.assertEqual(bob.lines(), ["Alice: x"] * 5 + ["Alice left!"])
+        self.assertTrue(alice.closing)
+
+
+class NameTimeoutTests(ProtocolTestCase):
+    """Connections that never choose a nickname."""
+
+    limits = Limits(nameTimeout=30)
+
+    def test_timeout(self) -> None:
+        """A connection without a nickname after the timeout is told why and closed."""
+        client = self.connect()
+        self.clock.advance(29.9)
+        self.assertFalse(client.closing)
+        self.clock.advance(0.1)
+        self.assertEqual(client.lines(), ["*** Disconnected: no nickname within 30 seconds"])
+        self.assertTrue(client.closing)
+
+    def test_failedAttemptsDoNotExtend(self) -> None:
+        """Refused nicknames do not restart the clock."""
+        client = self.connect()
+        for _ in range(5):
+            self.clock.advance(5)
+            client.send("bad nick\n")
+        self.clock.advance(5)
+        self.assertTrue(client.closing)
+
+    def test_namedMembersStay(self) -> None:
+        """A member who chose a nickname in time is not timed out, however quiet."""
+        alice = self.join("Alice")
+        self.clock.advance(3600)
+        self.assertFalse(alice.closing)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SlowReaderTests(ProtocolTestCase):
+    """Members that stop reading are cut before their backlog grows without bound."""
+
+    limits = Limits(maxSendQueue=10_000, floodBurst=100_000)
+
+    def test_cutPastTheBound(self) -> None:
+        """
+        Once the transport says its buffer is full, at most maxSendQueue more bytes are queued;
+        then the member is cut and the room sees it leave, with the reason.
+        """
+        alice, slow, carol = self.join("Alice"), self.join("Slow"), self.join("Carol")
+        assert slow.transport.producer is not None
+        slow.transport.producer.pauseProducing()
+        line = "m" * 90  # "Alice: " + 90 + CRLF = 99 bytes per line
+        for _ in range(101):
+            alice.send(f"{line}\n")
+            slow.transport.producer.pauseProducing()  # as Twisted does on each write when full
+        self.assertEqual(len(slow.lines()), 101)  # 9999 bytes: still within the bound
+        self.assertFalse(slow.closing)
+        alice.send(f"{line}\n")
+        self.assertTrue(slow.transport.disconnected)  # aborted, not politely closed
+        self.assertEqual(slow.lines(), [])
+        # The cut happens while that line is being delivered: Carol hears of it first.
+        self.assertEqual(carol.lines()[-2:], ["Slow left! (send queue exceeded)", f"Alice: {line}"])
+        self.assertEqual(self.room.nicks(), ["Alice", "Carol"])
+        alice.send("still here\n")
+        self.assertEqual(carol.lines(), ["Alice: still here"])
+        self.assertEqual(slow.lines(), [])
+        slow.drop()
+        self.assertEqual(carol.lines(), [])
+
+    def test_catchingUpResetsTheCount(self) -> None:
+        """A member that reads again starts afresh; slow moments are forgiven."""
+        alice, slow = self.join("Alice"), self.join("Slow")
+        producer = slow.transport.producer
+        assert producer is not None
+        for _ in range(5):
+            producer.pauseProducing()
+            alice.send(("z" * 90 + "\n") * 80)
+            producer.resumeProducing()
+        self.assertFalse(slow.closing)
+        self.assertEqual(len(slow.lines()), 400)
+
+
+class ConnectionLimitTests(ProtocolTestCase):
+    """The global and per-address connection caps."""
+
+    limits = Limits(maxConnections=4, maxConnectionsPerAddress=2)
+
+    def connectFrom(self, host: str) -> StringTransport:
+        address = IPv4Address("TCP", host, 1234)
+        transport = StringTransport(peerAddress=address)
+        protocol = self.factory.buildProtocol(address)
+        assert protocol is not None
+        protocol.makeConnection(transport)
+        return transport
+
+    def test_perAddress(self) -> None:
+        """A third connection from one address is refused with one line; others still get in."""
+        first, second = self.connectFrom("10.0.0.1"), self.connectFrom("10.0.0.1")
+        third = self.connectFrom("10.0.0.1")
+        self.assertEqual(third.value(), b"*** Disconnected: too many connections from your address\r\n")
+        self.assertTrue(third.disconnecting)
+        self.assertEqual(first.value(), b"GET_NAME\r\n")
+        self.assertFalse(first.disconnecting or second.disconnecting)
+        self.assertEqual(self.connectFrom("10.0.0.2").value(), b"GET_NAME\r\n")
+
+    def test_global(self) -> None:
+        """Past the global cap, newcomers are told the server is full."""
+        for n in range(4):
+            self.assertEqual(self.connectFrom(f"10.0.1.{n}").value(), b"GET_NAME\r\n")
+        refused = self.connectFrom("10.0.1.99")
+        self.assertEqual(refused.value(), b"*** Disconnected: the server is full, try again later\r\n")
+        self.assertEqual(self.factory.connectionCount, 4)
+
+    def test_closingFreesASlot(self) -> None:
+        """When a connection closes, its address may connect again."""
+        self.connectFrom("10.0.0.1")
+        client = Client(self.factory)  # from 127.0.0.1
+        Client(self.factory)
+        client.drop()
+        self.assertEqual(Client(self.factory).transport.value(), b"GET_NAME\r\n")
+
+
+class CloseAllTests(ProtocolTestCase):
+    """Shutting down: everyone is told, and nobody holds the server up for long."""
+
+    limits = Limits(shutdownGrace=5)
+
+    def test_closeAll(self) -> None:
+        """Every connection is told why; the result fires once they have all closed."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        waiting = self.connect()
+        closed = self.factory.closeAll("server shutting down")
+        for client in (alice, bob, waiting):
+            self.assertEqual(client.lines()[-1], "*** Disconnected: server shutting down")
+            self.assertTrue(client.closing)
+        self.assertNoResult(closed)
+        for client in (alice, bob, waiting):
+            client.drop()
+        self.successResultOf(closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stragglersCut(self) -> None:
+        """Connections that do not close within the grace period are cut."""
+        alice = self.join("Alice")
+        closed = self.factory.closeAll("server shutting down")
+        self.clock.advance(5)
+        self.assertTrue(alice.transport.disconnected)
+        alice.drop()
+        self.successResultOf(closed)
+
+    def test_nobodyConnected(self) -> None:
+        """With no connections, closing is immediate."""
+        self.successResultOf(self.factory.closeAll("server shutting down"))

@@ -10,7 +10,7 @@ from twisted.application.service import Application, IService, IServiceMaker
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
@@ -100,19 +100,19 @@ class ServiceTests(SynchronousTestCase):
 
     def test_listensOnEveryEndpoint(self) -> None:
         """Starting the service listens on each endpoint with one shared factory."""
-        memory = MemoryReactor()
+        memory = MemoryReactorClock()
         service = tap.makeService(parse("--port", "5051", "--listen", "tcp:6000"), memory)
         self.assertTrue(IService.providedBy(service))
         service.startService()
         self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000])
         factories = {id(factory) for _, factory, *_ in memory.tcpServers}
         self.assertEqual(len(factories), 1)
-        self.assertEqual(service.factory.maxLineLength, 4096)
+        self.assertEqual(service.factory.limits.maxLineLength, 4096)
         service.stopService()
 
     def test_stopSaysGoodbye(self) -> None:
         """Stopping the service tells every member that the server is going down."""
-        service = tap.makeService(parse(), MemoryReactor())
+        service = tap.makeService(parse(), MemoryReactorClock())
         service.startService()
         protocol = service.factory.buildProtocol(None)
         assert isinstance(protocol, ChatProtocol)
@@ -128,13 +128,13 @@ class ServiceTests(SynchronousTestCase):
         """With --log-format json the application gets a JSON log observer for twistd."""
         options = parse("--log-format", "json")
         application = Application("chatroom")
-        service = tap.makeService(options, MemoryReactor())
+        service = tap.makeService(options, MemoryReactorClock())
         service.setServiceParent(application)
         observer = application.getComponent(ILogObserver, None)
         self.assertIsNotNone(observer)
 
         console = Application("chatroom")
-        tap.makeService(parse(), MemoryReactor()).setServiceParent(console)
+        tap.makeService(parse(), MemoryReactorClock()).setServiceParent(console)
         self.assertIsNone(console.getComponent(ILogObserver, None))
 
 

@@ -1,0 +1,87 @@
+"""
+The limits that keep one client from hurting the others, and the token bucket behind the flood
+limit. Plain Python, like the core: time is passed in, never read here.
+"""
+
+from __future__ import annotations
+
+from attrs import field, frozen
+
+__all__ = ["Limits", "TokenBucket"]
+
+
+def _positive(instance: object, attribute: object, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{getattr(attribute, 'name', 'value')} must be positive, not {value}")
+
+
+@frozen
+class Limits:
+    """
+    Every per-connection and per-server limit, with the defaults a public server should run with.
+    Each one is a twistd option (see L{chatsvc.tap}) and a row in docs/security.md.
+    """
+
+    maxLineLength: int = field(default=4096, validator=_positive)
+    """Longest line accepted from a client, in bytes (without its line ending)."""
+
+    floodRate: float = field(default=5.0, validator=_positive)
+    """Lines per second a connection may send, sustained."""
+
+    floodBurst: int = field(default=20, validator=_positive)
+    """Lines a connection may send at once (a paste) before the rate applies."""
+
+    maxSendQueue: int = field(default=256 * 1024, validator=_positive)
+    """Bytes that may wait for a member that is not reading, on top of the transport's own
+    buffer, before the member is disconnected."""
+
+    nameTimeout: float = field(default=60.0, validator=_positive)
+    """Seconds a new connection has to choose a nickname."""
+
+    maxConnections: int = field(default=1000, validator=_positive)
+    """Open connections the server accepts in all."""
+
+    maxConnectionsPerAddress: int = field(default=50, validator=_positive)
+    """Open connections the server accepts from one IP address."""
+
+    keepAliveIdle: int = field(default=60, validator=_positive)
+    """Seconds of silence before TCP keepalive probes a peer; a dead peer is dropped about a
+    minute after that."""
+
+    shutdownGrace: float = field(default=5.0, validator=_positive)
+    """Seconds a stopping server waits for connections to close before cutting them."""
+
+
+class TokenBucket:
+    """
+    A token bucket: up to C{burst} lines at once, then C{rate} lines per second.
+
+    Chosen over a fixed window because it lets a person paste a few lines at once, yet holds a
+    client that keeps sending to the rate exactly, with no window edges to game.
+    """
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        """
+        @param rate: tokens added per second.
+        @param burst: the most tokens the bucket holds; it starts full.
+        @param now: the current time, in seconds.
+        """
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._updated = now
+
+    def take(self, now: float) -> float:
+        """
+        Spend a token if there is one.
+
+        @return: C{0.0} if a token was spent, else how many seconds until there is one (and
+            nothing was spent).
+        """
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        # The tolerance keeps float rounding from refusing a token exactly when it is due.
+        if self._tokens >= 1 - 1e-9:
+            self._tokens = max(self._tokens - 1, 0.0)
+            return 0.0
+        return (1 - self._tokens) / self.rate
