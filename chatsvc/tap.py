@@ -4,6 +4,7 @@ The twistd plugin's options and service: C{twistd -n chatroom --port 5051}.
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -176,6 +177,32 @@ class Options(usage.Options):
         self["endpoints"] = endpoints
 
 
+_SPARE_FILES = 64
+"""File descriptors kept beyond one per connection: listening sockets, logs, the reactor."""
+
+
+def ensureFileLimit(needed: int) -> None:
+    """
+    Raise this process's soft limit on open files to C{needed} if it is lower (many systems
+    default to 1024, fewer than the default connection cap needs), up to the hard limit; warn
+    when even that is too low.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        _log.info("file_limit_raised", soft=target, was=soft)
+    if target < needed:
+        _log.warning(
+            "file_limit_too_low",
+            limit=target,
+            needed=needed,
+            hint="lower --max-connections or raise the hard limit (ulimit -Hn)",
+        )
+
+
 class ChatService(service.Service):
     """
     Listens on every configured endpoint with one L{ChatFactory}; on stop, closes the listening
@@ -214,6 +241,7 @@ class ChatService(service.Service):
         to listen is raised here, so that twistd stops with the error instead of running deaf.
         """
         super().privilegedStartService()
+        ensureFileLimit(self.factory.limits.maxConnections + _SPARE_FILES)
         failures: list[Failure] = []
         for description in self.descriptions:
             endpoint = serverFromString(self._reactor, description)

@@ -4,19 +4,21 @@ Tests for the twistd plugin and L{chatsvc.tap}: options, and the service they ma
 
 from __future__ import annotations
 
+import resource
 import socket
 
 from twisted.application.service import Application, IService, IServiceMaker
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatsvc import tap
+from chatsvc.limits import Limits
 from chatsvc.protocol import ChatProtocol
 
 
@@ -88,10 +90,47 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(parse("--max-line-length", "8192")["max-line-length"], 8192)
         self.assertRaises(UsageError, parse, "--max-line-length", "100")
 
+    def test_limits(self) -> None:
+        """Each limit option sets its limit; nonsense values are usage errors."""
+        cases = [
+            ("--flood-rate", "2.5", "floodRate", 2.5),
+            ("--flood-burst", "50", "floodBurst", 50),
+            ("--max-send-queue", "65536", "maxSendQueue", 65536),
+            ("--name-timeout", "10", "nameTimeout", 10.0),
+            ("--max-connections", "5000", "maxConnections", 5000),
+            ("--max-connections-per-address", "3", "maxConnectionsPerAddress", 3),
+            ("--keepalive", "30", "keepAliveIdle", 30),
+            ("--shutdown-grace", "1.5", "shutdownGrace", 1.5),
+        ]
+        for option, value, attribute, expected in cases:
+            with self.subTest(option=option):
+                service = tap.makeService(parse(option, value), MemoryReactorClock())
+                self.assertEqual(getattr(service.factory.limits, attribute), expected)
+                self.assertRaises(UsageError, parse, option, "0")
+                self.assertRaises(UsageError, parse, option, "lots")
+
+    def test_defaultLimits(self) -> None:
+        """Without options, the service runs with the documented default limits."""
+        service = tap.makeService(parse(), MemoryReactorClock())
+        self.assertEqual(service.factory.limits, Limits())
+
     def test_helpDocumentsEveryOption(self) -> None:
         """C{twistd chatroom --help} describes each option."""
         text = str(tap.Options())
-        for option in ["--port", "--listen", "--log-format", "--max-line-length"]:
+        for option in [
+            "--port",
+            "--listen",
+            "--log-format",
+            "--max-line-length",
+            "--flood-rate",
+            "--flood-burst",
+            "--max-send-queue",
+            "--name-timeout",
+            "--max-connections",
+            "--max-connections-per-address",
+            "--keepalive",
+            "--shutdown-grace",
+        ]:
             self.assertIn(option, text)
 
 
@@ -166,3 +205,39 @@ class RealListeningTests(TestCase):
         )
         self.assertRaises(CannotListenError, service.startService)
 
+
+
+class FileLimitTests(SynchronousTestCase):
+    """The server raises its own open-files limit to fit its connection cap."""
+
+    def setUp(self) -> None:
+        self.limits = {"soft": 1024, "hard": 4096}
+        self.patch(
+            resource, "getrlimit", lambda which: (self.limits["soft"], self.limits["hard"])
+        )
+        self.patch(resource, "setrlimit", self.setrlimit)
+
+    def setrlimit(self, which: int, values: tuple[int, int]) -> None:
+        self.limits["soft"], self.limits["hard"] = values
+
+    def test_raised(self) -> None:
+        """A soft limit below what the cap needs is raised."""
+        tap.ensureFileLimit(2000)
+        self.assertEqual(self.limits, {"soft": 2000, "hard": 4096})
+
+    def test_untouchedWhenEnough(self) -> None:
+        """A soft limit that is high enough is left alone."""
+        tap.ensureFileLimit(500)
+        self.assertEqual(self.limits["soft"], 1024)
+
+    def test_cappedAtHardLimit(self) -> None:
+        """The soft limit never goes past the hard one; the shortfall is logged as a warning."""
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+        tap.ensureFileLimit(10_000)
+        self.assertEqual(self.limits["soft"], 4096)
+        self.assertEqual(
+            [e["chatsvc_fields"]["event"] for e in observer],
+            ["file_limit_raised", "file_limit_too_low"],
+        )
