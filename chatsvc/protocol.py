@@ -121,7 +121,10 @@ def enableKeepAlive(transport: ITCPTransport, idle: int) -> None:
     connection. Clients need nothing for this: their kernel answers the probes.
     """
     transport.setTcpKeepAlive(True)
-    handle = transport.getHandle()  # type: ignore[attr-defined]
+    getHandle = getattr(transport, "getHandle", None)
+    if getHandle is None:  # not a socket (an in-memory transport): nothing more to tune
+        return
+    handle = getHandle()
     options = [
         ("TCP_KEEPIDLE", idle),
         ("TCP_KEEPINTVL", 10),
@@ -224,7 +227,8 @@ class ChatProtocol(LineReceiver):
 
     def _nameTimedOut(self) -> None:
         del self._timers["name"]
-        self.disconnect(f"no nickname within {self.factory.limits.nameTimeout:g} seconds")
+        timeout = self.factory.limits.nameTimeout
+        self.disconnect(f"no nickname within {timeout:g} second{'' if timeout == 1 else 's'}")
 
     # Framing: lines, over-long lines, decoding
 

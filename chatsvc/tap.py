@@ -274,7 +274,16 @@ class ChatService(service.Service):
         self.ports = []
         _log.info("server_stopping", connections=self.factory.connectionCount)
         stopping.append(self.factory.closeAll("server shutting down"))  # type: ignore[arg-type]
-        return defer.gatherResults(stopping).addCallback(lambda _: None)
+        return defer.gatherResults(stopping).addCallback(self._stopped)
+
+    def _stopped(self, result: object) -> None:
+        _log.info("server_stopped")
+        # A reactor stopped by SIGTERM or SIGINT remembers the signal, and twistd then kills
+        # itself with it once the reactor is done, so that the exit status reads "killed by
+        # SIGTERM". This server has shut down in order by now, every member told and every
+        # connection closed, so the stop was a success: let the process exit 0.
+        if getattr(self._reactor, "_exitSignal", None) is not None:
+            self._reactor._exitSignal = None  # type: ignore[attr-defined]
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatService:

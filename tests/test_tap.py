@@ -163,6 +163,26 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"*** Disconnected: server shutting down\r\n")
         self.assertTrue(transport.disconnecting)
 
+    def test_stopBySignalIsSuccess(self) -> None:
+        """
+        Once every connection is closed, the service clears the signal the reactor was stopped
+        by, so that twistd exits 0 rather than killing itself with that signal again.
+        """
+        memory = MemoryReactorClock()
+        memory._exitSignal = 15  # type: ignore[attr-defined]
+        service = tap.makeService(parse(), memory)
+        service.startService()
+        protocol = service.factory.buildProtocol(None)
+        assert isinstance(protocol, ChatProtocol)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        self.assertEqual(memory._exitSignal, 15)  # type: ignore[attr-defined]
+        protocol.connectionLost()
+        self.successResultOf(stopped)
+        self.assertIsNone(memory._exitSignal)  # type: ignore[attr-defined]
+
     def test_jsonLogObserver(self) -> None:
         """With --log-format json the application gets a JSON log observer for twistd."""
         options = parse("--log-format", "json")

@@ -1,0 +1,383 @@
+"""
+The terminal client: C{python -m chatsvc.client NICK [--host HOST] [--port PORT]}.
+
+It answers C{GET_NAME} with the nickname, then sends each line read from standard input and prints
+each line the server sends, made safe for the terminal first (a hostile server or member cannot
+move the cursor, recolour the terminal or reorder what is shown). Standard input may be a terminal,
+a pipe or a file.
+
+Exit status:
+    - 0 once the server has said goodbye: after a quit word or C{/quit} typed, or after the end
+      of input (the client sends C{/quit} itself then);
+    - 1, with one line on standard error, when the server cannot be reached, refuses the
+      nickname, disconnects the member, or the connection drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from enum import Enum, auto
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet import defer
+from twisted.internet.error import (
+    ConnectionDone,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TimeoutError,
+)
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IReactorTCP,
+    IReactorTime,
+    ITransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatsvc.core import QUIT_WORDS
+from chatsvc.text import neutralize
+
+__all__ = ["ChatClient", "Console", "main"]
+
+GET_NAME = "GET_NAME"
+QUIT_TIMEOUT = 10.0
+"""Seconds to wait for the server to close the connection after this client asked to leave."""
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for the server to accept the connection."""
+
+
+def isQuit(line: str) -> bool:
+    """Whether the server takes C{line} as a request to leave."""
+    text = line.strip()
+    return text in QUIT_WORDS or text.split(" ", 1)[0].lower() == "/quit"
+
+
+@implementer(IHalfCloseableProtocol)
+class Console(Protocol):
+    """
+    The terminal side of the client: standard input in, standard output out.
+
+    Its transport is a L{twisted.internet.stdio.StandardIO}. Lines read go to the L{ChatClient};
+    the end of input is a request to leave, not the end of output, so this is a half-closeable
+    protocol and replies still get printed afterwards.
+    """
+
+    MAX_LENGTH = 65536
+    """Longest line read; longer ones are skipped, with a notice, never sent."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self.client = client
+        self.closed: Deferred[None] = Deferred()
+        self._buffer = b""
+        self._skipping = False
+
+    def show(self, text: str) -> None:
+        """Print one line, with every control character made visible."""
+        if self.transport is not None:
+            self.transport.write(neutralize(text).encode("utf-8", "replace") + b"\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        """Split input into lines and pass each to the client."""
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            if self._skipping:
+                self._skipping = False
+            else:
+                self.client.sendLine(line.removesuffix(b"\r"))
+        if len(self._buffer) > self.MAX_LENGTH:
+            self._buffer = b""
+            if not self._skipping:
+                self._skipping = True
+                self.show(f"*** Error: line too long (over {self.MAX_LENGTH} bytes); it was not sent")
+
+    def readConnectionLost(self) -> None:
+        """End of input: send what is left of the last line, then leave."""
+        rest, self._buffer = self._buffer, b""
+        if rest and not self._skipping:
+            self.client.sendLine(rest.removesuffix(b"\r"))
+        self.client.leave()
+
+    def writeConnectionLost(self) -> None:
+        """Nobody reads what is printed any more: leave."""
+        self.client.leave()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Everything printed has been flushed (or cannot be)."""
+        self.closed.callback(None)
+
+
+class _State(Enum):
+    NAMING = auto()
+    CHATTING = auto()
+    LEAVING = auto()
+    CLOSED = auto()
+
+
+class ChatClient(LineReceiver):
+    """
+    The connection to the server.
+
+    @ivar done: fires with the exit status once the connection is closed and everything has been
+        printed.
+    @ivar error: the one-line reason for a non-zero exit status, or L{None}.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 65536
+    """Longest line accepted from the server; the server's own lines are far shorter."""
+
+    def __init__(
+        self,
+        nick: str,
+        clock: IReactorTime,
+        openConsole: Callable[[Console], object],
+    ) -> None:
+        """
+        @param nick: the nickname to answer C{GET_NAME} with.
+        @param clock: for the time allowed to leave.
+        @param openConsole: connects a L{Console} to the terminal; called once the member has
+            joined, so nothing is read from standard input before the nickname is accepted.
+        """
+        self.nick = nick
+        self.clock = clock
+        self.openConsole = openConsole
+        self.console: Console | None = None
+        self.done: Deferred[int] = Deferred()
+        self.error: str | None = None
+        self._state = _State.NAMING
+        self._askedForName = False
+        self._lastError: str | None = None
+        self._disconnectedBecause: str | None = None
+        self._saidGoodbye = False
+        self._quitTimer: IDelayedCall | None = None
+
+    # The server's lines
+
+    def lineReceived(self, line: bytes) -> None:
+        """Act on one line from the server."""
+        text = line.removesuffix(b"\r").decode("utf-8", "replace")
+        if text.startswith("*** Disconnected: "):
+            self._disconnectedBecause = text.removeprefix("*** Disconnected: ")
+        if self._state is _State.NAMING:
+            self._namingLine(text)
+            return
+        if text.startswith("*** Goodbye"):
+            self._saidGoodbye = True
+        if self.console is not None:
+            self.console.show(text)
+
+    def _namingLine(self, text: str) -> None:
+        if text == GET_NAME:
+            if self._askedForName:
+                reason = self._lastError or "the server asked for another one"
+                self._fail(f"nickname refused: {reason}")
+                return
+            self._askedForName = True
+            self._send(self.nick.encode("utf-8"))
+        elif text.startswith("*** Error: "):
+            self._lastError = text.removeprefix("*** Error: ")
+        elif text.endswith(" connected to server!") and self._askedForName:
+            self._state = _State.CHATTING
+            self._startConsole()
+            assert self.console is not None
+            self.console.show(text)
+
+    def _startConsole(self) -> None:
+        console = Console(self)
+        self.console = console
+        self.openConsole(console)
+        transport = self.transport
+        if console.transport is not None and transport is not None:
+            # Each side stops reading while the other cannot keep up.
+            console.transport.registerProducer(transport, True)  # type: ignore[attr-defined]
+            transport.registerProducer(console.transport, True)  # type: ignore[attr-defined]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """No chatsvc server sends such a line: whatever this is, stop talking to it."""
+        self._fail("the server sent a line over 64 KiB")
+
+    # Lines typed
+
+    def sendLine(self, line: bytes) -> None:
+        """Send a line typed by the member (nothing, once the member has asked to leave)."""
+        if self._state is not _State.CHATTING:
+            return
+        if isQuit(line.decode("utf-8", "replace")):
+            self._leaving()
+        self._send(line)
+
+    def _send(self, line: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(line + b"\r\n")
+
+    def leave(self) -> None:
+        """Ask the server to end the session (at the end of input, or when asked to stop)."""
+        if self._state is _State.CHATTING:
+            self._leaving()
+            self._send(b"/quit")
+        elif self._state is _State.NAMING and self.transport is not None:
+            self.transport.loseConnection()
+
+    def _leaving(self) -> None:
+        self._state = _State.LEAVING
+        self._quitTimer = self.clock.callLater(QUIT_TIMEOUT, self._quitTimedOut)
+
+    def _quitTimedOut(self) -> None:
+        self._quitTimer = None
+        self._fail(f"the server did not end the session within {QUIT_TIMEOUT:g} seconds")
+
+    # The end
+
+    def _fail(self, error: str) -> None:
+        if self.error is None:
+            self.error = error
+        transport = self.transport
+        if transport is None:
+            return
+        if self._state is _State.LEAVING:
+            # The server has stopped answering: do not wait for it to take what is unsent.
+            transport.abortConnection()  # type: ignore[attr-defined]
+        else:
+            transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Work out the exit status, let the console flush, and report."""
+        wasNaming = self._state is _State.NAMING
+        self._state = _State.CLOSED
+        if self._quitTimer is not None and self._quitTimer.active():
+            self._quitTimer.cancel()
+        if self.error is None and not self._saidGoodbye:
+            if self._disconnectedBecause is not None:
+                self.error = f"disconnected by the server: {self._disconnectedBecause}"
+            elif wasNaming and not reason.check(ConnectionDone):
+                self.error = f"connection lost before joining: {reason.getErrorMessage()}"
+            elif wasNaming:
+                self.error = "the server closed the connection before the nickname was accepted"
+            else:
+                self.error = f"connection lost: {reason.getErrorMessage()}"
+        status = 0 if self.error is None else 1
+        console = self.console
+        if console is None or console.transport is None:
+            self.done.callback(status)
+            return
+        consoleTransport: ITransport = console.transport
+        consoleTransport.unregisterProducer()  # type: ignore[attr-defined]
+        consoleTransport.loseConnection()
+        console.closed.addCallback(lambda _: status).chainDeferred(self.done)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chatsvc.client",
+        description="Join a chatsvc chat room from the terminal.",
+    )
+    parser.add_argument("nick", help="your nickname")
+    parser.add_argument("--host", default="localhost", help="server name or address (default: localhost)")
+    parser.add_argument(
+        "--port", type=_port, default=5051, help="server port (default: 5051)"
+    )
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return port
+
+
+async def run(reactor: IReactorTCP, nick: str, host: str, port: int) -> int:
+    """Connect, chat until the session ends, and return the exit status."""
+    from twisted.internet.stdio import StandardIO
+
+    clock: IReactorTime = reactor  # type: ignore[assignment]
+    client = ChatClient(nick, clock, StandardIO)
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+    try:
+        await connectProtocol(endpoint, client)
+    except Exception as error:
+        _report(f"cannot connect to {host}:{port}: {_describe(error)}")
+        return 1
+    # Ctrl-C (or SIGTERM) leaves politely: say /quit, and give the server a moment to answer.
+    reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+        "before", "shutdown", _leaveBeforeShutdown, client, clock
+    )
+    status = await client.done
+    if client.error is not None:
+        _report(client.error)
+    return status
+
+
+def _leaveBeforeShutdown(client: ChatClient, clock: IReactorTime) -> Deferred[None] | None:
+    if client.done.called:
+        return None
+    client.leave()
+    left: Deferred[None] = Deferred()
+    timer = clock.callLater(2, left.callback, None)
+
+    def finished(status: int) -> int:
+        if timer.active():
+            timer.cancel()
+            left.callback(None)
+        return status
+
+    client.done.addCallback(finished)
+    return left
+
+
+def _describe(error: BaseException) -> str:
+    """Why a connection attempt failed, in a few words."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(error, (TimeoutError, defer.CancelledError)):
+        return f"no answer within {CONNECT_TIMEOUT:g} seconds"
+    if isinstance(error, DNSLookupError):
+        return "no such host"
+    text = str(error).strip() or type(error).__name__
+    return text.rstrip(".")
+
+
+def _report(message: str) -> None:
+    sys.stderr.write(f"chatsvc: {neutralize(message)}\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the client; exits the process with its status."""
+    options = _parser().parse_args(argv)
+    if not options.nick.strip() or any(c in options.nick for c in "\r\n"):
+        _parser().error("a nickname must be one line of text")
+    _ensureStandardInput()
+    from twisted.internet import task
+
+    async def start(reactor: IReactorTCP) -> None:
+        status = await run(reactor, options.nick, options.host, options.port)
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: Deferred.fromCoroutine(start(reactor)))
+
+
+def _ensureStandardInput() -> None:
+    # With standard input closed, the next file opened (the reactor's own wake-up pipe) would
+    # become descriptor 0 and be read as the member's input; give it an empty input instead.
+    try:
+        os.fstat(0)
+    except OSError:
+        os.open(os.devnull, os.O_RDONLY)
+
+
+if __name__ == "__main__":
+    main()

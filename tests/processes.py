@@ -1,0 +1,179 @@
+"""
+Real processes for end-to-end tests: a C{twistd -n chatroom} server on a free loopback port, and
+C{python -m chatsvc.client} processes with piped stdin.
+
+Every wait is for a specific line, bounded by a timeout; nothing sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 20.0
+"""Seconds to wait for any one expected line or exit."""
+
+
+def environment() -> dict[str, str]:
+    """The environment for child processes: this checkout importable, output unbuffered."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def twistdCommand() -> list[str]:
+    """How to run twistd with this interpreter."""
+    script = Path(sys.executable).parent / "twistd"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("twistd")
+    if found is None:
+        raise RuntimeError("twistd is not installed")
+    return [found]
+
+
+class LineReader:
+    """Reads a pipe's lines on a thread, so a test can wait for one with a timeout."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self._queue.put(line.rstrip("\r\n"))
+        self._queue.put(None)
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        """
+        Wait for a line matching the regular expression C{pattern} (searched, not anchored).
+
+        @raise AssertionError: if the pipe closes or C{timeout} passes first.
+        """
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line matching {pattern!r} within {timeout}s; got {self.lines!r}"
+                ) from None
+            if line is None:
+                self._queue.put(None)
+                raise AssertionError(f"closed before a line matching {pattern!r}: {self.lines!r}")
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def rest(self, timeout: float = TIMEOUT) -> list[str]:
+        """Every line until the pipe closes."""
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"pipe still open after {timeout}s: {self.lines!r}") from None
+            if line is None:
+                self._queue.put(None)
+                return self.lines
+            self.lines.append(line)
+
+
+class Running:
+    """A child process with its stdout (and stderr) read line by line."""
+
+    def __init__(self, command: list[str], cwd: str | Path, stdin: int | None = subprocess.PIPE) -> None:
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=environment(),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        )
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.stdout = LineReader(self.process.stdout)
+        self.stderr = LineReader(self.process.stderr)
+
+    def send(self, text: str) -> None:
+        """Write C{text} to the process's stdin."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(text)
+        self.process.stdin.flush()
+
+    def closeStdin(self) -> None:
+        """End the process's input."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        """Wait for the process to exit; its exit code."""
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Make sure the process is gone (for cleanups)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=TIMEOUT)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+class Server(Running):
+    """C{twistd -n chatroom} on a free port on 127.0.0.1, found from its own log."""
+
+    def __init__(self, cwd: str | Path, *options: str, twistdOptions: tuple[str, ...] = ()) -> None:
+        super().__init__(
+            [
+                *twistdCommand(),
+                "--nodaemon",
+                "--pidfile=",
+                *twistdOptions,
+                "chatroom",
+                "--listen",
+                "tcp:0:interface=127.0.0.1",
+                *options,
+            ],
+            cwd,
+            stdin=subprocess.DEVNULL,
+        )
+        self.port = 0
+
+    def waitListening(self, log: LineReader | None = None) -> int:
+        """Wait until the server logs that it is listening; the port it listens on."""
+        match = (log or self.stdout).expect(r"server_listening.*127\.0\.0\.1:(\d+)")
+        self.port = int(match.group(1))
+        return self.port
+
+    def terminate(self, timeout: float = TIMEOUT) -> int:
+        """Stop the server as an init system would (SIGTERM); its exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+
+class Client(Running):
+    """C{python -m chatsvc.client NICK} connected to a L{Server}, stdin piped."""
+
+    def __init__(self, cwd: str | Path, nick: str, port: int, stdin: int | None = subprocess.PIPE) -> None:
+        super().__init__(
+            [sys.executable, "-m", "chatsvc.client", nick, "--host", "127.0.0.1", "--port", str(port)],
+            cwd,
+            stdin=stdin,
+        )
+        self.nick = nick

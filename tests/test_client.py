@@ -1,0 +1,474 @@
+"""
+Tests for L{chatsvc.client}: the client protocol and its console in memory, a client and the real
+server connected through L{twisted.test.iosim}, and the real C{python -m chatsvc.client} process
+against servers that misbehave.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.test.iosim import IOPump, connectedServerAndClient
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatsvc.client import QUIT_TIMEOUT, ChatClient, Console, isQuit
+from chatsvc.core import Room
+from chatsvc.protocol import ChatFactory, ChatProtocol
+from tests.processes import TIMEOUT, environment
+
+
+class MemoryClient:
+    """A L{ChatClient} on a L{StringTransport}, its console on another."""
+
+    def __init__(self, nick: str = "Alice") -> None:
+        self.clock = Clock()
+        self.consoleOutput = StringTransport()
+        self.client = ChatClient(nick, self.clock, self.openConsole)
+        self.transport = StringTransport()
+        self.client.makeConnection(self.transport)
+        self.status: list[int] = []
+        self.client.done.addCallback(self.status.append)
+
+    def openConsole(self, console: Console) -> None:
+        console.makeConnection(self.consoleOutput)
+
+    def fromServer(self, *lines: str | bytes) -> None:
+        for line in lines:
+            data = line if isinstance(line, bytes) else line.encode("utf-8") + b"\r\n"
+            self.client.dataReceived(data)
+
+    def sent(self) -> bytes:
+        value: bytes = self.transport.value()
+        self.transport.clear()
+        return value
+
+    def shown(self) -> list[str]:
+        output: bytes = self.consoleOutput.value()
+        return output.decode("utf-8").splitlines()
+
+    def join(self) -> None:
+        self.fromServer("GET_NAME", f"{self.client.nick} connected to server!")
+        self.transport.clear()
+
+    def type(self, data: bytes) -> None:
+        console = self.client.console
+        assert console is not None
+        console.dataReceived(data)
+
+    def closeFromServer(self, reason: Failure | None = None) -> None:
+        """The server closes the connection; the console then finishes flushing."""
+        if reason is None:
+            self.client.connectionLost()
+        else:
+            self.client.connectionLost(reason)
+        console = self.client.console
+        if console is not None:
+            self.assertConsoleClosing()
+            console.connectionLost()
+
+    def assertConsoleClosing(self) -> None:
+        assert self.consoleOutput.disconnecting, "the console was not closed"
+
+
+class HandshakeTests(SynchronousTestCase):
+    """Answering C{GET_NAME}."""
+
+    def test_answersGetName(self) -> None:
+        """The nickname answers C{GET_NAME}; nothing is read from the terminal before joining."""
+        memory = MemoryClient("Alice")
+        self.assertEqual(memory.sent(), b"")
+        memory.fromServer("GET_NAME")
+        self.assertEqual(memory.sent(), b"Alice\r\n")
+        self.assertIsNone(memory.client.console)
+
+    def test_joined(self) -> None:
+        """Once joined, the console opens and shows the welcome and what follows."""
+        memory = MemoryClient("Alice")
+        memory.fromServer("GET_NAME", "Alice connected to server!", "*** Members (1): Alice")
+        self.assertIsNotNone(memory.client.console)
+        self.assertEqual(memory.shown(), ["Alice connected to server!", "*** Members (1): Alice"])
+
+    def test_refused(self) -> None:
+        """
+        A second C{GET_NAME} means the nickname was refused: the client closes the connection
+        and ends with status 1 and the server's reason.
+        """
+        memory = MemoryClient("alice")
+        memory.fromServer(
+            "GET_NAME", "*** Error: nickname 'alice' is already in use", "GET_NAME"
+        )
+        self.assertTrue(memory.transport.disconnecting)
+        memory.closeFromServer()
+        self.assertEqual(memory.status, [1])
+        self.assertEqual(memory.client.error, "nickname refused: nickname 'alice' is already in use")
+
+    def test_refusedBeforeNaming(self) -> None:
+        """A server that is full says so and closes: status 1 with its reason."""
+        memory = MemoryClient()
+        memory.fromServer("*** Disconnected: the server is full, try again later")
+        memory.closeFromServer()
+        self.assertEqual(memory.status, [1])
+        self.assertEqual(
+            memory.client.error, "disconnected by the server: the server is full, try again later"
+        )
+
+    def test_closedWhileNaming(self) -> None:
+        """A server that closes before accepting the nickname is a failure."""
+        memory = MemoryClient()
+        memory.fromServer("GET_NAME")
+        memory.closeFromServer()
+        self.assertEqual(memory.status, [1])
+        self.assertIn("before the nickname was accepted", str(memory.client.error))
+
+
+class ChattingTests(SynchronousTestCase):
+    """Lines both ways once joined."""
+
+    def setUp(self) -> None:
+        self.memory = MemoryClient("Alice")
+        self.memory.join()
+
+    def test_linesSent(self) -> None:
+        """Each input line is sent, ending in CRLF, whatever ending it had."""
+        self.memory.type(b"hello\nthere\r\nhalf")
+        self.assertEqual(self.memory.sent(), b"hello\r\nthere\r\n")
+        self.memory.type(b" a line\n")
+        self.assertEqual(self.memory.sent(), b"half a line\r\n")
+
+    def test_unsafeTextShownSafely(self) -> None:
+        """
+        Whatever the server sends, control characters and bidi overrides reach the terminal
+        only as visible text; bytes that are not UTF-8 are shown as replacement characters.
+        """
+        self.memory.fromServer(
+            "Mallory: \x1b[2J\x1b]0;pwned\x07 \x08\x08 \u202egnp.exe",
+            b"Mallory: \xff\xfe\r\n",
+            "Mallory: carriage\rreturn",
+        )
+        shown = self.memory.shown()
+        self.assertEqual(
+            shown[1:],
+            [
+                "Mallory: ^[[2J^[]0;pwned^G ^H^H <U+202E>gnp.exe",
+                "Mallory: \ufffd\ufffd",
+                "Mallory: carriage^Mreturn",
+            ],
+        )
+
+    def test_endOfInput(self) -> None:
+        """
+        At the end of input the last, unfinished line is sent, then C{/quit}; the session ends
+        with status 0 once the server has said goodbye and closed.
+        """
+        self.memory.type(b"bye")
+        console = self.memory.client.console
+        assert console is not None
+        console.readConnectionLost()
+        self.assertEqual(self.memory.sent(), b"bye\r\n/quit\r\n")
+        self.memory.fromServer("*** Goodbye, Alice!")
+        self.assertEqual(self.memory.status, [])
+        self.memory.closeFromServer()
+        self.assertEqual(self.memory.status, [0])
+        self.assertIsNone(self.memory.client.error)
+        self.assertEqual(self.memory.shown()[-1], "*** Goodbye, Alice!")
+
+    def test_quitWord(self) -> None:
+        """After a quit word nothing more is sent, and the end of input sends no C{/quit}."""
+        self.memory.type(b"exit\nstill typing\n")
+        console = self.memory.client.console
+        assert console is not None
+        console.readConnectionLost()
+        self.assertEqual(self.memory.sent(), b"exit\r\n")
+
+    def test_statusWaitsForConsole(self) -> None:
+        """The exit status is only given once everything printed has been flushed."""
+        self.memory.fromServer("*** Goodbye, Alice!")
+        self.memory.client.connectionLost()
+        self.assertEqual(self.memory.status, [])
+        console = self.memory.client.console
+        assert console is not None
+        console.connectionLost()
+        self.assertEqual(self.memory.status, [0])
+
+    def test_droppedConnection(self) -> None:
+        """A connection lost without a goodbye is status 1, with the reason."""
+        self.memory.closeFromServer(Failure(ConnectionLost("Connection reset by peer")))
+        self.assertEqual(self.memory.status, [1])
+        self.assertIn("connection lost", str(self.memory.client.error))
+        self.assertIn("reset by peer", str(self.memory.client.error))
+
+    def test_disconnectedByServer(self) -> None:
+        """The server's own reason for a disconnection is the error."""
+        self.memory.fromServer("*** Disconnected: server shutting down")
+        self.memory.closeFromServer()
+        self.assertEqual(self.memory.status, [1])
+        self.assertEqual(self.memory.client.error, "disconnected by the server: server shutting down")
+        self.assertEqual(self.memory.shown()[-1], "*** Disconnected: server shutting down")
+
+    def test_serverIgnoresQuit(self) -> None:
+        """A server that does not end the session after C{/quit} is cut off in the end."""
+        console = self.memory.client.console
+        assert console is not None
+        console.readConnectionLost()
+        self.memory.clock.advance(QUIT_TIMEOUT - 0.1)
+        self.assertFalse(self.memory.transport.disconnected)
+        self.memory.clock.advance(0.1)
+        self.assertTrue(self.memory.transport.disconnected)
+        self.memory.closeFromServer()
+        self.assertEqual(self.memory.status, [1])
+        self.assertIn("did not end the session", str(self.memory.client.error))
+
+    def test_overlongInputLine(self) -> None:
+        """A line too long to be sane is not sent; the member is told; later lines go."""
+        self.memory.type(b"x" * (Console.MAX_LENGTH + 1))
+        self.memory.type(b"x" * 100 + b"\nnext\n")
+        self.assertEqual(self.memory.sent(), b"next\r\n")
+        self.assertIn("line too long", self.memory.shown()[-1])
+
+    def test_outputGone(self) -> None:
+        """When nobody reads the output any more, the client leaves."""
+        console = self.memory.client.console
+        assert console is not None
+        console.writeConnectionLost()
+        self.assertEqual(self.memory.sent(), b"/quit\r\n")
+
+    def test_overlongServerLine(self) -> None:
+        """A server sending an absurdly long line is not one to keep talking to."""
+        self.memory.fromServer(b"x" * (ChatClient.MAX_LENGTH + 1))
+        self.assertTrue(self.memory.transport.disconnecting)
+        self.memory.closeFromServer()
+        self.assertEqual(self.memory.status, [1])
+
+
+class IsQuitTests(SynchronousTestCase):
+    """L{isQuit} agrees with the server on what ends a session."""
+
+    def test_quits(self) -> None:
+        for line in ["q", "exit", " close ", "disconnect", "/quit", "/QUIT going home"]:
+            self.assertTrue(isQuit(line), line)
+
+    def test_notQuits(self) -> None:
+        for line in ["quit", "q q", "/quitter", "//quit", "exit now", "Q"]:
+            self.assertFalse(isQuit(line), line)
+
+
+class WithServerTests(SynchronousTestCase):
+    """Clients and the real server protocol, connected in memory."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.factory = ChatFactory(Room(), self.clock)
+        self.pumps: list[IOPump] = []
+
+    def connect(self, nick: str) -> tuple[ChatClient, StringTransport]:
+        output = StringTransport()
+        client, _, pump = connectedServerAndClient(
+            lambda: self.factory.buildProtocol(None),
+            lambda: ChatClient(nick, self.clock, lambda console: console.makeConnection(output)),
+            clock=self.clock,
+        )
+        self.pumps.append(pump)
+        self.flush()
+        return client, output
+
+    def flush(self) -> None:
+        for _ in range(3):
+            for pump in self.pumps:
+                pump.flush()
+
+    def test_conversation(self) -> None:
+        """Two clients join through the real protocol, talk, and one leaves at end of input."""
+        alice, aliceOutput = self.connect("Alice")
+        bob, bobOutput = self.connect("Bob")
+        assert alice.console is not None and bob.console is not None
+        alice.console.dataReceived(b"hi bob\n/me waves\n")
+        self.flush()
+        bob.console.readConnectionLost()
+        self.flush()
+        self.assertEqual(
+            aliceOutput.value().decode().splitlines(),
+            [
+                "Alice connected to server!",
+                "*** Members (1): Alice",
+                "*** Type /help for commands, /quit to leave.",
+                "Bob joined!",
+                "Bob left!",
+            ],
+        )
+        self.assertEqual(
+            bobOutput.value().decode().splitlines(),
+            [
+                "Bob connected to server!",
+                "*** Members (2): Alice, Bob",
+                "*** Type /help for commands, /quit to leave.",
+                "Alice: hi bob",
+                "* Alice waves",
+                "*** Goodbye, Bob!",
+            ],
+        )
+        bob.console.connectionLost()
+        self.assertEqual(self.successResultOf(bob.done), 0)
+        self.assertEqual(self.factory.room.nicks(), ["Alice"])
+
+    def test_nicknameTaken(self) -> None:
+        """A taken nickname, in another case, ends the second client with status 1."""
+        self.connect("Alice")
+        impostor, _ = self.connect("ALICE")
+        self.assertEqual(self.successResultOf(impostor.done), 1)
+        self.assertIn("already in use", str(impostor.error))
+        self.assertEqual(self.factory.room.nicks(), ["Alice"])
+
+
+class HostileServer:
+    """
+    A server on a free loopback port that plays a script to one connection: it sends
+    C{GET_NAME}, reads the nickname, sends C{lines}, then closes or, with C{hold}, goes on
+    reading until the client asks to leave, and says goodbye.
+    """
+
+    def __init__(self, lines: list[bytes], hold: bool = False) -> None:
+        self.lines = lines
+        self.hold = hold
+        self.received = b""
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            connection.settimeout(TIMEOUT)
+            connection.sendall(b"GET_NAME\r\n")
+            while b"\n" not in self.received:
+                self.received += connection.recv(4096)
+            connection.sendall(b"".join(self.lines))
+            while self.hold and not any(isQuit(line.decode()) for line in self.received.splitlines()):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                self.received += chunk
+            if self.hold:
+                connection.sendall(b"*** Goodbye, Bob!\r\n")
+
+    def close(self) -> None:
+        self.thread.join(TIMEOUT)
+        self.listener.close()
+
+
+class ProcessTests(SynchronousTestCase):
+    """C{python -m chatsvc.client} as a person runs it."""
+
+    def run_client(
+        self, port: int, stdin: bytes = b"", closedStdin: bool = False, nick: str = "Bob"
+    ) -> subprocess.CompletedProcess[bytes]:
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir()
+        command = [sys.executable, "-m", "chatsvc.client", nick, "--host", "127.0.0.1", "--port", str(port)]
+        if closedStdin:
+            return subprocess.run(
+                command, cwd=directory, env=environment(), stdin=subprocess.DEVNULL,
+                capture_output=True, timeout=TIMEOUT, preexec_fn=lambda: os.close(0),
+            )
+        return subprocess.run(
+            command, cwd=directory, env=environment(), input=stdin,
+            capture_output=True, timeout=TIMEOUT,
+        )
+
+    def test_unreachable(self) -> None:
+        """Nobody listening: status 1 and one line saying so, no traceback."""
+        unused = socket.create_server(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        unused.close()
+        finished = self.run_client(port, b"hello\n")
+        self.assertEqual(finished.returncode, 1)
+        self.assertEqual(
+            finished.stderr.decode(),
+            f"chatsvc: cannot connect to 127.0.0.1:{port}: connection refused "
+            "(is the server running?)\n",
+        )
+        self.assertEqual(finished.stdout, b"")
+
+    def test_dropped(self) -> None:
+        """A connection that drops mid-chat: status 1, one line, what came before printed."""
+        server = HostileServer([b"Bob connected to server!\r\nAlice: hi\r\n"])
+        self.addCleanup(server.close)
+        finished = self.run_client(server.port, b"")
+        self.assertEqual(finished.returncode, 1)
+        self.assertEqual(finished.stdout.decode().splitlines(), ["Bob connected to server!", "Alice: hi"])
+        (message,) = finished.stderr.decode().splitlines()
+        self.assertTrue(message.startswith("chatsvc: connection lost"), message)
+
+    def test_hostileServer(self) -> None:
+        """Escape sequences from the server never reach the terminal as such."""
+        server = HostileServer(
+            [
+                b"Bob connected to server!\r\n",
+                b"\x1b]0;owned\x07\x1b[2J\xc2\x9b31m\xe2\x80\xae evil\r\n",
+            ],
+            hold=True,
+        )
+        self.addCleanup(server.close)
+        finished = self.run_client(server.port, b"")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual(
+            finished.stdout.decode().splitlines(),
+            ["Bob connected to server!", "^[]0;owned^G^[[2J<U+009B>31m<U+202E> evil", "*** Goodbye, Bob!"],
+        )
+        for byte in b"\x1b\x07\x9b":
+            self.assertNotIn(bytes([byte]), finished.stdout)
+
+    def test_closedStdin(self) -> None:
+        """
+        With standard input closed altogether, the client still works: it joins, finds no
+        input, and leaves.
+        """
+        server = HostileServer([b"Bob connected to server!\r\n"], hold=True)
+        self.addCleanup(server.close)
+        finished = self.run_client(server.port, closedStdin=True)
+        server.close()
+        self.assertEqual(server.received, b"Bob\r\n/quit\r\n")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual(
+            finished.stdout.decode().splitlines(), ["Bob connected to server!", "*** Goodbye, Bob!"]
+        )
+
+    def test_fileAsInput(self) -> None:
+        """Standard input may be a regular file, which cannot be polled."""
+        server = HostileServer([b"Bob connected to server!\r\n"], hold=True)
+        self.addCleanup(server.close)
+        script = Path(self.mktemp())
+        script.write_bytes(b"first\nsecond\nq\n")
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir()
+        with script.open("rb") as stdin:
+            finished = subprocess.run(
+                [sys.executable, "-m", "chatsvc.client", "Bob", "--host", "127.0.0.1",
+                 "--port", str(server.port)],
+                cwd=directory, env=environment(), stdin=stdin, capture_output=True,
+                timeout=TIMEOUT,
+            )
+        server.close()
+        self.assertEqual(server.received, b"Bob\r\nfirst\r\nsecond\r\nq\r\n")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+
+    def test_badArguments(self) -> None:
+        """A nickname with a line break, or a bad port, is a usage error before connecting."""
+        for arguments in (["a\nb"], ["Bob", "--port", "70000"], ["Bob", "--port", "x"]):
+            finished = subprocess.run(
+                [sys.executable, "-m", "chatsvc.client", *arguments],
+                env=environment(), stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT,
+            )
+            self.assertEqual(finished.returncode, 2, arguments)
+            self.assertIn(b"usage:", finished.stderr)
+            self.assertNotIn(b"Traceback", finished.stderr)
