@@ -35,10 +35,8 @@ one single-threaded process. When the generator's loop is busy, its own delay is
 The exit status is 0 only if nothing was lost, duplicated or reordered, no error was seen, and the
 server stopped cleanly; otherwise 1. Every wait is bounded; it only talks to 127.0.0.1.
 
-A clean stop is exit status 0 or, since twistd re-raises the signal that stopped it once its
-shutdown is complete (so C{twistd} ends "killed by SIGTERM", status 143 in a shell, even when all
-went well), death by our SIGTERM after twistd logged C{Server Shut Down.} and no error while
-stopping. The raw status is reported as C{server_exit_code} (C{-15} for SIGTERM).
+A clean stop is exit status 0 after our SIGTERM, with twistd's C{Server Shut Down.} logged and
+no error logged while stopping. The raw status is reported as C{server_exit_code}.
 """
 
 from __future__ import annotations
@@ -433,16 +431,12 @@ class ServerProcess:
 
     def cleanExit(self, status: int | None) -> bool:
         """
-        Whether the server stopped cleanly: exit status 0, or, as twistd does on purpose after a
-        clean shutdown on a signal (Twisted's C{app._exitWithSignal}), ended by our own SIGTERM
-        once it had logged C{Server Shut Down.} with no error logged while stopping.
+        Whether the server stopped cleanly: exit status 0 after our SIGTERM, once it had logged
+        C{Server Shut Down.} with no error logged while stopping.
         """
-        if self.exitedEarly:
-            return False
-        if status == 0:
-            return True
         return (
-            status == -signal.SIGTERM
+            status == 0
+            and not self.exitedEarly
             and self.stopping
             and self.shutDown
             and not self.failuresWhileStopping
@@ -902,8 +896,7 @@ def parseArguments(argv: list[str]) -> Settings:
     parser = argparse.ArgumentParser(
         description="Soak-test a chatsvc server with many loopback clients.",
         epilog="Exit status 0 only if nothing was lost, duplicated or reordered, no error was "
-        "seen, and the server stopped cleanly (status 0, or twistd's own re-raised SIGTERM after "
-        "a complete shutdown).",
+        "seen, and the server stopped cleanly (status 0 after SIGTERM).",
     )
     parser.add_argument("--clients", type=int, required=True, help="number of clients")
     parser.add_argument("--duration", type=float, required=True, help="seconds of load")
@@ -1211,8 +1204,6 @@ def describeExit(results: dict[str, Any]) -> str:
     if results.get("server_exited_early"):
         return f"{status} (EXITED BEFORE THE END OF THE TEST: not clean)"
     clean = "clean" if results["server_exit_clean"] else "NOT clean"
-    if status == -signal.SIGTERM:
-        return f"{status} (our SIGTERM, re-raised by twistd after its shutdown: {clean})"
     if status < 0:
         return f"{status} (killed by {signal.Signals(-status).name}: {clean})"
     return f"{status} ({clean})"
