@@ -31,9 +31,12 @@ class Limits:
     floodBurst: int = field(default=20, validator=_positive)
     """Lines a connection may send at once (a paste) before the rate applies."""
 
-    maxSendQueue: int = field(default=256 * 1024, validator=_positive)
-    """Bytes that may wait for a member that is not reading, on top of the transport's own
-    buffer, before the member is disconnected."""
+    maxSendQueue: int = field(default=1024 * 1024, validator=_positive)
+    """Bytes of output that may wait in the server for one member (what the kernel's socket
+    buffer already holds aside) before the member is disconnected as not reading. The default,
+    1 MiB, holds at once the flood bursts of maximum-length lines of a dozen members (20 lines of
+    up to 4132 bytes each, about 81 KiB per member), so a member who reads is never cut by a busy
+    room."""
 
     nameTimeout: float = field(default=60.0, validator=_positive)
     """Seconds a new connection has to choose a nickname."""

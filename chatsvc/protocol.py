@@ -54,7 +54,7 @@ from chatsvc.core import (
 from chatsvc.limits import Limits, TokenBucket
 from chatsvc.text import neutralize
 
-__all__ = ["ChatFactory", "ChatProtocol", "renderEvent"]
+__all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
 
 GET_NAME = "GET_NAME"
 
@@ -143,12 +143,33 @@ class _State(Enum):
     CLOSING = auto()
 
 
+def unsentBytes(transport: object) -> int | None:
+    """
+    How many bytes written to C{transport} it still holds, not yet handed to the kernel; or
+    L{None} if it keeps no buffer this function knows how to measure.
+
+    Twisted's TCP and UNIX transports (L{twisted.internet.abstract.FileDescriptor}) keep what
+    the kernel has not taken yet in C{dataBuffer}, of which the first C{offset} bytes are
+    already sent, plus C{_tempDataLen} bytes written since their last attempt to send. TLS, and
+    any other L{twisted.protocols.policies.ProtocolWrapper}, hands these attributes on from the
+    transport beneath it, so there the encrypted bytes waiting are measured.
+    """
+    try:
+        buffered: bytes = transport.dataBuffer  # type: ignore[attr-defined]
+        offset: int = transport.offset  # type: ignore[attr-defined]
+        pending: int = transport._tempDataLen  # type: ignore[attr-defined]
+    except AttributeError:
+        return None
+    return len(buffered) - offset + pending
+
+
 @implementer(IPushProducer)
 class _SendQueueWatch:
     """
     Registered as the producer of a connection's transport, which pauses it when its write
-    buffer is full, that is, when the peer is not reading; the protocol then counts what it
-    queues, and cuts a member that falls too far behind.
+    buffer passes its own size (64 KiB for Twisted's), and resumes it only once that buffer is
+    empty again; while paused, the protocol watches what is really waiting for the peer, and
+    cuts a member that falls too far behind.
     """
 
     def __init__(self, protocol: ChatProtocol) -> None:
@@ -361,8 +382,9 @@ class ChatProtocol(LineReceiver):
 
     def sendBlocked(self) -> None:
         """
-        The transport's buffer is full: from now on, count what is queued for this peer.
-        (Twisted says so again on every write while it stays full.)
+        The transport's buffer is full: from now on, until it is empty again, check each write
+        against the send queue limit. (Twisted says so again on every write while it stays
+        full.)
         """
         if not self._blocked and self._state is not _State.CLOSING:
             self._blocked = True
@@ -376,19 +398,27 @@ class ChatProtocol(LineReceiver):
             self._write = self._transportWrite
 
     def _writeWhileBlocked(self, data: bytes) -> None:
-        self._queuedWhileBlocked += len(data)
-        if self._queuedWhileBlocked <= self.factory.limits.maxSendQueue:
+        # What would wait for the peer with this write: the transport's real unsent bytes,
+        # which fall as the peer reads, so a member who keeps reading under heavy traffic is
+        # never cut; or, for a transport whose buffer cannot be measured, everything written
+        # since it filled up.
+        unsent = unsentBytes(self.transport)
+        if unsent is None:
+            self._queuedWhileBlocked += len(data)
+            queued = self._queuedWhileBlocked
+        else:
+            queued = unsent + len(data)
+        if queued <= self.factory.limits.maxSendQueue:
             self._transportWrite(data)
         else:
-            self._cut("send queue exceeded")
+            self._cut("send queue exceeded", queued)
 
-    def _cut(self, reason: str) -> None:
+    def _cut(self, reason: str, queued: int) -> None:
         # The peer cannot be told (it is not reading): drop it now, unsent data and all.
         self._state = _State.CLOSING
         self._write = _discard
         _log.warning(
-            "connection_cut", peer=self.peer, nick=self.nick, reason=reason,
-            queued=self._queuedWhileBlocked,
+            "connection_cut", peer=self.peer, nick=self.nick, reason=reason, queued=queued,
         )
         self.transport.abortConnection()  # type: ignore[union-attr]
         self._leave(reason)

@@ -107,9 +107,10 @@ class Options(usage.Options):
             "max-send-queue",
             None,
             _DEFAULTS.maxSendQueue,
-            "Bytes that may wait for a member who is not reading (beyond the socket's own "
-            "64 KiB buffer) before that member is disconnected.",
-            _atLeast(1024),
+            "Bytes of output that may wait in the server for a member who is not reading "
+            "before that member is disconnected (at least 65536, the size of Twisted's own "
+            "write buffer, which is when waiting starts to count).",
+            _atLeast(65536),
         ],
         [
             "name-timeout",

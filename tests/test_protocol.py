@@ -8,17 +8,20 @@ import socket
 from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.testing import EventLoggingObserver, MemoryReactor, StringTransport
 from twisted.logger import LogLevel, globalLogPublisher
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
-from chatsvc.core import IMember, Room
+from chatsvc.core import MAX_NICK_LENGTH, IMember, Room
 from chatsvc.limits import Limits
-from chatsvc.protocol import ChatFactory, ChatProtocol
+from chatsvc.protocol import ChatFactory, ChatProtocol, unsentBytes
 
 _nextPort = [40000]
 
@@ -606,7 +609,11 @@ class NameTimeoutTests(ProtocolTestCase):
 
 
 class SlowReaderTests(ProtocolTestCase):
-    """Members that stop reading are cut before their backlog grows without bound."""
+    """
+    Members that stop reading are cut before their backlog grows without bound. On a transport
+    whose buffer cannot be measured (as here, L{StringTransport}), what is written after the
+    transport says it is full is counted instead.
+    """
 
     limits = Limits(maxSendQueue=10_000, floodBurst=100_000)
 
@@ -647,6 +654,206 @@ class SlowReaderTests(ProtocolTestCase):
             producer.resumeProducing()
         self.assertFalse(slow.closing)
         self.assertEqual(len(slow.lines()), 400)
+
+    def test_unmeasurable(self) -> None:
+        """L{unsentBytes} has no answer for a transport without a Twisted write buffer."""
+        self.assertIsNone(unsentBytes(StringTransport()))
+        self.assertIsNone(unsentBytes(object()))
+
+    def test_defaultFitsABusyRoom(self) -> None:
+        """
+        The default bound holds, at once, the flood burst of maximum-length lines of a dozen
+        members with the longest nicknames.
+        """
+        defaults = Limits()
+        line = MAX_NICK_LENGTH + len(": ") + defaults.maxLineLength + len("\r\n")
+        self.assertGreaterEqual(defaults.maxSendQueue, 12 * defaults.floodBurst * line)
+
+
+class BufferedTransport(FileDescriptor):
+    """
+    Twisted's own write buffering (L{FileDescriptor}: paused past 64 KiB, resumed only once
+    empty), in front of a pretend kernel socket that takes only what the test lets the peer read.
+    """
+
+    def __init__(self, peer: IPv4Address) -> None:
+        super().__init__(MemoryReactor())
+        self.connected = 1
+        self._peer = peer
+        self._room = 0
+        self.received = bytearray()
+        self.aborted = False
+
+    def writeSomeData(self, data: bytes) -> int:
+        taken = min(len(data), self._room)
+        self.received += data[:taken]
+        self._room -= taken
+        return taken
+
+    def read(self, count: int | None = None) -> None:
+        """The peer reads C{count} more bytes (everything, if L{None}), and the kernel sends."""
+        unsent = unsentBytes(self)
+        assert unsent is not None
+        self._room += unsent if count is None else count
+        self.doWrite()
+
+    def lines(self) -> list[str]:
+        """The lines the peer has read since the last call, decoded."""
+        value = bytes(self.received)
+        complete = value[: value.rfind(b"\r\n") + 2]
+        del self.received[: len(complete)]
+        return complete.decode("utf-8").split("\r\n")[:-1]
+
+    def getPeer(self) -> IPv4Address:
+        return self._peer
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 5051)
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.connected = 0
+
+
+class MeasuredSendQueueTests(ProtocolTestCase):
+    """
+    On Twisted's own transports, the bound is on what really waits for the member: bytes
+    written to the transport and not yet taken by the kernel.
+    """
+
+    limits = Limits(maxSendQueue=150_000, floodBurst=100_000)
+    text = "p" * 3993  # "Alice: " + text + CRLF = 4002 bytes
+
+    def joinBuffered(self, nick: str) -> tuple[ChatProtocol, BufferedTransport]:
+        """A member on a L{BufferedTransport}, joined, all its output read."""
+        address = IPv4Address("TCP", "127.0.0.1", 45000)
+        transport = BufferedTransport(address)
+        protocol = self.factory.buildProtocol(address)
+        assert isinstance(protocol, ChatProtocol)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(f"{nick}\n".encode())
+        transport.read()
+        self.assertEqual(transport.lines()[:2], ["GET_NAME", f"{nick} connected to server!"])
+        for other in self.factory.connections:
+            if isinstance(other.transport, StringTransport):
+                other.transport.clear()
+        return protocol, transport
+
+    def test_unsentBytes(self) -> None:
+        """L{unsentBytes} counts what a L{FileDescriptor} holds and has not sent yet."""
+        transport = BufferedTransport(IPv4Address("TCP", "127.0.0.1", 45000))
+        self.assertEqual(unsentBytes(transport), 0)
+        transport.write(b"a" * 1000)
+        transport.write(b"b" * 500)
+        self.assertEqual(unsentBytes(transport), 1500)
+        transport.read(600)  # joins the pending writes, sends part of them
+        self.assertEqual(unsentBytes(transport), 900)
+        transport.write(b"c" * 100)
+        self.assertEqual(unsentBytes(transport), 1000)
+        transport.read()
+        self.assertEqual(unsentBytes(transport), 0)
+        self.assertEqual(bytes(transport.received), b"a" * 1000 + b"b" * 500 + b"c" * 100)
+
+    def test_wrappedTransport(self) -> None:
+        """
+        Behind a protocol wrapper (as TLS is), what waits in the transport beneath is measured.
+        """
+        transport = BufferedTransport(IPv4Address("TCP", "127.0.0.1", 45000))
+        wrapper = ProtocolWrapper(WrappingFactory(self.factory), Protocol())
+        wrapper.makeConnection(transport)
+        wrapper.write(b"x" * 700)
+        self.assertEqual(unsentBytes(wrapper), 700)
+        transport.read(200)
+        self.assertEqual(unsentBytes(wrapper), 500)
+
+    def test_readingMemberNeverCut(self) -> None:
+        """
+        A member who keeps reading under heavy traffic stays connected, even though its
+        transport stays paused (its buffer never empties) while far more than maxSendQueue is
+        written through it; and it gets every line, in order.
+        """
+        senders = [self.join(f"Sender{n}") for n in range(5)]
+        reader, transport = self.joinBuffered("Reader")
+        length = len(f"Sender0: {self.text}\r\n")
+        expected = []
+        writtenWhilePaused = 0
+        # Five members paste 20 long lines each. The reader falls one paste behind at first;
+        # from then on it reads as fast as lines arrive, but never catches up completely.
+        for n in range(100):
+            text = f"{n:03d} {self.text[4:]}"
+            senders[n // 20].send(text + "\n")
+            expected.append(f"Sender{n // 20}: {text}")
+            if n >= 20:
+                transport.read(length)
+            if transport.producerPaused:
+                writtenWhilePaused += length
+        self.assertFalse(transport.aborted)
+        self.assertIn("Reader", self.room.nicks())
+        self.assertTrue(transport.producerPaused)
+        self.assertGreater(writtenWhilePaused, 2 * self.limits.maxSendQueue)
+        self.assertEqual(unsentBytes(transport), 20 * length)
+        transport.read()
+        self.assertFalse(transport.producerPaused)
+        self.assertEqual(transport.lines(), expected)
+        self.assertEqual(reader._write, transport.write)
+
+    def test_nonReadingMemberCut(self) -> None:
+        """
+        A member who does not read is cut by the write that would leave more than
+        maxSendQueue bytes unsent; the room sees it leave, with the reason, and the log says how
+        much was waiting.
+        """
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+        alice, carol = self.join("Alice"), self.join("Carol")
+        slow, transport = self.joinBuffered("Slow")
+        transport.read(1000)  # a little, early on; then nothing
+        line = len(f"Alice: {self.text}\r\n")
+        fits = self.limits.maxSendQueue // line
+        for _ in range(fits):
+            alice.send(self.text + "\n")
+        self.assertTrue(transport.producerPaused)
+        self.assertFalse(transport.aborted)
+        self.assertEqual(unsentBytes(transport), fits * line)
+        alice.send(self.text + "\n")
+        self.assertTrue(transport.aborted)
+        # Slow joined after Carol, so the line that cut it had reached Carol already.
+        self.assertEqual(
+            carol.lines()[-2:], [f"Alice: {self.text}", "Slow left! (send queue exceeded)"]
+        )
+        self.assertEqual(self.room.nicks(), ["Alice", "Carol"])
+        cut = [
+            e["chatsvc_fields"]
+            for e in observer
+            if e.get("chatsvc_fields", {}).get("event") == "connection_cut"
+        ]
+        self.assertEqual(len(cut), 1)
+        self.assertEqual(cut[0]["nick"], "Slow")
+        self.assertEqual(cut[0]["reason"], "send queue exceeded")
+        self.assertEqual(cut[0]["queued"], (fits + 1) * line)
+        # Nothing more is written to the cut connection, and its end is no second leave.
+        alice.send("still here\n")
+        self.assertEqual(unsentBytes(transport), fits * line)
+        slow.connectionLost()
+        self.assertEqual(carol.lines(), ["Alice: still here"])
+
+    def test_slowButReading(self) -> None:
+        """
+        A member who reads slower than the room talks is cut only once the backlog really
+        passes the bound, not when the total written while its buffer was full does.
+        """
+        alice = self.join("Alice")
+        slow, transport = self.joinBuffered("Slow")
+        line = len(f"Alice: {self.text}\r\n")
+        sent = 0
+        while not transport.aborted:
+            alice.send(self.text + "\n")
+            sent += line
+            transport.read(line // 2)
+        # About twice the bound went out while paused before the backlog reached it.
+        self.assertGreater(sent, 2 * self.limits.maxSendQueue - 2 * line)
+        self.assertLess(sent, 2 * self.limits.maxSendQueue + 4 * line)
 
 
 class ConnectionLimitTests(ProtocolTestCase):
