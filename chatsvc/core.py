@@ -129,7 +129,9 @@ def nick_key(nick: str) -> str:
     The form in which nicknames are compared: Unicode compatibility-normalized and case-folded,
     so C{Alice}, C{ALICE} and fullwidth C{Ａｌｉｃｅ} are the same name.
     """
-    return unicodedata.normalize("NFKC", nick).casefold()
+    # Normalized again after folding: folding can undo a composition (U+0390 folds to three
+    # code points, while the folded capital form composes to two).
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
 
 
 def _forbidden_character(character: str) -> bool:

@@ -93,6 +93,9 @@ class NicknameTests(SynchronousTestCase):
         """Nicknames compare case-insensitively and after compatibility normalization."""
         self.assertEqual(nick_key("Alice"), nick_key("aLICE"))
         self.assertEqual(nick_key("Alice"), nick_key("Ａｌｉｃｅ"))
+        # Folding U+0390 decomposes it; its capital form composes: still one name.
+        self.assertEqual(nick_key("\u0390"), nick_key("\u03aa\u0301"))
+        self.assertEqual(nick_key("\u03b0"), nick_key("\u03ab\u0301"))
         self.assertEqual(nick_key("Straße"), nick_key("STRASSE"))
         self.assertNotEqual(nick_key("Alice"), nick_key("Alicia"))
 
