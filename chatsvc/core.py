@@ -1,50 +1,73 @@
 """
-The chat core: rooms, members, nicknames, and the events a room sends to its members.
+The chat core: members, nicknames, rooms, history, and the events rooms send to their members.
 
 Plain Python: nothing here knows about bytes, transports, reactors or wire formats. A front-end (the
-line protocol today) turns what a person typed into calls on a L{Room}, and turns the events the
-room delivers back into its own format. Every rule lives here once, so every front-end gets it.
+line protocol today) turns what a person typed into calls on the L{Hub}, and turns the events it
+delivers back into its own format. Every rule lives here once, so every front-end gets it.
+
+A L{Hub} holds every member (each with a nickname unique across the server) and every L{Room}. A
+member may be in several rooms at once; which room plain text goes to is the front-end's business.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections import deque
 from collections.abc import Iterable
-from typing import Union
+from typing import ClassVar, Union
 
-from attrs import frozen
 import structlog
+from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import Interface
 
+from chatsvc.store import IHistoryStore, NullStore, StoredMessage
 from chatsvc.text import neutralize
 
 __all__ = [
     "Acted",
     "ChatError",
+    "DEFAULT_ROOM",
     "Event",
+    "Hub",
     "IMember",
     "Joined",
     "Left",
     "MAX_NICK_LENGTH",
+    "MAX_ROOM_NAME_LENGTH",
+    "MAX_TOPIC_LENGTH",
     "QUIT_WORDS",
     "Renamed",
     "Room",
     "Said",
+    "TopicChanged",
     "Whispered",
     "nick_key",
+    "room_key",
     "validate_nick",
+    "validate_room_name",
 ]
 
 MAX_NICK_LENGTH = 32
 """The longest nickname, in characters."""
+
+MAX_ROOM_NAME_LENGTH = 32
+"""The longest room name, in characters."""
+
+MAX_TOPIC_LENGTH = 300
+"""The longest topic, in characters."""
+
+DEFAULT_ROOM = "lobby"
+"""Where every member lands on arrival, unless the server is told otherwise."""
 
 QUIT_WORDS = frozenset({"q", "exit", "close", "disconnect"})
 """Lines that end a session, kept from the original chat room; never valid as nicknames."""
 
 _log = structlog.get_logger("chatsvc.core")
 
-_RESERVED_FIRST = "/*#@"
+_RESERVED_FIRST = "/*#@["
 _FORBIDDEN_CHARACTERS = ":,"
+_ROOM_PUNCTUATION = "-_."
 
 
 class ChatError(Exception):
@@ -56,44 +79,60 @@ class ChatError(Exception):
     """
 
 
-# Events: small immutable records a room delivers to its members. cache_hash because a front-end
-# may look the same event up once per recipient (see chatsvc.protocol's renderer).
+# Events: small immutable records delivered to members. cache_hash because a front-end may look
+# the same event up once per recipient (see chatsvc.protocol's renderer).
 
 
 @frozen(cache_hash=True)
 class Joined:
-    """C{nick} joined the room."""
+    """C{nick} joined C{room}."""
 
+    room: str
     nick: str
 
 
 @frozen(cache_hash=True)
 class Left:
-    """C{nick} left the room; C{reason} is what they or the server gave, if anything."""
+    """C{nick} left C{room}; C{reason} is what they or the server gave, if anything."""
 
+    room: str
     nick: str
     reason: str | None = None
 
 
 @frozen(cache_hash=True)
 class Said:
-    """C{nick} said C{text} to the room."""
+    """C{nick} said C{text} in C{room}."""
 
+    room: str
     nick: str
     text: str
 
 
 @frozen(cache_hash=True)
 class Acted:
-    """C{nick} did C{action} (C{/me}); shown as C{* nick action}."""
+    """C{nick} did C{action} (C{/me}) in C{room}; shown as C{* nick action}."""
 
+    room: str
     nick: str
     action: str
 
 
 @frozen(cache_hash=True)
+class TopicChanged:
+    """C{nick} set the topic of C{room} to C{topic} (L{None}: cleared it)."""
+
+    room: str
+    nick: str
+    topic: str | None
+
+
+@frozen(cache_hash=True)
 class Renamed:
-    """The member called C{old} is now called C{new}."""
+    """The member called C{old} is now called C{new}. Not tied to a room: each sees it once."""
+
+    room: ClassVar[None] = None
+    """Not tied to a room."""
 
     old: str
     new: str
@@ -103,13 +142,16 @@ class Renamed:
 class Whispered:
     """C{sender} said C{text} to C{recipient} alone."""
 
+    room: ClassVar[None] = None
+    """Not tied to a room."""
+
     sender: str
     recipient: str
     text: str
 
 
-Event = Union[Joined, Left, Said, Acted, Renamed, Whispered]
-"""Everything a room can deliver to a member."""
+Event = Union[Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered]
+"""Everything the core can deliver to a member."""
 
 
 class IMember(Interface):
@@ -119,8 +161,8 @@ class IMember(Interface):
 
     def deliver(event: Event) -> None:
         """
-        Take one event from a room. Must not raise for ordinary trouble (a closed connection); a
-        room isolates its other members from an exception here anyway.
+        Take one event. Must not raise for ordinary trouble (a closed connection); the hub
+        isolates the other members from an exception here anyway.
         """
 
 
@@ -132,6 +174,11 @@ def nick_key(nick: str) -> str:
     # Normalized again after folding: folding can undo a composition (U+0390 folds to three
     # code points, while the folded capital form composes to two).
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
+
+
+def room_key(name: str) -> str:
+    """The form in which room names are compared: as L{nick_key}, without a leading C{#}."""
+    return nick_key(name.strip().removeprefix("#"))
 
 
 def _forbidden_character(character: str) -> bool:
@@ -166,6 +213,28 @@ def validate_nick(raw: str) -> str:
     return nick
 
 
+def validate_room_name(raw: str) -> str:
+    """
+    Check a room name and return it as it will be shown: trimmed, NFC-normalized, without a
+    leading C{#} (C{/join #games} and C{/join games} are the same room). Letters and digits of
+    any script, C{-}, C{_} and C{.}; at most L{MAX_ROOM_NAME_LENGTH} characters.
+
+    @raise ChatError: with a message saying what is wrong with it.
+    """
+    name = unicodedata.normalize("NFC", raw.strip().removeprefix("#"))
+    if not name:
+        raise ChatError("a room name may not be empty")
+    if len(name) > MAX_ROOM_NAME_LENGTH:
+        raise ChatError(f"a room name may be at most {MAX_ROOM_NAME_LENGTH} characters long")
+    if not all(character.isalnum() or character in _ROOM_PUNCTUATION for character in name):
+        raise ChatError(
+            "a room name may contain only letters, digits, '-', '_' and '.'"
+        )
+    if not name[0].isalnum():
+        raise ChatError("a room name must start with a letter or a digit")
+    return name
+
+
 def _clean_text(text: str, what: str) -> str:
     if not text.strip():
         raise ChatError(f"{what} may not be empty")
@@ -174,41 +243,101 @@ def _clean_text(text: str, what: str) -> str:
 
 class Room:
     """
-    A set of members with unique nicknames, and the rules for what they say to each other.
-
-    Each operation checks its arguments (raising L{ChatError}), then delivers one event to the
-    members concerned. A member that raises from C{deliver} does not keep the event from the
-    others: the failure goes to C{onDeliveryError}.
+    A named set of members, with a topic and the recent history of what was said in it.
+    Created and changed only through the L{Hub}.
     """
 
-    def __init__(self, name: str = "lobby") -> None:
-        """
-        @param name: the room's name, as members see it.
-        """
+    def __init__(self, name: str, historyKept: int) -> None:
         self.name = name
-        self._byKey: dict[str, IMember] = {}
-        self._nicks: dict[IMember, str] = {}
+        self.key = room_key(name)
+        self.topic: str | None = None
+        self.recent: deque[StoredMessage] = deque(maxlen=historyKept)
+        """The newest messages of the room, oldest first."""
+        self._members: dict[IMember, None] = {}
         # Snapshot of the members for broadcasting; rebuilt only when membership changes, so
         # a broadcast neither copies the member list nor trips over a member leaving mid-loop.
-        self._recipients: tuple[IMember, ...] = ()
+        self.recipients: tuple[IMember, ...] = ()
 
     def __len__(self) -> int:
         """The number of members."""
-        return len(self._nicks)
+        return len(self._members)
 
     def __contains__(self, member: object) -> bool:
         """Whether C{member} is in the room."""
-        return member in self._nicks
+        return member in self._members
 
-    def nicks(self) -> list[str]:
-        """The members' nicknames, sorted case-insensitively."""
-        return sorted(self._nicks.values(), key=nick_key)
+    def members(self) -> Iterable[IMember]:
+        """The members, in the order they joined."""
+        return self.recipients
+
+    def history(self, count: int) -> list[StoredMessage]:
+        """The last C{count} messages (as many as are kept), oldest first."""
+        if count <= 0:
+            return []
+        recent = self.recent
+        return list(recent)[-count:] if count < len(recent) else list(recent)
+
+    def _add(self, member: IMember) -> None:
+        self._members[member] = None
+        self.recipients = tuple(self._members)
+
+    def _remove(self, member: IMember) -> None:
+        del self._members[member]
+        self.recipients = tuple(self._members)
+
+
+class Hub:
+    """
+    Every member and every room, and the rules for what members do to each other.
+
+    Each operation checks its arguments (raising L{ChatError}), then delivers events to the
+    members concerned. A member that raises from C{deliver} does not keep the event from the
+    others: the failure goes to L{onDeliveryError}.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        store: IHistoryStore | None = None,
+        defaultRoom: str = DEFAULT_ROOM,
+        historyKept: int = 100,
+        maxRooms: int = 1000,
+    ) -> None:
+        """
+        @param clock: the source of the time stamps of stored messages.
+        @param store: where room messages are written; nothing is kept across restarts without
+            one.
+        @param defaultRoom: the room every member lands in (see L{arrive}).
+        @param historyKept: how many recent messages of each room are kept at hand, the most a
+            member can ask to see.
+        @param maxRooms: the most rooms there may be at once; a room lasts while it has members,
+            history or a topic.
+        """
+        self.clock = clock
+        self.store: IHistoryStore = store if store is not None else NullStore()
+        self.historyKept = historyKept
+        self.maxRooms = maxRooms
+        self._nicks: dict[IMember, str] = {}
+        self._byKey: dict[str, IMember] = {}
+        self._rooms: dict[str, Room] = {}
+        self._roomsOf: dict[IMember, dict[Room, None]] = {}
+        self.defaultRoom = self._room(validate_room_name(defaultRoom))
+
+    # Looking things up
+
+    def __len__(self) -> int:
+        """The number of members (named connections)."""
+        return len(self._nicks)
+
+    def __contains__(self, member: object) -> bool:
+        """Whether C{member} has arrived and not yet gone."""
+        return member in self._nicks
 
     def nickOf(self, member: IMember) -> str:
         """
         The nickname of C{member}.
 
-        @raise KeyError: if C{member} is not in the room.
+        @raise KeyError: if C{member} is not here.
         """
         return self._nicks[member]
 
@@ -216,55 +345,143 @@ class Room:
         """The member whose nickname matches C{nick} case-insensitively, if any."""
         return self._byKey.get(nick_key(nick))
 
-    def join(self, member: IMember, nick: str) -> str:
+    def members(self) -> Iterable[IMember]:
+        """Every member, in the order they arrived."""
+        return tuple(self._nicks)
+
+    def nicks(self, room: Room | None = None) -> list[str]:
+        """The nicknames of C{room}'s members (of every member, by default), sorted."""
+        members = self._nicks if room is None else room.members()
+        return sorted((self._nicks[member] for member in members), key=nick_key)
+
+    def rooms(self) -> list[Room]:
+        """Every room, sorted by name."""
+        return sorted(self._rooms.values(), key=lambda room: room.key)
+
+    def room(self, name: str) -> Room:
         """
-        Add C{member} as C{nick} and tell everyone else (C{Joined}).
+        The room called C{name}.
+
+        @raise ChatError: if there is no such room.
+        """
+        room = self._rooms.get(room_key(name))
+        if room is None:
+            raise ChatError(f"no such room: {neutralize(name.strip())}")
+        return room
+
+    def roomsOf(self, member: IMember) -> list[Room]:
+        """The rooms C{member} is in, in the order joined."""
+        return list(self._roomsOf.get(member, ()))
+
+    # Arriving and going
+
+    def arrive(self, member: IMember, nick: str) -> str:
+        """
+        Give C{member} the nickname C{nick}, then put it in the default room.
 
         @return: the nickname as it will be shown.
         @raise ChatError: if the nickname is invalid or in use.
         """
         if member in self._nicks:
-            raise ChatError("you are already in the room")
+            raise ChatError("you already have a nickname")
         nick = validate_nick(nick)
         key = nick_key(nick)
         if key in self._byKey:
             raise ChatError(f"nickname {nick!r} is already in use")
         self._byKey[key] = member
         self._nicks[member] = nick
-        self._membershipChanged()
-        self._broadcast(Joined(nick), exclude=member)
+        self._roomsOf[member] = {}
+        self.join(member, self.defaultRoom.name)
         return nick
 
-    def leave(self, member: IMember, reason: str | None = None) -> bool:
+    def depart(self, member: IMember, reason: str | None = None) -> bool:
         """
-        Remove C{member} and tell the others (C{Left}). Leaving twice is harmless.
+        Take C{member} out of every room, each room told once (C{Left}), and free its nickname.
+        Departing twice is harmless.
 
-        @return: whether C{member} was in the room.
+        @return: whether C{member} was here.
         """
-        nick = self._nicks.pop(member, None)
-        if nick is None:
+        if member not in self._nicks:
             return False
+        reason = _clean_reason(reason)
+        for room in self.roomsOf(member):
+            self._leaveRoom(member, room, reason)
+        nick = self._nicks.pop(member)
         del self._byKey[nick_key(nick)]
-        self._membershipChanged()
-        if reason is not None:
-            reason = neutralize(reason.strip()) or None
-        self._broadcast(Left(nick, reason))
+        del self._roomsOf[member]
         return True
 
-    def say(self, member: IMember, text: str) -> None:
-        """Send C{text} from C{member} to every other member (C{Said})."""
-        nick = self._nicks[member]
-        self._broadcast(Said(nick, _clean_text(text, "a message")), exclude=member)
+    # Rooms
 
-    def act(self, member: IMember, action: str) -> None:
-        """Send an action of C{member} to every other member (C{Acted})."""
+    def join(self, member: IMember, name: str) -> Room:
+        """
+        Put C{member} in the room called C{name}, creating it if needed, and tell its other
+        members (C{Joined}). Joining a room one is already in changes nothing.
+
+        @return: the room.
+        @raise ChatError: if the name is invalid, or there are too many rooms already.
+        """
         nick = self._nicks[member]
-        self._broadcast(Acted(nick, _clean_text(action, "an action")), exclude=member)
+        room = self._rooms.get(room_key(name))
+        if room is None:
+            if len(self._rooms) >= self.maxRooms:
+                raise ChatError("there are too many rooms already; join one of /rooms")
+            room = self._room(validate_room_name(name))
+        if member in room:
+            return room
+        room._add(member)
+        self._roomsOf[member][room] = None
+        self._broadcast(room, Joined(room.name, nick), exclude=member)
+        return room
+
+    def part(self, member: IMember, name: str, reason: str | None = None) -> Room:
+        """
+        Take C{member} out of the room called C{name}, and tell the others there (C{Left}).
+
+        @return: the room left.
+        @raise ChatError: if C{member} is not in that room.
+        """
+        room = self._memberRoom(member, name)
+        self._leaveRoom(member, room, _clean_reason(reason))
+        return room
+
+    def setTopic(self, member: IMember, name: str, topic: str | None) -> None:
+        """
+        Set (or, with L{None}, clear) the topic of a room C{member} is in, and tell everyone in
+        it, C{member} included (C{TopicChanged}).
+
+        @raise ChatError: if C{member} is not in the room, or the topic is too long.
+        """
+        room = self._memberRoom(member, name)
+        if topic is not None:
+            topic = _clean_text(topic, "a topic").strip()
+            if len(topic) > MAX_TOPIC_LENGTH:
+                raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
+        room.topic = topic
+        self._broadcast(room, TopicChanged(room.name, self._nicks[member], topic))
+
+    # Talking
+
+    def say(self, member: IMember, name: str, text: str) -> None:
+        """Send C{text} from C{member} to the other members of a room it is in (C{Said})."""
+        room = self._memberRoom(member, name)
+        nick = self._nicks[member]
+        text = _clean_text(text, "a message")
+        self._record(room, nick, text, action=False)
+        self._broadcast(room, Said(room.name, nick, text), exclude=member)
+
+    def act(self, member: IMember, name: str, action: str) -> None:
+        """Send an action of C{member} to the other members of a room it is in (C{Acted})."""
+        room = self._memberRoom(member, name)
+        nick = self._nicks[member]
+        action = _clean_text(action, "an action")
+        self._record(room, nick, action, action=True)
+        self._broadcast(room, Acted(room.name, nick, action), exclude=member)
 
     def rename(self, member: IMember, newNick: str) -> str:
         """
-        Rename C{member} and tell everyone, C{member} included (C{Renamed}). A change of case
-        only is allowed.
+        Rename C{member} and tell it and everyone who shares a room with it, each once
+        (C{Renamed}). A change of case only is allowed.
 
         @return: the new nickname as it will be shown.
         @raise ChatError: if the nickname is invalid, in use, or already C{member}'s.
@@ -279,12 +496,18 @@ class Room:
         del self._byKey[oldKey]
         self._byKey[newKey] = member
         self._nicks[member] = new
-        self._broadcast(Renamed(old, new))
+        told: dict[IMember, None] = {member: None}
+        for room in self._roomsOf[member]:
+            told.update(dict.fromkeys(room.recipients))
+        event = Renamed(old, new)
+        for recipient in told:
+            self._deliverTo(recipient, event)
         return new
 
     def whisper(self, member: IMember, recipientNick: str, text: str) -> Whispered:
         """
-        Send C{text} from C{member} to the member called C{recipientNick} alone (C{Whispered}).
+        Send C{text} from C{member} to the member called C{recipientNick} alone (C{Whispered}),
+        wherever it is. Never stored.
 
         @return: the event as delivered, for the sender's receipt.
         @raise ChatError: if there is no such member or nothing to send.
@@ -293,10 +516,32 @@ class Room:
         recipient = self.memberNamed(recipientNick)
         if recipient is None:
             raise ChatError(f"no such member: {neutralize(recipientNick)}")
-        recipientName = self._nicks[recipient]
-        event = Whispered(sender, recipientName, _clean_text(text, "a message"))
+        event = Whispered(sender, self._nicks[recipient], _clean_text(text, "a message"))
         self._deliverTo(recipient, event)
         return event
+
+    # History
+
+    def restore(self, history: dict[str, list[StoredMessage]]) -> None:
+        """
+        Take back the stored recent messages of each room (at start-up, from the store), so
+        that members see them on joining. Rooms beyond L{maxRooms} are left out, those with
+        the oldest last message first.
+        """
+        newestFirst = sorted(
+            (messages for messages in history.values() if messages),
+            key=lambda messages: messages[-1].time,
+            reverse=True,
+        )
+        for messages in newestFirst:
+            room = self._rooms.get(messages[-1].roomKey)
+            if room is None:
+                if len(self._rooms) >= self.maxRooms:
+                    break
+                room = self._room(messages[-1].room)
+            room.recent.extend(messages[-self.historyKept :])
+
+    # Failures
 
     def onDeliveryError(self, member: IMember, event: Event, error: Exception) -> None:
         """
@@ -305,14 +550,36 @@ class Room:
         """
         _log.error(
             "delivery_failed",
-            room=self.name,
             nick=self._nicks.get(member),
             kind=type(event).__name__,
             exc_info=error,
         )
 
-    def _membershipChanged(self) -> None:
-        self._recipients = tuple(self._nicks)
+    # Inside
+
+    def _room(self, name: str) -> Room:
+        room = Room(name, self.historyKept)
+        self._rooms[room.key] = room
+        return room
+
+    def _memberRoom(self, member: IMember, name: str) -> Room:
+        room = self._rooms.get(room_key(name))
+        if room is None or member not in room:
+            raise ChatError(f"you are not in room {neutralize(name.strip())}")
+        return room
+
+    def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
+        nick = self._nicks[member]
+        room._remove(member)
+        del self._roomsOf[member][room]
+        self._broadcast(room, Left(room.name, nick, reason))
+        if not room and not room.recent and room.topic is None and room is not self.defaultRoom:
+            del self._rooms[room.key]
+
+    def _record(self, room: Room, nick: str, text: str, action: bool) -> None:
+        message = StoredMessage(room.key, room.name, self.clock.seconds(), nick, text, action)
+        room.recent.append(message)
+        self.store.add(message)
 
     def _deliverTo(self, member: IMember, event: Event) -> None:
         try:
@@ -320,12 +587,13 @@ class Room:
         except Exception as error:
             self.onDeliveryError(member, event, error)
 
-    def _broadcast(self, event: Event, exclude: IMember | None = None) -> None:
-        for member in self._recipients:
+    def _broadcast(self, room: Room, event: Event, exclude: IMember | None = None) -> None:
+        for member in room.recipients:
             if member is not exclude:
                 self._deliverTo(member, event)
 
-    def members(self) -> Iterable[IMember]:
-        """The members, in the order they joined."""
-        return self._recipients
 
+def _clean_reason(reason: str | None) -> str | None:
+    if reason is None:
+        return None
+    return neutralize(reason.strip()) or None

@@ -9,8 +9,14 @@ docs/protocol.md is the specification; in short:
     C: /me waves                     others see  * Alice waves
     C: /msg Bob psst                 Bob sees    *Alice* psst     Alice sees  -> *Bob* psst
     C: /nick Alicia                  all see     *** Alice is now known as Alicia
+    C: /join games                   games sees  Alice joined!
+    C: hi                            games sees  Alicia: hi    lobby, for whom games is not
+                                                 the current room, sees  [games] Alicia: hi
     C: q | exit | close | disconnect | /quit [reason]
     S: *** Goodbye, Alice!           others see  Alice left!   (or  Alice left! (reason))
+
+Every member lands in the default room. Plain text goes to the member's current room (the one
+joined or switched to last); lines from the member's other rooms come marked C{[room] }.
 
 Errors are one line, C{*** Error: <message>}, to the member who caused them; the connection stays.
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import time
 from collections.abc import Callable
 from enum import Enum, auto
 
@@ -43,14 +50,16 @@ from chatsvc.core import (
     Acted,
     ChatError,
     Event,
+    Hub,
     IMember,
     Joined,
     Left,
     Renamed,
     Room,
     Said,
-    Whispered,
+    TopicChanged,
 )
+from chatsvc.store import StoredMessage
 from chatsvc.limits import Limits, TokenBucket
 from chatsvc.text import neutralize
 
@@ -62,7 +71,12 @@ _log = structlog.get_logger("chatsvc.protocol")
 
 HELP = [
     "Commands:",
-    "  /who                list the members of the room",
+    "  /join ROOM          join ROOM (created if needed) and talk there; or switch to it",
+    "  /part [ROOM]        leave ROOM (the current room by default)",
+    "  /rooms              list the rooms, with their members and topics",
+    "  /who [ROOM]         list the members of ROOM (the current room by default)",
+    "  /topic [TEXT]       show, or set, the current room's topic (/topic - clears it)",
+    "  /history [N]        show the last N messages of the current room",
     "  /nick NEWNAME       change your nickname",
     "  /me ACTION          send an action: * you ACTION",
     "  /msg NICK TEXT      send TEXT to NICK alone",
@@ -74,11 +88,19 @@ HELP = [
 
 
 @functools.lru_cache(maxsize=1024)
-def renderEvent(event: Event) -> bytes:
+def renderEvent(event: Event, marked: bool = False) -> bytes:
     """
-    The line (with its ending) that shows C{event} to a member. Cached, so a message going to a
-    whole room is rendered and encoded once, not once per recipient.
+    The line (with its ending) that shows C{event} to a member; C{marked}, with the name of its
+    room in front, for a member whose current room is another one. Cached, so a message going to
+    a whole room is rendered and encoded once (twice at most), not once per recipient.
     """
+    text = _eventText(event)
+    if marked:
+        text = f"[{event.room}] {text}"
+    return text.encode("utf-8") + b"\r\n"
+
+
+def _eventText(event: Event) -> str:
     if isinstance(event, Said):
         text = f"{event.nick}: {event.text}"
     elif isinstance(event, Joined):
@@ -89,9 +111,24 @@ def renderEvent(event: Event) -> bytes:
         text = f"* {event.nick} {event.action}"
     elif isinstance(event, Renamed):
         text = f"*** {event.old} is now known as {event.new}"
+    elif isinstance(event, TopicChanged):
+        if event.topic is None:
+            text = f"*** {event.nick} cleared the topic of {event.room}"
+        else:
+            text = f"*** {event.nick} set the topic of {event.room}: {event.topic}"
     else:
         text = f"*{event.sender}* {event.text}"
-    return text.encode("utf-8") + b"\r\n"
+    return text
+
+
+def renderHistory(message: StoredMessage) -> str:
+    """
+    One stored message as shown in a history block: a server line (C{***}), with its date and
+    time, so that it cannot be taken for live chat.
+    """
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.time))
+    shown = f"* {message.nick} {message.text}" if message.action else f"{message.nick}: {message.text}"
+    return f"*** [{stamp} UTC] {shown}"
 
 
 def describeAddress(address: IAddress) -> str:
@@ -197,6 +234,8 @@ class ChatProtocol(LineReceiver):
     def __init__(self) -> None:
         self._state = _State.AWAITING_NAME
         self.nick: str | None = None
+        self.current: Room | None = None
+        """The room plain text goes to: the one joined, or switched to, last."""
         self.peer = "-"
         self.host: str | None = None
         # True while the rest of an over-long line is still arriving and must be skipped.
@@ -377,8 +416,10 @@ class ChatProtocol(LineReceiver):
         self.sendText("*** Error: " + message)
 
     def deliver(self, event: Event) -> None:
-        """Write a room event to this member."""
-        self._write(renderEvent(event))
+        """Write an event to this member, marked with its room if that is not the current one."""
+        room = event.room
+        current = self.current
+        self._write(renderEvent(event, room is not None and current is not None and room != current.name))
 
     def sendBlocked(self) -> None:
         """
@@ -430,21 +471,23 @@ class ChatProtocol(LineReceiver):
         if word in QUIT_WORDS or word.split(" ", 1)[0].lower() == "/quit":
             self._goodbye("Goodbye!")
             return
-        room = self.factory.room
-        self.nick = room.join(self, text)
+        hub = self.factory.hub
+        self.nick = hub.arrive(self, text)
+        self.current = hub.defaultRoom
         self._state = _State.CHATTING
         self._timers.pop("name").cancel()
         # Choosing a nickname does not eat into the member's first burst of lines.
         limits = self.factory.limits
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.factory.clock.seconds())
         self.sendText(f"{self.nick} connected to server!")
-        self._sendMembers()
+        self._sendRoom(self.current)
         self.sendNotice("Type /help for commands, /quit to leave.")
         _log.info(
             "member_joined",
             nick=self.nick,
             peer=self.peer,
-            members=len(room),
+            room=self.current.name,
+            members=len(hub),
             connections=self.factory.connectionCount,
         )
 
@@ -454,7 +497,7 @@ class ChatProtocol(LineReceiver):
         if text.strip() in QUIT_WORDS:
             self._quit(None)
         elif text.startswith("//"):
-            self.factory.room.say(self, text[1:])
+            self._say(text[1:])
         elif text.startswith("/"):
             name, _, argument = text[1:].partition(" ")
             command = getattr(self, "command_" + name.lower(), None)
@@ -462,7 +505,15 @@ class ChatProtocol(LineReceiver):
                 raise ChatError(f"unknown command /{neutralize(name)} (try /help)")
             command(argument.strip())
         else:
-            self.factory.room.say(self, text)
+            self._say(text)
+
+    def _currentRoom(self) -> Room:
+        if self.current is None:
+            raise ChatError("you are in no room; /join one (/rooms lists them)")
+        return self.current
+
+    def _say(self, text: str) -> None:
+        self.factory.hub.say(self, self._currentRoom().name, text)
 
     def command_help(self, argument: str) -> None:
         """C{/help}: list the commands."""
@@ -470,21 +521,79 @@ class ChatProtocol(LineReceiver):
             self.sendNotice(line)
 
     def command_who(self, argument: str) -> None:
-        """C{/who}: list the members of the room."""
-        self._sendMembers()
+        """C{/who [ROOM]}: list the members of a room (the current one by default)."""
+        room = self.factory.hub.room(argument) if argument else self._currentRoom()
+        self._sendMembers(room)
+
+    def command_join(self, argument: str) -> None:
+        """C{/join ROOM}: join a room, creating it if needed, or switch to it."""
+        if not argument or " " in argument:
+            raise ChatError("usage: /join ROOM")
+        hub = self.factory.hub
+        already = {room.key for room in hub.roomsOf(self)}
+        room = hub.join(self, argument)
+        self.current = room
+        if room.key in already:
+            self.sendNotice(f"Now talking in {room.name}")
+            return
+        self.sendNotice(f"You joined {room.name}; now talking there")
+        self._sendRoom(room)
+        _log.info("room_joined", nick=self.nick, room=room.name, members=len(room))
+
+    def command_part(self, argument: str) -> None:
+        """C{/part [ROOM]}: leave a room (the current one by default)."""
+        hub = self.factory.hub
+        room = hub.part(self, argument or self._currentRoom().name)
+        _log.info("room_left", nick=self.nick, room=room.name, members=len(room))
+        if room is self.current:
+            rooms = hub.roomsOf(self)
+            self.current = rooms[-1] if rooms else None
+        if self.current is None:
+            self.sendNotice(f"You left {room.name}; you are in no room now (/join one)")
+        else:
+            self.sendNotice(f"You left {room.name}; now talking in {self.current.name}")
+
+    def command_rooms(self, argument: str) -> None:
+        """C{/rooms}: list the rooms, with member counts and topics."""
+        rooms = self.factory.hub.rooms()
+        self.sendNotice(f"Rooms ({len(rooms)}):")
+        for room in rooms:
+            count = f"{len(room)} member{'' if len(room) == 1 else 's'}"
+            topic = f": {room.topic}" if room.topic else ""
+            self.sendNotice(f"  {room.name} ({count}){topic}")
+
+    def command_topic(self, argument: str) -> None:
+        """C{/topic [TEXT]}: show or set the current room's topic; C{/topic -} clears it."""
+        room = self._currentRoom()
+        if not argument:
+            self._sendTopic(room, always=True)
+        else:
+            self.factory.hub.setTopic(self, room.name, None if argument == "-" else argument)
+
+    def command_history(self, argument: str) -> None:
+        """C{/history [N]}: the last N messages of the current room."""
+        room = self._currentRoom()
+        most = self.factory.hub.historyKept
+        if not argument:
+            count = self.factory.historyLines
+        elif argument.isdigit() and int(argument) > 0:
+            count = min(int(argument), most)
+        else:
+            raise ChatError(f"usage: /history [N], N from 1 to {most}")
+        self._sendHistory(room, count, always=True)
 
     def command_nick(self, argument: str) -> None:
         """C{/nick NEWNAME}: change nickname."""
         if not argument:
             raise ChatError("usage: /nick NEWNAME")
         old = self.nick
-        self.nick = self.factory.room.rename(self, argument)
+        self.nick = self.factory.hub.rename(self, argument)
         _log.info(
             "member_renamed",
             old=old,
             nick=self.nick,
             peer=self.peer,
-            members=len(self.factory.room),
+            members=len(self.factory.hub),
             connections=self.factory.connectionCount,
         )
 
@@ -492,7 +601,7 @@ class ChatProtocol(LineReceiver):
         """C{/me ACTION}: an action."""
         if not argument:
             raise ChatError("usage: /me ACTION")
-        self.factory.room.act(self, argument)
+        self.factory.hub.act(self, self._currentRoom().name, argument)
 
     def command_msg(self, argument: str) -> None:
         """C{/msg NICK TEXT}: a private message."""
@@ -500,24 +609,50 @@ class ChatProtocol(LineReceiver):
         text = text.lstrip()
         if not recipient or not text:
             raise ChatError("usage: /msg NICK TEXT")
-        sent = self.factory.room.whisper(self, recipient, text)
+        sent = self.factory.hub.whisper(self, recipient, text)
         self.sendText(f"-> *{sent.recipient}* {sent.text}")
 
     def command_say(self, argument: str) -> None:
         """C{/say TEXT}: send TEXT as chat, whatever it looks like."""
         if not argument:
             raise ChatError("usage: /say TEXT")
-        self.factory.room.say(self, argument)
+        self._say(argument)
 
     def command_quit(self, argument: str) -> None:
         """C{/quit [REASON]}: leave."""
         self._quit(argument or None)
 
-    # Leaving
+    # What a member is shown of a room
 
-    def _sendMembers(self) -> None:
-        nicks = self.factory.room.nicks()
+    def _sendRoom(self, room: Room) -> None:
+        # On arriving in a room: its topic, its members, and what was said there lately.
+        self._sendTopic(room)
+        self._sendMembers(room)
+        self._sendHistory(room, self.factory.historyLines)
+
+    def _sendTopic(self, room: Room, always: bool = False) -> None:
+        if room.topic is not None:
+            self.sendNotice(f"Topic of {room.name}: {room.topic}")
+        elif always:
+            self.sendNotice(f"{room.name} has no topic")
+
+    def _sendMembers(self, room: Room) -> None:
+        nicks = self.factory.hub.nicks(room)
         self.sendNotice(f"Members ({len(nicks)}): {', '.join(nicks)}")
+
+    def _sendHistory(self, room: Room, count: int, always: bool = False) -> None:
+        messages = room.history(count)
+        if not messages:
+            if always:
+                self.sendNotice(f"No history in {room.name}")
+            return
+        plural = "" if len(messages) == 1 else "s"
+        self.sendNotice(f"History of {room.name}, last {len(messages)} message{plural}:")
+        for message in messages:
+            self.sendText(renderHistory(message))
+        self.sendNotice(f"End of history of {room.name}")
+
+    # Leaving
 
     def _quit(self, reason: str | None) -> None:
         self._goodbye(f"Goodbye, {self.nick}!")
@@ -542,15 +677,16 @@ class ChatProtocol(LineReceiver):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _leave(self, reason: str | None, quitting: bool = False) -> None:
-        room = self.factory.room
-        if room.leave(self, reason):
+        hub = self.factory.hub
+        if hub.depart(self, reason):
+            self.current = None
             _log.info(
                 "member_left",
                 nick=self.nick,
                 peer=self.peer,
                 reason=reason,
                 quit=quitting,
-                members=len(room),
+                members=len(hub),
                 connections=self.factory.connectionCount,
             )
 
@@ -569,21 +705,25 @@ class Refusal(Protocol):
 
 class ChatFactory(ServerFactory):
     """
-    Holds what all connections share: the room, the limits, the clock, and the open connections.
+    Holds what all connections share: the hub (members and rooms), the limits, the clock, and
+    the open connections.
     """
 
     protocol = ChatProtocol  # type: ignore[assignment]
     noisy = False  # connections and members are logged by chatsvc's own events
 
-    def __init__(self, room: Room, clock: IReactorTime, limits: Limits = Limits()) -> None:
+    def __init__(self, hub: Hub, limits: Limits = Limits(), historyLines: int = 20) -> None:
         """
-        @param room: the room every connection joins.
-        @param clock: the source of time for every timeout and rate limit.
+        @param hub: the members and rooms every connection joins; its clock is the source of
+            time for every timeout and rate limit too.
         @param limits: the limits each connection, and the server, are held to.
+        @param historyLines: how many recent messages a member is shown on joining a room (and
+            by C{/history} without a number).
         """
-        self.room = room
-        self.clock = clock
+        self.hub = hub
+        self.clock: IReactorTime = hub.clock
         self.limits = limits
+        self.historyLines = historyLines
         self.connections: set[ChatProtocol] = set()
         self._perAddress: dict[str, int] = {}
         self._waitingForClose: list[Deferred[None]] = []

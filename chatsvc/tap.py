@@ -18,10 +18,11 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from chatsvc.core import Room
+from chatsvc.core import DEFAULT_ROOM, ChatError, Hub, validate_room_name
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, describeAddress
+from chatsvc.store import IHistoryStore, NullStore, SQLiteStore
 
 __all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
 
@@ -47,6 +48,13 @@ def _atLeast(minimum: int) -> Callable[[str], int]:
         return number
 
     return coerce
+
+
+def _nonNegativeFloat(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError(f"{value} is not a number of 0 or more")
+    return number
 
 
 def _positiveFloat(value: str) -> float:
@@ -148,6 +156,54 @@ class Options(usage.Options):
             "Seconds a stopping server waits for connections to close before cutting them.",
             _positiveFloat,
         ],
+        [
+            "room",
+            None,
+            DEFAULT_ROOM,
+            "The room every member lands in on arrival.",
+        ],
+        [
+            "max-rooms",
+            None,
+            1000,
+            "Rooms there may be at once (a room lasts while it has members, history or a topic).",
+            _atLeast(1),
+        ],
+        [
+            "db",
+            None,
+            "chatsvc.db",
+            "SQLite file where room messages are kept across restarts (created if missing; "
+            "relative to the working directory); :memory: keeps nothing.",
+        ],
+        [
+            "history-lines",
+            None,
+            20,
+            "Recent messages shown to a member joining a room (and by /history).",
+            _atLeast(0),
+        ],
+        [
+            "history-max",
+            None,
+            100,
+            "Most messages /history N shows; each room keeps that many at hand in memory.",
+            _atLeast(1),
+        ],
+        [
+            "history-keep",
+            None,
+            10_000,
+            "Messages stored per room; older ones are deleted.",
+            _atLeast(1),
+        ],
+        [
+            "history-days",
+            None,
+            30.0,
+            "Days stored messages are kept; 0 keeps them until --history-keep pushes them out.",
+            _nonNegativeFloat,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -171,6 +227,12 @@ class Options(usage.Options):
                 f"--log-format must be one of {', '.join(LOG_FORMATS)}, "
                 f"not {self['log-format']!r}"
             )
+        try:
+            self["room"] = validate_room_name(self["room"])
+        except ChatError as error:
+            raise usage.UsageError(f"--room: {error}")
+        if self["history-lines"] > self["history-max"]:
+            raise usage.UsageError("--history-lines may not be more than --history-max")
         endpoints = list(self["listen"])
         if self["port"] is not None or not endpoints:
             port = DEFAULT_PORT if self["port"] is None else self["port"]
@@ -243,6 +305,7 @@ class ChatService(service.Service):
         """
         super().privilegedStartService()
         ensureFileLimit(self.factory.limits.maxConnections + _SPARE_FILES)
+        self._openHistory()
         failures: list[Failure] = []
         for description in self.descriptions:
             endpoint = serverFromString(self._reactor, description)
@@ -250,7 +313,23 @@ class ChatService(service.Service):
             listening.addCallback(self._listening, description)
             listening.addErrback(self._cannotListen, description, failures)
         if failures:
+            for port in self.ports:
+                port.stopListening()
+            self.ports = []
             failures[0].raiseException()
+        self.factory.hub.store.start(self._reactor)
+
+    def _openHistory(self) -> None:
+        # Before any member can arrive: the rooms' recent history comes back from the store,
+        # read once here, while nothing is being served yet; once listening, the store writes
+        # on a thread of its own.
+        hub = self.factory.hub
+        try:
+            history = hub.store.recent(hub.historyKept)
+        except Exception as error:
+            _log.error("history_open_failed", reason=str(error))
+            raise
+        hub.restore(history)
 
     def startService(self) -> None:
         """Start the service (listening happens in L{privilegedStartService})."""
@@ -275,7 +354,9 @@ class ChatService(service.Service):
         self.ports = []
         _log.info("server_stopping", connections=self.factory.connectionCount)
         stopping.append(self.factory.closeAll("server shutting down"))  # type: ignore[arg-type]
-        return defer.gatherResults(stopping).addCallback(self._stopped)
+        closed = defer.gatherResults(stopping)
+        closed.addCallback(lambda _: self.factory.hub.store.stop())
+        return closed.addCallback(self._stopped)
 
     def _stopped(self, result: object) -> None:
         _log.info("server_stopped")
@@ -312,5 +393,22 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         keepAliveIdle=options["keepalive"],
         shutdownGrace=options["shutdown-grace"],
     )
-    factory = ChatFactory(Room(), reactor, limits)  # type: ignore[arg-type]
+    store: IHistoryStore
+    if options["db"] == ":memory:":
+        store = NullStore()
+    else:
+        days = options["history-days"]
+        store = SQLiteStore(
+            options["db"],
+            keepPerRoom=options["history-keep"],
+            maxAge=days * 86400 if days else None,
+        )
+    hub = Hub(
+        reactor,  # type: ignore[arg-type]
+        store,
+        defaultRoom=options["room"],
+        historyKept=options["history-max"],
+        maxRooms=options["max-rooms"],
+    )
+    factory = ChatFactory(hub, limits, historyLines=options["history-lines"])
     return ChatService(reactor, options["endpoints"], factory, observer)

@@ -21,7 +21,7 @@ from twisted.test.iosim import IOPump, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatsvc.client import QUIT_TIMEOUT, ChatClient, Console, isQuit
-from chatsvc.core import Room
+from chatsvc.core import Hub
 from chatsvc.protocol import ChatFactory, ChatProtocol
 from tests.processes import TIMEOUT, environment
 
@@ -266,7 +266,7 @@ class WithServerTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.factory = ChatFactory(Room(), self.clock)
+        self.factory = ChatFactory(Hub(self.clock))
         self.pumps: list[IOPump] = []
 
     def connect(self, nick: str) -> tuple[ChatClient, StringTransport]:
@@ -317,7 +317,7 @@ class WithServerTests(SynchronousTestCase):
         )
         bob.console.connectionLost()
         self.assertEqual(self.successResultOf(bob.done), 0)
-        self.assertEqual(self.factory.room.nicks(), ["Alice"])
+        self.assertEqual(self.factory.hub.nicks(), ["Alice"])
 
     def test_nicknameTaken(self) -> None:
         """A taken nickname, in another case, ends the second client with status 1."""
@@ -325,7 +325,7 @@ class WithServerTests(SynchronousTestCase):
         impostor, _ = self.connect("ALICE")
         self.assertEqual(self.successResultOf(impostor.done), 1)
         self.assertIn("already in use", str(impostor.error))
-        self.assertEqual(self.factory.room.nicks(), ["Alice"])
+        self.assertEqual(self.factory.hub.nicks(), ["Alice"])
 
 
 class HostileServer:

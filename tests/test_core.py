@@ -1,26 +1,36 @@
-"""Tests for L{chatsvc.core}: the room and its rules, with no network and no Twisted protocol."""
+"""
+Tests for L{chatsvc.core}: members, nicknames, rooms and history, with no network and no Twisted
+protocol.
+"""
 
 from __future__ import annotations
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatsvc.core import (
     MAX_NICK_LENGTH,
+    MAX_ROOM_NAME_LENGTH,
+    MAX_TOPIC_LENGTH,
     Acted,
     ChatError,
     Event,
+    Hub,
     IMember,
     Joined,
     Left,
     Renamed,
-    Room,
     Said,
+    TopicChanged,
     Whispered,
     nick_key,
+    room_key,
     validate_nick,
+    validate_room_name,
 )
+from chatsvc.store import StoredMessage
 
 
 @implementer(IMember)
@@ -42,17 +52,27 @@ class Broken:
         raise RuntimeError("this member is broken")
 
 
-def roomWith(*nicks: str) -> tuple[Room, list[Recorder]]:
-    """A room with one L{Recorder} per nickname, their join events cleared."""
-    room = Room()
+class MemoryStore:
+    """A history store that keeps what it is given in a list."""
+
+    def __init__(self) -> None:
+        self.added: list[StoredMessage] = []
+
+    def add(self, message: StoredMessage) -> None:
+        self.added.append(message)
+
+
+def hubWith(*nicks: str, **options: object) -> tuple[Hub, list[Recorder]]:
+    """A hub with one L{Recorder} per nickname in the default room, their events cleared."""
+    hub = Hub(Clock(), **options)  # type: ignore[arg-type]
     members = []
     for nick in nicks:
         member = Recorder()
-        room.join(member, nick)
+        hub.arrive(member, nick)
         members.append(member)
     for member in members:
         member.events.clear()
-    return room, members
+    return hub, members
 
 
 class NicknameTests(SynchronousTestCase):
@@ -104,109 +124,117 @@ class NicknameTests(SynchronousTestCase):
         self.assertEqual(validate_nick("Zoe\u0308"), "Zo\u00eb")
 
 
-class RoomTests(SynchronousTestCase):
-    """The room's membership and broadcasts."""
+class HubTests(SynchronousTestCase):
+    """Arriving, talking, renaming and going, in the default room."""
 
     def test_recorderIsMember(self) -> None:
         """The test double provides IMember, like any front-end's connection must."""
         verifyObject(IMember, Recorder())
 
-    def test_joinAnnouncedToOthers(self) -> None:
-        """A join reaches everyone already there, not the newcomer."""
-        room, (alice,) = roomWith("Alice")
+    def test_arrivalAnnouncedToOthers(self) -> None:
+        """A newcomer lands in the lobby; the join reaches everyone already there, not it."""
+        hub, (alice,) = hubWith("Alice")
         bob = Recorder()
-        self.assertEqual(room.join(bob, " Bob "), "Bob")
-        self.assertEqual(alice.events, [Joined("Bob")])
+        self.assertEqual(hub.arrive(bob, " Bob "), "Bob")
+        self.assertEqual(alice.events, [Joined("lobby", "Bob")])
         self.assertEqual(bob.events, [])
-        self.assertEqual(room.nicks(), ["Alice", "Bob"])
-        self.assertEqual(len(room), 2)
-        self.assertIn(bob, room)
+        self.assertEqual(hub.nicks(), ["Alice", "Bob"])
+        self.assertEqual(hub.nicks(hub.defaultRoom), ["Alice", "Bob"])
+        self.assertEqual(len(hub), 2)
+        self.assertIn(bob, hub)
+        self.assertEqual(hub.roomsOf(bob), [hub.defaultRoom])
+
+    def test_defaultRoomNamed(self) -> None:
+        """The default room's name is a choice of the server's."""
+        hub, (alice,) = hubWith("Alice", defaultRoom="Main")
+        self.assertEqual([room.name for room in hub.roomsOf(alice)], ["Main"])
 
     def test_nickInUseCaseInsensitively(self) -> None:
         """A nickname taken in another case is refused, and nothing is announced."""
-        room, (alice,) = roomWith("Alice")
-        error = self.assertRaises(ChatError, room.join, Recorder(), "ALICE")
+        hub, (alice,) = hubWith("Alice")
+        error = self.assertRaises(ChatError, hub.arrive, Recorder(), "ALICE")
         self.assertIn("already in use", str(error))
         self.assertEqual(alice.events, [])
-        self.assertEqual(len(room), 1)
+        self.assertEqual(len(hub), 1)
 
-    def test_joinTwice(self) -> None:
-        """A member cannot join the same room twice."""
-        room, (alice,) = roomWith("Alice")
-        self.assertRaises(ChatError, room.join, alice, "Other")
+    def test_arriveTwice(self) -> None:
+        """A member cannot take a second nickname by arriving again."""
+        hub, (alice,) = hubWith("Alice")
+        self.assertRaises(ChatError, hub.arrive, alice, "Other")
 
     def test_sayReachesOthersOnly(self) -> None:
-        """A message reaches every other member once, and not its sender."""
-        room, (alice, bob, carol) = roomWith("Alice", "Bob", "Carol")
-        room.say(alice, "hello")
+        """A message reaches every other member of the room once, and not its sender."""
+        hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
+        hub.say(alice, "lobby", "hello")
         self.assertEqual(alice.events, [])
-        self.assertEqual(bob.events, [Said("Alice", "hello")])
-        self.assertEqual(carol.events, [Said("Alice", "hello")])
+        self.assertEqual(bob.events, [Said("lobby", "Alice", "hello")])
+        self.assertEqual(carol.events, [Said("lobby", "Alice", "hello")])
 
     def test_sayNeutralizes(self) -> None:
         """Control characters in a message are made visible, not relayed."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
-        room.say(alice, "\x1b[2Jgone\rX\u202e")
-        self.assertEqual(bob.events, [Said("Alice", "^[[2Jgone^MX<U+202E>")])
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        hub.say(alice, "lobby", "\x1b[2Jgone\rX\u202e")
+        self.assertEqual(bob.events, [Said("lobby", "Alice", "^[[2Jgone^MX<U+202E>")])
 
     def test_sayEmpty(self) -> None:
         """An empty message is an error, not an empty line for everyone."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
-        self.assertRaises(ChatError, room.say, alice, "  ")
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        self.assertRaises(ChatError, hub.say, alice, "lobby", "  ")
         self.assertEqual(bob.events, [])
 
     def test_act(self) -> None:
         """An action reaches the others."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
-        room.act(alice, "waves")
-        self.assertEqual(bob.events, [Acted("Alice", "waves")])
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        hub.act(alice, "lobby", "waves")
+        self.assertEqual(bob.events, [Acted("lobby", "Alice", "waves")])
         self.assertEqual(alice.events, [])
 
-    def test_leave(self) -> None:
-        """Leaving is announced to the others once; leaving again does nothing."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
-        self.assertTrue(room.leave(alice, " lunch "))
-        self.assertFalse(room.leave(alice))
-        self.assertEqual(bob.events, [Left("Alice", "lunch")])
-        self.assertEqual(room.nicks(), ["Bob"])
-        self.assertIsNone(room.memberNamed("alice"))
+    def test_depart(self) -> None:
+        """Going is announced to the others once; going again does nothing."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        self.assertTrue(hub.depart(alice, " lunch "))
+        self.assertFalse(hub.depart(alice))
+        self.assertEqual(bob.events, [Left("lobby", "Alice", "lunch")])
+        self.assertEqual(hub.nicks(), ["Bob"])
+        self.assertIsNone(hub.memberNamed("alice"))
+        self.assertNotIn(alice, hub)
 
-    def test_leaveFreesNick(self) -> None:
-        """A nickname is free again once its member has left."""
-        room, (alice,) = roomWith("Alice")
-        room.leave(alice)
-        room.join(Recorder(), "alice")
-        self.assertEqual(room.nicks(), ["alice"])
+    def test_departFreesNick(self) -> None:
+        """A nickname is free again once its member has gone."""
+        hub, (alice,) = hubWith("Alice")
+        hub.depart(alice)
+        hub.arrive(Recorder(), "alice")
+        self.assertEqual(hub.nicks(), ["alice"])
 
     def test_rename(self) -> None:
         """A rename reaches everyone, the renamed member included, and moves the name."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
-        self.assertEqual(room.rename(alice, "Alicia"), "Alicia")
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        self.assertEqual(hub.rename(alice, "Alicia"), "Alicia")
         self.assertEqual(alice.events, [Renamed("Alice", "Alicia")])
         self.assertEqual(bob.events, [Renamed("Alice", "Alicia")])
-        self.assertIs(room.memberNamed("alicia"), alice)
-        self.assertIsNone(room.memberNamed("alice"))
-        self.assertEqual(room.nickOf(alice), "Alicia")
+        self.assertIs(hub.memberNamed("alicia"), alice)
+        self.assertIsNone(hub.memberNamed("alice"))
+        self.assertEqual(hub.nickOf(alice), "Alicia")
 
     def test_renameCaseOnly(self) -> None:
         """Changing only the case of one's own nickname is allowed."""
-        room, (alice,) = roomWith("Alice")
-        self.assertEqual(room.rename(alice, "ALICE"), "ALICE")
-        self.assertIs(room.memberNamed("alice"), alice)
+        hub, (alice,) = hubWith("Alice")
+        self.assertEqual(hub.rename(alice, "ALICE"), "ALICE")
+        self.assertIs(hub.memberNamed("alice"), alice)
 
     def test_renameRefused(self) -> None:
         """Renaming to a taken, invalid or identical nickname is refused, quietly for others."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
-        self.assertRaises(ChatError, room.rename, alice, "bob")
-        self.assertRaises(ChatError, room.rename, alice, "no way")
-        self.assertRaises(ChatError, room.rename, alice, "Alice")
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        self.assertRaises(ChatError, hub.rename, alice, "bob")
+        self.assertRaises(ChatError, hub.rename, alice, "no way")
+        self.assertRaises(ChatError, hub.rename, alice, "Alice")
         self.assertEqual(bob.events, [])
-        self.assertEqual(room.nicks(), ["Alice", "Bob"])
+        self.assertEqual(hub.nicks(), ["Alice", "Bob"])
 
     def test_whisper(self) -> None:
         """A private message reaches only its recipient, found case-insensitively."""
-        room, (alice, bob, carol) = roomWith("Alice", "Bob", "Carol")
-        sent = room.whisper(alice, "BOB", "psst")
+        hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
+        sent = hub.whisper(alice, "BOB", "psst")
         self.assertEqual(sent, Whispered("Alice", "Bob", "psst"))
         self.assertEqual(bob.events, [sent])
         self.assertEqual(carol.events, [])
@@ -214,34 +242,259 @@ class RoomTests(SynchronousTestCase):
 
     def test_whisperUnknown(self) -> None:
         """A private message to nobody is a clear error."""
-        room, (alice,) = roomWith("Alice")
-        error = self.assertRaises(ChatError, room.whisper, alice, "Zed", "hi")
+        hub, (alice,) = hubWith("Alice")
+        error = self.assertRaises(ChatError, hub.whisper, alice, "Zed", "hi")
         self.assertEqual(str(error), "no such member: Zed")
 
     def test_brokenMemberIsolated(self) -> None:
         """One member failing to take an event does not keep it from the others."""
-        room, (alice,) = roomWith("Alice")
-        room.join(Broken(), "Broken")
+        hub, (alice,) = hubWith("Alice")
+        hub.arrive(Broken(), "Broken")
         bob = Recorder()
-        room.join(bob, "Bob")
-        room.say(alice, "still here")
-        self.assertEqual(bob.events, [Said("Alice", "still here")])
+        hub.arrive(bob, "Bob")
+        hub.say(alice, "lobby", "still here")
+        self.assertEqual(bob.events, [Said("lobby", "Alice", "still here")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
     def test_memberLeavingDuringBroadcast(self) -> None:
-        """A member that leaves while an event is being delivered does not disturb the loop."""
-        room, (alice, bob) = roomWith("Alice", "Bob")
+        """A member that goes while an event is being delivered does not disturb the loop."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
 
         @implementer(IMember)
         class Leaver:
             def deliver(self, event: Event) -> None:
                 if isinstance(event, Said):
-                    room.leave(self)
+                    hub.depart(self)
 
-        room.join(Leaver(), "Leaver")
+        hub.arrive(Leaver(), "Leaver")
         carol = Recorder()
-        room.join(carol, "Carol")
+        hub.arrive(carol, "Carol")
         bob.events.clear()
-        room.say(alice, "hi")
-        self.assertEqual(bob.events, [Said("Alice", "hi"), Left("Leaver")])
-        self.assertEqual(carol.events, [Left("Leaver"), Said("Alice", "hi")])
+        hub.say(alice, "lobby", "hi")
+        self.assertEqual(bob.events, [Said("lobby", "Alice", "hi"), Left("lobby", "Leaver")])
+        self.assertEqual(carol.events, [Left("lobby", "Leaver"), Said("lobby", "Alice", "hi")])
+
+
+class RoomNameTests(SynchronousTestCase):
+    """Room name validation and comparison."""
+
+    def test_valid(self) -> None:
+        """Letters and digits of any script, '-', '_' and '.'; a leading '#' is dropped."""
+        for raw, name in [
+            ("games", "games"),
+            (" #Games ", "Games"),
+            ("año-2026", "año-2026"),
+            ("中文", "中文"),
+            ("v1.2_beta", "v1.2_beta"),
+            ("a" * MAX_ROOM_NAME_LENGTH, "a" * MAX_ROOM_NAME_LENGTH),
+        ]:
+            self.assertEqual(validate_room_name(raw), name)
+
+    def test_invalid(self) -> None:
+        """Each forbidden form is refused with a ChatError that says why."""
+        cases = {
+            "": "empty",
+            "#": "empty",
+            "a" * (MAX_ROOM_NAME_LENGTH + 1): "at most",
+            "two words": "only letters",
+            "esc\x1b": "only letters",
+            "bidi\u202e": "only letters",
+            "semi;colon": "only letters",
+            "-dash": "start with",
+            ".dot": "start with",
+        }
+        for raw, reason in cases.items():
+            error = self.assertRaises(ChatError, validate_room_name, raw)
+            self.assertIn(reason, str(error), raw)
+
+    def test_key(self) -> None:
+        """Room names compare without case, width or a leading '#'."""
+        self.assertEqual(room_key("#Games"), room_key("GAMES"))
+        self.assertEqual(room_key("ｇａｍｅｓ"), room_key("games"))
+
+
+class RoomsTests(SynchronousTestCase):
+    """Several rooms: joining, parting, topics, and who hears what."""
+
+    def test_joinCreates(self) -> None:
+        """Joining a new room creates it; joining is announced in that room only."""
+        hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
+        room = hub.join(alice, "#Games")
+        self.assertEqual(room.name, "Games")
+        hub.join(bob, "games")
+        self.assertEqual(alice.events, [Joined("Games", "Bob")])
+        self.assertEqual(carol.events, [])
+        self.assertEqual(hub.nicks(room), ["Alice", "Bob"])
+        self.assertEqual([r.name for r in hub.rooms()], ["Games", "lobby"])
+        self.assertEqual(hub.roomsOf(alice), [hub.defaultRoom, room])
+
+    def test_joinAgain(self) -> None:
+        """Joining a room one is in changes nothing and tells nobody."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        self.assertIs(hub.join(alice, "LOBBY"), hub.defaultRoom)
+        self.assertEqual(bob.events, [])
+
+    def test_roomsKeptApart(self) -> None:
+        """What is said in a room reaches only that room's members."""
+        hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
+        hub.join(alice, "games")
+        hub.join(bob, "games")
+        alice.events.clear()
+        hub.say(alice, "games", "gg")
+        hub.act(alice, "lobby", "waves")
+        self.assertEqual(bob.events, [Said("games", "Alice", "gg"), Acted("lobby", "Alice", "waves")])
+        self.assertEqual(carol.events, [Acted("lobby", "Alice", "waves")])
+
+    def test_notInRoom(self) -> None:
+        """Talking in, or parting, a room one is not in is an error."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        hub.join(bob, "games")
+        for call in (
+            lambda: hub.say(alice, "games", "hi"),
+            lambda: hub.act(alice, "games", "hi"),
+            lambda: hub.part(alice, "games"),
+            lambda: hub.say(alice, "nowhere", "hi"),
+            lambda: hub.setTopic(alice, "games", "x"),
+        ):
+            error = self.assertRaises(ChatError, call)
+            self.assertIn("you are not in room", str(error))
+
+    def test_part(self) -> None:
+        """Parting is announced in that room only; an empty room without history goes away."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        hub.join(alice, "games")
+        hub.join(bob, "games")
+        alice.events.clear()
+        hub.part(bob, "games", "bored")
+        self.assertEqual(alice.events, [Left("games", "Bob", "bored")])
+        hub.part(alice, "games")
+        self.assertEqual([room.name for room in hub.rooms()], ["lobby"])
+        self.assertRaises(ChatError, hub.room, "games")
+
+    def test_emptyRoomWithHistoryStays(self) -> None:
+        """An empty room whose history is kept stays, so a later joiner sees that history."""
+        hub, (alice,) = hubWith("Alice")
+        hub.join(alice, "games")
+        hub.say(alice, "games", "anyone?")
+        hub.part(alice, "games")
+        self.assertEqual([m.text for m in hub.room("games").history(10)], ["anyone?"])
+
+    def test_defaultRoomStays(self) -> None:
+        """The default room stays even when everyone has left it."""
+        hub, (alice,) = hubWith("Alice")
+        hub.part(alice, "lobby")
+        self.assertEqual(hub.roomsOf(alice), [])
+        self.assertEqual([room.name for room in hub.rooms()], ["lobby"])
+
+    def test_departFromEveryRoom(self) -> None:
+        """Going away is announced once in each of the member's rooms."""
+        hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
+        hub.join(alice, "games")
+        hub.join(bob, "games")
+        bob.events.clear()
+        carol.events.clear()
+        hub.depart(alice, "bye")
+        self.assertEqual(bob.events, [Left("lobby", "Alice", "bye"), Left("games", "Alice", "bye")])
+        self.assertEqual(carol.events, [Left("lobby", "Alice", "bye")])
+
+    def test_renameOncePerMember(self) -> None:
+        """A rename reaches each member sharing any room once, and nobody else."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        hub.join(alice, "games")
+        hub.join(bob, "games")
+        hub.part(alice, "lobby")
+        loner = Recorder()
+        hub.arrive(loner, "Loner")
+        hub.part(loner, "lobby")
+        for member in (alice, bob, loner):
+            member.events.clear()
+        hub.rename(alice, "Alicia")
+        self.assertEqual(bob.events, [Renamed("Alice", "Alicia")])
+        self.assertEqual(alice.events, [Renamed("Alice", "Alicia")])
+        self.assertEqual(loner.events, [])
+
+    def test_whisperAcrossRooms(self) -> None:
+        """A private message finds its recipient whatever rooms either is in."""
+        hub, (alice, bob) = hubWith("Alice", "Bob")
+        hub.part(bob, "lobby")
+        hub.whisper(alice, "bob", "where are you?")
+        self.assertEqual(bob.events[-1], Whispered("Alice", "Bob", "where are you?"))
+
+    def test_topic(self) -> None:
+        """A topic is set for everyone in the room, setter included, and can be cleared."""
+        hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
+        hub.join(alice, "games")
+        hub.join(bob, "games")
+        alice.events.clear()
+        hub.setTopic(alice, "games", " chess at 5 ")
+        self.assertEqual(hub.room("games").topic, "chess at 5")
+        self.assertEqual(alice.events, [TopicChanged("games", "Alice", "chess at 5")])
+        self.assertEqual(bob.events[-1], TopicChanged("games", "Alice", "chess at 5"))
+        self.assertEqual(carol.events, [])
+        hub.setTopic(bob, "games", None)
+        self.assertIsNone(hub.room("games").topic)
+
+    def test_topicChecked(self) -> None:
+        """A topic is neutralized and limited in length."""
+        hub, (alice,) = hubWith("Alice")
+        self.assertRaises(ChatError, hub.setTopic, alice, "lobby", "x" * (MAX_TOPIC_LENGTH + 1))
+        self.assertRaises(ChatError, hub.setTopic, alice, "lobby", "   ")
+        hub.setTopic(alice, "lobby", "\x1b[5mblink")
+        self.assertEqual(hub.defaultRoom.topic, "^[[5mblink")
+
+    def test_tooManyRooms(self) -> None:
+        """Past the cap on rooms, creating one is refused; joining an existing one is not."""
+        hub, (alice, bob) = hubWith("Alice", "Bob", maxRooms=2)
+        hub.join(alice, "games")
+        error = self.assertRaises(ChatError, hub.join, alice, "more")
+        self.assertIn("too many rooms", str(error))
+        hub.join(bob, "games")
+
+    def test_roomLookup(self) -> None:
+        """An unknown room is a clear error."""
+        hub, _ = hubWith()
+        error = self.assertRaises(ChatError, hub.room, "#nowhere")
+        self.assertEqual(str(error), "no such room: #nowhere")
+
+
+class HistoryTests(SynchronousTestCase):
+    """What rooms remember."""
+
+    def test_recorded(self) -> None:
+        """Messages and actions are kept, time-stamped, and handed to the store; whispers not."""
+        store = MemoryStore()
+        hub, (alice, bob) = hubWith("Alice", "Bob", store=store)
+        clock = hub.clock
+        assert isinstance(clock, Clock)
+        clock.advance(1000)
+        hub.say(alice, "lobby", "hello")
+        hub.act(bob, "lobby", "waves")
+        hub.whisper(alice, "bob", "secret")
+        expected = [
+            StoredMessage("lobby", "lobby", 1000.0, "Alice", "hello", False),
+            StoredMessage("lobby", "lobby", 1000.0, "Bob", "waves", True),
+        ]
+        self.assertEqual(store.added, expected)
+        self.assertEqual(hub.defaultRoom.history(10), expected)
+        self.assertEqual(hub.defaultRoom.history(1), expected[1:])
+        self.assertEqual(hub.defaultRoom.history(0), [])
+
+    def test_keptBounded(self) -> None:
+        """Only the newest messages are kept at hand."""
+        hub, (alice,) = hubWith("Alice", historyKept=3)
+        for number in range(5):
+            hub.say(alice, "lobby", str(number))
+        self.assertEqual([m.text for m in hub.defaultRoom.history(10)], ["2", "3", "4"])
+
+    def test_restore(self) -> None:
+        """Stored history comes back into its rooms, creating them, newest rooms first."""
+        hub = Hub(Clock(), historyKept=2, maxRooms=2)
+        old = StoredMessage("old", "Old", 1.0, "A", "ancient", False)
+        games = [
+            StoredMessage("games", "Games", 5.0, "B", str(n), False) for n in range(3)
+        ]
+        lobby = [StoredMessage("lobby", "lobby", 3.0, "C", "hi", True)]
+        hub.restore({"old": [old], "games": games, "lobby": lobby})
+        self.assertEqual([room.name for room in hub.rooms()], ["Games", "lobby"])
+        self.assertEqual(hub.room("games").history(5), games[-2:])
+        self.assertEqual(hub.defaultRoom.history(5), lobby)

@@ -21,6 +21,11 @@ from tests.processes import TIMEOUT, Client, Server
 WELCOME = "*** Type /help for commands, /quit to leave."
 
 
+def unstamped(lines: list[str]) -> list[str]:
+    """C{lines} with the time stamps of history lines replaced by C{[T]}."""
+    return [re.sub(r"^\*\*\* \[\d{4}-\d\d-\d\d \d\d:\d\d UTC\]", "*** [T]", line) for line in lines]
+
+
 class EndToEndTestCase(SynchronousTestCase):
     """Starts a server for each test and stops everything afterwards."""
 
@@ -185,20 +190,32 @@ class ChatTests(EndToEndTestCase):
                 "*** Goodbye, Caroline!",
             ],
         )
+        # Newcomers are shown what was said in the lobby before they came, time-stamped.
+        history = [
+            "*** [T] Alice: hello everyone",
+            "*** [T] * Alice waves",
+        ]
         self.assertEqual(
-            dave.stdout.rest(),
+            unstamped(dave.stdout.rest()),
             [
                 "Dave connected to server!",
                 "*** Members (3): Alice, Caroline, Dave",
+                "*** History of lobby, last 2 messages:",
+                *history,
+                "*** End of history of lobby",
                 WELCOME,
                 "*** Goodbye, Dave!",
             ],
         )
         self.assertEqual(
-            erin.stdout.rest(),
+            unstamped(erin.stdout.rest()),
             [
                 "Erin connected to server!",
                 "*** Members (3): Alice, Caroline, Erin",
+                "*** History of lobby, last 3 messages:",
+                *history,
+                "*** [T] Dave: hi from dave",
+                "*** End of history of lobby",
                 WELCOME,
                 "*** Members (3): Alice, Caroline, Erin",
                 "*** Goodbye, Erin!",

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from chatsvc.core import QUIT_WORDS, ChatError, Room, nick_key, validate_nick
+from chatsvc.core import QUIT_WORDS, ChatError, Hub, nick_key, validate_nick
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, ChatProtocol
 from chatsvc.text import UNSAFE_CHARACTERS, neutralize
@@ -314,9 +314,9 @@ class World:
 
     def __init__(self, case: SynchronousTestCase, limits: Limits) -> None:
         self.case = case
-        self.room = Room()
         self.clock = Clock()
-        self.factory = ChatFactory(self.room, self.clock, limits)
+        self.room = Hub(self.clock)
+        self.factory = ChatFactory(self.room, limits)
         self.connections: list[Connection] = []
         self.trouble = TroubleObserver()
 

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
-from chatsvc.core import MAX_NICK_LENGTH, IMember, Room
+from chatsvc.core import MAX_NICK_LENGTH, Hub, IMember
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, ChatProtocol, unsentBytes
 
@@ -65,9 +65,9 @@ class ProtocolTestCase(SynchronousTestCase):
     limits = Limits()
 
     def setUp(self) -> None:
-        self.room = Room()
         self.clock = Clock()
-        self.factory = ChatFactory(self.room, self.clock, self.limits)
+        self.room = Hub(self.clock)
+        self.factory = ChatFactory(self.room, self.limits)
 
     def connect(self) -> Client:
         """A new connection that has received its C{GET_NAME}."""
@@ -927,3 +927,212 @@ class CloseAllTests(ProtocolTestCase):
     def test_nobodyConnected(self) -> None:
         """With no connections, closing is immediate."""
         self.successResultOf(self.factory.closeAll("server shutting down"))
+
+
+class RoomCommandTests(ProtocolTestCase):
+    """Several rooms through the line protocol: commands, the current room, marked lines."""
+
+    def test_joinAndTalk(self) -> None:
+        """
+        C{/join} makes the room current: plain text goes there; a member whose current room is
+        another sees the line marked with the room; the lobby hears nothing of it.
+        """
+        alice, bob, carol = self.join("Alice"), self.join("Bob"), self.join("Carol")
+        alice.send("/join #Games\n")
+        self.assertEqual(
+            alice.lines(),
+            ["*** You joined Games; now talking there", "*** Members (1): Alice"],
+        )
+        bob.send("/join games\n")
+        self.assertEqual(alice.lines(), ["Bob joined!"])
+        bob.lines()
+        bob.send("/join lobby\n")
+        self.assertEqual(bob.lines(), ["*** Now talking in lobby"])
+        alice.send("gg\n/me bows\n")
+        self.assertEqual(bob.lines(), ["[Games] Alice: gg", "[Games] * Alice bows"])
+        self.assertEqual(carol.lines(), [])
+        carol.send("hi lobby\n")
+        self.assertEqual(bob.lines(), ["Carol: hi lobby"])
+        self.assertEqual(alice.lines(), ["[lobby] Carol: hi lobby"])
+
+    def test_part(self) -> None:
+        """C{/part} leaves the current room (or a named one); the current room falls back."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/join games\n/join chess\n")
+        alice.lines()
+        alice.send("/part\n")
+        self.assertEqual(alice.lines(), ["*** You left chess; now talking in games"])
+        alice.send("/part lobby\n")
+        self.assertEqual(alice.lines(), ["*** You left lobby; now talking in games"])
+        self.assertEqual(bob.lines(), ["Alice left!"])
+        alice.send("/part\n")
+        self.assertEqual(alice.lines(), ["*** You left games; you are in no room now (/join one)"])
+        alice.send("anyone?\n/me waits\n/part\n/topic\n/history\n/who\n")
+        self.assertEqual(
+            alice.lines(),
+            ["*** Error: you are in no room; /join one (/rooms lists them)"] * 6,
+        )
+        alice.send("/part games\n")
+        self.assertEqual(alice.lines(), ["*** Error: you are not in room games"])
+        alice.send("/msg bob still here\n")
+        self.assertEqual(bob.lines(), ["*Alice* still here"])
+
+    def test_rooms(self) -> None:
+        """C{/rooms} lists every room with its member count and topic."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/join games\n/topic chess at 5\n")
+        alice.lines()
+        bob.send("/rooms\n")
+        self.assertEqual(
+            bob.lines(),
+            [
+                "*** Rooms (2):",
+                "***   games (1 member): chess at 5",
+                "***   lobby (2 members)",
+            ],
+        )
+
+    def test_topic(self) -> None:
+        """A topic is set for, shown to, and announced in its room only; C{/topic -} clears it."""
+        alice, bob, carol = self.join("Alice"), self.join("Bob"), self.join("Carol")
+        alice.send("/join games\n")
+        bob.send("/join games\n/join lobby\n")
+        alice.lines()
+        bob.lines()
+        alice.send("/topic chess \x1b[5mat 5\n")
+        self.assertEqual(alice.lines(), ["*** Alice set the topic of games: chess ^[[5mat 5"])
+        self.assertEqual(bob.lines(), ["[games] *** Alice set the topic of games: chess ^[[5mat 5"])
+        self.assertEqual(carol.lines(), [])
+        carol.send("/join games\n")
+        self.assertEqual(
+            carol.lines(),
+            [
+                "*** You joined games; now talking there",
+                "*** Topic of games: chess ^[[5mat 5",
+                "*** Members (3): Alice, Bob, Carol",
+            ],
+        )
+        carol.send("/topic\n/topic -\n/topic\n")
+        self.assertEqual(
+            carol.lines(),
+            [
+                "*** Topic of games: chess ^[[5mat 5",
+                "*** Carol cleared the topic of games",
+                "*** games has no topic",
+            ],
+        )
+
+    def test_who(self) -> None:
+        """C{/who ROOM} lists any room's members; an unknown room is an error."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        bob.send("/join games\n")
+        alice.send("/who games\n/who #GAMES\n/who nowhere\n/who\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Members (1): Bob",
+                "*** Members (1): Bob",
+                "*** Error: no such room: nowhere",
+                "*** Members (2): Alice, Bob",
+            ],
+        )
+
+    def test_badRoomNames(self) -> None:
+        """Invalid room names get clear errors, and nothing changes."""
+        alice = self.join("Alice")
+        alice.send("/join\n/join two words\n/join -x\n/join " + "r" * 40 + "\n/join a\x1bb\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Error: usage: /join ROOM",
+                "*** Error: usage: /join ROOM",
+                "*** Error: a room name must start with a letter or a digit",
+                "*** Error: a room name may be at most 32 characters long",
+                "*** Error: a room name may contain only letters, digits, '-', '_' and '.'",
+            ],
+        )
+        self.assertEqual([room.name for room in self.room.rooms()], ["lobby"])
+
+    def test_renameOnceAcrossRooms(self) -> None:
+        """A rename reaches a member sharing two rooms with the renamed one once, unmarked."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/join games\n")
+        bob.send("/join games\n")
+        alice.lines()
+        bob.lines()
+        alice.send("/nick Alicia\n")
+        self.assertEqual(bob.lines(), ["*** Alice is now known as Alicia"])
+        self.assertEqual(alice.lines(), ["*** Alice is now known as Alicia"])
+
+    def test_leaveEveryRoom(self) -> None:
+        """Quitting is announced once in each room, marked where the room is not current."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.send("/join games\n")
+        bob.send("/join games\n/join lobby\n")
+        bob.lines()
+        alice.send("/quit off to bed\n")
+        self.assertEqual(
+            bob.lines(), ["Alice left! (off to bed)", "[games] Alice left! (off to bed)"]
+        )
+
+
+class HistoryCommandTests(ProtocolTestCase):
+    """History on joining, and C{/history}."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock.advance(1764079380)  # 2025-11-25 14:03 UTC
+
+    def test_historyOnJoin(self) -> None:
+        """A newcomer sees the room's recent messages, as time-stamped server lines."""
+        alice = self.join("Alice")
+        alice.send("hello\n/me waves\n/msg nobody x\n")
+        bob = self.connect()
+        bob.send("Bob\n")
+        self.assertEqual(
+            bob.lines(),
+            [
+                "Bob connected to server!",
+                "*** Members (2): Alice, Bob",
+                "*** History of lobby, last 2 messages:",
+                "*** [2025-11-25 14:03 UTC] Alice: hello",
+                "*** [2025-11-25 14:03 UTC] * Alice waves",
+                "*** End of history of lobby",
+                "*** Type /help for commands, /quit to leave.",
+            ],
+        )
+
+    def test_historyCommand(self) -> None:
+        """C{/history N} shows the last N messages of the current room, capped; bad N is refused."""
+        self.factory.historyLines = 2
+        alice = self.join("Alice")
+        for number in range(5):
+            alice.send(f"m{number}\n")
+        alice.send("/history\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** History of lobby, last 2 messages:",
+                "*** [2025-11-25 14:03 UTC] Alice: m3",
+                "*** [2025-11-25 14:03 UTC] Alice: m4",
+                "*** End of history of lobby",
+            ],
+        )
+        alice.send("/history 4000\n")
+        self.assertEqual(len(alice.lines()), 7)
+        alice.send("/history 0\n/history x\n/join empty\n")
+        alice.lines()
+        alice.send("/history\n")
+        self.assertEqual(alice.lines(), ["*** No history in empty"])
+        alice.send("/history -1\n")
+        self.assertEqual(alice.lines(), ["*** Error: usage: /history [N], N from 1 to 100"])
+
+    def test_historyPerRoom(self) -> None:
+        """Each room's history is its own."""
+        alice = self.join("Alice")
+        alice.send("in lobby\n/join games\nin games\n")
+        bob = self.join("Bob")
+        bob.send("/join games\n")
+        lines = bob.lines()
+        self.assertIn("*** [2025-11-25 14:03 UTC] Alice: in games", lines)
+        self.assertNotIn("*** [2025-11-25 14:03 UTC] Alice: in lobby", lines)

@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from chatsvc import tap
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatProtocol
+from chatsvc.store import NullStore, SQLiteStore, StoreError
 
 
 def parse(*arguments: str) -> tap.Options:
@@ -109,6 +110,61 @@ class OptionsTests(SynchronousTestCase):
                 self.assertRaises(UsageError, parse, option, "0")
                 self.assertRaises(UsageError, parse, option, "lots")
 
+    def test_roomAndHistoryOptions(self) -> None:
+        """Each room and history option reaches the hub, the factory or the store."""
+        service = tap.makeService(
+            parse(
+                "--room", "#Main", "--max-rooms", "7", "--history-lines", "5",
+                "--history-max", "50", "--history-keep", "900", "--history-days", "2",
+                "--db", "here.db",
+            ),
+            MemoryReactorClock(),
+        )
+        hub = service.factory.hub
+        self.assertEqual(
+            (hub.defaultRoom.name, hub.maxRooms, hub.historyKept, service.factory.historyLines),
+            ("Main", 7, 50, 5),
+        )
+        store = hub.store
+        assert isinstance(store, SQLiteStore)
+        self.assertEqual((store.path, store.keepPerRoom, store.maxAge), ("here.db", 900, 2 * 86400))
+
+    def test_historyDefaults(self) -> None:
+        """By default: the lobby, 20 lines on joining, 100 at most, a file kept 30 days."""
+        service = tap.makeService(parse(), MemoryReactorClock())
+        store = service.factory.hub.store
+        assert isinstance(store, SQLiteStore)
+        self.assertEqual((store.path, store.keepPerRoom, store.maxAge), ("chatsvc.db", 10_000, 30 * 86400))
+        self.assertEqual(service.factory.hub.defaultRoom.name, "lobby")
+        self.assertEqual(service.factory.historyLines, 20)
+        forever = tap.makeService(parse("--history-days", "0"), MemoryReactorClock())
+        assert isinstance(forever.factory.hub.store, SQLiteStore)
+        self.assertIsNone(forever.factory.hub.store.maxAge)
+
+    def test_memoryOnly(self) -> None:
+        """--db :memory: stores nothing."""
+        service = tap.makeService(parse("--db", ":memory:"), MemoryReactorClock())
+        self.assertIsInstance(service.factory.hub.store, NullStore)
+
+    def test_badRoomAndHistoryValues(self) -> None:
+        """An invalid default room, or more lines on joining than the most kept, is refused."""
+        error = self.assertRaises(UsageError, parse, "--room", "two words")
+        self.assertIn("--room", str(error))
+        self.assertRaises(UsageError, parse, "--history-lines", "200")
+        for option in ("--history-max", "--history-keep", "--max-rooms"):
+            self.assertRaises(UsageError, parse, option, "0")
+        self.assertRaises(UsageError, parse, "--history-days", "-1")
+
+    def test_unusableDatabase(self) -> None:
+        """A --db that is not a database stops the server at start, saying why."""
+        path = self.mktemp()
+        with open(path, "wb") as garbage:
+            garbage.write(b"not a database " * 200)
+        service = tap.makeService(parse("--db", path), MemoryReactorClock())
+        error = self.assertRaises(StoreError, service.privilegedStartService)
+        self.assertIn(path, str(error))
+        self.assertEqual(service.ports, [])
+
     def test_defaultLimits(self) -> None:
         """Without options, the service runs with the documented default limits."""
         service = tap.makeService(parse(), MemoryReactorClock())
@@ -130,6 +186,13 @@ class OptionsTests(SynchronousTestCase):
             "--max-connections-per-address",
             "--keepalive",
             "--shutdown-grace",
+            "--room",
+            "--max-rooms",
+            "--db",
+            "--history-lines",
+            "--history-max",
+            "--history-keep",
+            "--history-days",
         ]:
             self.assertIn(option, text)
 
