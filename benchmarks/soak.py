@@ -889,6 +889,7 @@ class Settings(argparse.Namespace):
     drain_timeout: float
     pin: bool
     seed: int | None
+    db: str | None
 
 
 def parseArguments(argv: list[str]) -> Settings:
@@ -928,6 +929,10 @@ def parseArguments(argv: list[str]) -> Settings:
         help="do not pin the server and the generator to separate CPUs",
     )
     parser.add_argument("--seed", type=int, help="seed for nicknames and send phases")
+    parser.add_argument(
+        "--db", help="the server's --db (default: its own, a file in the server's temporary "
+        "directory; :memory: to store no history)",
+    )
     settings = parser.parse_args(argv, namespace=Settings())
     if settings.clients < 2:
         parser.error("--clients must be at least 2 (messages go to the other clients)")
@@ -1037,6 +1042,10 @@ class Soak:
         say("starting a server, limits raised for this load (the defaults are for public servers):")
         for reason in reasons:
             say(f"  {reason}")
+        if settings.db is not None:
+            options += ["--db", settings.db]
+        say(f"  history: --db {settings.db or 'chatsvc.db (in the server directory)'}")
+        self.results["db"] = settings.db or "chatsvc.db"
         self.server = ServerProcess(self.reactor, options, serverCPU, settings.server_log)
         listening = self.server.start()
         self.serverPid = self.server.pid
