@@ -1,93 +1,180 @@
 """
-Where room messages are kept across restarts.
+Chat history on disk: an SQLite database, read once at start-up and then written in the background,
+so that a slow, locked or broken disk never makes the reactor wait.
 
-The core hands every room message to an L{IHistoryStore} with L{IHistoryStore.add}, on the chat
-fan-out path, so adding only queues. L{SQLiteStore} writes the queue to a SQLite file in batches,
-one transaction each, on a single database thread of Twisted's L{adbapi.ConnectionPool}: the
-reactor never waits on the disk. A locked, read-only, vanished or full database costs a logged,
-counted error and a retry later; chat goes on, and past a bound the oldest unwritten messages are
-given up (and counted).
+Life cycle of an L{SQLiteStore}, as the server drives it:
 
-The one synchronous read, L{IHistoryStore.recent}, happens at start-up, before the server accepts
-anyone: each room's latest messages come back into memory, and from then on members are shown
-history from there, never from the disk.
+  1. C{recent(perRoom)} opens the file (creating it if needed), brings its schema up to date and
+     reads each room's latest messages, synchronously, on a connection of its own that it closes
+     before returning: this happens before the reactor serves anyone, so that a database this
+     server cannot use stops start-up with a clear L{StoreError} instead of failing later.
+  2. C{start(reactor)} starts the database thread (opening the file first, as above, if
+     C{recent} was not called). From then on the reactor thread never touches the disk:
+     L{SQLiteStore.add} appends to a queue in memory and, when nothing is scheduled yet, schedules
+     a flush C{batchInterval} seconds later. A flush hands up to C{maxBatch} messages to the
+     thread, which inserts them in one transaction. One operation at a time is in flight.
+  3. C{stop()} writes what is still queued, within C{stopTimeout} seconds, and closes everything.
+
+Failures never reach the chat. A write that fails (the database locked by another program for
+longer than the busy timeout, a read-only file, a full disk, the file or its directory deleted)
+puts its messages back at the head of the queue, is counted in C{failed} and logged as
+C{history_write_failed} (at most once every C{logInterval} seconds, with the number of attempts
+not logged in between), and is retried with exponential backoff up to C{maxRetryDelay} seconds.
+Messages are only lost when the queue outgrows C{maxPending} (the oldest go first), when the
+database refuses a message itself (text it cannot encode, say), or when C{stop()} runs out of
+time; all three are counted in C{dropped} and logged as C{history_dropped}.
+
+After any failure other than "busy", the thread closes its connection and the next attempt opens
+the file afresh: a connection that fell back to read-only stays so after the permissions are
+fixed (those of the database and of its C{-wal} and C{-shm} files, which SQLite creates with the
+database's mode), and SQLite in WAL mode keeps writing, without complaint, to a file that has
+been unlinked.
+Before every operation the thread therefore also checks that the path still names the file it
+opened; when it does not, the operation fails, and the next one recreates the database (or keeps
+failing, and retrying, while the directory is gone).
+
+Retention runs in the same thread, between writes, in transactions of at most C{pruneChunk}
+deletions: every C{pruneInterval} seconds (and once at start), messages older than C{maxAge} go,
+and every room written since the previous pass (or returned by L{SQLiteStore.recent}) is cut down
+to its C{keepPerRoom} newest messages.
+
+The schema is versioned with C{PRAGMA user_version}: L{MIGRATIONS} lists the steps, the first
+taking an empty database to version 1; L{migrate} applies the missing ones in a single transaction
+and refuses a database newer than it knows (L{SchemaVersionError}).
+
+Why a private one-thread L{ThreadPool} and not L{twisted.enterprise.adbapi.ConnectionPool}:
+adbapi wraps each call in its own commit and rollback, and the recovery above does not fit in
+that wrapping. A call that throws its broken connection away (C{Connection.reconnect}) and then
+fails to open a new one, because the directory is still missing, leaves adbapi rolling back a
+closed connection, which it logs as a "Rollback failed" traceback on every retry; and
+L{ConnectionPool.disconnect} may only be called from the pool's thread, which outside a call
+means reaching into the pool's thread pool anyway. adbapi also starts its threads from
+C{callWhenRunning} and stops them from a shutdown trigger of its own. With one thread of our
+own, each operation opens its transaction itself (C{BEGIN IMMEDIATE}, so that waiting for the
+write lock happens at the start, never half-way), the connection is ours to close and reopen,
+and the thread lives from the first operation after L{SQLiteStore.start} to L{SQLiteStore.stop}.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
 
-import structlog
 from attrs import frozen
-from twisted.enterprise import adbapi
+import structlog
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorCore, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorTime,
+)
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Attribute, Interface, implementer
 
 __all__ = [
     "IHistoryStore",
+    "MIGRATIONS",
     "NullStore",
     "SCHEMA_VERSION",
     "SQLiteStore",
+    "SchemaVersionError",
     "StoreError",
     "StoredMessage",
+    "migrate",
 ]
 
 _log = structlog.get_logger("chatsvc.store")
 
+_T = TypeVar("_T")
+
 
 @frozen
 class StoredMessage:
-    """One room message (or C{/me} action) as kept in history."""
+    """One line of a room's history: a plain message or a C{/me} action."""
 
     roomKey: str
-    """The room's canonical key (see L{chatsvc.core.room_key}); history is looked up by it."""
+    """The room's canonical key (already case-folded by the caller); history is looked up by it."""
     room: str
     """The room's name as shown."""
     time: float
     """When it was said, in POSIX seconds."""
     nick: str
+    """Who said it."""
     text: str
+    """What was said (for an action, what was done)."""
     action: bool
-    """True for a C{/me} action."""
-
-
-class StoreError(Exception):
-    """The history store cannot be used (at start-up): the message says why."""
+    """C{True} for a C{/me} action, C{False} for a plain message."""
 
 
 class IHistoryStore(Interface):
-    """Keeps room messages across restarts."""
+    """
+    Where the rooms' history is kept between runs of the server.
+
+    The server reads it once, before accepting connections (L{recent}), then starts it
+    (L{start}), hands it every message as it is said (L{add}) and stops it on shutdown
+    (L{stop}).
+    """
+
+    written = Attribute("Messages written so far (read-only).")
+    failed = Attribute(
+        "Write attempts that failed, counted in messages: a batch of 10 failing twice counts 20 "
+        "(read-only)."
+    )
+    dropped = Attribute("Messages given up on, never to be written (read-only).")
 
     def recent(perRoom: int) -> dict[str, list[StoredMessage]]:
         """
-        Up to C{perRoom} latest messages of every room, oldest first, by room key. Called once,
-        at start-up, before the server accepts connections.
+        Up to C{perRoom} most recent messages of every room, oldest first, keyed by C{roomKey}.
 
-        @raise StoreError: if the store cannot be opened.
+        Called once at start-up, before the server accepts connections: it reads synchronously.
+
+        @raise StoreError: if the store cannot be used; the message says why.
         """
 
     def start(reactor: IReactorCore) -> None:
-        """Begin writing in the background (after L{recent})."""
+        """
+        Begin writing in the background (after L{recent}).
+
+        @param reactor: the reactor to schedule on and deliver results through: also an
+            L{IReactorTime} and an L{IReactorFromThreads}, as every real reactor is.
+        """
 
     def add(message: StoredMessage) -> None:
-        """Queue C{message} for writing. Never blocks and never raises."""
+        """
+        Queue C{message} for writing. Never blocks, never raises, takes constant time: it is on
+        the path of every chat message.
+        """
 
     def stop() -> Deferred[None]:
-        """Write what is still queued (for a bounded time), then close."""
+        """
+        Write what is still queued (giving up after a bounded time), then close. Safe to call
+        whether or not L{start} was called, and more than once.
+        """
 
 
 @implementer(IHistoryStore)
 class NullStore:
-    """A store that keeps nothing (C{--db :memory:})."""
+    """A history store that keeps nothing: no history survives a restart (C{--db :memory:})."""
+
+    written = 0
+    """Always 0."""
+    failed = 0
+    """Always 0."""
+    dropped = 0
+    """Always 0: a message not kept on purpose is not given up on."""
 
     def recent(self, perRoom: int) -> dict[str, list[StoredMessage]]:
-        """Nothing was kept."""
+        """No history: an empty dictionary."""
         return {}
 
     def start(self, reactor: IReactorCore) -> None:
@@ -97,109 +184,303 @@ class NullStore:
         """Forget C{message}."""
 
     def stop(self) -> Deferred[None]:
-        """Nothing to write."""
+        """Nothing to write: already stopped."""
         return succeed(None)
 
 
-_SCHEMA_V1 = [
-    """
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY,
-        room_key TEXT NOT NULL,
-        room TEXT NOT NULL,
-        time REAL NOT NULL,
-        nick TEXT NOT NULL,
-        text TEXT NOT NULL,
-        action INTEGER NOT NULL
-    )
-    """,
-    "CREATE INDEX messages_by_room ON messages (room_key, id)",
-    "CREATE INDEX messages_by_time ON messages (time)",
-]
+class StoreError(Exception):
+    """The history store cannot be used (at start-up): the message says why, naming the file."""
 
-MIGRATIONS: list[Sequence[str]] = [_SCHEMA_V1]
-"""Step I{n} (from 0) takes a database from schema version I{n} to I{n + 1}."""
+
+class SchemaVersionError(StoreError):
+    """
+    The database's schema is newer than this code knows: it was written by a later version of
+    chatsvc, and this one refuses to guess at it.
+    """
+
+    def __init__(self, found: int, known: int, path: str = "") -> None:
+        """
+        @param found: the database's schema version.
+        @param known: the newest schema version this code knows.
+        @param path: the database file, when known.
+        """
+        self.found = found
+        self.known = known
+        self.path = path
+        where = f"{path}: " if path else ""
+        super().__init__(
+            f"{where}the history database has schema version {found}, but this version of "
+            f"chatsvc knows schema versions up to {known} only; upgrade chatsvc, or use another "
+            f"database file"
+        )
+
+
+MIGRATIONS: Sequence[Sequence[str]] = (
+    # Version 1: the messages, an index for "the latest N of a room" (newest first by id) and
+    # one for expiry by age.
+    (
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            room_key TEXT NOT NULL,
+            room TEXT NOT NULL,
+            time REAL NOT NULL,
+            nick TEXT NOT NULL,
+            text TEXT NOT NULL,
+            action INTEGER NOT NULL CHECK (action IN (0, 1))
+        )
+        """,
+        "CREATE INDEX messages_by_room ON messages (room_key, id)",
+        "CREATE INDEX messages_by_time ON messages (time)",
+    ),
+)
+"""
+The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;
+a released step is never edited.
+"""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes."""
 
 
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """
+    One write transaction on an autocommit connection. C{BEGIN IMMEDIATE} takes the write lock
+    at once (waiting up to the busy timeout), so a transaction never fails half-way for want
+    of it.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction:
+            with suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 def migrate(
-    connection: sqlite3.Connection, path: str, migrations: Sequence[Sequence[str]] = MIGRATIONS
-) -> int:
+    connection: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS
+) -> tuple[int, int]:
     """
-    Bring the database on C{connection} (in autocommit mode) up to the latest schema, each step
-    in a transaction of its own with its version number.
+    Bring the schema of the database behind C{connection} up to version C{len(migrations)},
+    running the missing steps, and setting C{PRAGMA user_version}, in one transaction: either
+    every step applies or none does.
 
-    @return: the version it was at.
-    @raise StoreError: if it is newer than this code knows.
+    @param connection: an autocommit connection (C{isolation_level=None}).
+    @param migrations: the steps, each a sequence of SQL statements; L{MIGRATIONS} by default.
+    @return: the version found and the version now.
+    @raise SchemaVersionError: if the database is newer than C{migrations} knows.
     """
-    (found,) = connection.execute("PRAGMA user_version").fetchone()
-    if found > len(migrations):
-        raise StoreError(
-            f"{path} has history schema version {found}, but this chatsvc knows versions up "
-            f"to {len(migrations)} only; use a newer chatsvc, or another --db"
-        )
-    for version in range(found, len(migrations)):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in migrations[version]:
+    known = len(migrations)
+    with _transaction(connection):
+        (found,) = connection.execute("PRAGMA user_version").fetchone()
+        if found > known:
+            path = next(
+                (row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"),
+                "",
+            )
+            raise SchemaVersionError(found, known, path)
+        for step in migrations[found:]:
+            for statement in step:
                 connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {version + 1}")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        _log.info("history_migrated", path=path, version=version + 1)
-    return int(found)
+        if found != known:
+            connection.execute(f"PRAGMA user_version = {known:d}")
+    return found, known
 
 
-def _configure(connection: sqlite3.Connection, busyTimeout: float) -> None:
-    connection.execute(f"PRAGMA busy_timeout = {int(busyTimeout * 1000)}")
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = NORMAL")
-
-
-def _insert(cursor: Any, batch: list[StoredMessage]) -> None:
-    cursor.executemany(
-        "INSERT INTO messages (room_key, room, time, nick, text, action) VALUES (?, ?, ?, ?, ?, ?)",
-        [(m.roomKey, m.room, m.time, m.nick, m.text, int(m.action)) for m in batch],
+def _connect(path: str, busyTimeout: float) -> sqlite3.Connection:
+    """
+    An autocommit connection to C{path} (created if missing), in WAL mode, with
+    C{synchronous=NORMAL}: a commit waits for the write-ahead log, not for the database file,
+    and a power cut can lose the last commits but never corrupt the file.
+    """
+    # timeout is SQLite's busy timeout: how long a statement waits for another connection's lock.
+    # check_same_thread=False: the database thread owns this connection, but a pool thread is
+    # not guaranteed to be the same thread from one operation to the next.
+    connection = sqlite3.connect(
+        path, timeout=busyTimeout, isolation_level=None, check_same_thread=False
     )
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
-_PRUNE_CHUNK = 5000
-"""Most messages one retention pass deletes by age, so that it never holds the database long."""
+def _openDatabase(path: str, busyTimeout: float) -> tuple[sqlite3.Connection, int, int]:
+    """
+    Connect to C{path} and migrate it to L{SCHEMA_VERSION}.
+
+    @return: the connection, the version found and the version now.
+    """
+    connection = _connect(path, busyTimeout)
+    try:
+        found, now = migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection, found, now
 
 
-def _prune(cursor: Any, cutoff: float | None, roomKeys: list[str], keepPerRoom: int) -> int:
-    deleted = 0
-    if cutoff is not None:
-        cursor.execute(
+def _fileIdentity(path: str) -> tuple[int, int] | None:
+    """The device and inode C{path} names, or L{None} if it names nothing."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _isBusy(error: BaseException) -> bool:
+    """Whether C{error} says only that another connection holds a lock (worth waiting for)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _describe(error: BaseException) -> str:
+    """A one-line reason for a log event."""
+    return f"{type(error).__name__}: {error}"
+
+
+_INSERT = (
+    "INSERT INTO messages (room_key, room, time, nick, text, action) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+# What the database (or sqlite3's binding of parameters) raises for a message it will not take,
+# however often it is asked: text that cannot be encoded, a time that is not a number.
+_REFUSED = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    ValueError,
+    OverflowError,
+    TypeError,
+)
+
+# The distinct room keys, by a skip scan of the room index: one index lookup per room, however
+# many messages each room has.
+_ROOM_KEYS = """
+    WITH RECURSIVE rooms(key) AS (
+        SELECT min(room_key) FROM messages
+        UNION ALL
+        SELECT (SELECT min(room_key) FROM messages WHERE room_key > rooms.key)
+        FROM rooms WHERE rooms.key IS NOT NULL
+    )
+    SELECT key FROM rooms WHERE key IS NOT NULL
+"""
+
+_LATEST = """
+    SELECT room, time, nick, text, action FROM messages
+    WHERE room_key = ? AND time >= ?
+    ORDER BY id DESC LIMIT ?
+"""
+
+
+@frozen
+class _Inserted:
+    """What one write did."""
+
+    refused: int
+    """Messages the database refused (see L{_REFUSED}); the others were written."""
+    reason: str | None
+    """Why the first refused message was refused."""
+    rooms: frozenset[str]
+    """The room keys written to."""
+
+
+def _insertMessages(connection: sqlite3.Connection, batch: Sequence[StoredMessage]) -> _Inserted:
+    """
+    Write C{batch} in one transaction. Should the database refuse a message, the batch is
+    written again one message at a time, skipping the ones it refuses: one bad message must not
+    keep the others from being written, nor be retried for ever.
+    """
+    rows = [
+        (message.roomKey, message.room, message.time, message.nick, message.text, message.action)
+        for message in batch
+    ]
+    rooms = frozenset(row[0] for row in rows)
+    try:
+        with _transaction(connection):
+            connection.executemany(_INSERT, rows)
+        return _Inserted(0, None, rooms)
+    except _REFUSED:
+        pass
+    refused = 0
+    reason = None
+    with _transaction(connection):
+        for row in rows:
+            try:
+                connection.execute(_INSERT, row)
+            except _REFUSED as error:
+                refused += 1
+                reason = reason or _describe(error)
+    return _Inserted(refused, reason, rooms)
+
+
+def _deleteOlderThan(connection: sqlite3.Connection, cutoff: float, limit: int) -> int:
+    """Delete up to C{limit} messages older than C{cutoff}; return how many went."""
+    with _transaction(connection):
+        cursor = connection.execute(
             "DELETE FROM messages WHERE id IN "
-            "(SELECT id FROM messages WHERE time < ? ORDER BY time LIMIT ?)",
-            (cutoff, _PRUNE_CHUNK),
+            "(SELECT id FROM messages WHERE time < ? LIMIT ?)",
+            (cutoff, limit),
         )
-        deleted += max(cursor.rowcount, 0)
-    for key in roomKeys:
-        cursor.execute(
-            "DELETE FROM messages WHERE room_key = ? AND id <= "
-            "(SELECT id FROM messages WHERE room_key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-            (key, key, keepPerRoom),
+    return cursor.rowcount
+
+
+def _capRoom(connection: sqlite3.Connection, roomKey: str, keep: int, limit: int) -> int:
+    """
+    Delete up to C{limit} of the oldest messages of the room C{roomKey} beyond its C{keep}
+    newest; return how many went.
+    """
+    row = connection.execute(
+        "SELECT id FROM messages WHERE room_key = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+        (roomKey, keep),
+    ).fetchone()
+    if row is None:
+        return 0
+    # Only this thread writes, and new messages get larger ids, so the newest message to go
+    # stays the same until the room has been cut down.
+    with _transaction(connection):
+        cursor = connection.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+            "WHERE room_key = ? AND id <= ? ORDER BY id LIMIT ?)",
+            (roomKey, row[0], limit),
         )
-        deleted += max(cursor.rowcount, 0)
-    return deleted
+    return cursor.rowcount
+
+
+class _Throttle:
+    """Says yes at most once every C{interval} seconds."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = -math.inf
+
+    def ready(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + self._interval
+        return True
+
+
+_MIN_RETRY_DELAY = 0.05
+"""The first retry of a failed write waits at least this long, whatever C{batchInterval}."""
 
 
 @implementer(IHistoryStore)
 class SQLiteStore:
     """
-    History in a SQLite file, written in batches on a database thread of its own.
+    History in an SQLite file, written by a thread of its own (see the module's description).
 
-    @ivar written: messages written so far.
-    @ivar failed: messages in write attempts that failed (each retry counts again).
-    @ivar dropped: messages given up, never written.
-    @ivar batches: transactions that wrote messages.
-    @ivar pruned: messages deleted by retention.
+    The settings given to the constructor are kept as attributes of the same names. Counters,
+    all read-only and in messages unless said otherwise: L{written}, L{failed}, L{dropped},
+    L{pruned}, L{pending}, and L{batches} (write transactions committed).
     """
 
     def __init__(
@@ -212,22 +493,63 @@ class SQLiteStore:
         keepPerRoom: int = 10_000,
         maxAge: float | None = 30 * 86400,
         pruneInterval: float = 300.0,
+        pruneChunk: int = 1000,
         busyTimeout: float = 2.0,
-        stopTimeout: float = 5.0,
-        now: Callable[[], float] = time.time,
+        maxRetryDelay: float = 5.0,
+        stopTimeout: float = 3.0,
+        logInterval: float = 10.0,
     ) -> None:
         """
-        @param path: the SQLite file, created if missing.
-        @param batchInterval: seconds a message may wait to be written with others.
-        @param maxBatch: most messages written in one transaction.
-        @param maxPending: most messages waiting to be written; past it the oldest are dropped.
-        @param keepPerRoom: messages kept per room; older ones are deleted.
-        @param maxAge: seconds a message is kept; L{None} for no limit.
-        @param pruneInterval: seconds between retention passes.
-        @param busyTimeout: seconds SQLite waits for a lock before a write fails.
-        @param stopTimeout: seconds L{stop} may spend writing what is still queued.
-        @param now: the wall clock (for message ages).
+        Take the settings; the file is not touched until L{recent} or L{start}.
+
+        @param path: the database file. Not C{":memory:"}: use L{NullStore} for no history.
+        @param batchInterval: seconds a message may wait so that the messages around it are
+            written in the same transaction.
+        @param maxBatch: the most messages written in one transaction.
+        @param maxPending: the most messages waiting to be written; beyond it the oldest are
+            dropped. A batch being written does not count.
+        @param keepPerRoom: the most messages kept of each room.
+        @param maxAge: seconds a message is kept; L{None} keeps messages for ever (or until
+            C{keepPerRoom} newer ones push them out).
+        @param pruneInterval: seconds between two retention passes.
+        @param pruneChunk: the most messages deleted in one transaction, so that writes never
+            wait long behind a retention pass.
+        @param busyTimeout: seconds a statement waits for another program's lock on the file
+            before failing (a locked write is then retried later).
+        @param maxRetryDelay: the longest wait before retrying a failed write; waits start at
+            C{batchInterval} (at least 50 ms) and double.
+        @param stopTimeout: seconds L{stop} keeps trying to write what is queued. An operation
+            already under way when the time is up is waited for; it is bounded by
+            C{busyTimeout} plus the disk's own time.
+        @param logInterval: at most one C{history_write_failed} (and one C{history_dropped},
+            one C{history_prune_failed}) event per this many seconds.
         """
+        if path == ":memory:" or path.startswith("file:"):
+            raise ValueError("SQLiteStore needs a file path; use NullStore to keep no history")
+        for name, value in [
+            ("maxBatch", maxBatch),
+            ("maxPending", maxPending),
+            ("keepPerRoom", keepPerRoom),
+            ("pruneChunk", pruneChunk),
+        ]:
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value!r}")
+        for name, seconds in [
+            ("batchInterval", batchInterval),
+            ("busyTimeout", busyTimeout),
+            ("stopTimeout", stopTimeout),
+            ("logInterval", logInterval),
+        ]:
+            if seconds < 0:
+                raise ValueError(f"{name} may not be negative, not {seconds!r}")
+        for name, positive in [
+            ("pruneInterval", pruneInterval),
+            ("maxRetryDelay", maxRetryDelay),
+            ("maxAge", 1.0 if maxAge is None else maxAge),
+        ]:
+            if not positive > 0:
+                raise ValueError(f"{name} must be positive, not {positive!r}")
+
         self.path = path
         self.batchInterval = batchInterval
         self.maxBatch = maxBatch
@@ -235,218 +557,493 @@ class SQLiteStore:
         self.keepPerRoom = keepPerRoom
         self.maxAge = maxAge
         self.pruneInterval = pruneInterval
+        self.pruneChunk = pruneChunk
         self.busyTimeout = busyTimeout
+        self.maxRetryDelay = maxRetryDelay
         self.stopTimeout = stopTimeout
-        self._now = now
-        self.written = self.failed = self.dropped = self.batches = self.pruned = 0
+
         self._pending: deque[StoredMessage] = deque()
-        self._touched: set[str] = set()
-        self._pool: adbapi.ConnectionPool | None = None
+        self._written = 0
+        self._failed = 0
+        self._dropped = 0
+        self._pruned = 0
+        self._batches = 0
+        self._opened = False
+
+        # Reactor side. _accepting: add() queues (until stop() is done). _idle: writing, not
+        # stopping, and no flush scheduled, due or under way, so that add() must schedule one.
         self._clock: IReactorTime | None = None
-        self._flushCall: IDelayedCall | None = None
-        self._pruneCall: IDelayedCall | None = None
-        self._writing: Deferred[None] | None = None
-        self._backoff = 0.0
-        self._lastComplaint: float | None = None
-        self._unreported = 0
+        self._threads: IReactorFromThreads | None = None
+        self._threadpool: ThreadPool | None = None
+        self._shutdownTrigger: tuple[IReactorCore, object] | None = None
+        self._accepting = True
+        self._idle = False
+        self._started = False
         self._stopping = False
+        self._stopped = False
+        self._stopWaiters: list[Deferred[None]] = []
+        self._busy = False
+        self._idleWaiters: list[Deferred[None]] = []
+        self._flushCall: IDelayedCall | None = None
+        self._flushDue = False
+        self._failedAttempts = 0
+        self._unloggedFailures = 0
+        self._failureThrottle = _Throttle(logInterval)
+        self._unreportedDrops = 0
+        self._dropThrottle = _Throttle(logInterval)
+        self._pruneCall: IDelayedCall | None = None
+        self._pruneCutoff: float | None = None
+        self._pruneRooms: deque[str] = deque()
+        self._dirtyRooms: set[str] = set()
+        self._prunedThisPass = 0
+        self._pruneThrottle = _Throttle(logInterval)
 
-    # Start-up
+        # Database thread side: only ever touched by the operation under way.
+        self._connection: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
 
-    def recent(self, perRoom: int) -> dict[str, list[StoredMessage]]:
-        """Open (creating or migrating) the database, and read each room's latest messages."""
+    @property
+    def written(self) -> int:
+        """Messages written so far."""
+        return self._written
+
+    @property
+    def failed(self) -> int:
+        """Write attempts that failed, in messages (a message retried twice counts twice)."""
+        return self._failed
+
+    @property
+    def dropped(self) -> int:
+        """Messages given up on: pushed out of a full queue, refused, or left at shutdown."""
+        return self._dropped
+
+    @property
+    def pruned(self) -> int:
+        """Messages deleted by retention."""
+        return self._pruned
+
+    @property
+    def batches(self) -> int:
+        """Write transactions committed."""
+        return self._batches
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting to be written (not counting a batch being written)."""
+        return len(self._pending)
+
+    def _openNow(self) -> sqlite3.Connection:
+        """
+        Open the database synchronously, creating and migrating it, and log C{history_opened}.
+
+        @raise StoreError: if it cannot be used.
+        """
         try:
-            connection = sqlite3.connect(self.path, isolation_level=None, timeout=self.busyTimeout)
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot open {self.path}: {error}") from error
-        try:
-            _configure(connection, self.busyTimeout)
-            found = migrate(connection, self.path)
-            history: dict[str, list[StoredMessage]] = {}
-            keys = [key for (key,) in connection.execute("SELECT DISTINCT room_key FROM messages")]
-            for key in keys:
-                rows = connection.execute(
-                    "SELECT room_key, room, time, nick, text, action FROM messages "
-                    "WHERE room_key = ? ORDER BY id DESC LIMIT ?",
-                    (key, perRoom),
-                ).fetchall()
-                history[key] = [StoredMessage(k, r, t, n, x, bool(a)) for k, r, t, n, x, a in reversed(rows)]
-            (count,) = connection.execute("SELECT COUNT(*) FROM messages").fetchone()
+            connection, found, version = _openDatabase(self.path, self.busyTimeout)
+            try:
+                (count,) = connection.execute("SELECT count(*) FROM messages").fetchone()
+            except BaseException:
+                connection.close()
+                raise
+        except StoreError:
+            raise
         except sqlite3.Error as error:
             raise StoreError(f"cannot use {self.path} for history: {error}") from error
+        if found != version:
+            _log.info("history_migrated", path=self.path, from_version=found, to_version=version)
+        _log.info("history_opened", path=self.path, schema_version=version, messages=count)
+        self._opened = True
+        return connection
+
+    def recent(self, perRoom: int) -> dict[str, list[StoredMessage]]:
+        """
+        Open the database (creating or migrating it), read up to C{perRoom} most recent
+        messages of every room, oldest first, keyed by C{roomKey}, and close it again.
+
+        Rooms with no messages are left out, and so are messages older than C{maxAge}, which
+        are only waiting for the next retention pass. The rooms found are cut down to
+        C{keepPerRoom} by the first retention pass.
+
+        @raise StoreError: if the database cannot be used; the message says why.
+        """
+        if perRoom < 0:
+            raise ValueError(f"perRoom may not be negative, not {perRoom!r}")
+        cutoff = -math.inf if self.maxAge is None else time.time() - self.maxAge
+        history: dict[str, list[StoredMessage]] = {}
+        connection = self._openNow()
+        try:
+            connection.execute("BEGIN")  # one snapshot for every room
+            rooms = [key for (key,) in connection.execute(_ROOM_KEYS)]
+            for key in rooms if perRoom else []:
+                rows = connection.execute(_LATEST, (key, cutoff, perRoom)).fetchall()
+                if rows:
+                    history[key] = [
+                        StoredMessage(key, room, when, nick, text, bool(action))
+                        for room, when, nick, text, action in reversed(rows)
+                    ]
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read history from {self.path}: {error}") from error
         finally:
             connection.close()
-        _log.info(
-            "history_opened",
-            path=self.path,
-            version=SCHEMA_VERSION,
-            was=found,
-            messages=count,
-            rooms=len(history),
-        )
+        self._dirtyRooms.update(rooms)
         return history
 
     def start(self, reactor: IReactorCore) -> None:
-        """Open the database thread and begin writing and pruning."""
-        self._clock = reactor  # type: ignore[assignment]
-        self._pool = adbapi.ConnectionPool(
-            "sqlite3",
-            self.path,
-            check_same_thread=False,
-            timeout=self.busyTimeout,
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=lambda connection: _configure(connection, self.busyTimeout),
-            cp_reactor=reactor,
-        )
-        self._pruneCall = self._later(self.pruneInterval, self._prune)
-        if self._pending:
-            self._schedule(self.batchInterval)
+        """
+        Start writing in the background: what was added so far first, and a first retention
+        pass. Opens the database first (synchronously, see L{recent}) if L{recent} did not.
 
-    # Writing
+        The database thread itself is started when there is a first thing to do, and results
+        come back through C{reactor.callFromThread}. A reactor that cannot do that (a test's
+        L{MemoryReactorClock}) gets a store that only queues, and drops the queue on L{stop}.
+
+        @param reactor: an L{IReactorTime} too; and an L{IReactorFromThreads} to write.
+        @raise StoreError: if the database cannot be used.
+        @raise RuntimeError: if called twice, or after L{stop}.
+        """
+        if self._started or self._stopping:
+            raise RuntimeError("this history store was already started or stopped")
+        if not self._opened:
+            self._openNow().close()
+        self._started = True
+        self._clock = IReactorTime(reactor)
+        self._threads = IReactorFromThreads(reactor, None)
+        if self._threads is None:
+            _log.warning("history_not_written", reason="the reactor cannot run threads")
+            return
+        # No thread at all until there is work for one.
+        threadpool = self._threadpool = ThreadPool(0, 1, "chatsvc.store")
+        threadpool.start()
+        self._shutdownTrigger = (
+            reactor,
+            reactor.addSystemEventTrigger("during", "shutdown", threadpool.stop),
+        )
+        self._idle = True
+        self._reportDrops()
+        if self._pending:
+            self._armFlush(self.batchInterval)
+        self._pruneCall = self._clock.callLater(0, self._pruneTimer)
 
     def add(self, message: StoredMessage) -> None:
-        """Queue C{message}; it is written within about C{batchInterval} seconds."""
-        self._pending.append(message)
-        if len(self._pending) > self.maxPending:
-            self._pending.popleft()
-            self._drop(1)
-        if self._flushCall is None and self._writing is None and self._pool is not None:
-            self._schedule(self.batchInterval)
-
-    def _later(self, delay: float, call: Callable[[], object]) -> IDelayedCall:
-        assert self._clock is not None
-        return self._clock.callLater(delay, call)
-
-    def _schedule(self, delay: float) -> None:
-        if self._flushCall is None and not self._stopping:
-            self._flushCall = self._later(delay, self._flush)
-
-    def _flush(self) -> Deferred[None]:
-        self._flushCall = None
-        if self._writing is not None or not self._pending or self._pool is None:
-            return self._writing or succeed(None)
-        batch = [self._pending.popleft() for _ in range(min(self.maxBatch, len(self._pending)))]
-        writing: Deferred[None] = self._pool.runInteraction(_insert, batch)
-        writing.addCallbacks(self._wrote, self._notWritten, callbackArgs=(batch,), errbackArgs=(batch,))
-        self._writing = writing
-        return writing
-
-    def _wrote(self, result: object, batch: list[StoredMessage]) -> None:
-        self._writing = None
-        self._backoff = 0.0
-        self.written += len(batch)
-        self.batches += 1
-        self._touched.update(message.roomKey for message in batch)
-        if self._pending:
-            self._schedule(0)
-
-    def _notWritten(self, failure: Failure, batch: list[StoredMessage]) -> None:
-        self._writing = None
-        self.failed += len(batch)
-        # Put the batch back in front, keeping the newest messages if there is no room.
-        room = self.maxPending - len(self._pending)
-        if room < len(batch):
-            self._drop(len(batch) - max(room, 0))
-            batch = batch[len(batch) - max(room, 0) :]
-        self._pending.extendleft(reversed(batch))
-        self._complain(failure, len(batch))
-        self._backoff = min(max(self._backoff * 2, 0.25), 5.0)
-        self._schedule(self._backoff)
-
-    def _complain(self, failure: Failure, count: int) -> None:
-        # Logged at most every 10 seconds, with how many failed since: a broken disk must not
-        # flood the log as well.
-        self._unreported += count
-        now = self._now()
-        if self._lastComplaint is not None and now - self._lastComplaint < 10:
+        """Queue C{message} for writing (see L{IHistoryStore.add})."""
+        if not self._accepting:
+            self._dropped += 1
             return
-        self._lastComplaint = now
-        _log.error(
-            "history_write_failed",
-            path=self.path,
-            reason=failure.getErrorMessage(),
-            messages=self._unreported,
-            pending=len(self._pending),
-            failed=self.failed,
-            dropped=self.dropped,
-        )
-        self._unreported = 0
-
-    def _drop(self, count: int) -> None:
-        first = self.dropped == 0
-        self.dropped += count
-        if first or self.dropped % 10_000 < count:
-            _log.error("history_dropped", path=self.path, dropped=self.dropped)
-
-    # Retention
-
-    def _prune(self) -> None:
-        self._pruneCall = None
-        if self._pool is None or self._stopping:
-            return
-        cutoff = None if self.maxAge is None else self._now() - self.maxAge
-        rooms, self._touched = sorted(self._touched), set()
-        pruning = self._pool.runInteraction(_prune, cutoff, rooms, self.keepPerRoom)
-
-        def pruned(count: int) -> None:
-            self.pruned += count
-            if count:
-                _log.info("history_pruned", path=self.path, messages=count)
-            # A pass that hit its chunk size has more to do soon.
-            again = 1.0 if count >= _PRUNE_CHUNK else self.pruneInterval
-            if not self._stopping:
-                self._pruneCall = self._later(again, self._prune)
-
-        def notPruned(failure: Failure) -> None:
-            self._touched.update(rooms)
-            _log.error("history_prune_failed", path=self.path, reason=failure.getErrorMessage())
-            if not self._stopping:
-                self._pruneCall = self._later(self.pruneInterval, self._prune)
-
-        pruning.addCallbacks(pruned, notPruned)
-
-    # Stopping
-
-    async def _finish(self) -> None:
-        assert self._clock is not None
-        deadline = self._now() + self.stopTimeout
-        while self._pending or self._writing is not None:
-            if self._now() >= deadline:
-                break
-            try:
-                await (self._writing or self._flush())
-            except Exception:
-                pass
-            if self._pending and self._writing is None and self.failed and self._backoff:
-                # The disk is failing: one more try after a pause, within the deadline.
-                pause: Deferred[None] = Deferred()
-                self._clock.callLater(min(self._backoff, 0.5), pause.callback, None)
-                await pause
-        if self._pending:
-            self._drop(len(self._pending))
-            self._pending.clear()
+        pending = self._pending
+        pending.append(message)
+        if len(pending) > self.maxPending:
+            self._dropOldest()
+        if self._idle:
+            self._armFlush(self.batchInterval)
 
     def stop(self) -> Deferred[None]:
-        """Write what is queued (for at most C{stopTimeout} seconds), then close the database."""
-        self._stopping = True
-        for call in (self._flushCall, self._pruneCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._flushCall = self._pruneCall = None
-        if self._pool is None:
+        """
+        Stop scheduling, write what is queued (trying for C{stopTimeout} seconds, then counting
+        the rest as dropped), wait for the operation under way, and stop the thread. Messages
+        added meanwhile are written too; after that, L{add} drops them.
+        """
+        if self._stopped:
             return succeed(None)
-        pool = self._pool
+        waiter: Deferred[None] = Deferred()
+        self._stopWaiters.append(waiter)
+        if not self._stopping:
+            self._stopping = True
+            self._idle = False
+            self._flushDue = False
+            for call in (self._flushCall, self._pruneCall):
+                if call is not None and call.active():
+                    call.cancel()
+            self._flushCall = self._pruneCall = None
+            if self._shutdownTrigger is not None:
+                core, trigger = self._shutdownTrigger
+                core.removeSystemEventTrigger(trigger)
+                self._shutdownTrigger = None
+            Deferred.fromCoroutine(self._drain()).addErrback(self._bug).addBoth(self._closed)
+        return waiter
 
-        def close(result: object) -> None:
-            self._pool = None
-            pool.close()
+    # Reactor side: scheduling.
+
+    def _armFlush(self, delay: float) -> None:
+        assert self._clock is not None
+        self._idle = False
+        self._flushCall = self._clock.callLater(delay, self._flushTimer)
+
+    def _flushTimer(self) -> None:
+        self._flushCall = None
+        self._flushDue = True
+        self._wake()
+
+    def _pruneTimer(self) -> None:
+        assert self._clock is not None
+        self._pruneCall = self._clock.callLater(self.pruneInterval, self._pruneTimer)
+        if self._pruneCutoff is not None or self._pruneRooms:
+            return  # the previous pass is not finished yet
+        if self.maxAge is not None:
+            self._pruneCutoff = self._clock.seconds() - self.maxAge
+        self._pruneRooms.extend(sorted(self._dirtyRooms))
+        self._dirtyRooms.clear()
+        self._prunedThisPass = 0
+        self._wake()
+
+    def _wake(self) -> None:
+        """Start the next operation, if one is due and none is under way: writes first."""
+        if self._busy or self._stopping or self._threadpool is None:
+            return
+        if self._flushDue:
+            self._flushDue = False
+            if self._pending:
+                self._startOperation(self._flush())
+                return
+            self._idle = True
+        if self._pruneCutoff is not None or self._pruneRooms:
+            self._startOperation(self._pruneStep())
+
+    def _startOperation(self, operation: Coroutine[Any, Any, None]) -> None:
+        self._busy = True
+        Deferred.fromCoroutine(operation).addErrback(self._bug).addBoth(self._operationDone)
+
+    def _operationDone(self, ignored: object) -> None:
+        self._busy = False
+        waiters, self._idleWaiters = self._idleWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        self._wake()
+
+    async def _whenIdle(self) -> None:
+        if self._busy:
+            waiter: Deferred[None] = Deferred()
+            self._idleWaiters.append(waiter)
+            await waiter
+
+    def _bug(self, failure: Failure) -> None:
+        # Only a mistake in this module gets here: every expected failure is handled where it
+        # happens. Log it with its traceback and keep going.
+        _log.error("history_store_error", exc_info=failure.value)
+
+    # Reactor side: writing.
+
+    def _inThread(self, operation: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        assert self._threads is not None and self._threadpool is not None
+        return deferToThreadPool(
+            self._threads, self._threadpool, self._withConnection, operation
+        )
+
+    async def _flush(self) -> None:
+        """Write one batch, then schedule what comes next."""
+        succeeded = await self._write()
+        if self._stopping:
+            return
+        if not succeeded:
+            delay = max(self.batchInterval, _MIN_RETRY_DELAY) * 2.0 ** min(
+                self._failedAttempts - 1, 30
+            )
+            self._armFlush(min(delay, self.maxRetryDelay))
+        elif len(self._pending) >= self.maxBatch:
+            self._flushDue = True  # a backlog: no reason to wait
+        elif self._pending:
+            self._armFlush(self.batchInterval)
+        else:
+            self._idle = True
+
+    async def _write(self) -> bool:
+        """Write the oldest C{maxBatch} pending messages; put them back if that fails."""
+        pending = self._pending
+        if len(pending) <= self.maxBatch:
+            batch = list(pending)
+            pending.clear()
+        else:
+            batch = [pending.popleft() for _ in range(self.maxBatch)]
+        try:
+            inserted = await self._inThread(
+                lambda connection: _insertMessages(connection, batch)
+            )
+        except Exception as error:
+            self._writeFailed(batch, error)
+            return False
+        self._batches += 1
+        self._written += len(batch) - inserted.refused
+        self._dirtyRooms.update(inserted.rooms)
+        if self._failedAttempts:
+            _log.info(
+                "history_write_recovered",
+                failed_attempts=self._failedAttempts,
+                pending=len(pending),
+            )
+            self._failedAttempts = 0
+            self._unloggedFailures = 0
+        if inserted.refused:
+            self._dropped += inserted.refused
+            _log.error(
+                "history_dropped",
+                messages=inserted.refused,
+                total=self._dropped,
+                reason=f"refused by the database ({inserted.reason})",
+            )
+        self._reportDrops()
+        return True
+
+    def _writeFailed(self, batch: list[StoredMessage], error: Exception) -> None:
+        self._failed += len(batch)
+        self._failedAttempts += 1
+        pending = self._pending
+        pending.extendleft(reversed(batch))
+        if len(pending) > self.maxPending:
+            self._dropOldest()
+        assert self._clock is not None
+        if self._failureThrottle.ready(self._clock.seconds()):
+            _log.error(
+                "history_write_failed",
+                messages=len(batch),
+                reason=_describe(error),
+                attempt=self._failedAttempts,
+                pending=len(pending),
+                unlogged_failures=self._unloggedFailures,
+            )
+            self._unloggedFailures = 0
+        else:
+            self._unloggedFailures += 1
+
+    def _dropOldest(self) -> None:
+        pending = self._pending
+        excess = len(pending) - self.maxPending
+        for _ in range(excess):
+            pending.popleft()
+        self._dropped += excess
+        self._unreportedDrops += excess
+        if self._clock is not None:
+            self._reportDrops()
+
+    def _reportDrops(self, force: bool = False) -> None:
+        if not self._unreportedDrops or self._clock is None:
+            return
+        if force or self._dropThrottle.ready(self._clock.seconds()):
+            _log.error(
+                "history_dropped",
+                messages=self._unreportedDrops,
+                total=self._dropped,
+                reason=f"more than {self.maxPending} messages waiting to be written",
+            )
+            self._unreportedDrops = 0
+
+    # Reactor side: retention.
+
+    async def _pruneStep(self) -> None:
+        """One transaction's worth of retention."""
+        chunk = self.pruneChunk
+        try:
+            if self._pruneCutoff is not None:
+                cutoff = self._pruneCutoff
+                deleted = await self._inThread(
+                    lambda connection: _deleteOlderThan(connection, cutoff, chunk)
+                )
+                if deleted < chunk:
+                    self._pruneCutoff = None
+            else:
+                roomKey, keep = self._pruneRooms[0], self.keepPerRoom
+                deleted = await self._inThread(
+                    lambda connection: _capRoom(connection, roomKey, keep, chunk)
+                )
+                if deleted < chunk:
+                    self._pruneRooms.popleft()
+        except Exception as error:
+            # Give this pass up; its rooms wait for the next one.
+            self._dirtyRooms.update(self._pruneRooms)
+            self._pruneRooms.clear()
+            self._pruneCutoff = None
+            assert self._clock is not None
+            if self._pruneThrottle.ready(self._clock.seconds()):
+                _log.error("history_prune_failed", reason=_describe(error))
+            return
+        self._pruned += deleted
+        self._prunedThisPass += deleted
+        if self._pruneCutoff is None and not self._pruneRooms and self._prunedThisPass:
+            _log.info("history_pruned", messages=self._prunedThisPass)
+
+    # Reactor side: stopping.
+
+    async def _drain(self) -> None:
+        threadpool = self._threadpool
+        if threadpool is None or self._threads is None or self._clock is None:
+            self._giveUp("the history store was not writing")
+            return
+        clock = self._clock
+        deadline = clock.seconds() + self.stopTimeout
+        await self._whenIdle()
+        delay = max(self.batchInterval, _MIN_RETRY_DELAY)
+        while self._pending and clock.seconds() < deadline:
+            self._busy = True
+            try:
+                succeeded = await self._write()
+            finally:
+                self._busy = False
+            if not succeeded:
+                wait = min(delay, deadline - clock.seconds())
+                if wait > 0:
+                    await deferLater(clock, wait, lambda: None)
+                delay = min(delay * 2, self.maxRetryDelay)
+        self._giveUp(f"not written within {self.stopTimeout} s of stopping")
+        try:
+            if threadpool.threads:  # else nothing was ever opened
+                await deferToThreadPool(self._threads, threadpool, self._closeConnection)
+        finally:
+            threadpool.stop()
+
+    def _giveUp(self, reason: str) -> None:
+        """Count what is still pending as dropped, and stop accepting more."""
+        self._accepting = False
+        self._reportDrops(force=True)
+        left = len(self._pending)
+        if left:
+            self._pending.clear()
+            self._dropped += left
+            _log.error("history_dropped", messages=left, total=self._dropped, reason=reason)
+
+    def _closed(self, ignored: object) -> None:
+        self._accepting = False
+        self._stopped = True
+        if self._clock is not None:
             _log.info(
                 "history_closed",
                 path=self.path,
-                written=self.written,
-                failed=self.failed,
-                dropped=self.dropped,
+                written=self._written,
+                failed=self._failed,
+                dropped=self._dropped,
             )
+        waiters, self._stopWaiters = self._stopWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
-        return Deferred.fromCoroutine(self._finish()).addBoth(close)
+    # Database thread side.
+
+    def _withConnection(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """
+        In the database thread: run C{operation} on the store's connection, opening it (and
+        creating and migrating the file) first if needed. After a failure other than a busy
+        database, the connection is closed, so that the next operation starts afresh.
+        """
+        connection = self._connection
+        if connection is not None and _fileIdentity(self.path) != self._identity:
+            self._closeConnection()
+            raise OSError(f"the database file {self.path} was deleted or replaced")
+        if connection is None:
+            connection, _, _ = _openDatabase(self.path, self.busyTimeout)
+            self._connection = connection
+            self._identity = _fileIdentity(self.path)
+        try:
+            return operation(connection)
+        except BaseException as error:
+            if connection.in_transaction:
+                with suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            if not _isBusy(error):
+                self._closeConnection()
+            raise
+
+    def _closeConnection(self) -> None:
+        """In the database thread: close the connection, if open."""
+        connection, self._connection = self._connection, None
+        self._identity = None
+        if connection is not None:
+            with suppress(sqlite3.Error):
+                connection.close()

@@ -1,278 +1,579 @@
 """
-Tests for L{chatsvc.store}: real SQLite files in a temporary directory, written on the store's
-own database thread while the reactor runs.
+Tests for L{chatsvc.store}: real SQLite files in a temporary directory, written on the store's own
+database thread while the real reactor runs. Nothing waits by sleeping: tests wait on Deferreds,
+or poll a condition in short steps of the reactor, with a deadline.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
-from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from chatsvc.store import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     IHistoryStore,
     NullStore,
+    SchemaVersionError,
     SQLiteStore,
     StoreError,
     StoredMessage,
     migrate,
 )
 
-TIMEOUT = 20.0
+DEADLINE = 10.0
+"""Seconds a test waits for a condition before failing."""
+
+# Short intervals keep the file fast: batches every 10 ms, locks waited for 50 ms, retries at
+# most 50 ms apart.
+FAST: dict[str, Any] = dict(
+    batchInterval=0.01, busyTimeout=0.05, maxRetryDelay=0.05, stopTimeout=2.0
+)
 
 
-def message(number: int, room: str = "lobby", when: float = 1000.0, action: bool = False) -> StoredMessage:
-    """A stored message numbered C{number}."""
-    return StoredMessage(room.lower(), room, when + number, f"nick{number % 3}", f"text {number}", action)
+def message(number: int, room: str = "Lobby", when: float | None = None) -> StoredMessage:
+    """Message number C{number} in C{room}; every fifth one is an action."""
+    return StoredMessage(
+        room.casefold(),
+        room,
+        time.time() if when is None else when,
+        f"nick{number % 3}",
+        f"text {number}",
+        number % 5 == 4,
+    )
 
 
-def rows(path: str) -> list[tuple[str, str]]:
-    """(room key, text) of every stored message, in order."""
-    with sqlite3.connect(path) as connection:
-        return connection.execute("SELECT room_key, text FROM messages ORDER BY id").fetchall()
+def texts(path: str, roomKey: str | None = None) -> list[str]:
+    """The texts stored in C{path} (of one room, if given), in the order written."""
+    connection = sqlite3.connect(path)
+    try:
+        if roomKey is None:
+            rows = connection.execute("SELECT text FROM messages ORDER BY id")
+        else:
+            rows = connection.execute(
+                "SELECT text FROM messages WHERE room_key = ? ORDER BY id", (roomKey,)
+            )
+        return [text for (text,) in rows]
+    finally:
+        connection.close()
 
 
-async def until(condition: object, timeout: float = TIMEOUT) -> None:
-    """Wait, without blocking the reactor, until C{condition()} is true."""
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+def insert(path: str, messages: list[StoredMessage]) -> None:
+    """Write C{messages} straight into the database at C{path}, as an earlier run would have."""
+    connection = sqlite3.connect(path)
+    try:
+        with connection:
+            connection.executemany(
+                "INSERT INTO messages (room_key, room, time, nick, text, action) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(m.roomKey, m.room, m.time, m.nick, m.text, m.action) for m in messages],
+            )
+    finally:
+        connection.close()
+
+
+def userVersion(path: str) -> int:
+    """The schema version recorded in the file at C{path}."""
+    connection = sqlite3.connect(path)
+    try:
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+        return int(version)
+    finally:
+        connection.close()
+
+
+def tables(path: str) -> set[str]:
+    """The names of the tables and indexes in the file at C{path}."""
+    connection = sqlite3.connect(path)
+    try:
+        return {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+    finally:
+        connection.close()
+
+
+def writableDespiteMode(directory: str) -> bool:
+    """Whether this process may write a file whose mode forbids it (as root may)."""
+    probe = os.path.join(directory, "probe")
+    with open(probe, "w"):
+        pass
+    os.chmod(probe, 0o444)
+    try:
+        with open(probe, "a"):
+            return True
+    except PermissionError:
+        return False
+    finally:
+        os.remove(probe)
+
+
+async def waitUntil(condition: Callable[[], object], what: str) -> None:
+    """Let the reactor run, in steps of 5 ms, until C{condition()} holds; fail after a while."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"still false after {timeout} s: {condition}")
-        await deferLater(reactor, 0.01)
+            raise AssertionError(f"still waiting, after {DEADLINE} s, for {what}")
+        await deferLater(reactor, 0.005)
 
 
-class StoreTestCase(TestCase):
-    """Stores on a fresh file each test, always stopped afterwards."""
+def fields(observer: EventLoggingObserver, name: str) -> list[dict[str, Any]]:
+    """The fields of every structlog event called C{name} seen by C{observer}."""
+    return [
+        event["chatsvc_fields"]
+        for event in observer
+        if event.get("chatsvc_fields", {}).get("event") == name
+    ]
 
-    def path(self) -> str:
+
+class DatabaseFiles:
+    """A fresh database path for each test, in the test's own temporary directory."""
+
+    mktemp: Callable[[], str]
+
+    def newPath(self) -> str:
+        """A path for a new database file, in a directory of its own."""
         directory = Path(self.mktemp()).resolve()
-        directory.mkdir()
+        directory.mkdir(parents=True)
         return str(directory / "history.db")
 
-    def store(self, path: str, **options: object) -> SQLiteStore:
-        options.setdefault("batchInterval", 0.01)
-        options.setdefault("busyTimeout", 0.05)
-        store = SQLiteStore(path, **options)  # type: ignore[arg-type]
+
+class NullStoreTests(SynchronousTestCase):
+    """L{NullStore} keeps nothing."""
+
+    def test_keepsNothing(self) -> None:
+        """It provides the interface, forgets what it is given and stops at once."""
+        store = NullStore()
+        verifyObject(IHistoryStore, store)
+        self.assertEqual(store.recent(20), {})
+        store.start(MemoryReactorClock())
+        store.add(message(1))
+        self.assertIsNone(self.successResultOf(store.stop()))
+        self.assertEqual((store.written, store.failed, store.dropped), (0, 0, 0))
+        self.assertEqual(store.recent(20), {})
+
+
+class OpeningTests(DatabaseFiles, SynchronousTestCase):
+    """Opening a database: creating it, migrating it, or refusing it."""
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+
+    def test_interface(self) -> None:
+        """L{SQLiteStore} provides L{IHistoryStore}, counters included."""
+        verifyObject(IHistoryStore, SQLiteStore(self.newPath()))
+
+    def test_constructorLeavesFileAlone(self) -> None:
+        """Making a store touches no file: the database is opened at start-up, by recent()."""
+        path = self.newPath()
+        SQLiteStore(path)
+        self.assertFalse(os.path.exists(path))
+
+    def test_createsFileAndSchema(self) -> None:
+        """A missing file is created with the current schema, in WAL mode, and that is logged."""
+        path = self.newPath()
+        self.assertEqual(SQLiteStore(path).recent(10), {})
+        self.assertEqual(userVersion(path), SCHEMA_VERSION)
+        self.assertTrue(
+            {"messages", "messages_by_room", "messages_by_time"} <= tables(path)
+        )
+        connection = sqlite3.connect(path)
+        self.addCleanup(connection.close)
+        self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
+        self.assertEqual(
+            fields(self.observer, "history_opened"),
+            [{"event": "history_opened", "path": path, "schema_version": 1, "messages": 0}],
+        )
+
+    def test_migratesVersionZero(self) -> None:
+        """A database at version 0 with no tables gets the whole schema, and works."""
+        path = self.newPath()
+        sqlite3.connect(path).close()
+        self.assertEqual(userVersion(path), 0)
+        store = SQLiteStore(path)
+        self.assertEqual(store.recent(10), {})
+        self.assertEqual(userVersion(path), SCHEMA_VERSION)
+        (migrated,) = fields(self.observer, "history_migrated")
+        self.assertEqual((migrated["from_version"], migrated["to_version"]), (0, 1))
+        insert(path, [message(1)])
+        self.assertEqual(SQLiteStore(path).recent(10)["lobby"][0].text, "text 1")
+
+    def test_refusesNewerVersion(self) -> None:
+        """A database from a newer chatsvc is refused, the error naming both versions."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        connection = sqlite3.connect(path)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        connection.close()
+        error = self.assertRaises(SchemaVersionError, SQLiteStore(path).recent, 10)
+        self.assertIsInstance(error, StoreError)
+        self.assertEqual((error.found, error.known), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+        self.assertIn(f"schema version {SCHEMA_VERSION + 1}", str(error))
+        self.assertIn(f"up to {SCHEMA_VERSION} only", str(error))
+        self.assertIn(path, str(error))
+        self.assertEqual(userVersion(path), SCHEMA_VERSION + 1)
+        self.assertRaises(SchemaVersionError, SQLiteStore(path).start, MemoryReactorClock())
+
+    def test_migrationIsOneTransaction(self) -> None:
+        """When a step fails, no step applies: the database stays as it was."""
+        path = self.newPath()
+        connection = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(connection.close)
+        broken = [*MIGRATIONS, ["CREATE TABLE topics (room_key TEXT)", "THIS IS NOT SQL"]]
+        self.assertRaises(sqlite3.OperationalError, migrate, connection, broken)
+        self.assertEqual(userVersion(path), 0)
+        self.assertEqual(tables(path), set())
+        self.assertFalse(connection.in_transaction)
+
+    def test_migrationRunsMissingStepsOnly(self) -> None:
+        """Only the steps past the database's version run; at the latest, none does."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [message(1)])
+        connection = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(connection.close)
+        later = [*MIGRATIONS, ["ALTER TABLE messages ADD COLUMN edited REAL"]]
+        self.assertEqual(migrate(connection, later), (1, 2))
+        self.assertEqual(migrate(connection, later), (2, 2))
+        self.assertEqual(
+            connection.execute("SELECT text, edited FROM messages").fetchall(),
+            [("text 1", None)],
+        )
+        self.assertEqual(userVersion(path), 2)
+
+    def test_notADatabase(self) -> None:
+        """A file that is not a database is a StoreError naming it."""
+        path = self.newPath()
+        with open(path, "wb") as garbage:
+            garbage.write(b"not a database " * 200)
+        error = self.assertRaises(StoreError, SQLiteStore(path).recent, 10)
+        self.assertIn(path, str(error))
+
+    def test_memoryRefused(self) -> None:
+        """C{:memory:} is not a place to keep history: that is what NullStore is for."""
+        self.assertRaises(ValueError, SQLiteStore, ":memory:")
+
+
+class RecentTests(DatabaseFiles, SynchronousTestCase):
+    """What recent() reads back at start-up."""
+
+    def test_newestPerRoomOldestFirst(self) -> None:
+        """Each room gets its own newest messages, up to the number asked, oldest first."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        now = time.time()
+        written = [message(n, "Lobby" if n % 4 else "Games", now + n) for n in range(20)]
+        insert(path, written)
+        history = SQLiteStore(path).recent(3)
+        self.assertEqual(sorted(history), ["games", "lobby"])
+        self.assertEqual(history["games"], [m for m in written if m.room == "Games"][-3:])
+        self.assertEqual(history["lobby"], [m for m in written if m.room == "Lobby"][-3:])
+        self.assertEqual([m.action for m in history["lobby"]], [False, False, True])
+        everything = SQLiteStore(path).recent(100)
+        self.assertEqual(len(everything["games"]) + len(everything["lobby"]), 20)
+
+    def test_noneAskedFor(self) -> None:
+        """Zero messages a room is no history; a negative number is a mistake."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [message(1)])
+        self.assertEqual(SQLiteStore(path).recent(0), {})
+        self.assertRaises(ValueError, SQLiteStore(path).recent, -1)
+
+    def test_expiredLeftOut(self) -> None:
+        """Messages older than maxAge are not history any more, even before they are pruned."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        now = time.time()
+        insert(path, [message(1, "Old", now - 7200), message(2, "Lobby", now - 7200),
+                      message(3, "Lobby", now)])
+        history = SQLiteStore(path, maxAge=3600).recent(10)
+        self.assertEqual({key: [m.text for m in ms] for key, ms in history.items()},
+                         {"lobby": ["text 3"]})
+        self.assertEqual(len(SQLiteStore(path, maxAge=None).recent(10)["lobby"]), 2)
+
+
+class LifeCycleTests(DatabaseFiles, SynchronousTestCase):
+    """Starting and stopping, without a database thread."""
+
+    def test_stopWithoutStart(self) -> None:
+        """Stopping a store never started fires at once; what it was given is dropped."""
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]
+        )
+        path = self.newPath()
+        store = SQLiteStore(path)
+        store.add(message(1))
+        store.add(message(2))
+        self.assertIsNone(self.successResultOf(store.stop()))
+        self.assertEqual((store.written, store.dropped, store.pending), (0, 2, 0))
+        self.assertEqual(fields(observer, "history_dropped")[0]["messages"], 2)
+        store.add(message(3))
+        self.assertEqual(store.dropped, 3)
+        self.assertIsNone(self.successResultOf(store.stop()))
+        self.assertFalse(os.path.exists(path))
+
+    def test_reactorWithoutThreads(self) -> None:
+        """
+        A reactor that cannot run threads (a test's memory reactor) gets a store that queues
+        and writes nothing, starts no thread, and stops at once.
+        """
+        path = self.newPath()
+        store = SQLiteStore(path)
+        store.recent(10)
+        clock = MemoryReactorClock()
+        threads = threading.active_count()
+        store.start(clock)
+        store.add(message(1))
+        clock.advance(1000)
+        self.assertEqual(threading.active_count(), threads)
+        self.assertIsNone(self.successResultOf(store.stop()))
+        self.assertEqual((store.written, store.dropped), (0, 1))
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(clock.triggers, {})
+
+    def test_startTwice(self) -> None:
+        """Starting twice is a mistake, said at once."""
+        store = SQLiteStore(self.newPath())
+        store.recent(1)
+        store.start(MemoryReactorClock())
+        self.assertRaises(RuntimeError, store.start, MemoryReactorClock())
+        self.successResultOf(store.stop())
+
+
+class WritingTests(DatabaseFiles, TestCase):
+    """Writing on the database thread while the reactor runs."""
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def started(self, path: str, **settings: Any) -> SQLiteStore:
+        """A store on C{path}, opened, started on the reactor, and stopped after the test."""
+        store = SQLiteStore(path, **{**FAST, **settings})
+        store.recent(10)
+        store.start(reactor)
         self.addCleanup(store.stop)
         return store
 
-    def started(self, path: str, **options: object) -> SQLiteStore:
-        store = self.store(path, **options)
-        store.recent(10)
-        store.start(reactor)
-        return store
-
-
-class InterfaceTests(SynchronousTestCase):
-    """Both stores provide the interface the core writes to."""
-
-    def test_provides(self) -> None:
-        verifyObject(IHistoryStore, NullStore())
-        verifyObject(IHistoryStore, SQLiteStore("unused.db"))
-
-    def test_nullStore(self) -> None:
-        """The null store keeps nothing and stops at once."""
-        store = NullStore()
-        store.add(message(1))
-        self.assertEqual(store.recent(10), {})
-        self.successResultOf(store.stop())
-
-
-class RoundTripTests(StoreTestCase):
-    """What is written comes back after a restart."""
-
-    async def test_surviveRestart(self) -> None:
-        """Messages written by one store are the recent history of the next, per room."""
-        path = self.path()
+    async def test_roundTripAcrossRestart(self) -> None:
+        """What one run writes is the next run's history, room by room."""
+        path = self.newPath()
         first = self.started(path)
-        for number in range(5):
-            first.add(message(number, "lobby"))
-            first.add(message(number, "Games", action=number == 4))
+        written = [message(n, "Games" if n % 2 else "Lobby") for n in range(10)]
+        for each in written:
+            first.add(each)
         await first.stop()
-        self.assertEqual(first.written, 10)
-        history = self.store(path).recent(3)
-        self.assertEqual(sorted(history), ["games", "lobby"])
-        self.assertEqual(history["lobby"], [message(n, "lobby") for n in (2, 3, 4)])
-        self.assertEqual(history["games"][-1], message(4, "Games", action=True))
+        self.assertEqual((first.written, first.failed, first.dropped), (10, 0, 0))
+        history = SQLiteStore(path).recent(3)
+        self.assertEqual(history["lobby"], written[4::2][-3:])
+        self.assertEqual(history["games"], written[5::2][-3:])
+        self.assertEqual(fields(self.observer, "history_opened")[-1]["messages"], 10)
+        self.assertEqual(fields(self.observer, "history_closed")[0]["written"], 10)
 
-    async def test_batched(self) -> None:
+    async def test_batching(self) -> None:
         """Many messages added at once are written in few transactions, in order."""
-        path = self.path()
-        store = self.started(path, maxBatch=500)
-        for number in range(1200):
+        path = self.newPath()
+        store = self.started(path, maxBatch=400)
+        for number in range(1000):
             store.add(message(number))
-        await until(lambda: store.written == 1200)
+        self.assertEqual(store.pending, 1000)
+        await waitUntil(lambda: store.written == 1000, "1000 messages written")
         self.assertEqual(store.batches, 3)
-        self.assertEqual([text for _, text in rows(path)], [f"text {n}" for n in range(1200)])
+        store.add(message(1000))
+        await waitUntil(lambda: store.written == 1001, "one more")
+        self.assertEqual(store.batches, 4)
+        self.assertEqual(texts(path), [f"text {n}" for n in range(1001)])
 
-    async def test_stopWritesPending(self) -> None:
-        """Stopping writes what is still queued."""
-        path = self.path()
+    async def test_stopFlushesPending(self) -> None:
+        """Stopping writes what is queued; after that, new messages are dropped."""
+        path = self.newPath()
         store = self.started(path, batchInterval=60)
-        store.add(message(1))
+        for number in range(5):
+            store.add(message(number))
+        self.assertEqual(store.written, 0)
         await store.stop()
-        self.assertEqual(rows(path), [("lobby", "text 1")])
+        self.assertEqual((store.written, store.dropped), (5, 0))
+        self.assertEqual(texts(path), [f"text {n}" for n in range(5)])
+        store.add(message(5))
+        self.assertEqual(store.dropped, 1)
 
-
-class SchemaTests(SynchronousTestCase):
-    """The versioned schema."""
-
-    def path(self) -> str:
-        directory = Path(self.mktemp()).resolve()
-        directory.mkdir()
-        return str(directory / "history.db")
-
-    def test_newFile(self) -> None:
-        """A new file gets the current schema version."""
-        path = self.path()
-        SQLiteStore(path).recent(1)
-        with sqlite3.connect(path) as connection:
-            self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (SCHEMA_VERSION,))
-
-    def test_stepsInOrder(self) -> None:
-        """Each migration step runs once, in order, and records its version."""
-        connection = sqlite3.connect(self.path(), isolation_level=None)
-        steps = [["CREATE TABLE a (x)"], ["ALTER TABLE a ADD COLUMN y", "CREATE TABLE b (z)"]]
-        self.assertEqual(migrate(connection, "test", steps[:1]), 0)
-        self.assertEqual(migrate(connection, "test", steps), 1)
-        self.assertEqual(migrate(connection, "test", steps), 2)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (2,))
-        connection.execute("INSERT INTO a (x, y) VALUES (1, 2)")
-
-    def test_failedStepRolledBack(self) -> None:
-        """A step that fails leaves the database as it was, version included."""
-        connection = sqlite3.connect(self.path(), isolation_level=None)
-        steps = [["CREATE TABLE a (x)", "THIS IS NOT SQL"]]
-        self.assertRaises(sqlite3.Error, migrate, connection, "test", steps)
-        self.assertEqual(connection.execute("PRAGMA user_version").fetchone(), (0,))
-        self.assertEqual(
-            connection.execute("SELECT name FROM sqlite_master WHERE name = 'a'").fetchall(), []
-        )
-
-    def test_futureVersionRefused(self) -> None:
-        """A database from a newer chatsvc is refused, saying both versions."""
-        path = self.path()
-        with sqlite3.connect(path) as connection:
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-        error = self.assertRaises(StoreError, SQLiteStore(path).recent, 1)
-        self.assertIn(f"version {SCHEMA_VERSION + 1}", str(error))
-        self.assertIn(f"up to {SCHEMA_VERSION}", str(error))
-
-    def test_notADatabase(self) -> None:
-        """A file that is not SQLite is a clear start-up error."""
-        path = self.path()
-        Path(path).write_bytes(b"this is not a database, just text " * 100)
-        error = self.assertRaises(StoreError, SQLiteStore(path).recent, 1)
-        self.assertIn(path, str(error))
-
-    def test_unopenable(self) -> None:
-        """A file in a directory that does not exist is a clear start-up error."""
-        error = self.assertRaises(StoreError, SQLiteStore("/nonexistent/dir/h.db").recent, 1)
-        self.assertIn("/nonexistent/dir/h.db", str(error))
-
-
-class FailureTests(StoreTestCase):
-    """A database that cannot be written degrades to counted, logged errors."""
-
-    async def test_lockedThenReleased(self) -> None:
-        """
-        While another process holds the database locked, writes fail, are counted and logged
-        once; once it lets go, every queued message is written.
-        """
-        path = self.path()
+    async def test_refusedMessageDropped(self) -> None:
+        """A message the database will never take is dropped; the rest of its batch is written."""
+        path = self.newPath()
         store = self.started(path)
-        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        locker = sqlite3.connect(path, isolation_level=None)
+        store.add(message(1))
+        store.add(StoredMessage("lobby", "Lobby", time.time(), "x", "bad \ud800 text", False))
+        store.add(message(3))
+        await waitUntil(lambda: store.written + store.dropped == 3, "the batch settled")
+        self.assertEqual((store.written, store.dropped, store.failed), (2, 1, 0))
+        self.assertEqual(texts(path), ["text 1", "text 3"])
+        (dropped,) = fields(self.observer, "history_dropped")
+        self.assertEqual(dropped["messages"], 1)
+        self.assertIn("refused", dropped["reason"])
+
+    async def test_lockedDatabase(self) -> None:
+        """
+        While another connection holds the database exclusively, writes fail, are counted and
+        logged once (not once per attempt), and are retried: after the lock is released every
+        message is written, in order.
+        """
+        path = self.newPath()
+        store = self.started(path)
+        locker = sqlite3.connect(path, isolation_level=None, timeout=0)
+        self.addCleanup(locker.close)
         locker.execute("BEGIN EXCLUSIVE")
         for number in range(10):
             store.add(message(number))
-        await until(lambda: store.failed >= 20)
+        await waitUntil(lambda: store.failed >= 30, "three failed attempts")
         self.assertEqual(store.written, 0)
-        failures = [e for e in events if e.get("chatsvc_fields", {}).get("event") == "history_write_failed"]
-        self.assertEqual(len(failures), 1)
-        locker.execute("ROLLBACK")
-        locker.close()
-        await until(lambda: store.written == 10, timeout=15)
-        self.assertEqual(len(rows(path)), 10)
+        (failure,) = fields(self.observer, "history_write_failed")
+        self.assertEqual(failure["messages"], 10)
+        self.assertIn("locked", failure["reason"])
+        (event,) = [e for e in self.observer if e.get("chatsvc_fields") is failure]
+        self.assertEqual(event["log_level"], LogLevel.error)
+        locker.execute("COMMIT")
+        await waitUntil(lambda: store.written == 10, "the writes to go through")
         self.assertEqual(store.dropped, 0)
+        self.assertEqual(store.failed % 10, 0)
+        self.assertEqual(len(fields(self.observer, "history_write_recovered")), 1)
+        self.assertEqual(texts(path), [f"text {n}" for n in range(10)])
 
-    async def test_pendingBounded(self) -> None:
-        """Past C{maxPending} unwritten messages, the oldest are dropped and counted."""
-        path = self.path()
-        store = self.started(path, maxPending=5)
-        locker = sqlite3.connect(path, isolation_level=None)
+    async def test_stopGivesUpInTime(self) -> None:
+        """Stopping while the database stays locked ends in time, counting what is lost."""
+        path = self.newPath()
+        store = self.started(path, stopTimeout=0.2)
+        locker = sqlite3.connect(path, isolation_level=None, timeout=0)
+        self.addCleanup(locker.close)
         locker.execute("BEGIN EXCLUSIVE")
-        for number in range(8):
+        for number in range(3):
             store.add(message(number))
-        await until(lambda: store.failed > 0)
-        for number in range(8, 12):
-            store.add(message(number))
-        self.assertGreaterEqual(store.dropped, 7)
-        locker.execute("ROLLBACK")
-        locker.close()
-        await until(lambda: store.written == 5, timeout=15)
-        self.assertEqual([text for _, text in rows(path)], [f"text {n}" for n in range(7, 12)])
-
-    async def test_vanished(self) -> None:
-        """A database whose directory disappears neither raises nor stops chat: it is counted."""
-        path = self.path()
-        store = self.started(path, stopTimeout=0.5)
-        store.add(message(1))
-        await until(lambda: store.written == 1)
-        directory = Path(path).parent
-        for entry in directory.iterdir():
-            entry.unlink()
-        os.chmod(directory, 0o500)
-        self.addCleanup(os.chmod, directory, 0o700)
-        store.add(message(2))
+        began = time.monotonic()
         await store.stop()
-        if os.geteuid() != 0:  # root writes anywhere; then the message was written again
-            self.assertEqual(store.written + store.dropped, 2)
+        self.assertLess(time.monotonic() - began, 2.0)
+        self.assertEqual((store.written, store.dropped), (0, 3))
+        self.assertIn("not written", fields(self.observer, "history_dropped")[-1]["reason"])
+        locker.execute("ROLLBACK")
 
-
-class RetentionTests(StoreTestCase):
-    """Old messages are deleted in the background."""
-
-    async def test_perRoomCap(self) -> None:
-        """Each room keeps its newest C{keepPerRoom} messages."""
-        path = self.path()
-        store = self.started(path, keepPerRoom=3, maxAge=None, pruneInterval=0.05)
-        for number in range(6):
-            store.add(message(number, "lobby"))
-        store.add(message(0, "games"))
-        await until(lambda: store.pruned == 3)
-        self.assertEqual(
-            rows(path),
-            [("lobby", "text 3"), ("lobby", "text 4"), ("lobby", "text 5"), ("games", "text 0")],
-        )
-
-    async def test_maxAge(self) -> None:
-        """Messages older than C{maxAge} go."""
-        path = self.path()
-        now = 100_000.0
-        store = self.started(path, maxAge=50, pruneInterval=0.05, now=lambda: now)
-        store.add(message(0, when=now - 100))
-        store.add(message(0, when=now - 10))
-        await until(lambda: store.pruned == 1)
-        self.assertEqual(len(rows(path)), 1)
-
-
-class AddCostTests(SynchronousTestCase):
-    """Adding is only queueing."""
-
-    def test_addBeforeStart(self) -> None:
-        """Messages added before the store starts are kept for it, bounded like any others."""
-        store = SQLiteStore("unused.db", maxPending=3)
-        for number in range(5):
+    async def test_vanishedDirectory(self) -> None:
+        """
+        When the database's directory is deleted, writes fail (SQLite alone would go on writing
+        to the deleted file) without an exception escaping; once the directory is back, the
+        database is created again and the queued messages are written.
+        """
+        path = self.newPath()
+        directory = os.path.dirname(path)
+        # No retention pass, whose failure could come first and be the one logged.
+        store = self.started(path, maxAge=None)
+        store.add(message(0))
+        await waitUntil(lambda: store.written == 1, "the first message")
+        shutil.rmtree(directory)
+        for number in range(1, 6):
             store.add(message(number))
-        self.assertEqual(store.dropped, 2)
-        self.successResultOf(store.stop())
+        await waitUntil(lambda: store.failed >= 10, "two failed attempts")
+        (failure,) = fields(self.observer, "history_write_failed")
+        self.assertIn("deleted or replaced", failure["reason"])
+        self.assertEqual(store.written, 1)
+        os.mkdir(directory)
+        await waitUntil(lambda: store.written == 6, "the rest written to a new file")
+        self.assertEqual(store.dropped, 0)
+        self.assertEqual(texts(path), [f"text {n}" for n in range(1, 6)])
+
+    async def test_readOnlyFile(self) -> None:
+        """
+        A database file that cannot be written makes writes fail, without an exception
+        escaping; once its files are writable again, the writes go through.
+        """
+        path = self.newPath()
+        directory = os.path.dirname(path)
+        if writableDespiteMode(directory):
+            self.skipTest("this process may write read-only files (root)")
+
+        def chmodDatabase(mode: int) -> None:
+            # SQLite gives the -wal and -shm files it creates the database file's mode.
+            for name in os.listdir(directory):
+                os.chmod(os.path.join(directory, name), mode)
+
+        store = SQLiteStore(path, **FAST)
+        store.recent(1)
+        chmodDatabase(0o444)
+        self.addCleanup(chmodDatabase, 0o644)
+        store.start(reactor)
+        self.addCleanup(store.stop)
+        store.add(message(1))
+        await waitUntil(lambda: store.failed >= 2, "two failed attempts")
+        self.assertEqual(store.written, 0)
+        (failure,) = fields(self.observer, "history_write_failed")
+        self.assertIn("readonly", failure["reason"])
+        chmodDatabase(0o644)
+        await waitUntil(lambda: store.written == 1, "the write to go through")
+        self.assertEqual(texts(path), ["text 1"])
+
+    async def test_maxPendingDropsOldest(self) -> None:
+        """Past maxPending queued messages the oldest are dropped, counted and logged."""
+        path = self.newPath()
+        store = self.started(path, maxPending=10, batchInterval=60)
+        for number in range(15):
+            store.add(message(number))
+        self.assertEqual((store.pending, store.dropped), (10, 5))
+        self.assertEqual(len(fields(self.observer, "history_dropped")), 1)
+        await store.stop()
+        self.assertEqual(sum(e["messages"] for e in fields(self.observer, "history_dropped")), 5)
+        self.assertEqual((store.written, store.dropped), (10, 5))
+        self.assertEqual(texts(path), [f"text {n}" for n in range(5, 15)])
+
+    async def test_retentionByAge(self) -> None:
+        """Messages older than maxAge are deleted in the background, a chunk at a time."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        now = time.time()
+        insert(path, [message(n, "Lobby", now - 7200 - n) for n in range(10)])
+        insert(path, [message(n, "Lobby", now) for n in range(10, 14)])
+        store = self.started(path, maxAge=3600, pruneChunk=3)
+        await waitUntil(lambda: fields(self.observer, "history_pruned"), "a retention pass")
+        self.assertEqual(store.pruned, 10)
+        self.assertEqual(fields(self.observer, "history_pruned")[0]["messages"], 10)
+        self.assertEqual(texts(path), [f"text {n}" for n in range(10, 14)])
+
+    async def test_retentionPerRoom(self) -> None:
+        """
+        Each room written to, and each room found at start-up, is cut down to its keepPerRoom
+        newest messages; other rooms are not touched.
+        """
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [message(n, "Found") for n in range(8)])
+        store = self.started(path, keepPerRoom=5, maxAge=None, pruneInterval=0.05, pruneChunk=2)
+        await waitUntil(lambda: store.pruned == 3, "the room found at start-up cut down")
+        for number in range(12):
+            store.add(message(number, "Busy"))
+        for number in range(3):
+            store.add(message(number, "Quiet"))
+        await waitUntil(lambda: store.pruned == 10, "the busy room cut down")
+        self.assertEqual(texts(path, "found"), [f"text {n}" for n in range(3, 8)])
+        self.assertEqual(texts(path, "busy"), [f"text {n}" for n in range(7, 12)])
+        self.assertEqual(texts(path, "quiet"), [f"text {n}" for n in range(3)])
+
+    def test_addIsCheap(self) -> Deferred[None]:
+        """add() queues without touching the disk or the thread: a burst only schedules once."""
+        path = self.newPath()
+        store = self.started(path, batchInterval=60)
+        calls = len(reactor.getDelayedCalls())
+        for number in range(1000):
+            store.add(message(number))
+        self.assertEqual(len(reactor.getDelayedCalls()), calls + 1)
+        self.assertEqual(store.pending, 1000)
+        return store.stop()
