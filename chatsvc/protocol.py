@@ -25,7 +25,6 @@ This module only frames, decodes, parses and renders; every chat rule is in L{ch
 
 from __future__ import annotations
 
-import functools
 import socket
 import time
 from collections.abc import Callable
@@ -87,17 +86,38 @@ HELP = [
 ]
 
 
-@functools.lru_cache(maxsize=1024)
-def renderEvent(event: Event, marked: bool = False) -> bytes:
+class _Renderer:
     """
-    The line (with its ending) that shows C{event} to a member; C{marked}, with the name of its
-    room in front, for a member whose current room is another one. Cached, so a message going to
-    a whole room is rendered and encoded once (twice at most), not once per recipient.
+    Turns events into lines for the wire, once per event. A broadcast hands the same event to
+    every recipient in turn, so remembering the last event (by identity) is enough to render and
+    encode it once per room, however many members it has, at the cost of one comparison per
+    recipient; and nothing is kept beyond that one event.
     """
-    text = _eventText(event)
-    if marked:
-        text = f"[{event.room}] {text}"
-    return text.encode("utf-8") + b"\r\n"
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._plain: bytes | None = None
+        self._marked: bytes | None = None
+
+    def __call__(self, event: Event, marked: bool = False) -> bytes:
+        """
+        The line (with its ending) that shows C{event} to a member; C{marked}, with the name
+        of its room in front, for a member whose current room is another one.
+        """
+        if event is not self._event:
+            self._event = event
+            self._plain = self._marked = None
+        if marked:
+            if self._marked is None:
+                self._marked = f"[{event.room}] {_eventText(event)}\r\n".encode("utf-8")
+            return self._marked
+        if self._plain is None:
+            self._plain = f"{_eventText(event)}\r\n".encode("utf-8")
+        return self._plain
+
+
+renderEvent = _Renderer()
+"""Renders an event for a member: C{renderEvent(event, marked)}."""
 
 
 def _eventText(event: Event) -> str:
@@ -243,6 +263,7 @@ class ChatProtocol(LineReceiver):
         # What followed an over-long line in the same read, still to be parsed.
         self._leftover = b""
         self._write: Callable[[bytes], object] = _notConnected
+        self._outbox: list[bytes] = []
         self._transportWrite: Callable[[bytes], object] = _notConnected
         self._blocked = False
         self._queuedWhileBlocked = 0
@@ -278,6 +299,8 @@ class ChatProtocol(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """A dropped connection is a leave too, announced once."""
         self._state = _State.CLOSING
+        self._write = _discard
+        self._outbox = []
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
@@ -303,6 +326,20 @@ class ChatProtocol(LineReceiver):
                 return
             self._discarding = False
             data = data[end + len(self.delimiter) :]
+        factory = self.factory
+        if factory.gathering or data.count(b"\n") < 2:
+            self._parse(data)
+            return
+        # Several lines in one read (a paste, or a client that sends faster than the round
+        # trip): what they cause goes to each member in one write rather than one per line.
+        factory.gathering = True
+        try:
+            self._parse(data)
+        finally:
+            factory.gathering = False
+            factory.flush()
+
+    def _parse(self, data: bytes) -> None:
         super().dataReceived(data)
         while self._leftover and self._state is not _State.CLOSING:
             data, self._leftover = self._leftover, b""
@@ -404,8 +441,10 @@ class ChatProtocol(LineReceiver):
     # Writing, and members that do not read
 
     def sendText(self, text: str) -> None:
-        """Send one line of text."""
-        self._write(text.encode("utf-8") + b"\r\n")
+        """
+        Send one line of text to this member.
+        """
+        self._send(text.encode("utf-8") + b"\r\n")
 
     def sendNotice(self, text: str) -> None:
         """Send a server notice: C{*** text}."""
@@ -419,7 +458,26 @@ class ChatProtocol(LineReceiver):
         """Write an event to this member, marked with its room if that is not the current one."""
         room = event.room
         current = self.current
-        self._write(renderEvent(event, room is not None and current is not None and room != current.name))
+        self._send(renderEvent(event, room is not None and current is not None and room != current.name))
+
+    def _send(self, data: bytes) -> None:
+        # Every line for this member comes here. While the factory is gathering (a read that
+        # held several lines is being handled), lines are kept and written with one transport
+        # write per member at the end; otherwise each goes straight out.
+        if self._outbox:
+            self._outbox.append(data)
+        elif self.factory.gathering:
+            self._outbox = [data]
+            self.factory.unflushed.append(self)
+        else:
+            self._write(data)
+
+    def flush(self) -> None:
+        """Write what has been gathered for this member."""
+        outbox = self._outbox
+        if outbox:
+            self._outbox = []
+            self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
     def sendBlocked(self) -> None:
         """
@@ -458,6 +516,7 @@ class ChatProtocol(LineReceiver):
         # The peer cannot be told (it is not reading): drop it now, unsent data and all.
         self._state = _State.CLOSING
         self._write = _discard
+        self._outbox = []
         _log.warning(
             "connection_cut", peer=self.peer, nick=self.nick, reason=reason, queued=queued,
         )
@@ -660,6 +719,7 @@ class ChatProtocol(LineReceiver):
 
     def _goodbye(self, notice: str) -> None:
         self.sendNotice(notice)
+        self.flush()
         self._state = _State.CLOSING
         self.transport.loseConnection()  # type: ignore[union-attr]
 
@@ -674,6 +734,7 @@ class ChatProtocol(LineReceiver):
         """Cut this connection at once, whatever is still unsent."""
         self._state = _State.CLOSING
         self._write = _discard
+        self._outbox = []
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _leave(self, reason: str | None, quitting: bool = False) -> None:
@@ -725,6 +786,10 @@ class ChatFactory(ServerFactory):
         self.limits = limits
         self.historyLines = historyLines
         self.connections: set[ChatProtocol] = set()
+        self.gathering = False
+        """Whether lines for members are being gathered, to be written by L{flush}."""
+        self.unflushed: list[ChatProtocol] = []
+        """The connections with lines gathered."""
         self._perAddress: dict[str, int] = {}
         self._waitingForClose: list[Deferred[None]] = []
 
@@ -778,6 +843,12 @@ class ChatFactory(ServerFactory):
             waiting, self._waitingForClose = self._waitingForClose, []
             for deferred in waiting:
                 deferred.callback(None)
+
+    def flush(self) -> None:
+        """Write what every connection has gathered."""
+        unflushed, self.unflushed = self.unflushed, []
+        for protocol in unflushed:
+            protocol.flush()
 
     def closeAll(self, reason: str) -> Deferred[None]:
         """

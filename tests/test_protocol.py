@@ -1136,3 +1136,66 @@ class HistoryCommandTests(ProtocolTestCase):
         lines = bob.lines()
         self.assertIn("*** [2025-11-25 14:03 UTC] Alice: in games", lines)
         self.assertNotIn("*** [2025-11-25 14:03 UTC] Alice: in lobby", lines)
+
+
+class WriteRecorder(StringTransport):
+    """A transport that remembers each write separately."""
+
+    def __init__(self) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 46000))
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+
+class GatheringTests(ProtocolTestCase):
+    """What one read of several lines causes goes to each member in one write."""
+
+    def recorded(self, nick: str) -> WriteRecorder:
+        transport = WriteRecorder()
+        Client(self.factory, transport).send(f"{nick}\n")
+        transport.writes.clear()
+        transport.clear()
+        return transport
+
+    def test_oneWritePerRead(self) -> None:
+        """Several lines in one read reach each other member in one write, in order."""
+        alice = self.join("Alice")
+        bob = self.recorded("Bob")
+        alice.send("one\n/me two\nthree\n")
+        self.assertEqual(bob.writes, [b"Alice: one\r\n* Alice two\r\nAlice: three\r\n"])
+        self.assertFalse(self.factory.gathering)
+        self.assertEqual(self.factory.unflushed, [])
+
+    def test_singleLineStraightThrough(self) -> None:
+        """A read of one line is written to each member at once, as it is."""
+        alice = self.join("Alice")
+        bob = self.recorded("Bob")
+        alice.send("one\n")
+        alice.send("two\n")
+        self.assertEqual(bob.writes, [b"Alice: one\r\n", b"Alice: two\r\n"])
+
+    def test_sendersOwnRepliesInOrder(self) -> None:
+        """The sender's own replies, gathered too, keep their place among its lines' effects."""
+        alice = self.recorded("Alice")
+        self.join("Bob")
+        alice.writes.clear()
+        alice.clear()
+        protocol = next(p for p in self.factory.connections if p.nick == "Alice")
+        protocol.dataReceived(b"/who\n/bogus\nhi\n")
+        self.assertEqual(
+            alice.writes,
+            [b"*** Members (2): Alice, Bob\r\n*** Error: unknown command /bogus (try /help)\r\n"],
+        )
+
+    def test_quitInTheMiddle(self) -> None:
+        """A quit among the lines of a read: the goodbye is written before the close."""
+        alice = self.recorded("Alice")
+        protocol = next(p for p in self.factory.connections if p.nick == "Alice")
+        protocol.dataReceived(b"/who\nq\nafter\n")
+        self.assertEqual(
+            alice.writes, [b"*** Members (1): Alice\r\n*** Goodbye, Alice!\r\n"]
+        )
+        self.assertTrue(alice.disconnecting)
