@@ -1,0 +1,2401 @@
+#!/usr/bin/env python3
+"""
+The fan-out benchmark: chatsvc against a reference relay, measured in the same run.
+
+    python benchmarks/fanout.py                                   # the standard suite
+    python benchmarks/fanout.py --workload standard --json /tmp/standard.json
+    python benchmarks/fanout.py --workload openloop --clients 200 --senders 20 --rate 10
+    python benchmarks/fanout.py --workload closedloop --clients 50 --duration 5
+    python benchmarks/fanout.py --workload idle --clients 1000 --target chatsvc
+    python benchmarks/fanout.py --workload joinstorm --clients 3000
+
+Every workload runs against each target (C{--target both}, the default): chatsvc itself
+(C{twistd -n chatroom}) and C{benchmarks/relay.py}, the thinnest Twisted relay that speaks the same
+handshake. The relay is the ceiling a Twisted server can reach on this machine today, so every
+figure is also shown as a ratio, chatsvc/relay, which holds on a noisy or slower machine where the
+absolute figures do not.
+
+Workloads
+=========
+
+C{openloop}: N clients in one room; K of them (C{--senders}) each send R lines a second
+(C{--rate}) for D seconds (C{--duration}), on schedule whatever the server does, the first at a
+random phase. Reported: deliveries/s achieved and offered, latency p50/p99/max from the sender's
+timestamp to the receipt, and lost, duplicated and reordered deliveries.
+
+C{closedloop}: N clients, all sending (or K). Each sender keeps a window of W lines in flight: a
+line counts as delivered when every other client has received it, and a sender refills its window
+(the whole free part at once, as soon as at least half of it is free) only as its oldest lines
+are delivered. The peak is found by a ramp, which is robust where one fixed window is not (the
+best window differs between servers: a larger one only adds queueing, and in chatsvc it makes
+each delivery dearer once members' output buffers fill): short steps (C{--step} seconds, after a
+warm-up, each followed by a drain) at W = 1, 2, 4, ... 128, going at least to 32 and then stopping
+when two steps in a row bring no more than 3% over the best one, or at once when a step does not
+drain (a closed loop cannot lose a line without stalling). The best window then runs again for D
+seconds, and that sustained figure is the peak reported ("deliveries/s with nothing lost": the run
+drained, every delivery checked); the whole ramp is in the JSON. C{--window W} measures one window
+only. Latencies in a closed loop are queueing by design; they are sampled (a read's first line)
+and shown for information only.
+
+C{idle}: C clients connect at once and complete the handshake; reported: the time from the first
+connect until every client has its C{connected to server!}, the server's RSS (VmRSS) before and
+after (once the server is quiet again), and the RSS per connection.
+
+C{joinstorm}: C clients connect and send their nicknames as fast as the generator can; reported:
+the time from the first connect until every client has received every join notice it should (each
+client sees C{<nick> joined!} for everyone who joins after it: C*(C-1)/2 in all), and how many
+were seen. A server that summarizes joins in a large room does not break the measurement: the wait
+ends when nothing more arrives for a while, and the join notices and any other notices seen are
+counted and reported.
+
+C{standard}: the standard suite, in about three minutes on a two-core machine: open loop N=100 all
+sending 5 lines/s; open loop N=500 with 50 senders at 10 lines/s; closed loop N=100 all sending;
+idle C=2000; join storm C=5000.
+
+How it measures
+===============
+
+The generator is this one process, on Twisted's epoll reactor, with real TCP connections to
+127.0.0.1 only. With two CPUs or more, the server is pinned to one and the generator to another
+(C{os.sched_setaffinity}). The generator reports its own CPU use beside the server's, and the time
+it spent waiting for its CPU (/proc/self/schedstat): when the two together fill its CPU, the
+generator may be what limited a figure, and the table marks it SATURATED. It also reports how busy
+each of the two CPUs was with anything else (/proc/stat): other load on a shared machine lowers the
+absolute figures, which is why the ratios are the figures to compare across runs.
+
+Once a client has joined, its connection is read from an epoll object of the generator's own
+(which the reactor watches as one descriptor), one read per ready connection and no per-read
+dispatch: with hundreds of connections bringing a line or two per read, that dispatch would cost
+more than the checks.
+
+A chat line is C{--size} bytes of text (80 by default) from a client with a fixed-width nickname:
+a sequence number, the sender's monotonic clock in microseconds, then padding. The generator keeps
+every line it sent, so it knows the exact bytes each receiver must get from each sender, in order,
+and receivers check every delivery, in bulk where they can, with C-level operations on whole reads:
+
+  - open loop (a read brings a line or two from each of many senders): each line has a known
+    predecessor, and each receiver keeps the last line it got from each sender; a line is in order
+    when its predecessor is that last line (for a large read, checked for all lines at once with
+    set operations);
+  - closed loop (runs of lines from one sender): runs are found from the nicknames' digit columns
+    (every line has the same width), and each run is compared, as bytes, with the next lines its
+    sender sent.
+
+Whatever does not pass is checked line by line: lost (never arrived), duplicated and reordered
+deliveries are counted, and any line that is not a chat, join or notice line is an error. A
+latency runs from the sender's timestamp to the read that brought the line, both on this
+process's clock: when the generator's own loop is busy, its delay is in it.
+
+Servers are started on free ports with the limits they need raised (the benchmark prints which
+and why), C{--db :memory:} for chatsvc (no history), and always stopped: SIGTERM, then SIGKILL if
+they have not exited after a few seconds, also after an error or an interrupted run. Every wait
+is bounded.
+
+Output: a table (one row per workload and figure: chatsvc, relay, ratio) and, with C{--json}, every
+figure with the machine's details (CPUs, Python and Twisted versions). The exit status is 0 when
+every run completed with nothing lost, duplicated or reordered and no error; otherwise 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import json
+import os
+import platform
+import random
+import re
+import resource
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from itertools import groupby, repeat
+from operator import itemgetter, sub
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IReactorCore,
+    IReactorFDSet,
+    IReactorTCP,
+    IReactorTime,
+    IReadDescriptor,
+    ITCPTransport,
+)
+from twisted.internet.interfaces import IAddress, IConnector
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The checkout this script belongs to; its chatsvc is the one measured."""
+
+RELAY = Path(__file__).resolve().parent / "relay.py"
+
+TARGETS = ("chatsvc", "relay")
+WORKLOADS = ("openloop", "closedloop", "idle", "joinstorm")
+
+_T = TypeVar("_T")
+
+NICK_FORMAT = b"n%07d"
+NICK_WIDTH = 8
+PREFIX_WIDTH = NICK_WIDTH + 2
+PREFIX = itemgetter(slice(0, PREFIX_WIDTH))
+"""A delivered line's C{<nick>: } prefix: the key that groups a read's lines by sender."""
+CHANGES = bytes([0x30] + [0x31] * 255)
+"""A translation table: a zero byte becomes C{0}, any other C{1}."""
+JOIN_SUFFIX = b" joined!\r\n"
+JOIN_WIDTH = NICK_WIDTH + len(JOIN_SUFFIX)
+HEADER_WIDTH = 25
+"""C{%09d %014d }: the sequence number and send time at the start of every chat text."""
+MIN_SIZE = HEADER_WIDTH + 1
+
+WELCOME = b"*** Type /help for commands, /quit to leave."
+FLOOD_NOTICE = b"*** You are sending too fast; your lines are being delayed."
+LEFT = re.compile(rb"\S+ left!(?: \(.*\))?")
+
+NEVER = 1 << 62
+"""What a sender's own slot in its receivers' progress holds: it receives nothing from itself."""
+MAX_BUFFER = 16 << 20
+"""Longest partial line kept (a member list of 5000 nicknames is about 50 KB)."""
+SPARE_FILES = 64
+MAX_SAMPLES = 10
+"""Error lines and unknown notices kept word for word; the rest are counted."""
+SATURATED = 90.0
+"""Generator CPU (% of one CPU) from which the generator may be what limits a figure."""
+RAMP = (1, 2, 4, 8, 16, 32, 64, 128)
+RAMP_GAIN = 1.03
+RAMP_AT_LEAST = 32
+"""The ramp goes at least this far: small windows are noisy, and no server peaks below it."""
+CLOSED_SLICE = 1.0
+"""Seconds of a slice of the closed loop's sustained measure."""
+STOP_GRACE = 2.0
+"""Seconds a server has to exit after SIGTERM before it is killed."""
+
+DEFAULT_LIMITS = {
+    "max-connections": 1000,
+    "max-connections-per-address": 50,
+    "flood-rate": 5.0,
+    "flood-burst": 20,
+    "max-send-queue": 1 << 20,
+    "name-timeout": 60.0,
+}
+"""chatsvc's defaults (chatsvc.limits.Limits) for the limits a workload may need raised."""
+
+
+class IReactor(IReactorCore, IReactorTime, IReactorTCP, IReactorFDSet):
+    """The reactor features the benchmark uses; the epoll reactor has them all."""
+
+
+class BenchAborted(Exception):
+    """A phase could not complete (a timeout, a refused connection, a dead server)."""
+
+
+def monotonicUs() -> int:
+    """The monotonic clock in microseconds: what senders stamp and receivers compare with."""
+    return time.monotonic_ns() // 1000
+
+
+# Measuring
+
+
+def summaryMs(values: array[int]) -> dict[str, float]:
+    """
+    Durations in microseconds, summarized in milliseconds: p50, p90, p99, p99.9 (nearest rank),
+    max and mean, and how many there were. Every duration is kept until the end of a run (8 bytes
+    each) and sorted once then, outside the measured time.
+    """
+    ordered = sorted(values)
+    count = len(ordered)
+    summary: dict[str, float] = {}
+    for name, percent in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        rank = max(1, -(-count * percent // 100))
+        summary[name] = round(ordered[int(rank) - 1] / 1000, 3) if count else 0.0
+    summary["max"] = round(ordered[-1] / 1000, 3) if count else 0.0
+    summary["mean"] = round(sum(ordered) / count / 1000, 3) if count else 0.0
+    summary["count"] = count
+    return summary
+
+
+def readRSSKB(pid: int) -> int | None:
+    """The resident set size of process C{pid} in KB (VmRSS), or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def readCPUSeconds(pid: int) -> float | None:
+    """User plus system CPU seconds process C{pid} has used (/proc/PID/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            text = stat.read()
+        # The command name (field 2) is in parentheses and may hold spaces: split after it.
+        fields = text[text.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def readWaitSeconds(pid: int | str) -> float | None:
+    """
+    Seconds process C{pid}'s main thread has spent runnable but waiting for a CPU
+    (/proc/PID/schedstat): time it wanted to run while something else ran on its CPU.
+    """
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def readCPUTicks() -> dict[int, tuple[int, int, int]]:
+    """Per CPU, ticks busy, stolen (by the hypervisor) and in all, from /proc/stat."""
+    ticks: dict[int, tuple[int, int, int]] = {}
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            for line in stat:
+                if not line.startswith("cpu") or line.startswith("cpu "):
+                    continue
+                name, *values = line.split()
+                numbers = [int(value) for value in values[:8]]
+                numbers += [0] * (8 - len(numbers))
+                user, nice, system, idle, iowait, irq, softirq, steal = numbers
+                busy = user + nice + system + irq + softirq
+                ticks[int(name[3:])] = (busy, steal, busy + steal + idle + iowait)
+    except (OSError, ValueError):
+        pass
+    return ticks
+
+
+class Probe:
+    """
+    What the server, the generator and their CPUs did over one measured phase: CPU used, time
+    spent waiting for a CPU, and how busy each CPU was in all (anything beyond our two processes
+    is other load on the machine, which makes a phase's figures less trustworthy).
+    """
+
+    def __init__(self, server: ServerProcess, cpus: tuple[int | None, int | None]) -> None:
+        self.server = server
+        self.cpus = cpus
+        self.began = time.monotonic()
+        self.own = ownCPUSeconds()
+        self.ownWait = readWaitSeconds("self")
+        self.serverCPU = server.cpuSeconds()
+        self.serverWait = readWaitSeconds(server.pid)
+        self.ticks = readCPUTicks()
+
+    def finish(self, wall: float | None = None) -> dict[str, Any]:
+        """The phase's figures, as percentages of one CPU over its wall time."""
+        elapsed = time.monotonic() - self.began if wall is None else wall
+        ticks = readCPUTicks()
+        figures: dict[str, Any] = {
+            "generator_cpu_percent": round(100 * (ownCPUSeconds() - self.own) / elapsed, 1),
+            "generator_wait_percent": cpuPercent(self.ownWait, readWaitSeconds("self"), elapsed),
+            "server_cpu_percent": cpuPercent(self.serverCPU, self.server.cpuSeconds(), elapsed),
+            "server_wait_percent": cpuPercent(
+                self.serverWait, readWaitSeconds(self.server.pid), elapsed
+            ),
+        }
+        for role, cpu in zip(("server", "generator"), self.cpus):
+            if cpu is None or cpu not in ticks or cpu not in self.ticks:
+                continue
+            busy, steal, total = (after - before for after, before in zip(ticks[cpu], self.ticks[cpu]))
+            if total > 0:
+                figures[f"{role}_cpu_busy_percent"] = round(100 * busy / total, 1)
+                figures[f"{role}_cpu_steal_percent"] = round(100 * steal / total, 1)
+        return figures
+
+
+def ownCPUSeconds() -> float:
+    """User plus system CPU seconds this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raiseFileLimit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def listenBacklog(connections: int) -> int:
+    """A listen backlog for C{connections} arriving at once, within the kernel's own cap."""
+    try:
+        cap = int(Path("/proc/sys/net/core/somaxconn").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        cap = 4096
+    return max(50, min(connections + 16, cap))
+
+
+async def within(reactor: IReactor, deferred: Deferred[_T], seconds: float, what: str) -> _T:
+    """Wait for C{deferred}, at most C{seconds}; L{BenchAborted} naming C{what} if it is late."""
+    deferred.addTimeout(seconds, reactor)
+    try:
+        return await deferred
+    except defer.TimeoutError:
+        raise BenchAborted(f"gave up after {seconds:g} s waiting for {what}") from None
+
+
+def fire(deferred: Deferred[None]) -> None:
+    """Fire C{deferred} unless it already has."""
+    if not deferred.called:
+        deferred.callback(None)
+
+
+def sleep(reactor: IReactor, seconds: float) -> Deferred[None]:
+    """A Deferred that fires after C{seconds}."""
+    deferred: Deferred[None] = Deferred()
+    reactor.callLater(max(0.0, seconds), fire, deferred)
+    return deferred
+
+
+def say(text: str) -> None:
+    """Print a progress line now."""
+    print(text, flush=True)
+
+
+# The servers
+
+
+@implementer(IReadDescriptor)
+class _LogPipe:
+    """The read end of a server's stdout in the reactor: hands over each line, then the end."""
+
+    def __init__(
+        self, reactor: IReactor, fd: int, onLine: Callable[[str], None], onEnd: Callable[[], None]
+    ) -> None:
+        os.set_blocking(fd, False)
+        self._reactor = reactor
+        self._fd = fd
+        self._onLine = onLine
+        self._onEnd = onEnd
+        self._partial = b""
+
+    def fileno(self) -> int:
+        """The pipe's file descriptor."""
+        return self._fd
+
+    def logPrefix(self) -> str:
+        """How the reactor names this in its log."""
+        return "benchmark-server-log"
+
+    def doRead(self) -> None:
+        """Read what the server wrote; at the end of the pipe, stop reading and say so."""
+        try:
+            data = os.read(self._fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._reactor.removeReader(self)
+            self.connectionLost(Failure(ConnectionDone()))
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._onLine(line.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The server closed its end: it has exited (or is about to)."""
+        if self._partial:
+            self._onLine(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
+        self._onEnd()
+
+
+TROUBLE = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
+
+
+class ServerProcess:
+    """
+    A server under test: a child process on a free loopback port, pinned to its CPU, its output
+    read by the reactor (never left to fill its pipe) and searched for the port and for trouble.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactor,
+        name: str,
+        command: list[str],
+        listening: re.Pattern[str],
+        cpu: int | None,
+        log: Path | None = None,
+    ) -> None:
+        """
+        @param listening: matches the output line that gives the port (its first group).
+        @param cpu: the CPU to pin the server to, if any.
+        @param log: a file to copy the server's output to, if any.
+        """
+        self._reactor = reactor
+        self.name = name
+        self.command = command
+        self._listeningLine = listening
+        self.cpu = cpu
+        self.tail: list[str] = []
+        self.trouble: list[str] = []
+        self.troubleCount = 0
+        self.listening: Deferred[int] = Deferred()
+        self.ended: Deferred[None] = Deferred()
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log = None if log is None else open(log, "w", encoding="utf-8")
+        self._directory = tempfile.TemporaryDirectory(prefix=f"fanout-{name}-")
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self._popen is not None
+        return self._popen.pid
+
+    def _inChild(self) -> None:
+        # Runs in the child between fork and exec (preexec_fn): no threads exist yet, so it is safe.
+        raiseFileLimit()
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})
+
+    def start(self) -> Deferred[int]:
+        """Start the server; fires with its port once it says it is listening."""
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), environment.get("PYTHONPATH")])
+        )
+        environment["PYTHONUNBUFFERED"] = "1"
+        self._popen = subprocess.Popen(
+            self.command,
+            cwd=self._directory.name,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._inChild,
+        )
+        atexit.register(self.kill)
+        assert self._popen.stdout is not None
+        self._reactor.addReader(
+            _LogPipe(self._reactor, self._popen.stdout.fileno(), self._line, self._end)
+        )
+        return self.listening
+
+    def _line(self, line: str) -> None:
+        if self._log is not None:
+            self._log.write(line + "\n")
+        self.tail = [*self.tail[-19:], line]
+        if not self.listening.called:
+            match = self._listeningLine.search(line)
+            if match:
+                self.listening.callback(int(match.group(1)))
+        if TROUBLE.search(line):
+            self.troubleCount += 1
+            if len(self.trouble) < MAX_SAMPLES:
+                self.trouble.append(line)
+
+    def _end(self) -> None:
+        assert self._popen is not None and self._popen.stdout is not None
+        self._popen.stdout.close()
+        if self._log is not None:
+            self._log.close()
+        if not self.listening.called:
+            tail = "\n    ".join(self.tail)
+            self.listening.errback(BenchAborted(f"{self.name} exited before listening:\n    {tail}"))
+        fire(self.ended)
+
+    def running(self) -> bool:
+        """Whether the server process is still alive."""
+        return self._popen is not None and self._popen.poll() is None
+
+    def rssKB(self) -> int | None:
+        """The server's resident set size now, in KB."""
+        return readRSSKB(self.pid)
+
+    def cpuSeconds(self) -> float | None:
+        """CPU seconds the server has used so far."""
+        return readCPUSeconds(self.pid)
+
+    async def stop(self, grace: float) -> str:
+        """SIGTERM, then SIGKILL after C{grace} seconds; how the server ended."""
+        if self._popen is None:
+            return "not started"
+        if self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+        try:
+            await within(self._reactor, self.ended, grace, f"{self.name} to exit")
+            status = self._popen.wait(timeout=grace)
+        except (BenchAborted, subprocess.TimeoutExpired):
+            self.kill()
+            return f"killed after {grace:g} s"
+        finally:
+            self._directory.cleanup()
+        if status < 0:
+            return f"ended by {signal.Signals(-status).name}"
+        return f"exit status {status}"
+
+    def kill(self) -> None:
+        """Make sure the server is gone (an exit handler too, so it never outlives the run)."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.kill()
+            self._popen.wait(timeout=30)
+        self._directory.cleanup()
+
+
+def twistdCommand() -> list[str]:
+    """How to run twistd with this interpreter."""
+    script = Path(sys.executable).parent / "twistd"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "twisted", "twistd"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One workload with its sizes."""
+
+    kind: str
+    clients: int
+    senders: int = 0
+    rate: float = 0.0
+    duration: float = 0.0
+    size: int = 80
+    window: int | None = None
+    step: float = 1.0
+
+    @property
+    def name(self) -> str:
+        """A short readable name with the sizes."""
+        if self.kind == "openloop":
+            return (
+                f"openloop N={self.clients} K={self.senders} R={self.rate:g}/s "
+                f"D={self.duration:g}s"
+            )
+        if self.kind == "closedloop":
+            window = "ramp" if self.window is None else str(self.window)
+            return f"closedloop N={self.clients} K={self.senders} W={window} D={self.duration:g}s"
+        return f"{self.kind} C={self.clients}"
+
+    @property
+    def lineRate(self) -> float | None:
+        """Lines a second one sender sends; None when unbounded (a closed loop)."""
+        return self.rate if self.kind == "openloop" else None
+
+
+def chatsvcOptions(workload: Workload, backlog: int) -> tuple[list[str], list[str]]:
+    """The chatroom options for C{workload} (after --listen), and why each limit is raised."""
+    connections = workload.clients + 16
+    options = ["--db", ":memory:"]
+    reasons = ["--db :memory: (no history store): the workload is about fan-out"]
+    if backlog > 50:
+        reasons.append(
+            f"--listen tcp:0:interface=127.0.0.1:backlog={backlog} (Twisted's default 50): "
+            f"{workload.clients} clients connect at once"
+        )
+    if connections > DEFAULT_LIMITS["max-connections"]:
+        options += ["--max-connections", str(connections)]
+        reasons.append(
+            f"--max-connections {connections} (default {DEFAULT_LIMITS['max-connections']}): "
+            f"room for all {workload.clients} clients"
+        )
+    if connections > DEFAULT_LIMITS["max-connections-per-address"]:
+        options += ["--max-connections-per-address", str(connections)]
+        reasons.append(
+            f"--max-connections-per-address {connections} (default "
+            f"{DEFAULT_LIMITS['max-connections-per-address']}): every client comes from 127.0.0.1"
+        )
+    rate = workload.lineRate
+    if workload.kind == "closedloop":
+        options += ["--flood-rate", "1000000", "--flood-burst", "1000000"]
+        reasons.append(
+            "--flood-rate 1000000 --flood-burst 1000000 (defaults 5/s, 20): a closed loop sends "
+            "as fast as its window allows; the flood limit would cap the peak at its own rate"
+        )
+        options += ["--max-send-queue", str(1 << 28)]
+        reasons.append(
+            f"--max-send-queue {1 << 28} (default {DEFAULT_LIMITS['max-send-queue']}): a window "
+            f"of up to {RAMP[-1]} lines from each of {workload.senders} senders may wait for one "
+            "receiver at once"
+        )
+    elif rate is not None and 4 * rate > float(DEFAULT_LIMITS["flood-rate"]):
+        floodRate = 4 * rate
+        options += ["--flood-rate", f"{floodRate:g}"]
+        reasons.append(
+            f"--flood-rate {floodRate:g} (default {DEFAULT_LIMITS['flood-rate']:g}/s): 4x the "
+            f"{rate:g} lines/s each sender sends, so the flood limit never delays a line"
+        )
+    if workload.kind in ("idle", "joinstorm") and workload.clients > 500:
+        options += ["--name-timeout", "600"]
+        reasons.append(
+            f"--name-timeout 600 (default {DEFAULT_LIMITS['name-timeout']:g} s): with "
+            f"{workload.clients} handshakes queued at once, a nickname may wait in the server "
+            "longer than the default allows; the storm is to be measured, not cut"
+        )
+    return options, reasons
+
+
+def makeServer(
+    reactor: IReactor, target: str, workload: Workload, cpu: int | None, log: Path | None
+) -> tuple[ServerProcess, list[str]]:
+    """The server process for C{target}, and the settings it gets (with the reasons)."""
+    backlog = listenBacklog(workload.clients)
+    if target == "relay":
+        command = [sys.executable, str(RELAY), "--port", "0", "--backlog", str(backlog)]
+        reasons = (
+            [f"--backlog {backlog} (default 50): {workload.clients} clients connect at once"]
+            if backlog > 50 else ["none"]
+        )
+        listening = re.compile(r"^(\d+)$")
+    else:
+        options, reasons = chatsvcOptions(workload, backlog)
+        command = [
+            *twistdCommand(),
+            "--reactor=epoll",
+            "--nodaemon",
+            "--pidfile=",
+            "chatroom",
+            "--listen",
+            f"tcp:0:interface=127.0.0.1:backlog={backlog}",
+            *options,
+        ]
+        listening = re.compile(r"server_listening.*127\.0\.0\.1:(\d+)")
+    return ServerProcess(reactor, target, command, listening, cpu, log), reasons
+
+
+# The clients
+
+
+def _unreadable(size: int) -> bytes:
+    raise OSError("not connected")
+
+
+class Phase:
+    """Where a run is; receivers judge some lines by it."""
+
+    CONNECTING = "connecting"
+    LOADING = "loading"
+    STOPPING = "stopping"
+
+
+class Run:
+    """
+    What every client of one measurement shares: nicknames, every line each sender sent, each
+    receiver's progress through each sender's lines, and the tallies.
+    """
+
+    def __init__(
+        self, reactor: IReactor, clients: int, senders: int, size: int, exactLatency: bool
+    ) -> None:
+        self.reactor = reactor
+        self.readers = Readers(reactor)
+        self.count = clients
+        self.senderCount = senders
+        self.nicks = [NICK_FORMAT % index for index in range(clients)]
+        self.indexByNick = {nick: index for index, nick in enumerate(self.nicks)}
+        self.prefixes = [self.nicks[sender] + b": " for sender in range(senders)]
+        self.senderByPrefix = {prefix: sender for sender, prefix in enumerate(self.prefixes)}
+        self.padding = b"x" * (size - HEADER_WIDTH)
+        self.width = NICK_WIDTH + 2 + size + 2
+        """The length of every delivered chat line: C{<nick>: <text>\\r\\n}."""
+        # The digit columns of a nickname that tell the senders apart (the last ones).
+        digits = len(str(max(0, senders - 1)))
+        self.senderColumns = tuple(range(NICK_WIDTH - digits, NICK_WIDTH))
+        # Per sender: how many lines it sent, all of them as receivers get them (line q at
+        # (q - 1) * width), and when each was sent (microseconds, at q - 1); per sender and
+        # receiver, the last sequence number received in order (NEVER for the sender itself),
+        # and per sender the sum of those over its receivers.
+        self.sentCounts = [0] * senders
+        self.streams = [bytearray() for _ in range(senders)]
+        # Line 0 of each sender is a token for "nothing yet", as what precedes its first line.
+        self.sentLines: list[list[bytes]] = [[b"start %d" % sender] for sender in range(senders)]
+        # Open loop only: for every line sent, the line of its sender before it, its send time,
+        # and whose and which it is (see BenchClient._inOrder).
+        self.predecessor: dict[bytes, bytes] = {}
+        self.stampOf: dict[bytes, int] = {}
+        self.lineInfo: dict[bytes, tuple[int, int]] = {
+            lines[0]: (sender, 0) for sender, lines in enumerate(self.sentLines)
+        }
+        self.sendTimes: list[array[int]] = [array("q") for _ in range(senders)]
+        self.got: list[array[int]] = [array("q", [0]) * clients for _ in range(senders)]
+        for sender in range(senders):
+            self.got[sender][sender] = NEVER
+        self.progress = [0] * senders
+        self.exactLatency = exactLatency
+        self.latencies: array[int] = array("q")
+        """Microseconds from send to receipt: every delivery's, or a sample (closed loop)."""
+        self.sendLags: array[int] = array("q")
+        """Microseconds each open-loop line left after its schedule."""
+        self.clients: list[BenchClient] = []
+        self.phase = Phase.CONNECTING
+        self.ignoring = False
+
+        self.delivered = 0
+        self.duplicated = 0
+        self.reordered = 0
+        self.errorCount = 0
+        self.errors: list[str] = []
+        self.noticeCount = 0
+        self.notices: list[str] = []
+        self.floodNotices = 0
+        self.leaves = 0
+        self.foreignLines = 0
+        self.firstDeliveryAt: int | None = None
+        self.lastDeliveryAt: int | None = None
+        self.expected: int | None = None
+        self.drained: Deferred[None] = Deferred()
+
+        self.firstConnectAt = 0
+        self.handshaked = 0
+        self.lastHandshakeAt = 0
+        self.allHandshaked: Deferred[None] = Deferred()
+        self.joinsSeen = 0
+        self.joinsExpected = clients * (clients - 1) // 2
+        self.lastJoinAt: int | None = None
+        self.joinsCompleteAt: int | None = None
+
+        self.window = 0
+        self.threshold = 1
+        self.sending = False
+        self.pumpScheduled = False
+        self.sendersDone = 0
+        self.sendingDone: Deferred[None] = Deferred()
+
+    # Tallies
+
+    def error(self, nick: bytes, message: str) -> None:
+        """Count an error seen by client C{nick}; the first ones are kept word for word."""
+        self.errorCount += 1
+        if len(self.errors) < MAX_SAMPLES:
+            self.errors.append(f"{nick.decode('ascii', 'replace')}: {message}")
+
+    def notice(self, line: bytes) -> None:
+        """Count a notice the benchmark has no use for (a summary of joins, say)."""
+        self.noticeCount += 1
+        if len(self.notices) < MAX_SAMPLES:
+            self.notices.append(line[:200].decode("utf-8", "replace"))
+
+    def fail(self, reason: str) -> None:
+        """A client could not join: the connect phase is over."""
+        if not self.allHandshaked.called:
+            self.allHandshaked.errback(BenchAborted(reason))
+
+    def handshakeDone(self, now: int) -> None:
+        """One more client is in."""
+        self.handshaked += 1
+        self.lastHandshakeAt = now
+        if self.handshaked == self.count:
+            fire(self.allHandshaked)
+            self._checkJoins(now)
+
+    def joinsSeenAdd(self, count: int, now: int) -> None:
+        """C{count} more join notices arrived."""
+        self.joinsSeen += count
+        self.lastJoinAt = now
+        self._checkJoins(now)
+
+    def _checkJoins(self, now: int) -> None:
+        if (
+            self.joinsCompleteAt is None
+            and self.handshaked == self.count
+            and self.joinsSeen >= self.joinsExpected
+        ):
+            self.joinsCompleteAt = now
+
+    def deliveries(self, count: int, now: int) -> None:
+        """C{count} more chat lines arrived where they should."""
+        self.delivered += count
+        if self.firstDeliveryAt is None:
+            self.firstDeliveryAt = now
+        self.lastDeliveryAt = now
+        if self.sending and not self.pumpScheduled:
+            self.pumpScheduled = True
+            self.reactor.callLater(0, self.pump)
+        if self.expected is not None and self.delivered >= self.expected:
+            fire(self.drained)
+
+    def recordLatencies(self, sender: int, first: int, stop: int, now: int) -> None:
+        """The latency of lines C{first} to C{stop - 1} of C{sender}, all received at C{now}."""
+        self.latencies.extend(
+            map(sub, repeat(now, stop - first), self.sendTimes[sender][first - 1 : stop - 1])
+        )
+
+    # Sending
+
+    def message(self, sender: int, now: int) -> bytes:
+        """The next line of C{sender}, sent at C{now}, as written (remembered as delivered)."""
+        sequence = self.sentCounts[sender] + 1
+        self.sentCounts[sender] = sequence
+        text = b"%09d %014d " % (sequence, now) + self.padding
+        line = self.prefixes[sender] + text + b"\r"
+        lines = self.sentLines[sender]
+        if self.exactLatency:
+            self.predecessor[line] = lines[-1]
+            self.stampOf[line] = now
+            self.lineInfo[line] = (sender, sequence)
+        lines.append(line)
+        self.streams[sender] += line + b"\n"
+        self.sendTimes[sender].append(now)
+        return text + b"\n"
+
+    def sentLine(self, sender: int, sequence: int) -> bytes | None:
+        """Line C{sequence} of C{sender} as receivers get it (without C{\\n}), if it was sent."""
+        if not 0 < sequence <= self.sentCounts[sender]:
+            return None
+        return self.sentLines[sender][sequence]
+
+    def sent(self) -> int:
+        """Lines sent so far by all senders."""
+        return sum(self.sentCounts)
+
+    def pump(self) -> None:
+        """Closed loop: each sender whose window is at least half free fills it again."""
+        self.pumpScheduled = False
+        if not self.sending:
+            return
+        now = monotonicUs()
+        window = self.window
+        threshold = self.threshold
+        message = self.message
+        receivers = self.count - 1
+        progress = self.progress
+        sentCounts = self.sentCounts
+        for sender in range(self.senderCount):
+            # Its oldest line not yet everywhere: at most the average progress of its receivers
+            # (a cheap test first), exactly their least progress.
+            least = sentCounts[sender] - window + threshold
+            if progress[sender] < least * receivers:
+                continue
+            credit = min(self.got[sender]) + window - sentCounts[sender]
+            if credit >= threshold:
+                client = self.clients[sender]
+                if client.transport is not None and not client.closed:
+                    client.transport.write(
+                        b"".join([message(sender, now) for _ in range(credit)])
+                    )
+
+    def senderDone(self) -> None:
+        """One more open-loop sender has sent all it will."""
+        self.sendersDone += 1
+        if self.sendersDone == self.senderCount:
+            fire(self.sendingDone)
+
+    def expect(self) -> None:
+        """Sending is over: the deliveries to wait for are now known."""
+        self.expected = self.sent() * (self.count - 1)
+        if self.delivered >= self.expected:
+            fire(self.drained)
+
+    def stop(self) -> None:
+        """Stop sending and checking, and cut every connection."""
+        self.ignoring = True
+        self.sending = False
+        self.phase = Phase.STOPPING
+        for client in self.clients:
+            client.abort()
+        self.readers.close()
+
+
+@implementer(IReadDescriptor)
+class Readers:
+    """
+    Reads every member's connection from an epoll object of its own, which the reactor watches
+    as one descriptor: with hundreds of connections each bringing a line or two per read, the
+    reactor's own dispatch (per descriptor, with its logging context) would cost the generator
+    more than checking the lines does. Joining (and writing) stay with the reactor.
+    """
+
+    RECEIVE = 65536
+
+    def __init__(self, reactor: IReactor) -> None:
+        self._reactor = reactor
+        self._epoll = select.epoll()
+        self._clients: dict[int, BenchClient] = {}
+        self._watched = False
+
+    def fileno(self) -> int:
+        """The epoll object's descriptor: readable when a member's connection is."""
+        return self._epoll.fileno()
+
+    def logPrefix(self) -> str:
+        """How the reactor names this in its log."""
+        return "benchmark-readers"
+
+    def add(self, client: BenchClient) -> None:
+        """Read C{client}'s connection here from now on."""
+        transport = cast(Any, client.transport)
+        transport.stopReading()
+        handle = transport.getHandle()
+        fd = handle.fileno()
+        client.receive = handle.recv
+        self._clients[fd] = client
+        client.readerFd = fd
+        self._epoll.register(fd, select.EPOLLIN)
+        if not self._watched:
+            self._watched = True
+            self._reactor.addReader(self)
+
+    def remove(self, client: BenchClient) -> None:
+        """Stop reading C{client}'s connection (before it is closed)."""
+        fd = client.readerFd
+        if fd is not None and self._clients.get(fd) is client:
+            del self._clients[fd]
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):  # already closed
+                pass
+        client.readerFd = None
+
+    def doRead(self) -> None:
+        """One read from each connection that has something (at most 1023 at a time)."""
+        clients = self._clients
+        size = self.RECEIVE
+        for fd, _ in self._epoll.poll(0):
+            client = clients.get(fd)
+            if client is None:
+                continue
+            try:
+                data = client.receive(size)
+            except BlockingIOError:
+                continue
+            except OSError as error:
+                client.readFailed(str(error))
+                continue
+            if data:
+                client.dataReceived(data)
+            else:
+                client.readFailed("the server closed the connection")
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Not a connection: nothing to do."""
+
+    def close(self) -> None:
+        """Stop watching; the connections themselves are closed by their transports."""
+        if self._watched:
+            self._reactor.removeReader(self)
+            self._watched = False
+        self._clients.clear()
+        self._epoll.close()
+
+
+class BenchClient(Protocol):
+    """
+    One client: joins with its nickname, sends numbered, timestamped lines when told to, and
+    checks every line it receives, chat lines in bulk (see the module's docstring).
+    """
+
+    def __init__(self, run: Run, index: int) -> None:
+        self.run = run
+        self.index = index
+        self.nick = run.nicks[index]
+        self.named = False
+        self.member = False
+        self.closed = False
+        self.accepted: Deferred[None] = Deferred()
+        """Fires when the server asked for a name (or the connection failed): it accepted."""
+        self.joins = 0
+        self.position: int | None = None
+        """This client's place in the room when it arrived, from the server's member list."""
+        self.missing: dict[int, set[int]] = {}
+        self._buffer = b""
+        self._aborted = False
+        self._timer: IDelayedCall | None = None
+        self._sending = False
+        self._first = 0.0
+        self._period = 0.0
+        self._end = 0.0
+        self.readerFd: int | None = None
+        self.receive: Callable[[int], bytes] = _unreadable
+        self.frontier: set[bytes] | None = None
+        """Open loop: the last line received from each sender (see L{_inOrder})."""
+        self.progressStale = False
+        """Whether L{frontier} is ahead of this receiver's entries in C{Run.got}."""
+
+    # Connection
+
+    def connectionMade(self) -> None:
+        """No Nagle: a chat line should go at once."""
+        cast(ITCPTransport, self.transport).setTcpNoDelay(True)
+
+    def connectFailed(self, failure: Failure) -> None:
+        """The connection could not be made."""
+        self.closed = True
+        fire(self.accepted)
+        self.run.fail(f"{self.nick.decode()} could not connect: {failure.getErrorMessage()}")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Expected only when the benchmark cuts the connection."""
+        self.closed = True
+        self._stopSending()
+        fire(self.accepted)
+        run = self.run
+        if not self._aborted and not run.ignoring:
+            state = "member" if self.member else "joining"
+            run.error(self.nick, f"connection closed while {state}: {reason.getErrorMessage()}")
+            if not self.member:
+                run.fail(f"{self.nick.decode()} lost its connection before joining")
+
+    def readFailed(self, reason: str) -> None:
+        """The connection ended (or failed) under L{Readers}: close it, as lost."""
+        self.run.readers.remove(self)
+        if not self.closed and self.transport is not None:
+            if not self.run.ignoring:
+                self.run.error(self.nick, f"connection lost while a member: {reason}")
+            self._aborted = True
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def abort(self) -> None:
+        """Cut the connection now."""
+        self._stopSending()
+        self.run.readers.remove(self)
+        if not self.closed and self.transport is not None:
+            self._aborted = True
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # Receiving
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Check every complete line. Chat lines are compared a group at a time with what their
+        sender sent; a read of nothing but join notices is only counted.
+        """
+        run = self.run
+        if run.ignoring:
+            return
+        if self._buffer:
+            data = self._buffer + data
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            self._buffer = data[end:]
+            if len(self._buffer) > MAX_BUFFER:
+                run.error(self.nick, f"a line longer than {MAX_BUFFER} bytes")
+                self._buffer = b""
+            if not end:
+                return
+            data = data[:end]
+        else:
+            self._buffer = b""
+        now = monotonicUs()
+        if not self.member:
+            data = self._handshake(data, now)
+            if not data:
+                return
+        if not len(data) % JOIN_WIDTH and data.endswith(JOIN_SUFFIX):
+            count = len(data) // JOIN_WIDTH
+            if (
+                data[JOIN_WIDTH - 1 :: JOIN_WIDTH].count(b"\n") == count
+                and data.count(b"\n") == count
+                and data.count(JOIN_SUFFIX) == count
+            ):
+                # Nothing but join notices, each of a test member's nickname's width.
+                self.joins += count
+                run.joinsSeenAdd(count, now)
+                return
+        if run.exactLatency:
+            delivered = self._inOrder(data, now)
+        else:
+            delivered = self._checked(data, now)
+        if delivered:
+            run.deliveries(delivered, now)
+
+    def _inOrder(self, data: bytes, now: int) -> int:
+        """
+        Open loop, where a read brings a line or two from each of many senders. Each line sent
+        has a known predecessor (the line its sender sent before it, or a start token), and this
+        receiver keeps the last line it got from each sender: its frontier. A line is the next
+        one of its sender exactly when its predecessor is in the frontier, where it then takes
+        its predecessor's place. A read of a few lines is checked so, line by line; a larger one
+        all at once, with set operations: it is in order, with nothing lost and nothing twice,
+        when its lines are distinct and their predecessors are distinct and all in the frontier
+        (a read with two lines of one sender fails this and is checked line by line). Anything
+        else (a line out of order, a notice) is checked the usual way from there on. The
+        deliveries to count.
+        """
+        run = self.run
+        lines = data.split(b"\n")
+        lines.pop()
+        predecessor = run.predecessor
+        frontier = self._frontier() if self.frontier is None else self.frontier
+        count = len(lines)
+        if count >= 8:
+            previous = list(map(predecessor.get, lines))
+            if None not in previous:
+                arrived = set(lines)
+                before = set(cast(list[bytes], previous))
+                if len(arrived) == count and len(before) == count and before <= frontier:
+                    frontier -= before
+                    frontier |= arrived
+                    self.progressStale = True
+                    run.latencies.extend(
+                        map(sub, repeat(now, count), map(run.stampOf.__getitem__, lines))
+                    )
+                    return count
+        stamps = run.stampOf
+        latencies = run.latencies
+        for done, line in enumerate(lines):
+            last = predecessor.get(line)
+            if last is None or last not in frontier:
+                self._syncProgress()
+                self.frontier = None
+                rest = b"\n".join(lines[done:]) + b"\n"
+                return done + self._checked(rest, now)
+            frontier.remove(last)
+            frontier.add(line)
+            self.progressStale = True
+            latencies.append(now - stamps[line])
+        return count
+
+    def _frontier(self) -> set[bytes]:
+        """The last line received from each other sender, from its progress if need be."""
+        if self.frontier is None:
+            run = self.run
+            index = self.index
+            self.frontier = {
+                run.sentLines[sender][run.got[sender][index]]
+                for sender in range(run.senderCount)
+                if sender != index
+            }
+        return self.frontier
+
+    def _syncProgress(self) -> None:
+        """Bring this receiver's progress (C{Run.got}) up to its frontier."""
+        if self.progressStale and self.frontier is not None:
+            run = self.run
+            for line in self.frontier:
+                sender, sequence = run.lineInfo[line]
+                run.got[sender][self.index] = sequence
+        self.progressStale = False
+
+    def _checked(self, data: bytes, now: int) -> int:
+        """Complete lines, checked run by run (or line by line); the deliveries to count."""
+        run = self.run
+        width = run.width
+        lines = len(data) // width
+        # Every width-th byte a line end: chat lines, presumably (every run of them is compared
+        # with what was sent, so a line of another kind or length cannot pass unnoticed).
+        if len(data) != lines * width or data[width - 1 :: width].count(b"\n") != lines:
+            # Not only chat lines: one by one, or a group of one sender's at a time.
+            return self._lines(data, now)
+        return self._chat(data, lines, now)
+
+    def _chat(self, data: bytes, lines: int, now: int) -> int:
+        """
+        A read of nothing but lines of the chat line's width. Runs of lines with the same
+        sender are found at once (the columns of the nicknames' digits, compared with the same
+        columns a line later, as big integers); each run is compared with the next lines its
+        sender sent, as bytes. A run that does not match is judged line by line.
+        """
+        run = self.run
+        width = run.width
+        if lines > 1:
+            different = 0
+            for column in run.senderColumns:
+                digits = data[column::width]
+                different |= int.from_bytes(digits[1:], "little") ^ int.from_bytes(
+                    digits[:-1], "little"
+                )
+            # "1" at i: line i + 1 is from another sender than line i.
+            changes = different.to_bytes(lines - 1, "little").translate(CHANGES)
+            if 2 * changes.count(b"1") >= lines:
+                # Runs of a line or two (an open loop, or a window of one): line by line is
+                # cheaper than run by run.
+                return self._singles(data, now)
+        else:
+            changes = b""
+        senderByPrefix = run.senderByPrefix
+        streams = run.streams
+        progress = run.got
+        totals = run.progress
+        exact = run.exactLatency
+        sample = -1  # without exact latencies, one per read is kept: its first line's
+        index = self.index
+        delivered = 0
+        start = 0
+        while start < lines:
+            last = changes.find(b"1", start)
+            if last < 0:
+                last = lines - 1
+            count = last + 1 - start
+            begin = start * width
+            end = begin + count * width
+            start = last + 1
+            sender = senderByPrefix.get(data[begin : begin + PREFIX_WIDTH])
+            if sender is None:
+                delivered += self._lines(data[begin:end], now)
+                continue
+            got = progress[sender]
+            first = got[index] + 1
+            offset = (first - 1) * width
+            if data[begin:end] != streams[sender][offset : offset + count * width]:
+                delivered += self._lines(data[begin:end], now)
+                continue
+            got[index] = first + count - 1
+            totals[sender] += count
+            delivered += count
+            if exact:
+                run.recordLatencies(sender, first, first + count, now)
+            elif sample < 0:
+                sample = now - run.sendTimes[sender][first - 1]
+        if sample >= 0:
+            run.latencies.append(sample)
+        return delivered
+
+    def _singles(self, data: bytes, now: int) -> int:
+        """
+        Chat lines from senders that change at almost every line: each is compared with the
+        line its sender sent next, and timed, inline.
+        """
+        run = self.run
+        senderByPrefix = run.senderByPrefix
+        sentLines = run.sentLines
+        sendTimes = run.sendTimes
+        progress = run.got
+        totals = run.progress
+        index = self.index
+        latencies = run.latencies
+        exact = run.exactLatency
+        delivered = 0
+        lines = data.split(b"\n")
+        lines.pop()
+        for line in lines:
+            sender = senderByPrefix.get(line[:PREFIX_WIDTH])
+            if sender is None:
+                self._otherLine(line, now)
+                continue
+            got = progress[sender]
+            sequence = got[index] + 1
+            try:
+                expected = sentLines[sender][sequence]
+            except IndexError:
+                expected = b""
+            if line != expected:
+                delivered += self._chatLines(sender, [line], now)
+                continue
+            got[index] = sequence
+            totals[sender] += 1
+            delivered += 1
+            if exact or delivered == 1:
+                latencies.append(now - sendTimes[sender][sequence - 1])
+        return delivered
+
+    def _lines(self, data: bytes, now: int) -> int:
+        """
+        Complete lines of any kind: consecutive chat lines of one sender are compared with what
+        it sent as a group, anything else is judged line by line. The deliveries to count.
+        """
+        run = self.run
+        senderByPrefix = run.senderByPrefix
+        streams = run.streams
+        progress = run.got
+        width = run.width
+        index = self.index
+        lines = data.split(b"\n")
+        lines.pop()
+        delivered = 0
+        for prefix, group in groupby(lines, PREFIX):
+            sender = senderByPrefix.get(prefix)
+            batch = list(group)
+            if sender is None:
+                for line in batch:
+                    self._otherLine(line, now)
+                continue
+            got = progress[sender]
+            first = got[index] + 1
+            offset = (first - 1) * width
+            expected = streams[sender][offset : offset + len(batch) * width]
+            if b"\n".join(batch) + b"\n" != expected:
+                delivered += self._chatLines(sender, batch, now)
+                continue
+            got[index] = first + len(batch) - 1
+            run.progress[sender] += len(batch)
+            delivered += len(batch)
+            if run.exactLatency:
+                run.recordLatencies(sender, first, first + len(batch), now)
+            else:
+                run.latencies.append(now - run.sendTimes[sender][first - 1])
+        return delivered
+
+    def _handshake(self, data: bytes, now: int) -> bytes:
+        # GET_NAME, then our nickname, then "<nick> connected to server!"; what follows is the
+        # member's first lines (a member list, joins), returned for the usual checks.
+        start = 0
+        while not self.member:
+            end = data.find(b"\n", start)
+            if end < 0:
+                return b""
+            line = data[start:end].rstrip(b"\r")
+            start = end + 1
+            if not self.named:
+                if line != b"GET_NAME":
+                    self._refused(line)
+                    return b""
+                self.named = True
+                assert self.transport is not None
+                self.transport.write(self.nick + b"\n")
+                fire(self.accepted)
+            elif line == self.nick + b" connected to server!":
+                self.member = True
+                self.run.handshakeDone(now)
+                self.run.readers.add(self)
+            else:
+                self._refused(line)
+                return b""
+        return data[start:]
+
+    def _refused(self, line: bytes) -> None:
+        text = line[:200].decode("utf-8", "replace")
+        self.run.error(self.nick, f"unexpected line while joining: {text!r}")
+        fire(self.accepted)
+        self.run.fail(f"{self.nick.decode()} could not join: {text!r}")
+
+    def _chatLines(self, sender: int, batch: list[bytes], now: int) -> int:
+        """
+        Lines of C{sender} that are not simply the next ones expected: each is judged alone (a
+        jump ahead leaves the skipped ones missing, a missing one arriving late is reordered, one
+        seen before is duplicated). The number of deliveries to count.
+        """
+        run = self.run
+        got = run.got[sender]
+        counted = 0
+        for line in batch:
+            if sender == self.index:
+                run.error(self.nick, f"its own line echoed back: {line[:40]!r}")
+                continue
+            try:
+                sequence = int(line[NICK_WIDTH + 2 : NICK_WIDTH + 11])
+            except ValueError:
+                sequence = 0
+            if line != run.sentLine(sender, sequence):
+                run.error(self.nick, f"a chat line that was never sent: {line[:60]!r}")
+                continue
+            last = got[self.index]
+            if sequence > last:
+                if sequence > last + 1:
+                    self.missing.setdefault(sender, set()).update(range(last + 1, sequence))
+                got[self.index] = sequence
+                run.progress[sender] += sequence - last
+            else:
+                gaps = self.missing.get(sender)
+                if gaps is not None and sequence in gaps:
+                    gaps.discard(sequence)
+                    run.reordered += 1
+                else:
+                    run.duplicated += 1
+                    continue
+            counted += 1
+            run.latencies.append(now - run.sendTimes[sender][sequence - 1])
+        return counted
+
+    def _otherLine(self, line: bytes, now: int) -> None:
+        """Everything but test members' chat: joins, notices, leaves."""
+        run = self.run
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if line.endswith(b" joined!"):
+            if line[:-8] in run.indexByNick:
+                self.joins += 1
+                run.joinsSeenAdd(1, now)
+            else:
+                run.foreignLines += 1
+        elif line.startswith(b"*** "):
+            if line.startswith(b"*** Members ("):
+                try:
+                    self.position = int(line[13 : line.index(b")")])
+                except ValueError:
+                    run.error(self.nick, f"a member list without a count: {line[:60]!r}")
+            elif line == WELCOME:
+                pass
+            elif line == FLOOD_NOTICE:
+                run.floodNotices += 1
+            else:
+                run.notice(line)
+        elif LEFT.fullmatch(line):
+            run.leaves += 1
+            if run.phase == Phase.LOADING:
+                run.error(self.nick, f"a member left during the load: {line[:60]!r}")
+        else:
+            run.error(self.nick, f"unexpected line {line[:100]!r}")
+
+    # Sending, open loop
+
+    def startSending(self, first: float, period: float, end: float) -> None:
+        """Send one line every C{period} seconds from monotonic time C{first} until C{end}."""
+        self._first = first
+        self._period = period
+        self._end = end
+        self._sending = True
+        self._scheduleNext()
+
+    def _scheduleNext(self) -> None:
+        due = self._first + self.run.sentCounts[self.index] * self._period
+        if due >= self._end or self.closed:
+            self._stopSending()
+            return
+        delay = max(0.0, due - time.monotonic())
+        self._timer = self.run.reactor.callLater(delay, self._send, due)
+
+    def _send(self, due: float) -> None:
+        self._timer = None
+        now = monotonicUs()
+        assert self.transport is not None
+        self.transport.write(self.run.message(self.index, now))
+        self.run.sendLags.append(max(0, now - int(due * 1_000_000)))
+        self._scheduleNext()
+
+    def _stopSending(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._sending:
+            self._sending = False
+            self.run.senderDone()
+
+
+@dataclass
+class Subject:
+    """One target under one workload: its server, its clients' run, its results."""
+
+    target: str
+    server: ServerProcess
+    run: Run
+    results: dict[str, Any]
+    began: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """Closed loop: the ramp's steps."""
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    """Closed loop: the sustained measure's slices."""
+
+
+class _OneClient(ClientFactory):
+    """Connects one L{BenchClient} (straight to the transport: no wrapper on the hot path)."""
+
+    noisy = False
+
+    def __init__(self, client: BenchClient) -> None:
+        self.client = client
+
+    def buildProtocol(self, addr: IAddress | None) -> BenchClient:
+        """The client, for its connection."""
+        return self.client
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        """The connection could not be made."""
+        self.client.connectFailed(reason)
+
+
+# The workloads
+
+
+class Bench:
+    """Runs workloads against targets; every figure goes into the result dictionaries."""
+
+    def __init__(self, reactor: IReactor, settings: Settings) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.serverCPU, self.generatorCPU = chooseCPUs(settings.pin)
+        self.failed = False
+        self.connectSeconds = 0.0
+
+    def prepare(self, workload: Workload, target: str) -> Subject:
+        """A server for C{target} (not started yet), its settings told, and a run for it."""
+        log = None
+        if self.settings.server_log is not None:
+            self.settings.server_log.mkdir(parents=True, exist_ok=True)
+            log = self.settings.server_log / f"{workload.kind}-{workload.clients}-{target}.log"
+        server, reasons = makeServer(self.reactor, target, workload, self.serverCPU, log)
+        say(f"--- {workload.name} against {target}")
+        say("    server settings raised for this load (the defaults are for public servers):")
+        for reason in reasons:
+            say(f"      {reason}")
+        senders = workload.senders if workload.kind in ("openloop", "closedloop") else 0
+        run = Run(
+            self.reactor, workload.clients, senders, workload.size,
+            exactLatency=workload.kind == "openloop",
+        )
+        results: dict[str, Any] = {"server_settings": reasons, "aborted": None}
+        return Subject(target, server, run, results, time.monotonic())
+
+    async def start(self, subject: Subject) -> int:
+        """Start a subject's server; its port."""
+        port = await within(
+            self.reactor, subject.server.start(), 60, f"{subject.target} to listen"
+        )
+        subject.results["server_command"] = subject.server.command
+        subject.results["server_rss_kb_start"] = subject.server.rssKB()
+        return port
+
+    async def finish(self, subject: Subject, workload: Workload) -> dict[str, Any]:
+        """Cut every connection, stop the server, and complete the subject's results."""
+        gc.unfreeze()
+        server, run, results = subject.server, subject.run, subject.results
+        alive = server.running()
+        run.stop()
+        results["server_stop"] = await server.stop(STOP_GRACE)
+        results["server_exited_early"] = not alive
+        results["server_log_trouble"] = server.troubleCount
+        results["server_log_trouble_lines"] = server.trouble
+        results["elapsed_seconds"] = round(time.monotonic() - subject.began, 1)
+        results["errors"] = run.errorCount
+        results["error_lines"] = run.errors
+        results["other_notices"] = run.noticeCount
+        results["other_notice_lines"] = run.notices
+        if results["aborted"] is not None and not alive:
+            results["server_log_tail"] = server.tail
+        if not healthy(workload, results):
+            self.failed = True
+        say(
+            f"    {subject.target}: {summaryLine(workload, results)}; server: "
+            f"{results['server_stop']}; {results['elapsed_seconds']:g} s in all"
+        )
+        return results
+
+    async def runOne(self, workload: Workload, target: str) -> dict[str, Any]:
+        """One workload against one target, with a server of its own."""
+        subject = self.prepare(workload, target)
+        run, server, results = subject.run, subject.server, subject.results
+        try:
+            port = await self.start(subject)
+            if workload.kind == "openloop":
+                await self.openLoop(run, server, port, workload, results)
+            elif workload.kind == "idle":
+                await self.idle(run, server, port, workload, results)
+            else:
+                await self.joinStorm(run, server, port, workload, results)
+        except BenchAborted as error:
+            results["aborted"] = str(error)
+            say(f"    ABORTED: {error}")
+        finally:
+            await self.finish(subject, workload)
+        return results
+
+    async def runClosedLoops(self, workload: Workload, targets: list[str]) -> dict[str, Any]:
+        """
+        The closed loop against every target at once: all servers running (on the same CPU),
+        each with its own clients, and their steps taken in turn, so that a machine that speeds
+        up or slows down over the run (a shared one does) weighs on every target alike.
+        """
+        subjects = [self.prepare(workload, target) for target in targets]
+        try:
+            for subject in subjects:
+                port = await self.start(subject)
+                await self.join(subject.run, port, subject.results)
+                subject.run.phase = Phase.LOADING
+            await self.closedLoop(workload, subjects)
+        except BenchAborted as error:
+            for subject in subjects:
+                subject.results["aborted"] = str(error)
+            say(f"    ABORTED: {error}")
+        finally:
+            for subject in subjects:
+                await self.finish(subject, workload)
+        return {subject.target: subject.results for subject in subjects}
+
+    async def connect(
+        self, run: Run, port: int, inFlight: int, timeout: float
+    ) -> None:
+        """
+        Connect every client at once, at most C{inFlight} of them not yet greeted by the server
+        (so the listen queue never overflows), and wait until every one has joined.
+        """
+        reactor = self.reactor
+        semaphore = defer.DeferredSemaphore(inFlight)
+        started = monotonicUs()
+        run.firstConnectAt = started
+
+        async def connectAll() -> None:
+            for index in range(run.count):
+                await semaphore.acquire()
+                client = BenchClient(run, index)
+                run.clients.append(client)
+                client.accepted.addCallback(lambda _: semaphore.release())
+                reactor.connectTCP("127.0.0.1", port, _OneClient(client), timeout=30)
+                if run.allHandshaked.called:  # a failure already: stop connecting
+                    return
+            await run.allHandshaked
+
+        await within(
+            reactor, defer.ensureDeferred(connectAll()), timeout,
+            f"{run.count} clients to connect and join",
+        )
+        self.connectSeconds = (run.lastHandshakeAt - started) / 1e6
+
+    async def settleJoins(self, run: Run, quiet: float, timeout: float) -> bool:
+        """
+        Wait until every join notice is delivered, or nothing more arrives for C{quiet} seconds
+        (a server may summarize joins), at most C{timeout}; whether all arrived.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if run.joinsCompleteAt is not None:
+                return True
+            last = max(run.lastJoinAt or 0, run.lastHandshakeAt)
+            now = time.monotonic()
+            if now - last / 1e6 > quiet or now > deadline:
+                return False
+            await sleep(self.reactor, 0.02)
+
+    async def serverQuiet(self, server: ServerProcess, timeout: float) -> None:
+        """Wait (at most C{timeout}) until the server uses under 5% of a CPU for 0.25 s."""
+        deadline = time.monotonic() + timeout
+        before = server.cpuSeconds()
+        while time.monotonic() < deadline:
+            await sleep(self.reactor, 0.25)
+            after = server.cpuSeconds()
+            if before is None or after is None or after - before < 0.0125:
+                return
+            before = after
+
+    async def drain(self, run: Run, quiet: float, timeout: float) -> bool:
+        """
+        Sending is over: wait for every expected delivery, until nothing has arrived for
+        C{quiet} seconds or C{timeout} passes; whether all arrived.
+        """
+        run.expect()
+        deadline = time.monotonic() + timeout
+        while not run.drained.called:
+            now = time.monotonic()
+            last = run.lastDeliveryAt
+            if now > deadline or (last is not None and now - last / 1e6 > quiet):
+                return False
+            await sleep(self.reactor, 0.02)
+        return True
+
+    async def join(self, run: Run, port: int, results: dict[str, Any]) -> None:
+        """Connect everyone and wait until nobody's join notice is still on its way."""
+        timeout = self.settings.timeout
+        await self.connect(run, port, min(run.count, 1000), timeout)
+        results["connect_seconds"] = round(self.connectSeconds, 3)
+        results["joins_settled"] = await self.settleJoins(run, 2.0, timeout)
+        gc.collect()
+        gc.freeze()
+
+    def tally(self, run: Run, results: dict[str, Any]) -> None:
+        """The delivery figures every loaded run reports."""
+        expected = run.sent() * (run.count - 1)
+        results.update(
+            sent=run.sent(),
+            expected_deliveries=expected,
+            delivered=run.delivered,
+            lost=expected - run.delivered,
+            duplicated=run.duplicated,
+            reordered=run.reordered,
+            flood_notices=run.floodNotices,
+            leaves=run.leaves,
+            latency_ms=summaryMs(run.latencies),
+        )
+
+    def probe(self, server: ServerProcess) -> Probe:
+        """Start measuring CPU use for a phase."""
+        return Probe(server, (self.serverCPU, self.generatorCPU))
+
+    async def openLoop(
+        self, run: Run, server: ServerProcess, port: int, workload: Workload,
+        results: dict[str, Any],
+    ) -> None:
+        """K senders at R lines/s each for D s; every delivery checked and timed."""
+        await self.join(run, port, results)
+        run.phase = Phase.LOADING
+        period = 1 / workload.rate
+        probe = self.probe(server)
+        start = time.monotonic() + 0.05
+        end = start + workload.duration
+        for sender in range(workload.senders):
+            run.clients[sender].startSending(start + random.uniform(0, period), period, end)
+        await within(
+            self.reactor, run.sendingDone, workload.duration + 60, "the senders to finish"
+        )
+        drained = await self.drain(run, quiet=10.0, timeout=self.settings.timeout)
+        finished = time.monotonic()
+        # Deliveries over the time they took: the load's duration, or longer if the server
+        # fell behind and the last deliveries came after it.
+        last = run.lastDeliveryAt
+        span = max(workload.duration, 0 if last is None else last / 1e6 - start)
+        self.tally(run, results)
+        offered = results["expected_deliveries"] / workload.duration
+        results.update(
+            drained=drained,
+            offered_deliveries_per_s=round(offered, 1),
+            deliveries_per_s=round(run.delivered / span, 1),
+            drain_seconds=round(max(0.0, finished - end), 3),
+            send_lag_ms=summaryMs(run.sendLags),
+            server_rss_kb=server.rssKB(),
+            **probe.finish(),
+        )
+
+    async def closedLoop(self, workload: Workload, subjects: list[Subject]) -> None:
+        """
+        Windows of lines in flight: each target's ramp to its best window, the targets' steps
+        in turn; then the sustained measure at each one's best window, in slices of about a
+        second that alternate between the targets, each target's figure the median of its
+        slices.
+        """
+        windows: dict[str, int] = {}
+        if workload.window is not None:
+            windows = {subject.target: workload.window for subject in subjects}
+        else:
+            best: dict[str, dict[str, Any]] = {}
+            flat = {subject.target: 0 for subject in subjects}
+            ramping = list(subjects)
+            for window in RAMP:
+                for subject in list(ramping):
+                    step = await self.closedStep(subject.run, subject.server, window, workload.step)
+                    subject.steps.append(step)
+                    say(
+                        f"    {subject.target:>7} window {window:>3}: "
+                        f"{step['deliveries_per_s']:>12,.0f} deliveries/s; CPU used (waiting): "
+                        f"generator {step['generator_cpu_percent']:g}% "
+                        f"({step['generator_wait_percent']}%), server "
+                        f"{step['server_cpu_percent']}% ({step['server_wait_percent']}%)"
+                    )
+                    target = subject.target
+                    if not step["drained"]:
+                        ramping.remove(subject)
+                        continue
+                    rate = step["deliveries_per_s"]
+                    previous = best.get(target)
+                    improved = previous is None or rate > previous["deliveries_per_s"] * RAMP_GAIN
+                    if previous is None or rate > previous["deliveries_per_s"]:
+                        best[target] = step
+                    flat[target] = 0 if improved else flat[target] + 1
+                    if flat[target] >= 2 and window >= RAMP_AT_LEAST:
+                        ramping.remove(subject)
+                if not ramping:
+                    break
+            for subject in subjects:
+                if subject.target not in best:
+                    raise BenchAborted(f"{subject.target}: the first window already lost lines")
+                windows[subject.target] = best[subject.target]["window"]
+        count = max(1, round(workload.duration / CLOSED_SLICE))
+        seconds = workload.duration / count
+        for round_ in range(count):
+            for subject in subjects if round_ % 2 == 0 else subjects[::-1]:
+                step = await self.closedStep(
+                    subject.run, subject.server, windows[subject.target], seconds
+                )
+                subject.slices.append(step)
+            say(
+                f"    sustained, slice {round_ + 1} of {count}: " + ", ".join(
+                    f"{subject.target} {subject.slices[-1]['deliveries_per_s']:,.0f}"
+                    for subject in subjects
+                ) + " deliveries/s"
+            )
+        for subject in subjects:
+            run, results, slices = subject.run, subject.results, subject.slices
+            self.tally(run, results)
+            rates = sorted(step["deliveries_per_s"] for step in slices)
+            usage = {
+                key: round(statistics.fmean(step[key] for step in slices), 1)
+                for key in slices[0]
+                if key.endswith("_percent") and all(step[key] is not None for step in slices)
+            }
+            results.update(
+                window=windows[subject.target],
+                deliveries_per_s=round(statistics.median(rates), 1),
+                messages_per_s=round(statistics.median(rates) / (run.count - 1), 1),
+                drained=all(step["drained"] for step in slices),
+                slices=slices,
+                ramp=subject.steps,
+                best_step_deliveries_per_s=max(
+                    [step["deliveries_per_s"] for step in subject.steps if step["drained"]]
+                    or [0.0]
+                ),
+                server_rss_kb=subject.server.rssKB(),
+                **usage,
+            )
+
+    async def closedStep(
+        self, run: Run, server: ServerProcess, window: int, seconds: float
+    ) -> dict[str, Any]:
+        """One window for C{seconds} (after a warm-up), then a drain; the step's figures."""
+        run.window = window
+        run.threshold = max(1, window // 2)
+        run.sending = True
+        run.expected = None
+        run.drained = Deferred()
+        run.pump()
+        await sleep(self.reactor, min(0.5, max(0.1, seconds / 4)))
+        delivered, began = run.delivered, time.monotonic()
+        probe = self.probe(server)
+        await sleep(self.reactor, seconds)
+        elapsed = time.monotonic() - began
+        count = run.delivered - delivered
+        usage = probe.finish(elapsed)
+        run.sending = False
+        drained = await self.drain(run, quiet=5.0, timeout=self.settings.timeout)
+        perSecond = count / elapsed
+        return {
+            "window": window,
+            "seconds": round(elapsed, 3),
+            "deliveries_per_s": round(perSecond, 1),
+            "messages_per_s": round(perSecond / (run.count - 1), 1),
+            "drained": drained,
+            **usage,
+        }
+
+    async def idle(
+        self, run: Run, server: ServerProcess, port: int, workload: Workload,
+        results: dict[str, Any],
+    ) -> None:
+        """C connections that complete the handshake: the time it takes, the memory they cost."""
+        await self.serverQuiet(server, 10)
+        before = server.rssKB()
+        probe = self.probe(server)
+        await self.connect(run, port, listenBacklog(run.count), self.settings.timeout)
+        results["connect_seconds"] = round(self.connectSeconds, 3)
+        results.update(probe.finish())
+        results["joins_settled"] = await self.settleJoins(run, 2.0, self.settings.timeout)
+        await self.serverQuiet(server, 30)
+        after = server.rssKB()
+        results.update(
+            connections=run.count,
+            server_rss_kb_before=before,
+            server_rss_kb_after=after,
+            rss_per_connection_kb=(
+                round((after - before) / run.count, 2)
+                if before is not None and after is not None else None
+            ),
+            joins_seen=run.joinsSeen,
+            joins_expected=run.joinsExpected,
+        )
+
+    async def joinStorm(
+        self, run: Run, server: ServerProcess, port: int, workload: Workload,
+        results: dict[str, Any],
+    ) -> None:
+        """C clients join one room at once: the time until every join notice is delivered."""
+        await self.serverQuiet(server, 10)
+        probe = self.probe(server)
+        timeout = self.settings.timeout
+        await self.connect(run, port, listenBacklog(run.count), timeout)
+        complete = await self.settleJoins(run, 3.0, timeout)
+        usage = probe.finish()
+        finished = (
+            run.joinsCompleteAt if run.joinsCompleteAt is not None
+            else max(run.lastJoinAt or 0, run.lastHandshakeAt)
+        )
+        seconds = (finished - run.firstConnectAt) / 1e6
+        short = None
+        if all(client.position is not None for client in run.clients):
+            short = sum(
+                max(0, run.count - cast(int, client.position) - client.joins)
+                for client in run.clients
+            )
+        results.update(
+            clients=run.count,
+            join_seconds=round(seconds, 3),
+            handshake_seconds=round(self.connectSeconds, 3),
+            joins_complete=complete,
+            joins_seen=run.joinsSeen,
+            joins_expected=run.joinsExpected,
+            joins_missing_by_member_list=short,
+            server_rss_kb=server.rssKB(),
+            **usage,
+        )
+
+
+def cpuPercent(before: float | None, after: float | None, wall: float) -> float | None:
+    """CPU use between two readings as a percentage of one CPU over C{wall} seconds."""
+    if before is None or after is None or wall <= 0:
+        return None
+    return round(100 * (after - before) / wall, 1)
+
+
+def healthy(workload: Workload, results: dict[str, Any]) -> bool:
+    """Whether a run completed correctly: nothing aborted, lost, duplicated, reordered or wrong."""
+    if results["aborted"] is not None or results.get("errors"):
+        return False
+    if workload.kind in ("openloop", "closedloop"):
+        return (
+            results.get("lost") == 0
+            and results.get("duplicated") == 0
+            and results.get("reordered") == 0
+        )
+    return True
+
+
+def summaryLine(workload: Workload, results: dict[str, Any]) -> str:
+    """One line on how a run went."""
+    if results["aborted"] is not None:
+        return "aborted"
+    if workload.kind in ("openloop", "closedloop"):
+        return (
+            f"{results['deliveries_per_s']:,.0f} deliveries/s, lost {results['lost']}, "
+            f"duplicated {results['duplicated']}, reordered {results['reordered']}, "
+            f"errors {results['errors']}"
+        )
+    if workload.kind == "idle":
+        return (
+            f"connected all in {results['connect_seconds']} s, "
+            f"{results['rss_per_connection_kb']} KB per connection"
+        )
+    return (
+        f"every join notice in {results['join_seconds']} s "
+        f"({results['joins_seen']} of {results['joins_expected']})"
+    )
+
+
+# The report
+
+
+Row = tuple[str, Callable[[dict[str, Any]], Any], str]
+"""A table row: its label, how to get its figure from a run's results, and its format."""
+
+
+def figure(*path: str) -> Callable[[dict[str, Any]], Any]:
+    """Get the figure at C{path} in a run's results, or None."""
+
+    def get(results: dict[str, Any]) -> Any:
+        value: Any = results
+        for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return value
+
+    return get
+
+
+def losses(results: dict[str, Any]) -> str | None:
+    """Lost / duplicated / reordered, as one cell."""
+    if "lost" not in results:
+        return None
+    return f"{results['lost']}/{results['duplicated']}/{results['reordered']}"
+
+
+def generatorCell(results: dict[str, Any]) -> str | None:
+    """
+    The generator's CPU use, and in brackets the time it waited for its CPU, marked SATURATED
+    when the two together fill its CPU: then it may be what limited the figures.
+    """
+    used = results.get("generator_cpu_percent")
+    if used is None:
+        return None
+    waited = results.get("generator_wait_percent") or 0.0
+    text = f"{used:g}" + (f" (+{waited:g})" if waited >= 1 else "")
+    return text + (" SATURATED" if generatorSaturated(results) else "")
+
+
+def generatorSaturated(results: dict[str, Any]) -> bool:
+    """Whether the generator used, or wanted, nearly all of its CPU in a phase."""
+    used = results.get("generator_cpu_percent") or 0.0
+    waited = results.get("generator_wait_percent") or 0.0
+    return bool(used + waited >= SATURATED)
+
+
+def otherLoad(results: dict[str, Any]) -> str | None:
+    """
+    How busy the server's and the generator's CPUs were with anything else (other processes,
+    the kernel's own work), in % of each: high figures mean a noisy machine.
+    """
+    parts = []
+    for role in ("server", "generator"):
+        busy = results.get(f"{role}_cpu_busy_percent")
+        used = results.get(f"{role}_cpu_percent")
+        if busy is None or used is None:
+            return None
+        parts.append(f"{max(0.0, busy - used):.0f}")
+    return "/".join(parts)
+
+
+NO_RATIO = {"at window (lines per sender)"}
+"""Rows whose figures are settings found, not measures: no ratio."""
+
+
+def rowsFor(workload: Workload) -> list[Row]:
+    """The table rows of a workload."""
+    if workload.kind == "openloop":
+        return [
+            ("offered deliveries/s", figure("offered_deliveries_per_s"), ",.0f"),
+            ("deliveries/s", figure("deliveries_per_s"), ",.0f"),
+            ("latency p50 ms", figure("latency_ms", "p50"), ".2f"),
+            ("latency p99 ms", figure("latency_ms", "p99"), ".2f"),
+            ("latency max ms", figure("latency_ms", "max"), ".2f"),
+            ("lost/duplicated/reordered", losses, "s"),
+            ("server CPU %", figure("server_cpu_percent"), ".0f"),
+            ("generator CPU % (+waiting)", generatorCell, "s"),
+            ("other load on CPUs % (server/gen)", otherLoad, "s"),
+        ]
+    if workload.kind == "closedloop":
+        return [
+            ("peak deliveries/s, nothing lost", figure("deliveries_per_s"), ",.0f"),
+            ("at window (lines per sender)", figure("window"), "d"),
+            ("best ramp step deliveries/s", figure("best_step_deliveries_per_s"), ",.0f"),
+            ("latency p50 ms (sampled)", figure("latency_ms", "p50"), ".2f"),
+            ("lost/duplicated/reordered", losses, "s"),
+            ("server CPU %", figure("server_cpu_percent"), ".0f"),
+            ("generator CPU % (+waiting)", generatorCell, "s"),
+            ("other load on CPUs % (server/gen)", otherLoad, "s"),
+        ]
+    if workload.kind == "idle":
+        return [
+            ("time to connect all s", figure("connect_seconds"), ".2f"),
+            ("server RSS before KB", figure("server_rss_kb_before"), ",d"),
+            ("server RSS after KB", figure("server_rss_kb_after"), ",d"),
+            ("server RSS per connection KB", figure("rss_per_connection_kb"), ".1f"),
+            ("server CPU % while connecting", figure("server_cpu_percent"), ".0f"),
+            ("generator CPU % (+waiting)", generatorCell, "s"),
+            ("other load on CPUs % (server/gen)", otherLoad, "s"),
+        ]
+    return [
+        ("time until every join notice s", figure("join_seconds"), ".2f"),
+        ("time until all handshakes s", figure("handshake_seconds"), ".2f"),
+        ("join notices seen", figure("joins_seen"), ",d"),
+        ("join notices expected", figure("joins_expected"), ",d"),
+        ("other notices seen", figure("other_notices"), ",d"),
+        ("server CPU %", figure("server_cpu_percent"), ".0f"),
+        ("generator CPU % (+waiting)", generatorCell, "s"),
+        ("other load on CPUs % (server/gen)", otherLoad, "s"),
+    ]
+
+
+def cell(value: Any, form: str) -> str:
+    """One figure as text."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or form == "s":
+        return str(value)
+    try:
+        return format(value, form)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def ratio(chatsvc: Any, relay: Any) -> float | None:
+    """chatsvc's figure over the relay's, when both are positive numbers."""
+    if isinstance(chatsvc, bool) or isinstance(relay, bool):
+        return None
+    if isinstance(chatsvc, (int, float)) and isinstance(relay, (int, float)) and relay > 0:
+        return round(chatsvc / relay, 3)
+    return None
+
+
+def table(report: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The comparison table as text, and its rows as data."""
+    header = ("workload / figure", "chatsvc", "relay", "chatsvc/relay")
+    lines: list[tuple[str, str, str, str]] = []
+    rows: list[dict[str, Any]] = []
+    for entry in report:
+        workload = Workload(**entry["workload"])
+        runs = entry["results"]
+        lines.append((workload.name, "", "", ""))
+        for label, get, form in rowsFor(workload):
+            values = {target: get(runs[target]) if target in runs else None for target in TARGETS}
+            if any(runs.get(target, {}).get("aborted") for target in TARGETS):
+                values = {
+                    target: ("ABORTED" if runs.get(target, {}).get("aborted") else value)
+                    for target, value in values.items()
+                }
+            share = ratio(values["chatsvc"], values["relay"]) if label not in NO_RATIO else None
+            lines.append((
+                f"  {label}",
+                cell(values["chatsvc"], form) if "chatsvc" in runs else "-",
+                cell(values["relay"], form) if "relay" in runs else "-",
+                "" if share is None else f"{share:.3f}",
+            ))
+            rows.append({
+                "workload": workload.name, "figure": label, "chatsvc": values["chatsvc"],
+                "relay": values["relay"], "ratio": share,
+            })
+    widths = [max(len(line[column]) for line in [header, *lines]) for column in range(4)]
+    text = [
+        "  ".join(
+            part.ljust(widths[column]) if column == 0 else part.rjust(widths[column])
+            for column, part in enumerate(line)
+        )
+        for line in [header, *lines]
+    ]
+    text.insert(1, "-" * len(text[0]))
+    return "\n".join(text), rows
+
+
+def machine(bench: Bench) -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import twisted
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "pinned": {"server": bench.serverCPU, "generator": bench.generatorCPU},
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "twisted": twisted.__version__,
+        "platform": platform.platform(),
+        "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+
+
+# The command line
+
+
+class Settings(argparse.Namespace):
+    """The command line."""
+
+    workload: str
+    target: str
+    clients: int | None
+    senders: int | None
+    rate: float
+    duration: float | None
+    size: int
+    window: int | None
+    step: float
+    timeout: float
+    json: Path | None
+    server_log: Path | None
+    pin: bool
+    seed: int | None
+
+
+STANDARD_DURATION = 6.0
+STANDARD_CLOSED_DURATION = 4.0
+
+
+def standardSuite(settings: Settings) -> list[Workload]:
+    """The standard suite: the sizes the project's figures are quoted at."""
+    size = settings.size
+    openSeconds = settings.duration or STANDARD_DURATION
+    closedSeconds = settings.duration or STANDARD_CLOSED_DURATION
+    return [
+        Workload("openloop", 100, senders=100, rate=5, duration=openSeconds, size=size),
+        Workload("openloop", 500, senders=50, rate=10, duration=openSeconds, size=size),
+        Workload(
+            "closedloop", 100, senders=100, duration=closedSeconds, size=size, step=settings.step
+        ),
+        Workload("idle", 2000, size=size),
+        Workload("joinstorm", 5000, size=size),
+    ]
+
+
+DEFAULT_CLIENTS = {"openloop": 100, "closedloop": 100, "idle": 2000, "joinstorm": 5000}
+
+
+def workloadsFor(settings: Settings) -> list[Workload]:
+    """The workloads the command line asks for."""
+    if settings.workload == "standard":
+        return standardSuite(settings)
+    clients = settings.clients or DEFAULT_CLIENTS[settings.workload]
+    senders = min(settings.senders or clients, clients)
+    return [
+        Workload(
+            settings.workload,
+            clients,
+            senders=senders if settings.workload in ("openloop", "closedloop") else 0,
+            rate=settings.rate,
+            duration=settings.duration or 10.0,
+            size=settings.size,
+            window=settings.window,
+            step=settings.step,
+        )
+    ]
+
+
+def parseArguments(argv: list[str]) -> Settings:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        description="Fan-out benchmark: chatsvc and a reference relay under the same load.",
+        epilog="Exit status 0 only if every run completed with nothing lost, duplicated or "
+        "reordered and no error.",
+    )
+    parser.add_argument(
+        "--workload", choices=[*WORKLOADS, "standard"], default="standard",
+        help="what to run (default: the standard suite)",
+    )
+    parser.add_argument(
+        "--target", choices=[*TARGETS, "both"], default="both",
+        help="which server(s) to measure (default both, in the same run, with ratios)",
+    )
+    parser.add_argument("--clients", type=int, help="N (or C): clients in the room")
+    parser.add_argument("--senders", type=int, help="K: how many of them send (default all)")
+    parser.add_argument("--rate", type=float, default=5.0, help="R: lines/s per open-loop sender")
+    parser.add_argument(
+        "--duration", type=float,
+        help=f"D: seconds of load (default 10; standard: {STANDARD_DURATION:g} open loop, "
+        f"{STANDARD_CLOSED_DURATION:g} for the closed loop's sustained run)",
+    )
+    parser.add_argument(
+        "--size", type=int, default=80, help="bytes of text in a chat line (default 80)"
+    )
+    parser.add_argument(
+        "--window", type=int, help="closed loop: measure this window only (default: a ramp)"
+    )
+    parser.add_argument(
+        "--step", type=float, default=1.0, help="closed loop: seconds per ramp step (default 1)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0,
+        help="seconds any one phase may take before the run is abandoned (default 120)",
+    )
+    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    parser.add_argument(
+        "--server-log", type=Path, metavar="DIR", help="copy each server's output to a file here"
+    )
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false",
+        help="do not pin the server and the generator to separate CPUs",
+    )
+    parser.add_argument("--seed", type=int, help="seed for the open loop's send phases")
+    settings = parser.parse_args(argv, namespace=Settings())
+    if settings.clients is not None and settings.clients < 2:
+        parser.error("--clients must be at least 2")
+    if settings.senders is not None and settings.senders < 1:
+        parser.error("--senders must be at least 1")
+    if not settings.rate > 0 or (settings.duration is not None and not settings.duration > 0):
+        parser.error("--rate and --duration must be positive")
+    if settings.size < MIN_SIZE:
+        parser.error(f"--size must be at least {MIN_SIZE} (the sequence number and timestamp)")
+    if settings.window is not None and settings.window < 1:
+        parser.error("--window must be at least 1")
+    if not settings.step > 0 or not settings.timeout > 0:
+        parser.error("--step and --timeout must be positive")
+    if settings.clients is not None and settings.clients > 9_999_999:
+        parser.error("--clients: at most 9999999")
+    return settings
+
+
+def chooseCPUs(pin: bool) -> tuple[int | None, int | None]:
+    """The CPUs for the server and for this generator, when there are two to spare."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[0], cpus[1]
+
+
+def installReactor() -> IReactor:
+    """The epoll reactor, installed before anything else asks for one."""
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+
+    return cast(IReactor, reactor)
+
+
+async def runSuite(bench: Bench, workloads: list[Workload], targets: list[str]) -> list[
+    dict[str, Any]
+]:
+    """Every workload against every target, the relay first, each with a server of its own."""
+    report = []
+    for workload in workloads:
+        if workload.kind == "closedloop":
+            results = await bench.runClosedLoops(workload, targets)
+        else:
+            results = {target: await bench.runOne(workload, target) for target in targets}
+        report.append({"workload": asdict(workload), "name": workload.name, "results": results})
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; the exit status."""
+    settings = parseArguments(sys.argv[1:] if argv is None else argv)
+    if settings.seed is not None:
+        random.seed(settings.seed)
+    workloads = workloadsFor(settings)
+    targets = ["relay", "chatsvc"] if settings.target == "both" else [settings.target]
+    files = raiseFileLimit()
+    needed = max(workload.clients for workload in workloads) + SPARE_FILES
+    if files < needed:
+        say(f"the open-files limit {files} is too low for {needed - SPARE_FILES} clients "
+            "(raise the hard limit: ulimit -Hn)")
+        return 1
+    reactor = installReactor()
+    bench = Bench(reactor, settings)
+    if bench.generatorCPU is not None:
+        os.sched_setaffinity(0, {bench.generatorCPU})
+        say(f"servers pinned to CPU {bench.serverCPU}, the generator to CPU {bench.generatorCPU}")
+    else:
+        say("not pinned: fewer than two CPUs (or --no-pin); servers and generator share CPUs")
+    outcome: list[Any] = []
+
+    def finished(result: object) -> None:
+        outcome.append(result)
+        reactor.stop()
+
+    def begin() -> None:
+        coroutine: Coroutine[Deferred[Any], Any, list[dict[str, Any]]] = runSuite(
+            bench, workloads, targets
+        )
+        defer.ensureDeferred(coroutine).addBoth(finished)
+
+    started = time.monotonic()
+    reactor.callWhenRunning(begin)
+    reactor.run()
+    if not outcome:
+        say("interrupted")
+        return 1
+    if isinstance(outcome[0], Failure):
+        outcome[0].printTraceback()
+        return 1
+    report = cast(list[dict[str, Any]], outcome[0])
+    text, rows = table(report)
+    print()
+    print(text)
+    elapsed = time.monotonic() - started
+    noisy: list[str] = []
+    for entry in report:
+        for target, results in entry["results"].items():
+            if generatorSaturated(results):
+                say(f"NOTE: {entry['name']} against {target}: the generator used (or waited "
+                    "for) nearly all of its CPU, so it may be what limited these figures")
+            other = otherLoad(results)
+            if other is not None and max(float(part) for part in other.split("/")) >= 20:
+                noisy.append(f"{entry['name']} ({target}: {other}%)")
+            if results.get("errors"):
+                say(f"{entry['name']} against {target}: {results['errors']} errors, first ones:")
+                for line in results["error_lines"]:
+                    say(f"  {line}")
+            if results.get("other_notices"):
+                say(f"{entry['name']} against {target}: {results['other_notices']} other "
+                    f"notices, e.g. {results['other_notice_lines'][:3]}")
+    if noisy:
+        say("NOTE: other load took 20% or more of the server's or the generator's CPU (server/"
+            "generator) in: " + "; ".join(noisy) + ". Absolute figures are lower for it; the "
+            "ratios hold better.")
+    say(f"total time {elapsed:.0f} s; " + ("some runs FAILED" if bench.failed else "all runs OK"))
+    if settings.json is not None:
+        document = {
+            "machine": machine(bench),
+            "command": [sys.executable, *sys.argv],
+            "settings": {
+                key: str(value) if isinstance(value, Path) else value
+                for key, value in vars(settings).items()
+            },
+            "seconds": round(elapsed, 1),
+            "passed": not bench.failed,
+            "workloads": report,
+            "table": rows,
+        }
+        settings.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        say(f"figures written to {settings.json}")
+    return 1 if bench.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
