@@ -27,15 +27,19 @@ C{closedloop}: N clients, all sending (or K). Each sender keeps a window of W li
 line counts as delivered when every other client has received it, and a sender refills its window
 (the whole free part at once, as soon as at least half of it is free) only as its oldest lines
 are delivered. The peak is found by a ramp, which is robust where one fixed window is not (the
-best window differs between servers: a larger one only adds queueing, and in chatsvc it makes
-each delivery dearer once members' output buffers fill): short steps (C{--step} seconds, after a
-warm-up, each followed by a drain) at W = 1, 2, 4, ... 128, going at least to 32 and then stopping
-when two steps in a row bring no more than 3% over the best one, or at once when a step does not
-drain (a closed loop cannot lose a line without stalling). The best window then runs again for D
-seconds, and that sustained figure is the peak reported ("deliveries/s with nothing lost": the run
-drained, every delivery checked); the whole ramp is in the JSON. C{--window W} measures one window
-only. Latencies in a closed loop are queueing by design; they are sampled (a read's first line)
-and shown for information only.
+best window differs between servers and machines: past it, a larger window only adds queueing,
+and in some servers instability once output buffers fill): short steps (C{--step} seconds, after
+a warm-up, each followed by a drain) at W = 1, 2, 4, ... 128, going at least to 32 and then
+stopping when two steps in a row bring no more than 3% over the best one, or at once when a step
+does not drain (a closed loop cannot lose a line without stalling). The window sustained is the
+smallest whose step came within 5% of the best (the knee of the curve). That window then runs for D
+seconds in slices of about a second, and the median slice is the peak reported ("deliveries/s
+with nothing lost": every slice drained, every delivery checked); ramp and slices are in the JSON.
+All targets' servers run at once for this workload (each with its own clients, on the same CPU),
+and their steps and slices take turns, so that a machine whose speed drifts during the run (a
+shared one does, by a factor of two at times) weighs on every target alike. C{--window W} skips
+the ramp. Latencies in a closed loop are queueing by design; they are sampled (a read's first
+line) and shown for information only.
 
 C{idle}: C clients connect at once and complete the handshake; reported: the time from the first
 connect until every client has its C{connected to server!}, the server's RSS (VmRSS) before and
@@ -177,6 +181,7 @@ SATURATED = 90.0
 """Generator CPU (% of one CPU) from which the generator may be what limits a figure."""
 RAMP = (1, 2, 4, 8, 16, 32, 64, 128)
 RAMP_GAIN = 1.03
+KNEE = 0.95
 RAMP_AT_LEAST = 32
 """The ramp goes at least this far: small windows are noisy, and no server peaks below it."""
 CLOSED_SLICE = 1.0
@@ -1509,6 +1514,7 @@ class Bench:
     def __init__(self, reactor: IReactor, settings: Settings) -> None:
         self.reactor = reactor
         self.settings = settings
+        self.cpusUsable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         self.serverCPU, self.generatorCPU = chooseCPUs(settings.pin)
         self.failed = False
         self.connectSeconds = 0.0
@@ -1781,7 +1787,7 @@ class Bench:
             for subject in subjects:
                 if subject.target not in best:
                     raise BenchAborted(f"{subject.target}: the first window already lost lines")
-                windows[subject.target] = best[subject.target]["window"]
+                windows[subject.target] = kneeWindow(subject.steps)
         count = max(1, round(workload.duration / CLOSED_SLICE))
         seconds = workload.duration / count
         for round_ in range(count):
@@ -1908,6 +1914,17 @@ class Bench:
             server_rss_kb=server.rssKB(),
             **usage,
         )
+
+
+def kneeWindow(steps: list[dict[str, Any]]) -> int:
+    """
+    The window to sustain: the smallest whose step came within L{KNEE} of the best one. Larger
+    windows only add lines in flight, and with them queueing, and in some servers instability
+    (a window that flies for a second can sink once buffers fill).
+    """
+    drained = [step for step in steps if step["drained"]]
+    peak = max(step["deliveries_per_s"] for step in drained)
+    return min(int(step["window"]) for step in drained if step["deliveries_per_s"] >= KNEE * peak)
 
 
 def cpuPercent(before: float | None, after: float | None, wall: float) -> float | None:
@@ -2139,7 +2156,7 @@ def machine(bench: Bench) -> dict[str, Any]:
 
     return {
         "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus_usable": bench.cpusUsable,
         "cpu_model": model,
         "pinned": {"server": bench.serverCPU, "generator": bench.generatorCPU},
         "python": platform.python_version(),
