@@ -12,13 +12,14 @@ member may be in several rooms at once; which room plain text goes to is the fro
 from __future__ import annotations
 
 import unicodedata
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from typing import ClassVar, Union
 
 import structlog
 from attrs import frozen
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import Interface
 
 from chatsvc.store import IHistoryStore, NullStore, StoredMessage
@@ -32,6 +33,7 @@ __all__ = [
     "Hub",
     "IMember",
     "Joined",
+    "JoinsAndLeaves",
     "Left",
     "MAX_NICK_LENGTH",
     "MAX_ROOM_NAME_LENGTH",
@@ -59,6 +61,12 @@ MAX_TOPIC_LENGTH = 300
 
 DEFAULT_ROOM = "lobby"
 """Where every member lands on arrival, unless the server is told otherwise."""
+
+CROWD_SIZE = 100
+"""Rooms with more members than this announce joins and leaves in summaries (see L{Hub})."""
+
+CROWD_INTERVAL = 1.0
+"""How often, at most, a crowded room announces joins and leaves, in seconds."""
 
 QUIT_WORDS = frozenset({"q", "exit", "close", "disconnect"})
 """Lines that end a session, kept from the original chat room; never valid as nicknames."""
@@ -150,7 +158,19 @@ class Whispered:
     text: str
 
 
-Event = Union[Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered]
+@frozen(cache_hash=True)
+class JoinsAndLeaves:
+    """
+    What happened to the membership of a crowded C{room} since its last announcement: C{runs}
+    of joins (C{True}) and leaves (C{False}), in the order they happened, each with the
+    nicknames concerned.
+    """
+
+    room: str
+    runs: tuple[tuple[bool, tuple[str, ...]], ...]
+
+
+Event = Union[Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered, JoinsAndLeaves]
 """Everything the core can deliver to a member."""
 
 
@@ -257,6 +277,14 @@ class Room:
         # Snapshot of the members for broadcasting; rebuilt only when membership changes, so
         # a broadcast neither copies the member list nor trips over a member leaving mid-loop.
         self.recipients: tuple[IMember, ...] = ()
+        # The members' nicknames, sorted, while nobody has joined, left or been renamed.
+        self._sortedNicks: list[str] | None = None
+        # Joins and leaves held for the next announcement of a crowded room (see Hub), in
+        # order, with the member concerned; when the room last announced one; the timer of the
+        # next announcement.
+        self._held: list[tuple[IMember, Joined | Left]] = []
+        self._lastAnnounced = float("-inf")
+        self._announcement: IDelayedCall | None = None
 
     def __len__(self) -> int:
         """The number of members."""
@@ -280,10 +308,12 @@ class Room:
     def _add(self, member: IMember) -> None:
         self._members[member] = None
         self.recipients = tuple(self._members)
+        self._sortedNicks = None
 
     def _remove(self, member: IMember) -> None:
         del self._members[member]
         self.recipients = tuple(self._members)
+        self._sortedNicks = None
 
 
 class Hub:
@@ -293,6 +323,14 @@ class Hub:
     Each operation checks its arguments (raising L{ChatError}), then delivers events to the
     members concerned. A member that raises from C{deliver} does not keep the event from the
     others: the failure goes to L{onDeliveryError}.
+
+    Crowded rooms: in a room of more than C{crowdSize} members, telling everyone of every join
+    and leave at once would cost one delivery per member for each (a room filling up with N
+    members, N*N/2), and bury the conversation under notices. There, a join or leave is
+    announced at once only if the room announced none in the last C{crowdInterval} seconds;
+    otherwise it is held, and those held are announced together when the interval is over, as
+    one L{JoinsAndLeaves} (a lone one still as its L{Joined} or L{Left}). Each member is told
+    only of what happened after its own join. Smaller rooms are told of each at once.
     """
 
     def __init__(
@@ -302,6 +340,8 @@ class Hub:
         defaultRoom: str = DEFAULT_ROOM,
         historyKept: int = 100,
         maxRooms: int = 1000,
+        crowdSize: int = CROWD_SIZE,
+        crowdInterval: float = CROWD_INTERVAL,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -312,12 +352,18 @@ class Hub:
             member can ask to see.
         @param maxRooms: the most rooms there may be at once; a room lasts while it has members,
             history or a topic.
+        @param crowdSize: rooms with more members than this announce joins and leaves at most
+            once every C{crowdInterval} seconds.
+        @param crowdInterval: see C{crowdSize}.
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
         self.historyKept = historyKept
         self.maxRooms = maxRooms
+        self.crowdSize = crowdSize
+        self.crowdInterval = crowdInterval
         self._nicks: dict[IMember, str] = {}
+        self._keys: dict[IMember, str] = {}
         self._byKey: dict[str, IMember] = {}
         self._rooms: dict[str, Room] = {}
         self._roomsOf: dict[IMember, dict[Room, None]] = {}
@@ -351,8 +397,15 @@ class Hub:
 
     def nicks(self, room: Room | None = None) -> list[str]:
         """The nicknames of C{room}'s members (of every member, by default), sorted."""
-        members = self._nicks if room is None else room.members()
-        return sorted((self._nicks[member] for member in members), key=nick_key)
+        if room is None:
+            return self._sorted(self._nicks)
+        if room._sortedNicks is None:
+            room._sortedNicks = self._sorted(room.recipients)
+        return list(room._sortedNicks)
+
+    def crowded(self, room: Room) -> bool:
+        """Whether C{room} has so many members that it summarizes joins and leaves."""
+        return len(room) > self.crowdSize
 
     def rooms(self) -> list[Room]:
         """Every room, sorted by name."""
@@ -389,6 +442,7 @@ class Hub:
         if key in self._byKey:
             raise ChatError(f"nickname {nick!r} is already in use")
         self._byKey[key] = member
+        self._keys[member] = key
         self._nicks[member] = nick
         self._roomsOf[member] = {}
         self.join(member, self.defaultRoom.name)
@@ -406,8 +460,8 @@ class Hub:
         reason = _clean_reason(reason)
         for room in self.roomsOf(member):
             self._leaveRoom(member, room, reason)
-        nick = self._nicks.pop(member)
-        del self._byKey[nick_key(nick)]
+        del self._nicks[member]
+        del self._byKey[self._keys.pop(member)]
         del self._roomsOf[member]
         return True
 
@@ -431,7 +485,7 @@ class Hub:
             return room
         room._add(member)
         self._roomsOf[member][room] = None
-        self._broadcast(room, Joined(room.name, nick), exclude=member)
+        self._announce(room, member, Joined(room.name, nick))
         return room
 
     def part(self, member: IMember, name: str, reason: str | None = None) -> Room:
@@ -445,14 +499,14 @@ class Hub:
         self._leaveRoom(member, room, _clean_reason(reason))
         return room
 
-    def setTopic(self, member: IMember, name: str, topic: str | None) -> None:
+    def setTopic(self, member: IMember, room: Room, topic: str | None) -> None:
         """
         Set (or, with L{None}, clear) the topic of a room C{member} is in, and tell everyone in
         it, C{member} included (C{TopicChanged}).
 
         @raise ChatError: if C{member} is not in the room, or the topic is too long.
         """
-        room = self._memberRoom(member, name)
+        _checkIn(member, room)
         if topic is not None:
             topic = _clean_text(topic, "a topic").strip()
             if len(topic) > MAX_TOPIC_LENGTH:
@@ -462,17 +516,20 @@ class Hub:
 
     # Talking
 
-    def say(self, member: IMember, name: str, text: str) -> None:
+    # The rooms a member talks in are passed as the Room objects its front-end holds: a name
+    # would be looked up again (normalized and case-folded) for every line.
+
+    def say(self, member: IMember, room: Room, text: str) -> None:
         """Send C{text} from C{member} to the other members of a room it is in (C{Said})."""
-        room = self._memberRoom(member, name)
+        _checkIn(member, room)
         nick = self._nicks[member]
         text = _clean_text(text, "a message")
         self._record(room, nick, text, action=False)
         self._broadcast(room, Said(room.name, nick, text), exclude=member)
 
-    def act(self, member: IMember, name: str, action: str) -> None:
+    def act(self, member: IMember, room: Room, action: str) -> None:
         """Send an action of C{member} to the other members of a room it is in (C{Acted})."""
-        room = self._memberRoom(member, name)
+        _checkIn(member, room)
         nick = self._nicks[member]
         action = _clean_text(action, "an action")
         self._record(room, nick, action, action=True)
@@ -490,14 +547,16 @@ class Hub:
         new = validate_nick(newNick)
         if new == old:
             raise ChatError(f"you are already called {old}")
-        oldKey, newKey = nick_key(old), nick_key(new)
+        oldKey, newKey = self._keys[member], nick_key(new)
         if newKey != oldKey and newKey in self._byKey:
             raise ChatError(f"nickname {new!r} is already in use")
         del self._byKey[oldKey]
         self._byKey[newKey] = member
+        self._keys[member] = newKey
         self._nicks[member] = new
         told: dict[IMember, None] = {member: None}
         for room in self._roomsOf[member]:
+            room._sortedNicks = None
             told.update(dict.fromkeys(room.recipients))
         event = Renamed(old, new)
         for recipient in told:
@@ -570,11 +629,93 @@ class Hub:
 
     def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
         nick = self._nicks[member]
+        crowded = self.crowded(room)
         room._remove(member)
         del self._roomsOf[member][room]
-        self._broadcast(room, Left(room.name, nick, reason))
-        if not room and not room.recent and room.topic is None and room is not self.defaultRoom:
+        if room:
+            self._announce(room, member, Left(room.name, nick, reason), crowded)
+            return
+        # Nobody left to tell: forget what was held for them.
+        if room._announcement is not None:
+            room._announcement.cancel()
+            room._announcement = None
+        room._held.clear()
+        if not room.recent and room.topic is None and room is not self.defaultRoom:
             del self._rooms[room.key]
+
+    def _sorted(self, members: Iterable[IMember]) -> list[str]:
+        keys = self._keys
+        return [self._nicks[member] for member in sorted(members, key=keys.__getitem__)]
+
+    # Announcing joins and leaves
+
+    def _announce(
+        self, room: Room, member: IMember, event: Joined | Left, crowded: bool | None = None
+    ) -> None:
+        # Tell the room of a join or leave (crowded: whether the room was crowded with the
+        # member counted; for a join, it is in the room already), now or with the next
+        # announcement (see the class's description).
+        now = self.clock.seconds()
+        if crowded is None:
+            crowded = self.crowded(room)
+        if room._held or (crowded and now - room._lastAnnounced < self.crowdInterval):
+            room._held.append((member, event))
+            if room._announcement is None:
+                delay = max(0.0, room._lastAnnounced + self.crowdInterval - now)
+                room._announcement = self.clock.callLater(delay, self._announceHeld, room)
+            return
+        room._lastAnnounced = now
+        self._broadcast(room, event, exclude=member)
+
+    def _announceHeld(self, room: Room) -> None:
+        # The interval of a crowded room is over: announce what was held.
+        room._announcement = None
+        room._lastAnnounced = self.clock.seconds()
+        held, room._held = room._held, []
+        # A join is told under the name the member has now, or had on leaving again: the
+        # members told have been told of any renaming since.
+        nicks: list[str] = []
+        leftAs: dict[IMember, str] = {}
+        for member, event in reversed(held):
+            if isinstance(event, Left):
+                leftAs[member] = event.nick
+                nicks.append(event.nick)
+            else:
+                nicks.append(leftAs.get(member) or self._nicks.get(member, event.nick))
+        nicks.reverse()
+        if len(held) == 1:  # told as itself: a lone leave keeps its reason
+            member, event = held[0]
+            if isinstance(event, Joined) and event.nick != nicks[0]:
+                event = Joined(room.name, nicks[0])
+            self._broadcast(room, event, exclude=member)
+            return
+        # Runs of joins and of leaves, in order; runStarts[i] is where run i starts in held.
+        runs: list[tuple[bool, list[str]]] = []
+        runStarts: list[int] = []
+        joinedAt: dict[IMember, int] = {}
+        for position, (member, event) in enumerate(held):
+            joined = isinstance(event, Joined)
+            if joined:
+                joinedAt[member] = position
+            if runs and runs[-1][0] == joined:
+                runs[-1][1].append(nicks[position])
+            else:
+                runs.append((joined, [nicks[position]]))
+                runStarts.append(position)
+        everything = JoinsAndLeaves(room.name, tuple((joined, tuple(run)) for joined, run in runs))
+        for recipient in room.recipients:
+            joinedAsHeld = joinedAt.get(recipient)
+            if joinedAsHeld is None:  # in the room before any of it
+                self._deliverTo(recipient, everything)
+                continue
+            # Joined in the interval: only what came after its own join.
+            first = joinedAsHeld + 1
+            if first == len(held):
+                continue
+            index = bisect_right(runStarts, first) - 1
+            joined, names = everything.runs[index]
+            after = ((joined, names[first - runStarts[index] :]),) + everything.runs[index + 1 :]
+            self._deliverTo(recipient, JoinsAndLeaves(room.name, after))
 
     def _record(self, room: Room, nick: str, text: str, action: bool) -> None:
         message = StoredMessage(room.key, room.name, self.clock.seconds(), nick, text, action)
@@ -595,6 +736,11 @@ class Hub:
                     member.deliver(event)
                 except Exception as error:
                     self.onDeliveryError(member, event, error)
+
+
+def _checkIn(member: IMember, room: Room) -> None:
+    if member not in room:
+        raise ChatError(f"you are not in room {room.name}")
 
 
 def _clean_reason(reason: str | None) -> str | None:

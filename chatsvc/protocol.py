@@ -52,6 +52,7 @@ from chatsvc.core import (
     Hub,
     IMember,
     Joined,
+    JoinsAndLeaves,
     Left,
     Renamed,
     Room,
@@ -65,6 +66,12 @@ from chatsvc.text import neutralize
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
 
 GET_NAME = "GET_NAME"
+
+NAMES_PER_LINE = 50
+"""The most nicknames on one line of a summary of joins and leaves."""
+
+MEMBERS_PER_LINE = 100
+"""The most nicknames on one line of a member list; more go on continuation lines."""
 
 _log = structlog.get_logger("chatsvc.protocol")
 
@@ -109,7 +116,9 @@ class _Renderer:
             self._plain = self._marked = None
         if marked:
             if self._marked is None:
-                self._marked = f"[{event.room}] {_eventText(event)}\r\n".encode("utf-8")
+                prefix = f"[{event.room}] "
+                text = prefix + _eventText(event).replace("\r\n", "\r\n" + prefix)
+                self._marked = f"{text}\r\n".encode("utf-8")
             return self._marked
         if self._plain is None:
             self._plain = f"{_eventText(event)}\r\n".encode("utf-8")
@@ -121,6 +130,7 @@ renderEvent = _Renderer()
 
 
 def _eventText(event: Event) -> str:
+    # One line, or several separated by "\r\n" (a summary of joins and leaves).
     if isinstance(event, Said):
         text = f"{event.nick}: {event.text}"
     elif isinstance(event, Joined):
@@ -136,6 +146,12 @@ def _eventText(event: Event) -> str:
             text = f"*** {event.nick} cleared the topic of {event.room}"
         else:
             text = f"*** {event.nick} set the topic of {event.room}: {event.topic}"
+    elif isinstance(event, JoinsAndLeaves):
+        text = "\r\n".join(
+            f"*** {'Joined' if joined else 'Left'}: {', '.join(nicks[start : start + NAMES_PER_LINE])}"
+            for joined, nicks in event.runs
+            for start in range(0, len(nicks), NAMES_PER_LINE)
+        )
     else:
         text = f"*{event.sender}* {event.text}"
     return text
@@ -572,7 +588,7 @@ class ChatProtocol(LineReceiver):
         return self.current
 
     def _say(self, text: str) -> None:
-        self.factory.hub.say(self, self._currentRoom().name, text)
+        self.factory.hub.say(self, self._currentRoom(), text)
 
     def command_help(self, argument: str) -> None:
         """C{/help}: list the commands."""
@@ -627,7 +643,7 @@ class ChatProtocol(LineReceiver):
         if not argument:
             self._sendTopic(room, always=True)
         else:
-            self.factory.hub.setTopic(self, room.name, None if argument == "-" else argument)
+            self.factory.hub.setTopic(self, room, None if argument == "-" else argument)
 
     def command_history(self, argument: str) -> None:
         """C{/history [N]}: the last N messages of the current room."""
@@ -660,7 +676,7 @@ class ChatProtocol(LineReceiver):
         """C{/me ACTION}: an action."""
         if not argument:
             raise ChatError("usage: /me ACTION")
-        self.factory.hub.act(self, self._currentRoom().name, argument)
+        self.factory.hub.act(self, self._currentRoom(), argument)
 
     def command_msg(self, argument: str) -> None:
         """C{/msg NICK TEXT}: a private message."""
@@ -684,9 +700,13 @@ class ChatProtocol(LineReceiver):
     # What a member is shown of a room
 
     def _sendRoom(self, room: Room) -> None:
-        # On arriving in a room: its topic, its members, and what was said there lately.
+        # On arriving in a room: its topic, its members (their number only, in a crowded
+        # room: /who lists them), and what was said there lately.
         self._sendTopic(room)
-        self._sendMembers(room)
+        if self.factory.hub.crowded(room):
+            self.sendNotice(f"Members ({len(room)}): too many to list here; /who shows them all")
+        else:
+            self._sendMembers(room)
         self._sendHistory(room, self.factory.historyLines)
 
     def _sendTopic(self, room: Room, always: bool = False) -> None:
@@ -697,7 +717,9 @@ class ChatProtocol(LineReceiver):
 
     def _sendMembers(self, room: Room) -> None:
         nicks = self.factory.hub.nicks(room)
-        self.sendNotice(f"Members ({len(nicks)}): {', '.join(nicks)}")
+        self.sendNotice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
+        for start in range(MEMBERS_PER_LINE, len(nicks), MEMBERS_PER_LINE):
+            self.sendNotice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
 
     def _sendHistory(self, room: Room, count: int, always: bool = False) -> None:
         messages = room.history(count)

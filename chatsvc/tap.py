@@ -18,7 +18,7 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from chatsvc.core import DEFAULT_ROOM, ChatError, Hub, validate_room_name
+from chatsvc.core import CROWD_INTERVAL, CROWD_SIZE, DEFAULT_ROOM, ChatError, Hub, validate_room_name
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, describeAddress
@@ -168,6 +168,21 @@ class Options(usage.Options):
             1000,
             "Rooms there may be at once (a room lasts while it has members, history or a topic).",
             _atLeast(1),
+        ],
+        [
+            "crowd",
+            None,
+            CROWD_SIZE,
+            "Rooms with more members than this announce joins and leaves at most once every "
+            "--crowd-interval seconds, together, and show newcomers the member count only.",
+            _atLeast(1),
+        ],
+        [
+            "crowd-interval",
+            None,
+            CROWD_INTERVAL,
+            "Seconds between announcements of joins and leaves in a crowded room (see --crowd).",
+            _positiveFloat,
         ],
         [
             "db",
@@ -409,6 +424,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         defaultRoom=options["room"],
         historyKept=options["history-max"],
         maxRooms=options["max-rooms"],
+        crowdSize=options["crowd"],
+        crowdInterval=options["crowd-interval"],
     )
     factory = ChatFactory(hub, limits, historyLines=options["history-lines"])
     return ChatService(reactor, options["endpoints"], factory, observer)

@@ -20,6 +20,7 @@ from chatsvc.core import (
     Hub,
     IMember,
     Joined,
+    JoinsAndLeaves,
     Left,
     Renamed,
     Said,
@@ -165,7 +166,7 @@ class HubTests(SynchronousTestCase):
     def test_sayReachesOthersOnly(self) -> None:
         """A message reaches every other member of the room once, and not its sender."""
         hub, (alice, bob, carol) = hubWith("Alice", "Bob", "Carol")
-        hub.say(alice, "lobby", "hello")
+        hub.say(alice, hub.room("lobby"), "hello")
         self.assertEqual(alice.events, [])
         self.assertEqual(bob.events, [Said("lobby", "Alice", "hello")])
         self.assertEqual(carol.events, [Said("lobby", "Alice", "hello")])
@@ -173,19 +174,19 @@ class HubTests(SynchronousTestCase):
     def test_sayNeutralizes(self) -> None:
         """Control characters in a message are made visible, not relayed."""
         hub, (alice, bob) = hubWith("Alice", "Bob")
-        hub.say(alice, "lobby", "\x1b[2Jgone\rX\u202e")
+        hub.say(alice, hub.room("lobby"), "\x1b[2Jgone\rX\u202e")
         self.assertEqual(bob.events, [Said("lobby", "Alice", "^[[2Jgone^MX<U+202E>")])
 
     def test_sayEmpty(self) -> None:
         """An empty message is an error, not an empty line for everyone."""
         hub, (alice, bob) = hubWith("Alice", "Bob")
-        self.assertRaises(ChatError, hub.say, alice, "lobby", "  ")
+        self.assertRaises(ChatError, hub.say, alice, hub.room("lobby"), "  ")
         self.assertEqual(bob.events, [])
 
     def test_act(self) -> None:
         """An action reaches the others."""
         hub, (alice, bob) = hubWith("Alice", "Bob")
-        hub.act(alice, "lobby", "waves")
+        hub.act(alice, hub.room("lobby"), "waves")
         self.assertEqual(bob.events, [Acted("lobby", "Alice", "waves")])
         self.assertEqual(alice.events, [])
 
@@ -252,7 +253,7 @@ class HubTests(SynchronousTestCase):
         hub.arrive(Broken(), "Broken")
         bob = Recorder()
         hub.arrive(bob, "Bob")
-        hub.say(alice, "lobby", "still here")
+        hub.say(alice, hub.room("lobby"), "still here")
         self.assertEqual(bob.events, [Said("lobby", "Alice", "still here")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
@@ -270,7 +271,7 @@ class HubTests(SynchronousTestCase):
         carol = Recorder()
         hub.arrive(carol, "Carol")
         bob.events.clear()
-        hub.say(alice, "lobby", "hi")
+        hub.say(alice, hub.room("lobby"), "hi")
         self.assertEqual(bob.events, [Said("lobby", "Alice", "hi"), Left("lobby", "Leaver")])
         self.assertEqual(carol.events, [Left("lobby", "Leaver"), Said("lobby", "Alice", "hi")])
 
@@ -340,8 +341,8 @@ class RoomsTests(SynchronousTestCase):
         hub.join(alice, "games")
         hub.join(bob, "games")
         alice.events.clear()
-        hub.say(alice, "games", "gg")
-        hub.act(alice, "lobby", "waves")
+        hub.say(alice, hub.room("games"), "gg")
+        hub.act(alice, hub.room("lobby"), "waves")
         self.assertEqual(bob.events, [Said("games", "Alice", "gg"), Acted("lobby", "Alice", "waves")])
         self.assertEqual(carol.events, [Acted("lobby", "Alice", "waves")])
 
@@ -350,14 +351,15 @@ class RoomsTests(SynchronousTestCase):
         hub, (alice, bob) = hubWith("Alice", "Bob")
         hub.join(bob, "games")
         for call in (
-            lambda: hub.say(alice, "games", "hi"),
-            lambda: hub.act(alice, "games", "hi"),
+            lambda: hub.say(alice, hub.room("games"), "hi"),
+            lambda: hub.act(alice, hub.room("games"), "hi"),
             lambda: hub.part(alice, "games"),
-            lambda: hub.say(alice, "nowhere", "hi"),
-            lambda: hub.setTopic(alice, "games", "x"),
+            lambda: hub.setTopic(alice, hub.room("games"), "x"),
         ):
             error = self.assertRaises(ChatError, call)
             self.assertIn("you are not in room", str(error))
+        error = self.assertRaises(ChatError, hub.room, "nowhere")
+        self.assertEqual(str(error), "no such room: nowhere")
 
     def test_part(self) -> None:
         """Parting is announced in that room only; an empty room without history goes away."""
@@ -375,7 +377,7 @@ class RoomsTests(SynchronousTestCase):
         """An empty room whose history is kept stays, so a later joiner sees that history."""
         hub, (alice,) = hubWith("Alice")
         hub.join(alice, "games")
-        hub.say(alice, "games", "anyone?")
+        hub.say(alice, hub.room("games"), "anyone?")
         hub.part(alice, "games")
         self.assertEqual([m.text for m in hub.room("games").history(10)], ["anyone?"])
 
@@ -426,20 +428,20 @@ class RoomsTests(SynchronousTestCase):
         hub.join(alice, "games")
         hub.join(bob, "games")
         alice.events.clear()
-        hub.setTopic(alice, "games", " chess at 5 ")
+        hub.setTopic(alice, hub.room("games"), " chess at 5 ")
         self.assertEqual(hub.room("games").topic, "chess at 5")
         self.assertEqual(alice.events, [TopicChanged("games", "Alice", "chess at 5")])
         self.assertEqual(bob.events[-1], TopicChanged("games", "Alice", "chess at 5"))
         self.assertEqual(carol.events, [])
-        hub.setTopic(bob, "games", None)
+        hub.setTopic(bob, hub.room("games"), None)
         self.assertIsNone(hub.room("games").topic)
 
     def test_topicChecked(self) -> None:
         """A topic is neutralized and limited in length."""
         hub, (alice,) = hubWith("Alice")
-        self.assertRaises(ChatError, hub.setTopic, alice, "lobby", "x" * (MAX_TOPIC_LENGTH + 1))
-        self.assertRaises(ChatError, hub.setTopic, alice, "lobby", "   ")
-        hub.setTopic(alice, "lobby", "\x1b[5mblink")
+        self.assertRaises(ChatError, hub.setTopic, alice, hub.room("lobby"), "x" * (MAX_TOPIC_LENGTH + 1))
+        self.assertRaises(ChatError, hub.setTopic, alice, hub.room("lobby"), "   ")
+        hub.setTopic(alice, hub.room("lobby"), "\x1b[5mblink")
         self.assertEqual(hub.defaultRoom.topic, "^[[5mblink")
 
     def test_tooManyRooms(self) -> None:
@@ -467,8 +469,8 @@ class HistoryTests(SynchronousTestCase):
         clock = hub.clock
         assert isinstance(clock, Clock)
         clock.advance(1000)
-        hub.say(alice, "lobby", "hello")
-        hub.act(bob, "lobby", "waves")
+        hub.say(alice, hub.room("lobby"), "hello")
+        hub.act(bob, hub.room("lobby"), "waves")
         hub.whisper(alice, "bob", "secret")
         expected = [
             StoredMessage("lobby", "lobby", 1000.0, "Alice", "hello", False),
@@ -483,7 +485,7 @@ class HistoryTests(SynchronousTestCase):
         """Only the newest messages are kept at hand."""
         hub, (alice,) = hubWith("Alice", historyKept=3)
         for number in range(5):
-            hub.say(alice, "lobby", str(number))
+            hub.say(alice, hub.room("lobby"), str(number))
         self.assertEqual([m.text for m in hub.defaultRoom.history(10)], ["2", "3", "4"])
 
     def test_restore(self) -> None:
@@ -498,3 +500,165 @@ class HistoryTests(SynchronousTestCase):
         self.assertEqual([room.name for room in hub.rooms()], ["Games", "lobby"])
         self.assertEqual(hub.room("games").history(5), games[-2:])
         self.assertEqual(hub.defaultRoom.history(5), lobby)
+
+
+class CrowdTests(SynchronousTestCase):
+    """Rooms of more than C{crowdSize} members announce joins and leaves together."""
+
+    def crowd(self, *nicks: str) -> tuple[Hub, Clock, list[Recorder]]:
+        """A hub whose rooms are crowded past two members, with C{nicks} in the lobby."""
+        hub, members = hubWith(*nicks, crowdSize=2, crowdInterval=1.0)
+        clock = hub.clock
+        assert isinstance(clock, Clock)
+        clock.advance(1)  # their own joins announced,
+        clock.advance(10)  # and a quiet interval since
+        for member in members:
+            member.events.clear()
+        return hub, clock, members
+
+    def newcomer(self, hub: Hub, nick: str) -> Recorder:
+        member = Recorder()
+        hub.arrive(member, nick)
+        return member
+
+    def test_smallRoomUnchanged(self) -> None:
+        """Up to crowdSize members, every join and leave is told at once, however fast."""
+        hub, clock, (alice,) = self.crowd("Alice")
+        bob = self.newcomer(hub, "Bob")
+        hub.depart(bob)
+        self.newcomer(hub, "Carol")
+        self.assertEqual(
+            alice.events, [Joined("lobby", "Bob"), Left("lobby", "Bob"), Joined("lobby", "Carol")]
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_heldForTheInterval(self) -> None:
+        """
+        In a crowded room, the first join after a quiet interval is told at once; the joins and
+        leaves that follow within the interval are told together when it is over, in runs, in
+        the order they happened.
+        """
+        hub, clock, (alice, bob) = self.crowd("Alice", "Bob")
+        carol = self.newcomer(hub, "Carol")
+        self.assertEqual(alice.events, [Joined("lobby", "Carol")])
+        dave = self.newcomer(hub, "Dave")
+        erin = self.newcomer(hub, "Erin")
+        hub.depart(bob, "bye")
+        hub.depart(dave)
+        self.newcomer(hub, "Frank")
+        self.assertEqual(alice.events, [Joined("lobby", "Carol")])
+        clock.advance(0.999)
+        self.assertEqual(len(alice.events), 1)
+        clock.advance(0.001)
+        everything = JoinsAndLeaves(
+            "lobby",
+            ((True, ("Dave", "Erin")), (False, ("Bob", "Dave")), (True, ("Frank",))),
+        )
+        self.assertEqual(alice.events, [Joined("lobby", "Carol"), everything])
+        self.assertEqual(carol.events, [everything])
+        # Erin is told only of what happened after she joined.
+        self.assertEqual(
+            erin.events,
+            [JoinsAndLeaves("lobby", ((False, ("Bob", "Dave")), (True, ("Frank",))))],
+        )
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_newcomerToldNothingBefore(self) -> None:
+        """The last to join in an interval is told nothing of it; the others only what followed."""
+        hub, clock, (alice, bob) = self.crowd("Alice", "Bob")
+        self.newcomer(hub, "Carol")
+        dave = self.newcomer(hub, "Dave")
+        erin = self.newcomer(hub, "Erin")
+        clock.advance(1)
+        self.assertEqual(dave.events, [JoinsAndLeaves("lobby", ((True, ("Erin",)),))])
+        self.assertEqual(erin.events, [])
+        self.assertEqual(alice.events[-1], JoinsAndLeaves("lobby", ((True, ("Dave", "Erin")),)))
+
+    def test_loneHeldEventAsItself(self) -> None:
+        """One join or leave held alone is told as itself, reason and all, when its turn comes."""
+        hub, clock, (alice, bob, carol, dave) = self.crowd("Alice", "Bob", "Carol", "Dave")
+        hub.part(carol, "lobby", "dinner")
+        hub.part(bob, "lobby", "sleep")
+        self.assertEqual(alice.events, [Left("lobby", "Carol", "dinner")])
+        clock.advance(1)
+        self.assertEqual(alice.events, [Left("lobby", "Carol", "dinner"), Left("lobby", "Bob", "sleep")])
+
+    def test_oncePerInterval(self) -> None:
+        """However many arrive, a crowded room announces at most once per interval."""
+        hub, clock, (alice, bob, carol) = self.crowd("Alice", "Bob", "Carol")
+        for second in range(5):
+            for number in range(3):
+                self.newcomer(hub, f"n{second}{number}")
+            clock.advance(0.5)
+        clock.advance(5)
+        announced = [len(event.runs[0][1]) if isinstance(event, JoinsAndLeaves) else 1 for event in alice.events]
+        self.assertEqual(sum(announced), 15)
+        self.assertLessEqual(len(alice.events), 6)
+
+    def test_renamedWhileHeld(self) -> None:
+        """A join held while the newcomer renames itself is announced under its new name."""
+        hub, clock, (alice, bob, carol) = self.crowd("Alice", "Bob", "Carol")
+        self.newcomer(hub, "Dave")
+        erin = self.newcomer(hub, "Erin")
+        frank = self.newcomer(hub, "Frank")
+        hub.rename(erin, "Erin2")
+        clock.advance(1)
+        self.assertEqual(
+            alice.events[-1], JoinsAndLeaves("lobby", ((True, ("Erin2", "Frank")),))
+        )
+        self.assertEqual(frank.events, [Renamed("Erin", "Erin2")])
+
+    def test_renamedAndGoneWhileHeld(self) -> None:
+        """
+        A newcomer who renames itself and leaves within the interval is told of under the
+        name it left with, both times: the others were told of the renaming at once.
+        """
+        hub, clock, (alice, bob, carol) = self.crowd("Alice", "Bob", "Carol")
+        self.newcomer(hub, "Dave")
+        erin = self.newcomer(hub, "Erin")
+        hub.rename(erin, "Erin2")
+        hub.depart(erin)
+        frank = self.newcomer(hub, "Frank")
+        hub.part(frank, "lobby")
+        hub.rename(frank, "Frank2")
+        clock.advance(1)
+        self.assertEqual(
+            alice.events[-1],
+            JoinsAndLeaves(
+                "lobby",
+                ((True, ("Erin2",)), (False, ("Erin2",)), (True, ("Frank",)), (False, ("Frank",))),
+            ),
+        )
+
+    def test_emptiedRoomForgetsHeld(self) -> None:
+        """When the last member leaves, what was held for the room is dropped with its timer."""
+        hub, clock, members = self.crowd("Alice", "Bob", "Carol")
+        hub.join(members[0], "games")
+        hub.join(members[1], "games")
+        hub.join(members[2], "games")
+        hub.part(members[0], "games")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        hub.part(members[1], "games")
+        hub.part(members[2], "games")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_crowded(self) -> None:
+        """A room is crowded when it has more than crowdSize members."""
+        hub, clock, members = self.crowd("Alice", "Bob")
+        self.assertFalse(hub.crowded(hub.defaultRoom))
+        self.newcomer(hub, "Carol")
+        self.assertTrue(hub.crowded(hub.defaultRoom))
+
+    def test_sortedNicksFollowChanges(self) -> None:
+        """The sorted member list of a room follows joins, leaves and renames."""
+        hub, clock, (alice, bob) = self.crowd("Alice", "bob")
+        room = hub.defaultRoom
+        self.assertEqual(hub.nicks(room), ["Alice", "bob"])
+        hub.rename(alice, "carol")
+        self.assertEqual(hub.nicks(room), ["bob", "carol"])
+        self.newcomer(hub, "Able")
+        self.assertEqual(hub.nicks(room), ["Able", "bob", "carol"])
+        hub.depart(bob)
+        self.assertEqual(hub.nicks(room), ["Able", "carol"])
+        hub.nicks(room).append("mutated")
+        self.assertEqual(hub.nicks(room), ["Able", "carol"])

@@ -27,7 +27,19 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from chatsvc.core import QUIT_WORDS, ChatError, Hub, nick_key, validate_nick
+from chatsvc.core import (
+    QUIT_WORDS,
+    ChatError,
+    Event,
+    Hub,
+    IMember,
+    Joined,
+    JoinsAndLeaves,
+    Left,
+    Renamed,
+    nick_key,
+    validate_nick,
+)
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, ChatProtocol
 from chatsvc.text import UNSAFE_CHARACTERS, neutralize
@@ -312,10 +324,10 @@ class World:
     and the connections made to it; and every log event that reports trouble.
     """
 
-    def __init__(self, case: SynchronousTestCase, limits: Limits) -> None:
+    def __init__(self, case: SynchronousTestCase, limits: Limits, crowdSize: int = 100) -> None:
         self.case = case
         self.clock = Clock()
-        self.room = Hub(self.clock)
+        self.room = Hub(self.clock, crowdSize=crowdSize)
         self.factory = ChatFactory(self.room, limits)
         self.connections: list[Connection] = []
         self.trouble = TroubleObserver()
@@ -631,9 +643,10 @@ class InterleavingTests(SynchronousTestCase):
     @given(
         openings=st.lists(_nicknameLines, min_size=1, max_size=4),
         actions=st.lists(_actions, max_size=40),
+        crowdSize=st.sampled_from([1, 2, 100]),
     )
     def test_roomInvariantsHold(
-        self, openings: list[bytes], actions: list[tuple[str, int, bytes]]
+        self, openings: list[bytes], actions: list[tuple[str, int, bytes]], crowdSize: int
     ) -> None:
         """
         Clients interleaving arbitrary input (nicknames, chat, commands, quit words, over-long
@@ -642,7 +655,7 @@ class InterleavingTests(SynchronousTestCase):
         anyone is safe; once all have disconnected the room is empty, the factory holds no
         connection and no timer is left.
         """
-        world = World(self, _limits(floodBurst=5, nameTimeout=30))
+        world = World(self, _limits(floodBurst=5, nameTimeout=30), crowdSize)
         with world.observingLog():
             for opening in openings:
                 world.connect().send(opening)
@@ -714,3 +727,108 @@ class OutputSafetyTests(SynchronousTestCase):
             world.dropAll()
             world.assertAllGone()
             world.assertNoTrouble()
+
+
+# Joins and leaves in crowded rooms
+
+
+@implementer(IMember)
+class Onlooker:
+    """A member that keeps its own picture of a room's members from what it is told."""
+
+    def __init__(self, hub: Hub, nick: str) -> None:
+        self.errors: list[str] = []
+        hub.arrive(self, nick)
+        self.picture = set(hub.nicks(hub.defaultRoom))
+
+    def deliver(self, event: Event) -> None:
+        # Told of a join of someone it knows, or of a leave of someone it does not: an
+        # error (which the hub logs, and the test sees as a picture that does not match).
+        if isinstance(event, Joined):
+            self.change(True, event.nick)
+        elif isinstance(event, Left):
+            self.change(False, event.nick)
+        elif isinstance(event, JoinsAndLeaves):
+            for joined, nicks in event.runs:
+                for nick in nicks:
+                    self.change(joined, nick)
+        elif isinstance(event, Renamed) and event.old in self.picture:
+            self.picture.remove(event.old)
+            self.picture.add(event.new)
+
+    def change(self, joined: bool, nick: str) -> None:
+        if joined:
+            if nick in self.picture:
+                self.errors.append(f"told twice that {nick} joined")
+            self.picture.add(nick)
+        else:
+            if nick not in self.picture:
+                self.errors.append(f"told that {nick} left, never having been told of it")
+            self.picture.discard(nick)
+
+
+_crowdActions = weighted(
+    (4, st.tuples(st.just("arrive"), st.integers(0, 50))),
+    (2, st.tuples(st.just("depart"), st.integers(0, 50))),
+    (1, st.tuples(st.just("part"), st.integers(0, 50))),
+    (1, st.tuples(st.just("rejoin"), st.integers(0, 50))),
+    (1, st.tuples(st.just("rename"), st.integers(0, 50))),
+    (2, st.tuples(st.just("advance"), st.sampled_from([0.0, 0.3, 0.7, 1.0, 5.0]))),
+)
+
+
+class CrowdTests(SynchronousTestCase):
+    """What members are told of a crowded room's joins and leaves adds up to its members."""
+
+    @examples(500)
+    @given(
+        actions=st.lists(_crowdActions, max_size=60),
+        crowdSize=st.sampled_from([1, 2, 4, 100]),
+    )
+    def test_picturesMatchTheRoom(
+        self, actions: list[tuple[str, float]], crowdSize: int
+    ) -> None:
+        """
+        Members arriving, departing, leaving and joining the room again and renaming, while
+        time passes: once every held announcement has been made, each member's picture of the
+        room, built from its member list on arrival and every join, leave, summary and renaming
+        it was told of since, is the room's members exactly (nothing told twice, nothing
+        missed, nothing told of before one's own arrival); and no timer is left behind.
+        """
+        clock = Clock()
+        hub = Hub(clock, crowdSize=crowdSize, crowdInterval=1.0)
+        room = hub.defaultRoom
+        onlookers: list[Onlooker] = []
+        serial = 0
+        for kind, value in actions:
+            if kind == "advance":
+                clock.advance(value)
+                continue
+            if kind == "arrive":
+                serial += 1
+                onlookers.append(Onlooker(hub, f"m{serial}"))
+                continue
+            present = [onlooker for onlooker in onlookers if onlooker in hub]
+            if not present:
+                continue
+            onlooker = present[int(value) % len(present)]
+            if kind == "depart":
+                hub.depart(onlooker)
+            elif kind == "part" and onlooker in room:
+                hub.part(onlooker, room.name)
+            elif kind == "rejoin" and onlooker not in room:
+                hub.join(onlooker, room.name)
+                onlooker.picture = set(hub.nicks(room))
+            elif kind == "rename":
+                serial += 1
+                hub.rename(onlooker, f"m{serial}")
+        clock.advance(1)
+        members = set(hub.nicks(room))
+        for onlooker in onlookers:
+            self.assertEqual(onlooker.errors, [])
+            if onlooker in room:
+                self.assertEqual(onlooker.picture, members)
+        event(f"crowded at the end: {hub.crowded(room)}")
+        for onlooker in onlookers:
+            hub.depart(onlooker)
+        self.assertEqual(clock.getDelayedCalls(), [])

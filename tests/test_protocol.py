@@ -1199,3 +1199,99 @@ class GatheringTests(ProtocolTestCase):
             alice.writes, [b"*** Members (1): Alice\r\n*** Goodbye, Alice!\r\n"]
         )
         self.assertTrue(alice.disconnecting)
+
+
+class CrowdedRoomTests(ProtocolTestCase):
+    """How joins and leaves in crowded rooms, and long member lists, are shown."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.room = Hub(self.clock, crowdSize=3, crowdInterval=1.0)
+        self.factory = ChatFactory(self.room, Limits(floodBurst=10**6, maxConnectionsPerAddress=10**6))
+
+    def quiet(self, *clients: Client) -> None:
+        """Let any announcement be made, then an interval pass; clear every output."""
+        self.clock.advance(1)
+        self.clock.advance(10)
+        for client in clients:
+            client.lines()
+
+    def test_summaryLines(self) -> None:
+        """
+        Joins and leaves held in a crowded room come as C{*** Joined:} and C{*** Left:} lines,
+        in the order they happened, at most 50 names a line; a newcomer with no member list
+        in a crowded room is told how many there are.
+        """
+        alice, bob, carol = self.join("Alice"), self.join("Bob"), self.join("Carol")
+        self.quiet(alice, bob, carol)
+        dave = self.connect()
+        dave.send("Dave\n")
+        self.assertEqual(
+            dave.lines(),
+            [
+                "Dave connected to server!",
+                "*** Members (4): too many to list here; /who shows them all",
+                "*** Type /help for commands, /quit to leave.",
+            ],
+        )
+        self.assertEqual(alice.lines(), ["Dave joined!"])
+        newcomers = [self.join(f"n{number:03}") for number in range(60)]
+        bob.send("q\n")
+        self.clock.advance(1)
+        names = [f"n{number:03}" for number in range(60)]
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Joined: " + ", ".join(names[:50]),
+                "*** Joined: " + ", ".join(names[50:]),
+                "*** Left: Bob",
+            ],
+        )
+        self.assertEqual(newcomers[57].lines(), ["*** Joined: n058, n059", "*** Left: Bob"])
+
+    def test_summaryMarked(self) -> None:
+        """Each line of a summary from a room other than the current one is marked with it."""
+        clients = [self.join(nick) for nick in ("Alice", "Bob", "Carol", "Dave")]
+        for client in clients:
+            client.send("/join games\n")
+        clients[0].send("/join lobby\n")
+        self.quiet(*clients)
+        for nick in ("Erin", "Frank", "Gina"):
+            self.connect().send(f"{nick}\n/join games\n")
+        self.clock.advance(1)
+        self.assertEqual(
+            clients[0].lines(),
+            [
+                "Erin joined!",
+                "[games] Erin joined!",
+                "*** Joined: Frank, Gina",
+                "[games] *** Joined: Frank, Gina",
+            ],
+        )
+        self.assertEqual(
+            clients[1].lines(),
+            [
+                "[lobby] Erin joined!",
+                "Erin joined!",
+                "[lobby] *** Joined: Frank, Gina",
+                "*** Joined: Frank, Gina",
+            ],
+        )
+
+    def test_whoLongList(self) -> None:
+        """C{/who} lists every member, a hundred names a line."""
+        alice = self.join("Alice")
+        names = [f"n{number:03}" for number in range(249)]
+        for name in names:
+            self.join(name)
+        alice.lines()
+        alice.send("/who\n")
+        everyone = sorted(["Alice", *names], key=str.casefold)
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Members (250): " + ", ".join(everyone[:100]),
+                "***   " + ", ".join(everyone[100:200]),
+                "***   " + ", ".join(everyone[200:]),
+            ],
+        )
