@@ -82,6 +82,15 @@ class Options(usage.Options):
             _port,
         ],
         [
+            "backlog",
+            None,
+            1024,
+            "Connections the kernel may complete before the server accepts them, for each "
+            "TCP, TLS and UNIX endpoint that does not give its own backlog= (the kernel caps "
+            "it at net.core.somaxconn).",
+            _atLeast(1),
+        ],
+        [
             "log-format",
             None,
             "console",
@@ -252,7 +261,27 @@ class Options(usage.Options):
         if self["port"] is not None or not endpoints:
             port = DEFAULT_PORT if self["port"] is None else self["port"]
             endpoints.insert(0, f"tcp:{port}")
-        self["endpoints"] = endpoints
+        self["endpoints"] = [withBacklog(endpoint, self["backlog"]) for endpoint in endpoints]
+
+
+_BACKLOG_KINDS = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def withBacklog(description: str, backlog: int) -> str:
+    """
+    The endpoint C{description} with C{backlog} as its listen backlog, if it is a kind that has
+    one (TCP, TLS, UNIX) and does not give its own.
+
+    The backlog is how many connections the kernel completes before the server accepts them.
+    Twisted's default, 50, is easily passed when a class or a team connects at once; the kernel
+    then answers with SYN cookies and drops the final ACK of the connections it has no room
+    for, and since chatsvc speaks first (C{GET_NAME}), such a client waits for ever on a
+    connection the server never saw.
+    """
+    kind, _, rest = description.partition(":")
+    if kind not in _BACKLOG_KINDS or "backlog=" in rest:
+        return description
+    return f"{description}:backlog={backlog}"
 
 
 _SPARE_FILES = 64

@@ -10,7 +10,9 @@ import socket
 from twisted.application.service import Application, IService, IServiceMaker
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import ServerFactory
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.plugin import getPlugins
@@ -48,14 +50,14 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """With no options the server listens on TCP 5051, console logs, 4 KiB lines."""
         options = parse()
-        self.assertEqual(options["endpoints"], ["tcp:5051"])
+        self.assertEqual(options["endpoints"], ["tcp:5051:backlog=1024"])
         self.assertEqual(options["log-format"], "console")
         self.assertEqual(options["max-line-length"], 4096)
 
     def test_port(self) -> None:
         """--port N listens on TCP port N."""
-        self.assertEqual(parse("--port", "6000")["endpoints"], ["tcp:6000"])
-        self.assertEqual(parse("-p", "0")["endpoints"], ["tcp:0"])
+        self.assertEqual(parse("--port", "6000")["endpoints"], ["tcp:6000:backlog=1024"])
+        self.assertEqual(parse("-p", "0")["endpoints"], ["tcp:0:backlog=1024"])
 
     def test_badPort(self) -> None:
         """A port that is not a number from 0 to 65535 is a usage error."""
@@ -68,13 +70,35 @@ class OptionsTests(SynchronousTestCase):
             "--listen", "tcp:5051:interface=127.0.0.1", "--listen", "unix:/tmp/chat.sock"
         )
         self.assertEqual(
-            options["endpoints"], ["tcp:5051:interface=127.0.0.1", "unix:/tmp/chat.sock"]
+            options["endpoints"],
+            ["tcp:5051:interface=127.0.0.1:backlog=1024", "unix:/tmp/chat.sock:backlog=1024"],
         )
+
+    def test_backlog(self) -> None:
+        """
+        --backlog is given to every TCP, TLS and UNIX endpoint that does not give its own, and
+        Twisted listens with it.
+        """
+        options = parse(
+            "--backlog", "77",
+            "--listen", "tcp:0:interface=127.0.0.1",
+            "--listen", "tcp:0:backlog=5",
+            "--listen", "stdio:",
+        )
+        self.assertEqual(
+            options["endpoints"],
+            ["tcp:0:interface=127.0.0.1:backlog=77", "tcp:0:backlog=5", "stdio:"],
+        )
+        memory = MemoryReactorClock()
+        serverFromString(memory, options["endpoints"][0]).listen(ServerFactory())
+        port, _, backlog, interface = memory.tcpServers[0]
+        self.assertEqual((port, backlog, interface), (0, 77, "127.0.0.1"))
+        self.assertRaises(UsageError, parse, "--backlog", "0")
 
     def test_listenAndPort(self) -> None:
         """--port given with --listen is listened on too."""
         options = parse("--listen", "tcp6:5052", "--port", "5053")
-        self.assertEqual(options["endpoints"], ["tcp:5053", "tcp6:5052"])
+        self.assertEqual(options["endpoints"], ["tcp:5053:backlog=1024", "tcp6:5052:backlog=1024"])
 
     def test_badListen(self) -> None:
         """An endpoint description Twisted cannot parse is a usage error that names it."""
