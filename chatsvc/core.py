@@ -12,7 +12,6 @@ member may be in several rooms at once; which room plain text goes to is the fro
 from __future__ import annotations
 
 import unicodedata
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from typing import ClassVar, Union
@@ -163,11 +162,25 @@ class JoinsAndLeaves:
     """
     What happened to the membership of a crowded C{room} since its last announcement: C{runs}
     of joins (C{True}) and leaves (C{False}), in the order they happened, each with the
-    nicknames concerned.
+    nicknames concerned; of which the first C{since} (counting names from the start) happened
+    before the recipient joined, and are not for it (see L{shown}).
+
+    Every member of the room is handed the same C{runs}, so that a front-end can render them
+    once for all, however many joined in the interval.
     """
 
     room: str
     runs: tuple[tuple[bool, tuple[str, ...]], ...]
+    since: int = 0
+
+    def shown(self) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+        """The runs the recipient is told of: those after the first C{since} names."""
+        skip = self.since
+        for index, (joined, nicks) in enumerate(self.runs):
+            if skip < len(nicks):
+                return ((joined, nicks[skip:]),) + self.runs[index + 1 :] if skip else self.runs[index:]
+            skip -= len(nicks)
+        return ()
 
 
 Event = Union[Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered, JoinsAndLeaves]
@@ -366,7 +379,7 @@ class Hub:
         self._keys: dict[IMember, str] = {}
         self._byKey: dict[str, IMember] = {}
         self._rooms: dict[str, Room] = {}
-        self._roomsOf: dict[IMember, dict[Room, None]] = {}
+        self._roomsOf: dict[IMember, list[Room]] = {}  # in the order joined
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
 
     # Looking things up
@@ -444,7 +457,7 @@ class Hub:
         self._byKey[key] = member
         self._keys[member] = key
         self._nicks[member] = nick
-        self._roomsOf[member] = {}
+        self._roomsOf[member] = []
         self.join(member, self.defaultRoom.name)
         return nick
 
@@ -484,7 +497,7 @@ class Hub:
         if member in room:
             return room
         room._add(member)
-        self._roomsOf[member][room] = None
+        self._roomsOf[member].append(room)
         self._announce(room, member, Joined(room.name, nick))
         return room
 
@@ -631,7 +644,7 @@ class Hub:
         nick = self._nicks[member]
         crowded = self.crowded(room)
         room._remove(member)
-        del self._roomsOf[member][room]
+        self._roomsOf[member].remove(room)
         if room:
             self._announce(room, member, Left(room.name, nick, reason), crowded)
             return
@@ -689,9 +702,8 @@ class Hub:
                 event = Joined(room.name, nicks[0])
             self._broadcast(room, event, exclude=member)
             return
-        # Runs of joins and of leaves, in order; runStarts[i] is where run i starts in held.
+        # Runs of joins and of leaves, in order.
         runs: list[tuple[bool, list[str]]] = []
-        runStarts: list[int] = []
         joinedAt: dict[IMember, int] = {}
         for position, (member, event) in enumerate(held):
             joined = isinstance(event, Joined)
@@ -701,21 +713,13 @@ class Hub:
                 runs[-1][1].append(nicks[position])
             else:
                 runs.append((joined, [nicks[position]]))
-                runStarts.append(position)
         everything = JoinsAndLeaves(room.name, tuple((joined, tuple(run)) for joined, run in runs))
         for recipient in room.recipients:
             joinedAsHeld = joinedAt.get(recipient)
             if joinedAsHeld is None:  # in the room before any of it
                 self._deliverTo(recipient, everything)
-                continue
-            # Joined in the interval: only what came after its own join.
-            first = joinedAsHeld + 1
-            if first == len(held):
-                continue
-            index = bisect_right(runStarts, first) - 1
-            joined, names = everything.runs[index]
-            after = ((joined, names[first - runStarts[index] :]),) + everything.runs[index + 1 :]
-            self._deliverTo(recipient, JoinsAndLeaves(room.name, after))
+            elif joinedAsHeld + 1 < len(held):  # only what came after its own join
+                self._deliverTo(recipient, JoinsAndLeaves(room.name, everything.runs, joinedAsHeld + 1))
 
     def _record(self, room: Room, nick: str, text: str, action: bool) -> None:
         message = StoredMessage(room.key, room.name, self.clock.seconds(), nick, text, action)

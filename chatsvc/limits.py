@@ -63,6 +63,8 @@ class TokenBucket:
     client that keeps sending to the rate exactly, with no window edges to game.
     """
 
+    __slots__ = ("rate", "burst", "_tokens", "_updated")  # one per connection
+
     def __init__(self, rate: float, burst: int, now: float) -> None:
         """
         @param rate: tokens added per second.

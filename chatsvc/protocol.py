@@ -58,6 +58,7 @@ from chatsvc.core import (
     Room,
     Said,
     TopicChanged,
+    Whispered,
 )
 from chatsvc.store import StoredMessage
 from chatsvc.limits import Limits, TokenBucket
@@ -116,9 +117,7 @@ class _Renderer:
             self._plain = self._marked = None
         if marked:
             if self._marked is None:
-                prefix = f"[{event.room}] "
-                text = prefix + _eventText(event).replace("\r\n", "\r\n" + prefix)
-                self._marked = f"{text}\r\n".encode("utf-8")
+                self._marked = f"[{event.room}] {_eventText(event)}\r\n".encode("utf-8")
             return self._marked
         if self._plain is None:
             self._plain = f"{_eventText(event)}\r\n".encode("utf-8")
@@ -129,8 +128,70 @@ renderEvent = _Renderer()
 """Renders an event for a member: C{renderEvent(event, marked)}."""
 
 
+class _SummaryRenderer:
+    """
+    Turns summaries of joins and leaves (L{JoinsAndLeaves}) into lines of at most
+    L{NAMES_PER_LINE} names.
+
+    Every member of a crowded room is handed the same runs of names, those who joined in the
+    interval with a later start (C{since}). The lines are cut at the same places for everyone
+    (every L{NAMES_PER_LINE} names from the start of a run) and rendered once, so a late joiner
+    shares all of them but its first, partial, line; the members who were there before share
+    one string of all of them. Thousands joining in one interval cost thousands of references
+    to the same lines, not thousands of copies of a long summary.
+    """
+
+    def __init__(self) -> None:
+        self._runs: object = None
+        self._lines: dict[bool, list[list[bytes]]] = {}
+        self._whole: dict[bool, bytes] = {}
+
+    def __call__(self, event: JoinsAndLeaves, marked: bool = False) -> list[bytes]:
+        """The lines (with their endings) that show C{event} to a member; see L{_Renderer}."""
+        if event.runs is not self._runs:
+            self._runs = event.runs
+            self._lines = {}
+            self._whole = {}
+        prefix = f"[{event.room}] " if marked else ""
+        lines = self._lines.get(marked)
+        if lines is None:
+            lines = self._lines[marked] = [
+                [
+                    _summaryLine(prefix, joined, nicks[start : start + NAMES_PER_LINE])
+                    for start in range(0, len(nicks), NAMES_PER_LINE)
+                ]
+                for joined, nicks in event.runs
+            ]
+        skip = event.since
+        if not skip:
+            whole = self._whole.get(marked)
+            if whole is None:
+                whole = self._whole[marked] = b"".join(line for run in lines for line in run)
+            return [whole]
+        shown: list[bytes] = []
+        for (joined, nicks), runLines in zip(event.runs, lines):
+            if skip >= len(nicks):
+                skip -= len(nicks)
+                continue
+            first, within = divmod(skip, NAMES_PER_LINE)
+            if within:
+                end = (first + 1) * NAMES_PER_LINE
+                shown.append(_summaryLine(prefix, joined, nicks[skip:end]))
+                first += 1
+            shown.extend(runLines[first:])
+            skip = 0
+        return shown
+
+
+def _summaryLine(prefix: str, joined: bool, nicks: tuple[str, ...]) -> bytes:
+    return f"{prefix}*** {'Joined' if joined else 'Left'}: {', '.join(nicks)}\r\n".encode("utf-8")
+
+
+renderSummary = _SummaryRenderer()
+"""Renders a summary of joins and leaves: C{renderSummary(event, marked)}, a list of lines."""
+
+
 def _eventText(event: Event) -> str:
-    # One line, or several separated by "\r\n" (a summary of joins and leaves).
     if isinstance(event, Said):
         text = f"{event.nick}: {event.text}"
     elif isinstance(event, Joined):
@@ -146,13 +207,8 @@ def _eventText(event: Event) -> str:
             text = f"*** {event.nick} cleared the topic of {event.room}"
         else:
             text = f"*** {event.nick} set the topic of {event.room}: {event.topic}"
-    elif isinstance(event, JoinsAndLeaves):
-        text = "\r\n".join(
-            f"*** {'Joined' if joined else 'Left'}: {', '.join(nicks[start : start + NAMES_PER_LINE])}"
-            for joined, nicks in event.runs
-            for start in range(0, len(nicks), NAMES_PER_LINE)
-        )
     else:
+        assert isinstance(event, Whispered), event  # a summary goes to renderSummary
         text = f"*{event.sender}* {event.text}"
     return text
 
@@ -245,6 +301,8 @@ class _SendQueueWatch:
     cuts a member that falls too far behind.
     """
 
+    __slots__ = ("_protocol",)
+
     def __init__(self, protocol: ChatProtocol) -> None:
         self._protocol = protocol
 
@@ -267,6 +325,28 @@ class ChatProtocol(LineReceiver):
     delimiter = b"\n"
     factory: ChatFactory
 
+    # Kept in slots rather than in the instance's dictionary (which still holds what Twisted's
+    # classes set): a server holds thousands of these.
+    __slots__ = (
+        "_state",
+        "nick",
+        "current",
+        "peer",
+        "host",
+        "_discarding",
+        "_leftover",
+        "_write",
+        "_outbox",
+        "_transportWrite",
+        "_blocked",
+        "_queuedWhileBlocked",
+        "_nameTimer",
+        "_floodTimer",
+        "_lastFloodNotice",
+        "_held",
+        "_bucket",
+    )
+
     def __init__(self) -> None:
         self._state = _State.AWAITING_NAME
         self.nick: str | None = None
@@ -283,7 +363,8 @@ class ChatProtocol(LineReceiver):
         self._transportWrite: Callable[[bytes], object] = _notConnected
         self._blocked = False
         self._queuedWhileBlocked = 0
-        self._timers: dict[str, IDelayedCall] = {}
+        self._nameTimer: IDelayedCall | None = None
+        self._floodTimer: IDelayedCall | None = None
         self._lastFloodNotice: float | None = None
         self._held: bytes | None = None
 
@@ -308,7 +389,7 @@ class ChatProtocol(LineReceiver):
         self.MAX_LENGTH = limits.maxLineLength + 1  # room for a "\r" before the "\n"
         clock = self.factory.clock
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, clock.seconds())
-        self._timers["name"] = clock.callLater(limits.nameTimeout, self._nameTimedOut)
+        self._nameTimer = clock.callLater(limits.nameTimeout, self._nameTimedOut)
         self.factory.connectionOpened(self)
         self.sendText(GET_NAME)
 
@@ -317,15 +398,15 @@ class ChatProtocol(LineReceiver):
         self._state = _State.CLOSING
         self._write = _discard
         self._outbox = []
-        for timer in self._timers.values():
-            if timer.active():
+        for timer in (self._nameTimer, self._floodTimer):
+            if timer is not None and timer.active():
                 timer.cancel()
-        self._timers.clear()
+        self._nameTimer = self._floodTimer = None
         self._leave("connection lost")
         self.factory.connectionClosed(self)
 
     def _nameTimedOut(self) -> None:
-        del self._timers["name"]
+        self._nameTimer = None
         timeout = self.factory.limits.nameTimeout
         self.disconnect(f"no nickname within {timeout:g} second{'' if timeout == 1 else 's'}")
 
@@ -434,21 +515,21 @@ class ChatProtocol(LineReceiver):
         self._held = line
         self.pauseProducing()
         clock = self.factory.clock
-        self._timers["flood"] = clock.callLater(delay, self._floodPauseOver)
+        self._floodTimer = clock.callLater(delay, self._floodPauseOver)
         now = clock.seconds()
         if self._lastFloodNotice is None or now - self._lastFloodNotice >= 30:
             self._lastFloodNotice = now
             self.sendNotice("You are sending too fast; your lines are being delayed.")
 
     def _floodPauseOver(self) -> None:
-        del self._timers["flood"]
+        self._floodTimer = None
         if self._state is _State.CLOSING:
             return
         line, self._held = self._held, None
         delay = self._bucket.take(self.factory.clock.seconds())
         if delay:  # not yet, after all
             self._held = line
-            self._timers["flood"] = self.factory.clock.callLater(delay, self._floodPauseOver)
+            self._floodTimer = self.factory.clock.callLater(delay, self._floodPauseOver)
             return
         self._handleLine(line)
         if self._state is not _State.CLOSING:  # type: ignore[comparison-overlap]  # _handleLine may close
@@ -474,7 +555,12 @@ class ChatProtocol(LineReceiver):
         """Write an event to this member, marked with its room if that is not the current one."""
         room = event.room
         current = self.current
-        self._send(renderEvent(event, room is not None and current is not None and room != current.name))
+        marked = room is not None and current is not None and room != current.name
+        if event.__class__ is JoinsAndLeaves:
+            for line in renderSummary(event, marked):
+                self._send(line)
+            return
+        self._send(renderEvent(event, marked))
 
     def _send(self, data: bytes) -> None:
         # Every line for this member comes here. While the factory is gathering (a read that
@@ -550,7 +636,9 @@ class ChatProtocol(LineReceiver):
         self.nick = hub.arrive(self, text)
         self.current = hub.defaultRoom
         self._state = _State.CHATTING
-        self._timers.pop("name").cancel()
+        if self._nameTimer is not None:
+            self._nameTimer.cancel()
+            self._nameTimer = None
         # Choosing a nickname does not eat into the member's first burst of lines.
         limits = self.factory.limits
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.factory.clock.seconds())

@@ -502,6 +502,12 @@ class HistoryTests(SynchronousTestCase):
         self.assertEqual(hub.defaultRoom.history(5), lobby)
 
 
+def shown(event: Event) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """What a member is told by C{event}, a summary."""
+    assert isinstance(event, JoinsAndLeaves), event
+    return event.shown()
+
+
 class CrowdTests(SynchronousTestCase):
     """Rooms of more than C{crowdSize} members announce joins and leaves together."""
 
@@ -556,11 +562,9 @@ class CrowdTests(SynchronousTestCase):
         )
         self.assertEqual(alice.events, [Joined("lobby", "Carol"), everything])
         self.assertEqual(carol.events, [everything])
-        # Erin is told only of what happened after she joined.
-        self.assertEqual(
-            erin.events,
-            [JoinsAndLeaves("lobby", ((False, ("Bob", "Dave")), (True, ("Frank",))))],
-        )
+        # Erin is handed the same runs, but told only of what happened after she joined.
+        self.assertEqual(erin.events, [JoinsAndLeaves("lobby", everything.runs, since=2)])
+        self.assertEqual(shown(erin.events[0]), ((False, ("Bob", "Dave")), (True, ("Frank",))))
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_newcomerToldNothingBefore(self) -> None:
@@ -570,7 +574,8 @@ class CrowdTests(SynchronousTestCase):
         dave = self.newcomer(hub, "Dave")
         erin = self.newcomer(hub, "Erin")
         clock.advance(1)
-        self.assertEqual(dave.events, [JoinsAndLeaves("lobby", ((True, ("Erin",)),))])
+        self.assertEqual(dave.events, [JoinsAndLeaves("lobby", ((True, ("Dave", "Erin")),), 1)])
+        self.assertEqual(shown(dave.events[0]), ((True, ("Erin",)),))
         self.assertEqual(erin.events, [])
         self.assertEqual(alice.events[-1], JoinsAndLeaves("lobby", ((True, ("Dave", "Erin")),)))
 
@@ -662,3 +667,23 @@ class CrowdTests(SynchronousTestCase):
         self.assertEqual(hub.nicks(room), ["Able", "carol"])
         hub.nicks(room).append("mutated")
         self.assertEqual(hub.nicks(room), ["Able", "carol"])
+
+
+class JoinsAndLeavesTests(SynchronousTestCase):
+    """What a member is shown of a summary it was handed."""
+
+    def test_shown(self) -> None:
+        """C{shown} leaves out the first C{since} names, across runs."""
+        runs = ((True, ("a", "b")), (False, ("c",)), (True, ("d", "e")))
+        shown = [JoinsAndLeaves("r", runs, since).shown() for since in range(6)]
+        self.assertEqual(
+            shown,
+            [
+                runs,
+                ((True, ("b",)), (False, ("c",)), (True, ("d", "e"))),
+                ((False, ("c",)), (True, ("d", "e"))),
+                ((True, ("d", "e")),),
+                ((True, ("e",)),),
+                (),
+            ],
+        )

@@ -749,7 +749,7 @@ class Onlooker:
         elif isinstance(event, Left):
             self.change(False, event.nick)
         elif isinstance(event, JoinsAndLeaves):
-            for joined, nicks in event.runs:
+            for joined, nicks in event.shown():
                 for nick in nicks:
                     self.change(joined, nick)
         elif isinstance(event, Renamed) and event.old in self.picture:

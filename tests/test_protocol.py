@@ -1248,6 +1248,15 @@ class CrowdedRoomTests(ProtocolTestCase):
             ],
         )
         self.assertEqual(newcomers[57].lines(), ["*** Joined: n058, n059", "*** Left: Bob"])
+        self.assertEqual(
+            newcomers[10].lines(),
+            [
+                "*** Joined: " + ", ".join(names[11:50]),
+                "*** Joined: " + ", ".join(names[50:]),
+                "*** Left: Bob",
+            ],
+        )
+        self.assertEqual(newcomers[59].lines(), ["*** Left: Bob"])
 
     def test_summaryMarked(self) -> None:
         """Each line of a summary from a room other than the current one is marked with it."""
