@@ -265,6 +265,7 @@ class Connection:
         protocol = factory.buildProtocol(address)
         assert isinstance(protocol, ChatProtocol)
         self.protocol: ChatProtocol = protocol
+        self.factory = factory
         self.lost = False
         protocol.makeConnection(self.transport)
 
@@ -272,6 +273,9 @@ class Connection:
         """Data arrives from the client (nothing does once the connection is lost)."""
         if not self.lost:
             self.protocol.dataReceived(data)
+            clock = self.factory.clock
+            assert isinstance(clock, Clock)
+            clock.advance(0)  # the end of the reactor's turn
 
     def drop(self) -> None:
         """The connection closes, as the reactor reports it: once."""

@@ -36,11 +36,14 @@ class Client:
         protocol = factory.buildProtocol(address)
         assert isinstance(protocol, ChatProtocol)
         self.protocol: ChatProtocol = protocol
+        self.clock = factory.clock
         protocol.makeConnection(self.transport)
 
     def send(self, data: str | bytes) -> None:
-        """Send C{data} as the client would, all at once."""
+        """Send C{data} as the client would, all at once, in one turn of the reactor."""
         self.protocol.dataReceived(data.encode("utf-8") if isinstance(data, str) else data)
+        assert isinstance(self.clock, Clock)
+        self.clock.advance(0)
 
     def lines(self) -> list[str]:
         """The lines written to the client since the last call, decoded."""
@@ -634,8 +637,8 @@ class SlowReaderTests(ProtocolTestCase):
         alice.send(f"{line}\n")
         self.assertTrue(slow.transport.disconnected)  # aborted, not politely closed
         self.assertEqual(slow.lines(), [])
-        # The cut happens while that line is being delivered: Carol hears of it first.
-        self.assertEqual(carol.lines()[-2:], ["Slow left! (send queue exceeded)", f"Alice: {line}"])
+        # The cut happens while that line is being delivered, after Carol was given it.
+        self.assertEqual(carol.lines()[-2:], [f"Alice: {line}", "Slow left! (send queue exceeded)"])
         self.assertEqual(self.room.nicks(), ["Alice", "Carol"])
         alice.send("still here\n")
         self.assertEqual(carol.lines(), ["Alice: still here"])
@@ -732,6 +735,7 @@ class MeasuredSendQueueTests(ProtocolTestCase):
         assert isinstance(protocol, ChatProtocol)
         protocol.makeConnection(transport)
         protocol.dataReceived(f"{nick}\n".encode())
+        self.clock.advance(0)
         transport.read()
         self.assertEqual(transport.lines()[:2], ["GET_NAME", f"{nick} connected to server!"])
         for other in self.factory.connections:
@@ -1185,6 +1189,7 @@ class GatheringTests(ProtocolTestCase):
         alice.clear()
         protocol = next(p for p in self.factory.connections if p.nick == "Alice")
         protocol.dataReceived(b"/who\n/bogus\nhi\n")
+        self.clock.advance(0)
         self.assertEqual(
             alice.writes,
             [b"*** Members (2): Alice, Bob\r\n*** Error: unknown command /bogus (try /help)\r\n"],
@@ -1195,6 +1200,7 @@ class GatheringTests(ProtocolTestCase):
         alice = self.recorded("Alice")
         protocol = next(p for p in self.factory.connections if p.nick == "Alice")
         protocol.dataReceived(b"/who\nq\nafter\n")
+        self.clock.advance(0)
         self.assertEqual(
             alice.writes, [b"*** Members (1): Alice\r\n*** Goodbye, Alice!\r\n"]
         )

@@ -238,13 +238,15 @@ class ServiceTests(SynchronousTestCase):
 
     def test_stopSaysGoodbye(self) -> None:
         """Stopping the service tells every member that the server is going down."""
-        service = tap.makeService(parse(), MemoryReactorClock())
+        clock = MemoryReactorClock()
+        service = tap.makeService(parse(), clock)
         service.startService()
         protocol = service.factory.buildProtocol(None)
         assert isinstance(protocol, ChatProtocol)
         transport = StringTransport()
         protocol.makeConnection(transport)
         protocol.dataReceived(b"Alice\n")
+        clock.advance(0)
         transport.clear()
         service.stopService()
         self.assertEqual(transport.value(), b"*** Disconnected: server shutting down\r\n")
