@@ -251,10 +251,12 @@ def enableKeepAlive(transport: ITCPTransport, idle: int) -> None:
     connection. Clients need nothing for this: their kernel answers the probes.
     """
     transport.setTcpKeepAlive(True)
-    getHandle = getattr(transport, "getHandle", None)
-    if getHandle is None:  # not a socket (an in-memory transport): nothing more to tune
+    # The socket itself: a TCP transport's, or (TLS) the one beneath the protocol wrapper,
+    # which hands attributes on from its own transport; whereas getHandle() there is the
+    # OpenSSL connection. An in-memory transport has none: nothing more to tune.
+    handle = getattr(transport, "socket", None)
+    if not isinstance(handle, socket.socket):
         return
-    handle = getHandle()
     options = [
         ("TCP_KEEPIDLE", idle),
         ("TCP_KEEPINTVL", 10),

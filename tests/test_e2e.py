@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -325,3 +326,86 @@ class JSONLogTests(EndToEndTestCase):
                 break
             time.sleep(0.05)
         raise AssertionError(f"server did not log its port: {self.server.stderr.rest()}")
+
+
+def selfSignedCertificate(directory: Path) -> tuple[Path, Path]:
+    """A private key and a certificate for 127.0.0.1, signed by that key, written as PEM."""
+    from datetime import datetime, timedelta, timezone
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    keyPath, certificatePath = directory / "key.pem", directory / "cert.pem"
+    keyPath.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    certificatePath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return keyPath, certificatePath
+
+
+class TLSTests(EndToEndTestCase):
+    """A TLS endpoint (C{--listen ssl:...}) beside the plain one, into the same rooms."""
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()).resolve()
+        self.directory.mkdir()
+        self.keyPath, self.certificatePath = selfSignedCertificate(self.directory)
+        self.server = self.startServer(
+            "--listen",
+            f"ssl:0:interface=127.0.0.1:privateKey={self.keyPath}:certKey={self.certificatePath}",
+        )
+
+    def test_tlsAndPlainMembersTalk(self) -> None:
+        """
+        A member over TLS (verifying the server's certificate) and one over plain TCP see each
+        other's lines, one at a time and a paste of many at once, in order and complete.
+        """
+        self.server.waitListening()
+        tlsPort = int(self.server.stdout.expect(r"server_listening.*127\.0\.0\.1:(\d+)").group(1))
+        alice = self.joined("Alice")
+        context = ssl.create_default_context(cafile=str(self.certificatePath))
+        plain = socket.create_connection(("127.0.0.1", tlsPort), timeout=TIMEOUT)
+        self.addCleanup(plain.close)
+        connection = context.wrap_socket(plain, server_hostname="127.0.0.1")
+        stream = connection.makefile("rwb")
+        self.assertEqual(stream.readline(), b"GET_NAME\r\n")
+        stream.write(b"Tess\n")
+        stream.flush()
+        self.assertEqual(stream.readline(), b"Tess connected to server!\r\n")
+        self.assertEqual(stream.readline(), b"*** Members (2): Alice, Tess\r\n")
+        self.assertEqual(stream.readline(), WELCOME.encode() + b"\r\n")
+        alice.stdout.expect("^Tess joined!$")
+        pasted = [f"line {number} " + "x" * 200 for number in range(15)]  # within the burst
+        stream.write(("hello over TLS\n" + "".join(line + "\n" for line in pasted)).encode())
+        stream.flush()
+        alice.stdout.expect("^Tess: hello over TLS$")
+        for line in pasted:
+            alice.stdout.expect(f"^Tess: {line}$")
+        alice.send("hello in plain\n")
+        self.assertEqual(stream.readline(), b"Alice: hello in plain\r\n")
+        stream.write(b"q\n")
+        stream.flush()
+        self.assertEqual(stream.readline(), b"*** Goodbye, Tess!\r\n")
+        alice.stdout.expect("^Tess left!$")

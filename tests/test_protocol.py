@@ -186,10 +186,8 @@ class HandshakeTests(ProtocolTestCase):
             def setTcpKeepAlive(self, enabled: bool) -> None:
                 self.keepAlive = enabled
 
-            def getHandle(self) -> socket.socket:
-                return handle
-
         transport = TCPTransport()
+        transport.socket = handle  # type: ignore[attr-defined]
         alsoProvides(transport, ITCPTransport)
         Client(self.factory, transport)
         self.assertTrue(transport.noDelay)
