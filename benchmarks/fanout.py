@@ -47,10 +47,15 @@ after (once the server is quiet again), and the RSS per connection.
 
 C{joinstorm}: C clients connect and send their nicknames as fast as the generator can; reported:
 the time from the first connect until every client has received every join notice it should (each
-client sees C{<nick> joined!} for everyone who joins after it: C*(C-1)/2 in all), and how many
-were seen. A server that summarizes joins in a large room does not break the measurement: the wait
-ends when nothing more arrives for a while, and the join notices and any other notices seen are
-counted and reported.
+client is told of everyone who joins after it: C*(C-1)/2 in all), and how many were seen. A join
+is told alone, C{<nick> joined!}, or in a summary: in a room of more than C{--crowd} members (100
+by default), chatsvc tells of the joins and leaves of each C{--crowd-interval} (1 s) at once, in
+lines of up to 50 names such as C{*** Joined: <nick>, <nick>} and C{*** Left: <nick>}, and gives
+a newcomer only the count of members, C{*** Members (N): too many to list here; ...}. Each
+nickname in a summary counts as one join notice, so the storm ends as soon as the last one
+arrives, however they came (only if some never come does the wait end, once none has arrived for
+3 s). For chatsvc, each client's count of notices is also checked against its place in the room,
+the count in its member line. Any other notices are counted and reported.
 
 C{standard}: the standard suite, in about three minutes on a two-core machine: open loop N=100 all
 sending 5 lines/s; open loop N=500 with 50 senders at 10 lines/s; closed loop N=100 all sending;
@@ -103,7 +108,6 @@ every run completed with nothing lost, duplicated or reordered and no error; oth
 from __future__ import annotations
 
 import argparse
-import atexit
 import gc
 import json
 import os
@@ -114,44 +118,52 @@ import resource
 import select
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from array import array
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import groupby, repeat
 from operator import itemgetter, sub
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
-    IDelayedCall,
-    IReactorCore,
-    IReactorFDSet,
-    IReactorTCP,
-    IReactorTime,
+    IAddress,
+    IConnector,
     IReadDescriptor,
     ITCPTransport,
 )
-from twisted.internet.interfaces import IAddress, IConnector
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-ROOT = Path(__file__).resolve().parent.parent
-"""The checkout this script belongs to; its chatsvc is the one measured."""
+from harness import (
+    DEFAULT_LIMITS,
+    LISTENING,
+    Aborted,
+    IReactor,
+    Schedule,
+    ServerProcess,
+    Unfinished,
+    chatroomCommand,
+    chooseCPUs,
+    fire,
+    ownCPUSeconds,
+    raiseFileLimit,
+    readCPUTicks,
+    readWaitSeconds,
+    runUntilDone,
+    say,
+    within,
+)
 
 RELAY = Path(__file__).resolve().parent / "relay.py"
 
 TARGETS = ("chatsvc", "relay")
 WORKLOADS = ("openloop", "closedloop", "idle", "joinstorm")
-
-_T = TypeVar("_T")
 
 NICK_FORMAT = b"n%07d"
 NICK_WIDTH = 8
@@ -169,6 +181,13 @@ MIN_SIZE = HEADER_WIDTH + 1
 WELCOME = b"*** Type /help for commands, /quit to leave."
 FLOOD_NOTICE = b"*** You are sending too fast; your lines are being delayed."
 LEFT = re.compile(rb"\S+ left!(?: \(.*\))?")
+JOINED_SUMMARY = b"*** Joined: "
+"""How a summary of joins begins (chatsvc, in a room of more than C{--crowd} members)."""
+LEFT_SUMMARY = b"*** Left: "
+"""How a summary of leaves begins."""
+SUMMARY_SEPARATOR = b", "
+MEMBERS_CONTINUED = b"***   "
+"""How each further line of a long member list begins (its count is on its first line)."""
 
 NEVER = 1 << 62
 """What a sender's own slot in its receivers' progress holds: it receives nothing from itself."""
@@ -188,25 +207,6 @@ CLOSED_SLICE = 1.0
 """Seconds of a slice of the closed loop's sustained measure."""
 STOP_GRACE = 2.0
 """Seconds a server has to exit after SIGTERM before it is killed."""
-
-DEFAULT_LIMITS = {
-    "max-connections": 1000,
-    "max-connections-per-address": 50,
-    "flood-rate": 5.0,
-    "flood-burst": 20,
-    "max-send-queue": 1 << 20,
-    "name-timeout": 60.0,
-}
-"""chatsvc's defaults (chatsvc.limits.Limits) for the limits a workload may need raised."""
-
-
-class IReactor(IReactorCore, IReactorTime, IReactorTCP, IReactorFDSet):
-    """The reactor features the benchmark uses; the epoll reactor has them all."""
-
-
-class BenchAborted(Exception):
-    """A phase could not complete (a timeout, a refused connection, a dead server)."""
-
 
 def monotonicUs() -> int:
     """The monotonic clock in microseconds: what senders stamp and receivers compare with."""
@@ -232,61 +232,6 @@ def summaryMs(values: array[int]) -> dict[str, float]:
     summary["mean"] = round(sum(ordered) / count / 1000, 3) if count else 0.0
     summary["count"] = count
     return summary
-
-
-def readRSSKB(pid: int) -> int | None:
-    """The resident set size of process C{pid} in KB (VmRSS), or None if it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def readCPUSeconds(pid: int) -> float | None:
-    """User plus system CPU seconds process C{pid} has used (/proc/PID/stat), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            text = stat.read()
-        # The command name (field 2) is in parentheses and may hold spaces: split after it.
-        fields = text[text.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def readWaitSeconds(pid: int | str) -> float | None:
-    """
-    Seconds process C{pid}'s main thread has spent runnable but waiting for a CPU
-    (/proc/PID/schedstat): time it wanted to run while something else ran on its CPU.
-    """
-    try:
-        with open(f"/proc/{pid}/schedstat", encoding="ascii") as stat:
-            return int(stat.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def readCPUTicks() -> dict[int, tuple[int, int, int]]:
-    """Per CPU, ticks busy, stolen (by the hypervisor) and in all, from /proc/stat."""
-    ticks: dict[int, tuple[int, int, int]] = {}
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            for line in stat:
-                if not line.startswith("cpu") or line.startswith("cpu "):
-                    continue
-                name, *values = line.split()
-                numbers = [int(value) for value in values[:8]]
-                numbers += [0] * (8 - len(numbers))
-                user, nice, system, idle, iowait, irq, softirq, steal = numbers
-                busy = user + nice + system + irq + softirq
-                ticks[int(name[3:])] = (busy, steal, busy + steal + idle + iowait)
-    except (OSError, ValueError):
-        pass
-    return ticks
 
 
 class Probe:
@@ -328,24 +273,6 @@ class Probe:
         return figures
 
 
-def ownCPUSeconds() -> float:
-    """User plus system CPU seconds this process has used."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def raiseFileLimit() -> int:
-    """Raise this process's soft limit on open files to its hard limit; the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 def listenBacklog(connections: int) -> int:
     """A listen backlog for C{connections} arriving at once, within the kernel's own cap."""
     try:
@@ -355,21 +282,6 @@ def listenBacklog(connections: int) -> int:
     return max(50, min(connections + 16, cap))
 
 
-async def within(reactor: IReactor, deferred: Deferred[_T], seconds: float, what: str) -> _T:
-    """Wait for C{deferred}, at most C{seconds}; L{BenchAborted} naming C{what} if it is late."""
-    deferred.addTimeout(seconds, reactor)
-    try:
-        return await deferred
-    except defer.TimeoutError:
-        raise BenchAborted(f"gave up after {seconds:g} s waiting for {what}") from None
-
-
-def fire(deferred: Deferred[None]) -> None:
-    """Fire C{deferred} unless it already has."""
-    if not deferred.called:
-        deferred.callback(None)
-
-
 def sleep(reactor: IReactor, seconds: float) -> Deferred[None]:
     """A Deferred that fires after C{seconds}."""
     deferred: Deferred[None] = Deferred()
@@ -377,200 +289,7 @@ def sleep(reactor: IReactor, seconds: float) -> Deferred[None]:
     return deferred
 
 
-def say(text: str) -> None:
-    """Print a progress line now."""
-    print(text, flush=True)
-
-
 # The servers
-
-
-@implementer(IReadDescriptor)
-class _LogPipe:
-    """The read end of a server's stdout in the reactor: hands over each line, then the end."""
-
-    def __init__(
-        self, reactor: IReactor, fd: int, onLine: Callable[[str], None], onEnd: Callable[[], None]
-    ) -> None:
-        os.set_blocking(fd, False)
-        self._reactor = reactor
-        self._fd = fd
-        self._onLine = onLine
-        self._onEnd = onEnd
-        self._partial = b""
-
-    def fileno(self) -> int:
-        """The pipe's file descriptor."""
-        return self._fd
-
-    def logPrefix(self) -> str:
-        """How the reactor names this in its log."""
-        return "benchmark-server-log"
-
-    def doRead(self) -> None:
-        """Read what the server wrote; at the end of the pipe, stop reading and say so."""
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._reactor.removeReader(self)
-            self.connectionLost(Failure(ConnectionDone()))
-            return
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._onLine(line.rstrip(b"\r").decode("utf-8", "replace"))
-
-    def connectionLost(self, reason: Failure) -> None:
-        """The server closed its end: it has exited (or is about to)."""
-        if self._partial:
-            self._onLine(self._partial.decode("utf-8", "replace"))
-            self._partial = b""
-        self._onEnd()
-
-
-TROUBLE = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
-
-
-class ServerProcess:
-    """
-    A server under test: a child process on a free loopback port, pinned to its CPU, its output
-    read by the reactor (never left to fill its pipe) and searched for the port and for trouble.
-    """
-
-    def __init__(
-        self,
-        reactor: IReactor,
-        name: str,
-        command: list[str],
-        listening: re.Pattern[str],
-        cpu: int | None,
-        log: Path | None = None,
-    ) -> None:
-        """
-        @param listening: matches the output line that gives the port (its first group).
-        @param cpu: the CPU to pin the server to, if any.
-        @param log: a file to copy the server's output to, if any.
-        """
-        self._reactor = reactor
-        self.name = name
-        self.command = command
-        self._listeningLine = listening
-        self.cpu = cpu
-        self.tail: list[str] = []
-        self.trouble: list[str] = []
-        self.troubleCount = 0
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[None] = Deferred()
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._log = None if log is None else open(log, "w", encoding="utf-8")
-        self._directory = tempfile.TemporaryDirectory(prefix=f"fanout-{name}-")
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self._popen is not None
-        return self._popen.pid
-
-    def _inChild(self) -> None:
-        # Runs in the child between fork and exec (preexec_fn): no threads exist yet, so it is safe.
-        raiseFileLimit()
-        if self.cpu is not None:
-            os.sched_setaffinity(0, {self.cpu})
-
-    def start(self) -> Deferred[int]:
-        """Start the server; fires with its port once it says it is listening."""
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), environment.get("PYTHONPATH")])
-        )
-        environment["PYTHONUNBUFFERED"] = "1"
-        self._popen = subprocess.Popen(
-            self.command,
-            cwd=self._directory.name,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=self._inChild,
-        )
-        atexit.register(self.kill)
-        assert self._popen.stdout is not None
-        self._reactor.addReader(
-            _LogPipe(self._reactor, self._popen.stdout.fileno(), self._line, self._end)
-        )
-        return self.listening
-
-    def _line(self, line: str) -> None:
-        if self._log is not None:
-            self._log.write(line + "\n")
-        self.tail = [*self.tail[-19:], line]
-        if not self.listening.called:
-            match = self._listeningLine.search(line)
-            if match:
-                self.listening.callback(int(match.group(1)))
-        if TROUBLE.search(line):
-            self.troubleCount += 1
-            if len(self.trouble) < MAX_SAMPLES:
-                self.trouble.append(line)
-
-    def _end(self) -> None:
-        assert self._popen is not None and self._popen.stdout is not None
-        self._popen.stdout.close()
-        if self._log is not None:
-            self._log.close()
-        if not self.listening.called:
-            tail = "\n    ".join(self.tail)
-            self.listening.errback(BenchAborted(f"{self.name} exited before listening:\n    {tail}"))
-        fire(self.ended)
-
-    def running(self) -> bool:
-        """Whether the server process is still alive."""
-        return self._popen is not None and self._popen.poll() is None
-
-    def rssKB(self) -> int | None:
-        """The server's resident set size now, in KB."""
-        return readRSSKB(self.pid)
-
-    def cpuSeconds(self) -> float | None:
-        """CPU seconds the server has used so far."""
-        return readCPUSeconds(self.pid)
-
-    async def stop(self, grace: float) -> str:
-        """SIGTERM, then SIGKILL after C{grace} seconds; how the server ended."""
-        if self._popen is None:
-            return "not started"
-        if self._popen.poll() is None:
-            self._popen.send_signal(signal.SIGTERM)
-        try:
-            await within(self._reactor, self.ended, grace, f"{self.name} to exit")
-            status = self._popen.wait(timeout=grace)
-        except (BenchAborted, subprocess.TimeoutExpired):
-            self.kill()
-            return f"killed after {grace:g} s"
-        finally:
-            self._directory.cleanup()
-        if status < 0:
-            return f"ended by {signal.Signals(-status).name}"
-        return f"exit status {status}"
-
-    def kill(self) -> None:
-        """Make sure the server is gone (an exit handler too, so it never outlives the run)."""
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.kill()
-            self._popen.wait(timeout=30)
-        self._directory.cleanup()
-
-
-def twistdCommand() -> list[str]:
-    """How to run twistd with this interpreter."""
-    script = Path(sys.executable).parent / "twistd"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "twisted", "twistd"]
 
 
 @dataclass(frozen=True)
@@ -671,18 +390,29 @@ def makeServer(
         listening = re.compile(r"^(\d+)$")
     else:
         options, reasons = chatsvcOptions(workload, backlog)
-        command = [
-            *twistdCommand(),
-            "--reactor=epoll",
-            "--nodaemon",
-            "--pidfile=",
-            "chatroom",
-            "--listen",
-            f"tcp:0:interface=127.0.0.1:backlog={backlog}",
-            *options,
-        ]
-        listening = re.compile(r"server_listening.*127\.0\.0\.1:(\d+)")
-    return ServerProcess(reactor, target, command, listening, cpu, log), reasons
+        command = chatroomCommand(
+            options,
+            listen=f"tcp:0:interface=127.0.0.1:backlog={backlog}",
+            twistdOptions=["--reactor=epoll"],
+        )
+        listening = LISTENING
+    server = ServerProcess(
+        reactor, target, command, cpu, log, listening,
+        directoryPrefix=f"fanout-{target}-", troubleKept=MAX_SAMPLES,
+    )
+    return server, reasons
+
+
+async def stopServer(server: ServerProcess, grace: float) -> str:
+    """Stop C{server}: SIGTERM, then SIGKILL after C{grace} seconds; how it ended."""
+    if not server.started:
+        return "not started"
+    status = await server.stop(grace)
+    if status is None:
+        return f"killed after {grace:g} s"
+    if status < 0:
+        return f"ended by {signal.Signals(-status).name}"
+    return f"exit status {status}"
 
 
 # The clients
@@ -714,7 +444,14 @@ class Run:
         self.count = clients
         self.senderCount = senders
         self.nicks = [NICK_FORMAT % index for index in range(clients)]
-        self.indexByNick = {nick: index for index, nick in enumerate(self.nicks)}
+        self.nickSet = frozenset(self.nicks)
+        """Every client's nickname: the joins (and leaves) that count."""
+        self.summaryCounts: dict[bytes, tuple[int, int]] = {}
+        """
+        The names of each summary of joins seen so far, with how many are clients' and how many
+        not: the server sends the same summary lines to every member who was there before them,
+        so most lines are split and checked once, not once per receiver.
+        """
         self.prefixes = [self.nicks[sender] + b": " for sender in range(senders)]
         self.senderByPrefix = {prefix: sender for sender, prefix in enumerate(self.prefixes)}
         self.padding = b"x" * (size - HEADER_WIDTH)
@@ -792,7 +529,7 @@ class Run:
             self.errors.append(f"{nick.decode('ascii', 'replace')}: {message}")
 
     def notice(self, line: bytes) -> None:
-        """Count a notice the benchmark has no use for (a summary of joins, say)."""
+        """Count a notice the benchmark has no use for (a topic, say)."""
         self.noticeCount += 1
         if len(self.notices) < MAX_SAMPLES:
             self.notices.append(line[:200].decode("utf-8", "replace"))
@@ -800,7 +537,7 @@ class Run:
     def fail(self, reason: str) -> None:
         """A client could not join: the connect phase is over."""
         if not self.allHandshaked.called:
-            self.allHandshaked.errback(BenchAborted(reason))
+            self.allHandshaked.errback(Aborted(reason))
 
     def handshakeDone(self, now: int) -> None:
         """One more client is in."""
@@ -1021,11 +758,7 @@ class BenchClient(Protocol):
         self.missing: dict[int, set[int]] = {}
         self._buffer = b""
         self._aborted = False
-        self._timer: IDelayedCall | None = None
-        self._sending = False
-        self._first = 0.0
-        self._period = 0.0
-        self._end = 0.0
+        self._schedule = Schedule(run.reactor, self._send, run.senderDone)
         self.readerFd: int | None = None
         self.receive: Callable[[int], bytes] = _unreadable
         self.frontier: set[bytes] | None = None
@@ -1048,7 +781,7 @@ class BenchClient(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Expected only when the benchmark cuts the connection."""
         self.closed = True
-        self._stopSending()
+        self._schedule.stop()
         fire(self.accepted)
         run = self.run
         if not self._aborted and not run.ignoring:
@@ -1068,7 +801,7 @@ class BenchClient(Protocol):
 
     def abort(self) -> None:
         """Cut the connection now."""
-        self._stopSending()
+        self._schedule.stop()
         self.run.readers.remove(self)
         if not self.closed and self.transport is not None:
             self._aborted = True
@@ -1409,68 +1142,84 @@ class BenchClient(Protocol):
         return counted
 
     def _otherLine(self, line: bytes, now: int) -> None:
-        """Everything but test members' chat: joins, notices, leaves."""
+        """
+        Everything but test members' chat: joins, notices, leaves. A join comes alone
+        (C{<nick> joined!}) or in a summary (C{*** Joined: <nick>, <nick>, ...}); each nickname
+        of a client counts as one join notice seen either way. A leave, likewise.
+        """
         run = self.run
         if line[-1:] == b"\r":
             line = line[:-1]
         if line.endswith(b" joined!"):
-            if line[:-8] in run.indexByNick:
+            if line[:-8] in run.nickSet:
                 self.joins += 1
                 run.joinsSeenAdd(1, now)
             else:
                 run.foreignLines += 1
         elif line.startswith(b"*** "):
-            if line.startswith(b"*** Members ("):
+            if line.startswith(JOINED_SUMMARY):
+                self._joinedSummary(line[len(JOINED_SUMMARY) :], now)
+            elif line.startswith(LEFT_SUMMARY):
+                self._left(line.count(SUMMARY_SEPARATOR) + 1, line)
+            elif line.startswith(b"*** Members ("):
+                # The count is this client's place in the room; a crowded room's list gives
+                # only the count ("*** Members (N): too many to list here; ...").
                 try:
                     self.position = int(line[13 : line.index(b")")])
                 except ValueError:
                     run.error(self.nick, f"a member list without a count: {line[:60]!r}")
-            elif line == WELCOME:
+            elif line.startswith(MEMBERS_CONTINUED) or line == WELCOME:
                 pass
             elif line == FLOOD_NOTICE:
                 run.floodNotices += 1
             else:
                 run.notice(line)
         elif LEFT.fullmatch(line):
-            run.leaves += 1
-            if run.phase == Phase.LOADING:
-                run.error(self.nick, f"a member left during the load: {line[:60]!r}")
+            self._left(1, line)
         else:
             run.error(self.nick, f"unexpected line {line[:100]!r}")
+
+    def _joinedSummary(self, names: bytes, now: int) -> None:
+        """
+        The nicknames of a summary of joins (C{names}, the line after C{*** Joined: }): each
+        of a client counts as a join notice seen. A storm brings millions of them, in lines of
+        up to 50 that thousands of clients receive alike, so each distinct line is split once
+        and checked against every client's nickname at once, and remembered.
+        """
+        run = self.run
+        counted = run.summaryCounts.get(names)
+        if counted is None:
+            joined = names.split(SUMMARY_SEPARATOR)
+            if run.nickSet.issuperset(joined):
+                count = len(joined)
+            else:
+                count = sum(map(run.nickSet.__contains__, joined))
+            counted = run.summaryCounts[names] = (count, len(joined) - count)
+        count, foreign = counted
+        if foreign:
+            run.foreignLines += foreign
+        if count:
+            self.joins += count
+            run.joinsSeenAdd(count, now)
+
+    def _left(self, count: int, line: bytes) -> None:
+        """C{count} members left, told by C{line}: an error while the load runs."""
+        run = self.run
+        run.leaves += count
+        if run.phase == Phase.LOADING:
+            run.error(self.nick, f"a member left during the load: {line[:60]!r}")
 
     # Sending, open loop
 
     def startSending(self, first: float, period: float, end: float) -> None:
         """Send one line every C{period} seconds from monotonic time C{first} until C{end}."""
-        self._first = first
-        self._period = period
-        self._end = end
-        self._sending = True
-        self._scheduleNext()
-
-    def _scheduleNext(self) -> None:
-        due = self._first + self.run.sentCounts[self.index] * self._period
-        if due >= self._end or self.closed:
-            self._stopSending()
-            return
-        delay = max(0.0, due - time.monotonic())
-        self._timer = self.run.reactor.callLater(delay, self._send, due)
+        self._schedule.start(first, period, end)
 
     def _send(self, due: float) -> None:
-        self._timer = None
         now = monotonicUs()
         assert self.transport is not None
         self.transport.write(self.run.message(self.index, now))
         self.run.sendLags.append(max(0, now - int(due * 1_000_000)))
-        self._scheduleNext()
-
-    def _stopSending(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._sending:
-            self._sending = False
-            self.run.senderDone()
 
 
 @dataclass
@@ -1553,7 +1302,7 @@ class Bench:
         server, run, results = subject.server, subject.run, subject.results
         alive = server.running()
         run.stop()
-        results["server_stop"] = await server.stop(STOP_GRACE)
+        results["server_stop"] = await stopServer(server, STOP_GRACE)
         results["server_exited_early"] = not alive
         results["server_log_trouble"] = server.troubleCount
         results["server_log_trouble_lines"] = server.trouble
@@ -1584,7 +1333,7 @@ class Bench:
                 await self.idle(run, server, port, workload, results)
             else:
                 await self.joinStorm(run, server, port, workload, results)
-        except BenchAborted as error:
+        except Aborted as error:
             results["aborted"] = str(error)
             say(f"    ABORTED: {error}")
         finally:
@@ -1604,7 +1353,7 @@ class Bench:
                 await self.join(subject.run, port, subject.results)
                 subject.run.phase = Phase.LOADING
             await self.closedLoop(workload, subjects)
-        except BenchAborted as error:
+        except Aborted as error:
             for subject in subjects:
                 subject.results["aborted"] = str(error)
             say(f"    ABORTED: {error}")
@@ -1644,8 +1393,10 @@ class Bench:
 
     async def settleJoins(self, run: Run, quiet: float, timeout: float) -> bool:
         """
-        Wait until every join notice is delivered, or nothing more arrives for C{quiet} seconds
-        (a server may summarize joins), at most C{timeout}; whether all arrived.
+        Wait until every join notice is delivered: the wait ends as soon as the last one arrives
+        (alone or in a summary). If some never come, it ends once none has arrived for C{quiet}
+        seconds (longer than a crowded room's interval between summaries), at most C{timeout};
+        whether all arrived.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -1786,7 +1537,7 @@ class Bench:
                     break
             for subject in subjects:
                 if subject.target not in best:
-                    raise BenchAborted(f"{subject.target}: the first window already lost lines")
+                    raise Aborted(f"{subject.target}: the first window already lost lines")
                 windows[subject.target] = kneeWindow(subject.steps)
         count = max(1, round(workload.duration / CLOSED_SLICE))
         seconds = workload.duration / count
@@ -2295,16 +2046,6 @@ def parseArguments(argv: list[str]) -> Settings:
     return settings
 
 
-def chooseCPUs(pin: bool) -> tuple[int | None, int | None]:
-    """The CPUs for the server and for this generator, when there are two to spare."""
-    if not pin or not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return cpus[0], cpus[1]
-
-
 def installReactor() -> IReactor:
     """The epoll reactor, installed before anything else asks for one."""
     from twisted.internet import epollreactor
@@ -2349,28 +2090,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"servers pinned to CPU {bench.serverCPU}, the generator to CPU {bench.generatorCPU}")
     else:
         say("not pinned: fewer than two CPUs (or --no-pin); servers and generator share CPUs")
-    outcome: list[Any] = []
-
-    def finished(result: object) -> None:
-        outcome.append(result)
-        reactor.stop()
-
-    def begin() -> None:
-        coroutine: Coroutine[Deferred[Any], Any, list[dict[str, Any]]] = runSuite(
-            bench, workloads, targets
-        )
-        defer.ensureDeferred(coroutine).addBoth(finished)
-
     started = time.monotonic()
-    reactor.callWhenRunning(begin)
-    reactor.run()
-    if not outcome:
-        say("interrupted")
+    try:
+        report = runUntilDone(reactor, lambda: runSuite(bench, workloads, targets))
+    except Unfinished:
         return 1
-    if isinstance(outcome[0], Failure):
-        outcome[0].printTraceback()
-        return 1
-    report = cast(list[dict[str, Any]], outcome[0])
     text, rows = table(report)
     print()
     print(text)

@@ -42,7 +42,6 @@ no error logged while stopping. The raw status is reported as C{server_exit_code
 from __future__ import annotations
 
 import argparse
-import atexit
 import gc
 import ipaddress
 import json
@@ -50,39 +49,39 @@ import math
 import os
 import random
 import re
-import resource
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from array import array
-from collections.abc import Callable, Coroutine
 from enum import Enum, auto
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IReactorCore,
-    IReactorFDSet,
-    IReactorTCP,
-    IReactorTime,
-    IReadDescriptor,
-    ITCPTransport,
-)
-from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-ROOT = Path(__file__).resolve().parent.parent
-"""The checkout this script belongs to; its server is the one started."""
-
-_T = TypeVar("_T")
+from harness import (
+    DEFAULT_LIMITS,
+    Aborted,
+    IReactor,
+    Schedule,
+    ServerProcess,
+    Unfinished,
+    chatroomCommand,
+    chooseCPUs,
+    fire,
+    ownCPUSeconds,
+    raiseFileLimit,
+    readCPUSeconds,
+    readRSSKB,
+    runUntilDone,
+    say,
+    within,
+)
 
 MAX_ERRORS_SHOWN = 30
 """Errors kept (and printed) word for word; the rest are only counted."""
@@ -92,14 +91,6 @@ MAX_LINE = 1 << 20
 
 SPARE_FILES = 64
 """File descriptors this process needs beyond one per client."""
-
-
-class IReactor(IReactorCore, IReactorTime, IReactorTCP, IReactorFDSet):
-    """The reactor features the soak test uses; Twisted's default POSIX reactors have them all."""
-
-
-class SoakAborted(Exception):
-    """A phase could not complete (a timeout, a refused connection, a dead server)."""
 
 
 # Measuring
@@ -183,124 +174,19 @@ class Histogram:
         return summary
 
 
-def readRSSKB(pid: int) -> int | None:
-    """The resident set size of process C{pid} in KB (VmRSS), or None if it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def readCPUSeconds(pid: int) -> float | None:
-    """User plus system CPU seconds process C{pid} has used (/proc/PID/stat), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            text = stat.read()
-        # The command name (field 2) is in parentheses and may hold spaces: split after it.
-        fields = text[text.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def ownCPUSeconds() -> float:
-    """User plus system CPU seconds this process has used."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def raiseFileLimit() -> int:
-    """Raise this process's soft limit on open files to its hard limit; the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-async def within(reactor: IReactor, deferred: Deferred[_T], seconds: float, what: str) -> _T:
-    """Wait for C{deferred}, at most C{seconds}; L{SoakAborted} naming C{what} if it is late."""
-    deferred.addTimeout(seconds, reactor)
-    try:
-        return await deferred
-    except defer.TimeoutError:
-        raise SoakAborted(f"gave up after {seconds:g} s waiting for {what}") from None
-
-
-def fire(deferred: Deferred[None]) -> None:
-    """Fire C{deferred} unless it already has."""
-    if not deferred.called:
-        deferred.callback(None)
-
-
 # The server
 
 
-@implementer(IReadDescriptor)
-class _LogPipe:
-    """The read end of the server's stdout in the reactor: hands over each line, then the end."""
-
-    def __init__(
-        self, reactor: IReactor, fd: int, onLine: Callable[[str], None], onEnd: Callable[[], None]
-    ) -> None:
-        os.set_blocking(fd, False)
-        self._reactor = reactor
-        self._fd = fd
-        self._onLine = onLine
-        self._onEnd = onEnd
-        self._partial = b""
-
-    def fileno(self) -> int:
-        """The pipe's file descriptor."""
-        return self._fd
-
-    def logPrefix(self) -> str:
-        """How the reactor names this in its log."""
-        return "soak-server-log"
-
-    def doRead(self) -> None:
-        """Read what the server wrote; at the end of the pipe, stop reading and say so."""
-        try:
-            data = os.read(self._fd, 65536)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._reactor.removeReader(self)
-            self.connectionLost(Failure(ConnectionDone()))
-            return
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._onLine(line.rstrip(b"\r").decode("utf-8", "replace"))
-
-    def connectionLost(self, reason: Failure) -> None:
-        """The server closed its end: it has exited (or is about to)."""
-        if self._partial:
-            self._onLine(self._partial.decode("utf-8", "replace"))
-            self._partial = b""
-        self._onEnd()
-
-
-LISTENING = re.compile(r"server_listening .*address='127\.0\.0\.1:(\d+)'")
-TROUBLE = re.compile(r"#(warn|error|critical)\]|Traceback|Unhandled")
 FAILURE = re.compile(r"#(error|critical)\]|Traceback|Unhandled")
+"""A line of the server's log that tells of an error (a warning is not one)."""
 SHUT_DOWN = "Server Shut Down."
 """What twistd logs last when its shutdown completed."""
 
 
-class ServerProcess:
+class SoakServer(ServerProcess):
     """
-    A C{twistd -n chatroom} process on a free loopback port, its log (stdout and stderr) read by
-    the reactor: never left to fill its pipe, and searched for the listening line and for trouble.
+    The server this test starts: C{twistd -n chatroom} on a free loopback port (see
+    L{ServerProcess}), which must also stop cleanly, so its log is watched while it stops.
     """
 
     def __init__(
@@ -311,123 +197,21 @@ class ServerProcess:
         @param cpu: the CPU to pin the server to, if any.
         @param log: a file to copy the server's whole log to, if any.
         """
-        self._reactor = reactor
-        self.command = [
-            *twistdCommand(),
-            "--nodaemon",
-            "--pidfile=",
-            "chatroom",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-            *options,
-        ]
-        self.cpu = cpu
-        self.lines = 0
-        self.tail: list[str] = []
-        self.trouble: list[str] = []
-        self.troubleCount = 0
-        self.stopping = False
-        self.exitedEarly = False
+        super().__init__(
+            reactor, "the server", chatroomCommand(options), cpu, log,
+            directoryPrefix="chatsvc-soak-", troubleKept=MAX_ERRORS_SHOWN,
+        )
         self.shutDown = False
         self.failuresWhileStopping = 0
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[None] = Deferred()
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._log = None if log is None else open(log, "w", encoding="utf-8")
-        self._directory = tempfile.TemporaryDirectory(prefix="chatsvc-soak-")
 
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self._popen is not None
-        return self._popen.pid
-
-    def _inChild(self) -> None:
-        # Runs in the child between fork and exec (preexec_fn): no threads exist yet, so it is safe.
-        raiseFileLimit()
-        if self.cpu is not None:
-            os.sched_setaffinity(0, {self.cpu})
-
-    def start(self) -> Deferred[int]:
-        """Start the server; fires with its port once it logs that it is listening."""
-        environment = dict(os.environ)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(ROOT), environment.get("PYTHONPATH")])
-        )
-        environment["PYTHONUNBUFFERED"] = "1"
-        self._popen = subprocess.Popen(
-            self.command,
-            cwd=self._directory.name,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=self._inChild,
-        )
-        atexit.register(self.kill)
-        assert self._popen.stdout is not None
-        self._reactor.addReader(
-            _LogPipe(self._reactor, self._popen.stdout.fileno(), self._line, self._end)
-        )
-        return self.listening
-
-    def _line(self, line: str) -> None:
-        self.lines += 1
-        if self._log is not None:
-            self._log.write(line + "\n")
-        self.tail = [*self.tail[-19:], line]
-        if not self.listening.called:
-            match = LISTENING.search(line)
-            if match:
-                self.listening.callback(int(match.group(1)))
+    def lineReceived(self, line: str) -> None:
+        """One line of the server's log; while it stops, its last line and errors are noted."""
+        super().lineReceived(line)
         if self.stopping:
             if line.endswith(SHUT_DOWN):
                 self.shutDown = True
             if FAILURE.search(line):
                 self.failuresWhileStopping += 1
-        if TROUBLE.search(line):
-            self.troubleCount += 1
-            if len(self.trouble) < MAX_ERRORS_SHOWN:
-                self.trouble.append(line)
-
-    def _end(self) -> None:
-        assert self._popen is not None and self._popen.stdout is not None
-        self._popen.stdout.close()
-        if self._log is not None:
-            self._log.close()
-        if not self.listening.called:
-            tail = "\n    ".join(self.tail)
-            self.listening.errback(SoakAborted(f"the server exited before listening:\n    {tail}"))
-        fire(self.ended)
-
-    def rssKB(self) -> int | None:
-        """The server's resident set size now, in KB."""
-        return readRSSKB(self.pid)
-
-    def cpuSeconds(self) -> float | None:
-        """CPU seconds the server has used so far."""
-        return readCPUSeconds(self.pid)
-
-    async def stop(self, timeout: float) -> int | None:
-        """
-        Stop the server with SIGTERM, as an init system would; its exit status (negative: the
-        signal that ended it), or None if it had to be killed after C{timeout} seconds.
-        """
-        assert self._popen is not None
-        self.exitedEarly = self.ended.called
-        if self._popen.poll() is None:
-            self.stopping = True
-            self._popen.send_signal(signal.SIGTERM)
-        try:
-            await within(self._reactor, self.ended, timeout, "the server to exit after SIGTERM")
-        except SoakAborted:
-            self.kill()
-            return None
-        try:
-            return self._popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
 
     def cleanExit(self, status: int | None) -> bool:
         """
@@ -441,29 +225,6 @@ class ServerProcess:
             and self.shutDown
             and not self.failuresWhileStopping
         )
-
-    def kill(self) -> None:
-        """Make sure the server is gone (an exit handler too, so it never outlives the test)."""
-        if self._popen is not None and self._popen.poll() is None:
-            self._popen.kill()
-            self._popen.wait(timeout=30)
-        self._directory.cleanup()
-
-
-def twistdCommand() -> list[str]:
-    """How to run twistd with this interpreter."""
-    script = Path(sys.executable).parent / "twistd"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "twisted", "twistd"]
-
-
-DEFAULT_LIMITS = {
-    "max-connections": 1000,
-    "max-connections-per-address": 50,
-    "flood-rate": 5.0,
-}
-"""The server's defaults (chatsvc.limits.Limits) for the limits this test may have to raise."""
 
 
 def serverOptions(clients: int, rate: float) -> tuple[list[str], list[str]]:
@@ -621,14 +382,11 @@ class SoakClient(Protocol):
         self.lastSeq = array("q", [0]) * run.size
         self.missing: dict[int, set[int]] = {}
         self.received = 0
-        self.sent = 0
         self.goodbye = False
         self.isClosed = False
         self._aborted = False
         self._buffer = b""
-        self._first = 0.0
-        self._timer: IDelayedCall | None = None
-        self._sending = False
+        self._schedule = Schedule(run.reactor, self._send, run.clientDoneSending)
 
     # Connection
 
@@ -641,7 +399,7 @@ class SoakClient(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Expected only after C{/quit} and the server's goodbye."""
         self.isClosed = True
-        self._stopSending()
+        self._schedule.stop()
         if not self._aborted and (self.state is not ClientState.QUITTING or not self.goodbye):
             self.run.error(
                 self.nick,
@@ -649,12 +407,12 @@ class SoakClient(Protocol):
                 f"{self.run.phase.name.lower()}: {reason.getErrorMessage()}",
             )
         if not self.joined.called:
-            self.joined.errback(SoakAborted(f"{self.nick} lost its connection before joining"))
+            self.joined.errback(Aborted(f"{self.nick} lost its connection before joining"))
         self.run.clientClosed()
 
     def abort(self) -> None:
         """Cut the connection now (cleaning up after a failed phase)."""
-        self._stopSending()
+        self._schedule.stop()
         if not self.isClosed and self.transport is not None:
             self._aborted = True
             self.transport.abortConnection()  # type: ignore[attr-defined]
@@ -820,7 +578,7 @@ class SoakClient(Protocol):
     def _refused(self, text: str) -> None:
         self.run.error(self.nick, f"unexpected line while joining: {text!r}")
         if not self.joined.called:
-            self.joined.errback(SoakAborted(f"{self.nick} could not join: {text!r}"))
+            self.joined.errback(Aborted(f"{self.nick} could not join: {text!r}"))
 
     def _know(self, index: int) -> None:
         self.known[index] = 1
@@ -830,39 +588,20 @@ class SoakClient(Protocol):
 
     # Sending
 
+    @property
+    def sent(self) -> int:
+        """How many lines this client has sent."""
+        return self._schedule.sent
+
     def startSending(self, first: float) -> None:
         """Send one line every 1/rate seconds from monotonic time C{first} until the end."""
-        if self.isClosed:  # cut before the clock started: it sends nothing
-            self.run.clientDoneSending()
-            return
-        self._first = first
-        self._sending = True
-        self._scheduleNext()
-
-    def _scheduleNext(self) -> None:
-        due = self._first + self.sent / self.run.rate
-        if due >= self.run.sendEnd:
-            self._stopSending()
-            return
-        delay = max(0.0, due - time.monotonic())
-        self._timer = self.run.reactor.callLater(delay, self._send, due)
+        self._schedule.start(first, 1 / self.run.rate, self.run.sendEnd)
 
     def _send(self, due: float) -> None:
-        self._timer = None
         now = time.monotonic()
-        self.sent += 1
         assert self.transport is not None
         self.transport.write(b"%d %.6f\n" % (self.sent, now))
         self.run.sendLag.add(now - due)
-        self._scheduleNext()
-
-    def _stopSending(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._sending:
-            self._sending = False
-            self.run.clientDoneSending()
 
     def quit(self) -> None:
         """Leave the room: C{/quit}, then the server says goodbye and closes."""
@@ -959,21 +698,6 @@ def parseArguments(argv: list[str]) -> Settings:
     return settings
 
 
-def chooseCPUs(pin: bool) -> tuple[int | None, int | None]:
-    """The CPUs for the server and for this generator, when there are two to spare."""
-    if not pin or not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return cpus[0], cpus[1]
-
-
-def say(text: str) -> None:
-    """Print a progress line now."""
-    print(text, flush=True)
-
-
 class Soak:
     """One soak run, phase by phase; L{results} holds every figure."""
 
@@ -981,7 +705,7 @@ class Soak:
         self.reactor = reactor
         self.settings = settings
         self.run = Run(reactor, settings.clients, settings.rate, settings.duration)
-        self.server: ServerProcess | None = None
+        self.server: SoakServer | None = None
         self.serverPid = settings.server_pid
         self.results: dict[str, Any] = {
             "clients": settings.clients,
@@ -1011,7 +735,7 @@ class Soak:
             self._rss("end")
             await self._quit()
             self._rss("after_quit")
-        except SoakAborted as error:
+        except Aborted as error:
             self.results["aborted"] = str(error)
             say(f"ABORTED: {error}")
         finally:
@@ -1019,7 +743,7 @@ class Soak:
                 client.abort()
             if self.server is not None:
                 say("stopping the server (SIGTERM)...")
-                status = await self.server.stop(timeout=30)
+                status = await self.server.stop(30)
                 self.results["server_exit_code"] = status
                 self.results["server_exit_clean"] = self.server.cleanExit(status)
                 self.results["server_exited_early"] = self.server.exitedEarly
@@ -1046,7 +770,7 @@ class Soak:
             options += ["--db", settings.db]
         say(f"  history: --db {settings.db or 'chatsvc.db (in the server directory)'}")
         self.results["db"] = settings.db or "chatsvc.db"
-        self.server = ServerProcess(self.reactor, options, serverCPU, settings.server_log)
+        self.server = SoakServer(self.reactor, options, serverCPU, settings.server_log)
         listening = self.server.start()
         self.serverPid = self.server.pid
         if generatorCPU is not None:
@@ -1090,7 +814,7 @@ class Soak:
         except defer.FirstError as error:
             # A refused connection, or a client the server turned away or disconnected.
             failure = error.subFailure
-            raise SoakAborted(f"a client failed to join: {failure.getErrorMessage()}") from None
+            raise Aborted(f"a client failed to join: {failure.getErrorMessage()}") from None
         elapsed = time.monotonic() - started
         self.results["join_seconds"] = round(elapsed, 3)
         say(f"all {settings.clients} joined and seen by all in {elapsed:.2f} s")
@@ -1117,7 +841,7 @@ class Soak:
         try:
             await within(self.reactor, run.drained, settings.drain_timeout, "deliveries to drain")
             drained = True
-        except SoakAborted:
+        except Aborted:
             drained = False
         end = time.monotonic()
         cpuAfter, serverAfter = ownCPUSeconds(), self._serverCPU()
@@ -1296,25 +1020,11 @@ def main(argv: list[str] | None = None) -> int:
 
     reactor = cast(IReactor, globalReactor)
     soak = Soak(reactor, settings)
-    outcome: list[Failure | None] = []
-
-    def finished(result: None | Failure) -> None:
-        outcome.append(result if isinstance(result, Failure) else None)
-        reactor.stop()
-
-    def begin() -> None:
-        coroutine: Coroutine[Deferred[Any], Any, None] = soak()
-        defer.ensureDeferred(coroutine).addBoth(finished)
-
-    reactor.callWhenRunning(begin)
-    reactor.run()
-    if not outcome:
-        say("interrupted")
+    try:
+        runUntilDone(reactor, soak)
+    except Unfinished:
         if soak.server is not None:
             soak.server.kill()
-        return 1
-    if outcome[0] is not None:
-        outcome[0].printTraceback()
         return 1
     results = soak.results
     print()

@@ -1,12 +1,13 @@
 """
-Real processes for end-to-end tests: a C{twistd -n chatroom} server on a free loopback port, and
-C{python -m chatsvc.client} processes with piped stdin.
+Real processes for end-to-end tests: a C{twistd -n chatroom} server on a free loopback port,
+C{python -m chatsvc.client} processes with piped stdin, and the scripts in benchmarks/ run whole.
 
 Every wait is for a specific line, bounded by a timeout; nothing sleeps for a fixed time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -16,7 +17,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from twisted.trial.unittest import SynchronousTestCase
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
@@ -177,3 +180,32 @@ class Client(Running):
             stdin=stdin,
         )
         self.nick = nick
+
+
+def runScript(
+    test: SynchronousTestCase, script: Path, *arguments: str, timeout: float
+) -> tuple[str, Any]:
+    """
+    Run C{script} (one of benchmarks/) as a person would, with C{arguments} and C{--json}, in a
+    new directory of C{test}'s; it must exit with status 0 within C{timeout} seconds.
+
+    @return: its output (stdout and stderr together) and its JSON report.
+    """
+    directory = Path(test.mktemp()).resolve()
+    directory.mkdir()
+    report = directory / f"{script.stem}.json"
+    try:
+        finished = subprocess.run(
+            [sys.executable, str(script), *arguments, "--json", str(report)],
+            cwd=directory,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as expired:
+        test.fail(f"{script.name} still running after {timeout:g} s:\n{expired.output}")
+    test.assertEqual(finished.returncode, 0, finished.stdout)
+    return finished.stdout, json.loads(report.read_text(encoding="utf-8"))

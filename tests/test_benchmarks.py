@@ -1,23 +1,31 @@
 """
 The fan-out benchmark (benchmarks/fanout.py) and its reference relay (benchmarks/relay.py), run
 tiny: each workload against both servers, every delivery checked. The real sizes are run by hand;
-this keeps the harness itself working.
+this keeps the harness itself working. How its clients count join notices is also checked on
+lines in memory, summaries of a crowded room among them.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.processes import ROOT, environment
+from tests.processes import ROOT, environment, runScript
 
-FANOUT = ROOT / "benchmarks" / "fanout.py"
-RELAY = ROOT / "benchmarks" / "relay.py"
+BENCHMARKS = ROOT / "benchmarks"
+FANOUT = BENCHMARKS / "fanout.py"
+RELAY = BENCHMARKS / "relay.py"
+
+# The scripts import their shared module as "harness", found in their own folder, which Python
+# puts first on sys.path when it runs one by path; importing one here needs the folder there too.
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from fanout import BenchClient, Phase, Run  # noqa: E402
 TIMEOUT = 90.0
 """Seconds one small benchmark run may take (each needs a few)."""
 
@@ -30,26 +38,9 @@ class FanoutTests(SynchronousTestCase):
         Run the benchmark against both targets; its exit status must be 0. Returns the results
         of its one workload by target, after checking what every report holds.
         """
-        directory = Path(self.mktemp()).resolve()
-        directory.mkdir()
-        report = directory / "fanout.json"
-        try:
-            finished = subprocess.run(
-                [sys.executable, str(FANOUT), *arguments, "--json", str(report)],
-                cwd=directory,
-                env=environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=TIMEOUT,
-            )
-        except subprocess.TimeoutExpired as expired:
-            self.fail(f"fanout.py still running after {TIMEOUT:g} s:\n{expired.output}")
-        self.assertEqual(finished.returncode, 0, finished.stdout)
-        self.assertIn("chatsvc/relay", finished.stdout)
-        document = json.loads(report.read_text(encoding="utf-8"))
-        self.assertTrue(document["passed"], finished.stdout)
+        output, document = runScript(self, FANOUT, *arguments, timeout=TIMEOUT)
+        self.assertIn("chatsvc/relay", output)
+        self.assertTrue(document["passed"], output)
         machine = document["machine"]
         self.assertGreater(machine["cpu_count"], 0)
         self.assertTrue(machine["python"])
@@ -58,7 +49,7 @@ class FanoutTests(SynchronousTestCase):
         results: dict[str, Any] = workload["results"]
         self.assertEqual(sorted(results), ["chatsvc", "relay"])
         for target, figures in results.items():
-            self.assertIsNone(figures["aborted"], f"{target}: {finished.stdout}")
+            self.assertIsNone(figures["aborted"], f"{target}: {output}")
             self.assertEqual(figures["errors"], 0, f"{target}: {figures['error_lines']}")
             self.assertGreater(figures["generator_cpu_percent"], 0, target)
         self.assertTrue(document["table"])
@@ -134,6 +125,97 @@ class FanoutTests(SynchronousTestCase):
             self.assertGreater(figures["handshake_seconds"], 0)
         # chatsvc's member list tells each client its place, so each one's count is checked.
         self.assertEqual(results["chatsvc"]["joins_missing_by_member_list"], 0)
+
+
+class JoinNoticeTests(SynchronousTestCase):
+    """
+    How fanout.py's clients count join notices, alone (C{<nick> joined!}) or in the summaries
+    of a crowded chatsvc room (C{*** Joined: <nick>, ...}), from lines in memory.
+    """
+
+    CLIENTS = 5
+
+    def setUp(self) -> None:
+        self.shared = Run(cast(Any, Clock()), self.CLIENTS, 0, 80, exactLatency=False)
+        self.addCleanup(self.shared.readers.close)
+
+    def member(self, index: int) -> BenchClient:
+        """Client C{index}, past its handshake."""
+        client = BenchClient(self.shared, index)
+        client.member = True
+        return client
+
+    def assertNoErrors(self) -> None:
+        """No client saw an error or a notice it had no use for."""
+        self.assertEqual(self.shared.errorCount, 0, self.shared.errors)
+        self.assertEqual(self.shared.noticeCount, 0, self.shared.notices)
+
+    def test_summaryCountsEachName(self) -> None:
+        """
+        Each of the clients' nicknames in a C{*** Joined: } line is a join notice seen, as a
+        C{joined!} line is; a summary line may come in pieces; a newcomer's member line with
+        the count only gives its place, and a long member list's further lines are ignored.
+        """
+        client = self.member(0)
+        client.dataReceived(
+            b"*** Members (1): too many to list here; /who shows them all\r\n"
+            b"***   n0000009, n0000010\r\n"
+            b"*** Joined: n0000001, n00"
+        )
+        self.assertEqual((client.joins, self.shared.joinsSeen), (0, 0))
+        client.dataReceived(b"00002, n0000003\r\nn0000004 joined!\r\n")
+        self.assertEqual(client.position, 1)
+        self.assertEqual((client.joins, self.shared.joinsSeen), (4, 4))
+        self.assertNoErrors()
+
+    def test_foreignNames(self) -> None:
+        """
+        Names that are not the clients' in a summary count for nothing but foreign lines; the
+        same line received by another client counts alike.
+        """
+        first, second = self.member(0), self.member(1)
+        line = b"*** Joined: n0000001, Alice, n0000002\r\n"
+        first.dataReceived(line + b"*** Joined: Bob\r\n")
+        self.assertEqual((first.joins, self.shared.joinsSeen), (2, 2))
+        self.assertEqual(self.shared.foreignLines, 2)
+        second.dataReceived(line)
+        self.assertEqual((second.joins, self.shared.joinsSeen), (2, 4))
+        self.assertEqual(self.shared.foreignLines, 3)
+        self.assertNoErrors()
+
+    def test_leftSummary(self) -> None:
+        """
+        Each name in a C{*** Left: } line is a leave; while the load runs, each such line is an
+        error, as a C{left!} line is.
+        """
+        client = self.member(0)
+        client.dataReceived(b"*** Left: n0000001, n0000002\r\n")
+        self.assertEqual(self.shared.leaves, 2)
+        self.assertNoErrors()
+        self.shared.phase = Phase.LOADING
+        client.dataReceived(b"*** Left: n0000003, n0000004, n0000005\r\nn0000006 left!\r\n")
+        self.assertEqual(self.shared.leaves, 6)
+        self.assertEqual(self.shared.errorCount, 2, self.shared.errors)
+        self.assertIn("a member left during the load", self.shared.errors[0])
+
+    def test_stormCompleteOnLastNotice(self) -> None:
+        """
+        With every client in, the storm is complete the moment its C*(C-1)/2-th notice arrives,
+        however the notices came.
+        """
+        shared = self.shared
+        shared.handshaked = shared.count
+        self.assertEqual(shared.joinsExpected, 10)
+        clients = [self.member(index) for index in range(self.CLIENTS)]
+        clients[0].dataReceived(b"*** Joined: n0000001, n0000002, n0000003, n0000004\r\n")
+        clients[1].dataReceived(b"*** Joined: n0000002, n0000003\r\nn0000004 joined!\r\n")
+        clients[2].dataReceived(b"*** Joined: n0000003\r\n*** Joined: n0000004\r\n")
+        self.assertIsNone(shared.joinsCompleteAt)
+        clients[3].dataReceived(b"n0000004 joined!\r\n")
+        self.assertIsNotNone(shared.joinsCompleteAt)
+        self.assertEqual([client.joins for client in clients], [4, 3, 2, 1, 0])
+        self.assertEqual(shared.joinsSeen, shared.joinsExpected)
+        self.assertNoErrors()
 
 
 class RelayTests(SynchronousTestCase):
