@@ -324,14 +324,24 @@ class Workload:
         return self.rate if self.kind == "openloop" else None
 
 
-def chatsvcOptions(workload: Workload, backlog: int) -> tuple[list[str], list[str]]:
-    """The chatroom options for C{workload} (after --listen), and why each limit is raised."""
+def chatsvcOptions(
+    workload: Workload, backlog: int, history: bool = False
+) -> tuple[list[str], list[str]]:
+    """
+    The chatroom options for C{workload} (after --listen), and why each limit is raised;
+    C{history}: whether the server stores history (in its own directory), as by default.
+    """
     connections = workload.clients + 16
-    options = ["--db", ":memory:"]
-    reasons = ["--db :memory: (no history store): the workload is about fan-out"]
-    if backlog > 50:
+    if history:
+        options = []
+        reasons = ["history stored, as by default: --db chatsvc.db in the server's directory"]
+    else:
+        options = ["--db", ":memory:"]
+        reasons = ["--db :memory: (no history store): the workload is about fan-out"]
+    if backlog > DEFAULT_LIMITS["backlog"]:
+        options += ["--backlog", str(backlog)]
         reasons.append(
-            f"--listen tcp:0:interface=127.0.0.1:backlog={backlog} (Twisted's default 50): "
+            f"--backlog {backlog} (default {DEFAULT_LIMITS['backlog']}): "
             f"{workload.clients} clients connect at once"
         )
     if connections > DEFAULT_LIMITS["max-connections"]:
@@ -377,9 +387,17 @@ def chatsvcOptions(workload: Workload, backlog: int) -> tuple[list[str], list[st
 
 
 def makeServer(
-    reactor: IReactor, target: str, workload: Workload, cpu: int | None, log: Path | None
+    reactor: IReactor,
+    target: str,
+    workload: Workload,
+    cpu: int | None,
+    log: Path | None,
+    history: bool = False,
 ) -> tuple[ServerProcess, list[str]]:
-    """The server process for C{target}, and the settings it gets (with the reasons)."""
+    """
+    The server process for C{target}, and the settings it gets (with the reasons); with
+    C{history}, chatsvc stores its rooms' history.
+    """
     backlog = listenBacklog(workload.clients)
     if target == "relay":
         command = [sys.executable, str(RELAY), "--port", "0", "--backlog", str(backlog)]
@@ -389,11 +407,9 @@ def makeServer(
         )
         listening = re.compile(r"^(\d+)$")
     else:
-        options, reasons = chatsvcOptions(workload, backlog)
+        options, reasons = chatsvcOptions(workload, backlog, history)
         command = chatroomCommand(
-            options,
-            listen=f"tcp:0:interface=127.0.0.1:backlog={backlog}",
-            twistdOptions=["--reactor=epoll"],
+            options, listen="tcp:0:interface=127.0.0.1", twistdOptions=["--reactor=epoll"]
         )
         listening = LISTENING
     server = ServerProcess(
@@ -1274,7 +1290,9 @@ class Bench:
         if self.settings.server_log is not None:
             self.settings.server_log.mkdir(parents=True, exist_ok=True)
             log = self.settings.server_log / f"{workload.kind}-{workload.clients}-{target}.log"
-        server, reasons = makeServer(self.reactor, target, workload, self.serverCPU, log)
+        server, reasons = makeServer(
+            self.reactor, target, workload, self.serverCPU, log, self.settings.history
+        )
         say(f"--- {workload.name} against {target}")
         say("    server settings raised for this load (the defaults are for public servers):")
         for reason in reasons:
@@ -1938,6 +1956,7 @@ class Settings(argparse.Namespace):
     server_log: Path | None
     pin: bool
     seed: int | None
+    history: bool
 
 
 STANDARD_DURATION = 6.0
@@ -2028,6 +2047,10 @@ def parseArguments(argv: list[str]) -> Settings:
         help="do not pin the server and the generator to separate CPUs",
     )
     parser.add_argument("--seed", type=int, help="seed for the open loop's send phases")
+    parser.add_argument(
+        "--history", action="store_true",
+        help="chatsvc stores history in a SQLite file, as by default (otherwise --db :memory:)",
+    )
     settings = parser.parse_args(argv, namespace=Settings())
     if settings.clients is not None and settings.clients < 2:
         parser.error("--clients must be at least 2")

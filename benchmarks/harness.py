@@ -53,6 +53,8 @@ DEFAULT_LIMITS = {
     "flood-burst": 20,
     "max-send-queue": 1 << 20,
     "name-timeout": 60.0,
+    "backlog": 1024,
+    "crowd": 100,
 }
 """chatsvc's defaults (chatsvc.limits.Limits) for the limits a load may need raised."""
 

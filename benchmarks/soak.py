@@ -243,6 +243,13 @@ def serverOptions(clients: int, rate: float) -> tuple[list[str], list[str]]:
         f"--max-connections-per-address {connections} (default "
         f"{DEFAULT_LIMITS['max-connections-per-address']}): every client connects from 127.0.0.1"
     )
+    if clients > DEFAULT_LIMITS["crowd"]:
+        options += ["--crowd", str(connections)]
+        reasons.append(
+            f"--crowd {connections} (default {DEFAULT_LIMITS['crowd']}): every client checks "
+            "each other's join as a line of its own (a larger room would announce joins "
+            "together, once a second)"
+        )
     floodRate = max(DEFAULT_LIMITS["flood-rate"], 4 * rate)
     if floodRate > DEFAULT_LIMITS["flood-rate"]:
         options += ["--flood-rate", f"{floodRate:g}"]
@@ -377,6 +384,8 @@ class SoakClient(Protocol):
         self.known = bytearray(run.size)
         self.knownCount = 0
         self.sawMembers = False
+        self.membersDue = 0
+        """Names of the member list still to come on lines of their own."""
         self.sawWelcome = False
         # Per sender: the highest sequence number received, and the lower ones still missing.
         self.lastSeq = array("q", [0]) * run.size
@@ -559,12 +568,13 @@ class SoakClient(Protocol):
                 return
             self.sawMembers = True
             names = match.group(2).split(", ")
-            if len(names) != int(match.group(1)):
-                run.error(self.nick, f"member list with a wrong count: {text[:80]!r}...")
-            for name in names:
-                index = run.indexByName.get(name)
-                if index is not None and not self.known[index]:
-                    self._know(index)
+            # Past a hundred names, the list goes on in lines of its own ("***   a, b").
+            self.membersDue = int(match.group(1)) - len(names)
+            self._knowMembers(names, text)
+        elif text.startswith("***   ") and self.membersDue > 0:
+            names = text[6:].split(", ")
+            self.membersDue -= len(names)
+            self._knowMembers(names, text)
         elif text == WELCOME and not self.sawWelcome:
             self.sawWelcome = True
         elif text == f"*** Goodbye, {self.nick}!" and self.state is ClientState.QUITTING:
@@ -574,6 +584,16 @@ class SoakClient(Protocol):
             run.floodNotices += 1
         else:
             run.error(self.nick, f"unexpected notice {text!r}")
+
+    def _knowMembers(self, names: list[str], text: str) -> None:
+        # Names of a member list (its first line or a later one).
+        run = self.run
+        if self.membersDue < 0:
+            run.error(self.nick, f"member list with a wrong count: {text[:80]!r}...")
+        for name in names:
+            index = run.indexByName.get(name)
+            if index is not None and not self.known[index]:
+                self._know(index)
 
     def _refused(self, text: str) -> None:
         self.run.error(self.nick, f"unexpected line while joining: {text!r}")
