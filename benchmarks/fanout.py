@@ -11,7 +11,9 @@ The fan-out benchmark: chatsvc against a reference relay, measured in the same r
 
 Every workload runs against each target (C{--target both}, the default): chatsvc itself
 (C{twistd -n chatroom}) and C{benchmarks/relay.py}, the thinnest Twisted relay that speaks the same
-handshake. The relay is the ceiling a Twisted server can reach on this machine today, so every
+handshake. A third target, C{history}, is chatsvc storing its rooms' history in its SQLite file
+(as by default; the target C{chatsvc} runs with C{--db :memory:}): C{--target chatsvc,history}
+shows what storing costs. The relay is the ceiling a Twisted server can reach on this machine today, so every
 figure is also shown as a ratio, chatsvc/relay, which holds on a noisy or slower machine where the
 absolute figures do not.
 
@@ -162,7 +164,12 @@ from harness import (
 
 RELAY = Path(__file__).resolve().parent / "relay.py"
 
-TARGETS = ("chatsvc", "relay")
+TARGETS = ("chatsvc", "history", "relay")
+"""What can be measured: chatsvc without history (C{--db :memory:}), chatsvc storing history in
+its SQLite file as it does by default, and the relay."""
+
+RATIOS = (("chatsvc", "relay"), ("history", "chatsvc"))
+"""The ratios shown, where a run has both targets."""
 WORKLOADS = ("openloop", "closedloop", "idle", "joinstorm")
 
 NICK_FORMAT = b"n%07d"
@@ -1291,7 +1298,7 @@ class Bench:
             self.settings.server_log.mkdir(parents=True, exist_ok=True)
             log = self.settings.server_log / f"{workload.kind}-{workload.clients}-{target}.log"
         server, reasons = makeServer(
-            self.reactor, target, workload, self.serverCPU, log, self.settings.history
+            self.reactor, target, workload, self.serverCPU, log, history=target == "history"
         )
         say(f"--- {workload.name} against {target}")
         say("    server settings raised for this load (the defaults are for public servers):")
@@ -1874,32 +1881,37 @@ def ratio(chatsvc: Any, relay: Any) -> float | None:
 
 def table(report: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """The comparison table as text, and its rows as data."""
-    header = ("workload / figure", "chatsvc", "relay", "chatsvc/relay")
-    lines: list[tuple[str, str, str, str]] = []
+    present = [t for t in TARGETS if any(t in entry["results"] for entry in report)]
+    ratios = [(a, b) for a, b in RATIOS if a in present and b in present]
+    header = ("workload / figure", *present, *(f"{a}/{b}" for a, b in ratios))
+    lines: list[tuple[str, ...]] = []
     rows: list[dict[str, Any]] = []
     for entry in report:
         workload = Workload(**entry["workload"])
         runs = entry["results"]
-        lines.append((workload.name, "", "", ""))
+        lines.append((workload.name, *("" for _ in header[1:])))
         for label, get, form in rowsFor(workload):
-            values = {target: get(runs[target]) if target in runs else None for target in TARGETS}
-            if any(runs.get(target, {}).get("aborted") for target in TARGETS):
+            values = {target: get(runs[target]) if target in runs else None for target in present}
+            if any(runs.get(target, {}).get("aborted") for target in present):
                 values = {
                     target: ("ABORTED" if runs.get(target, {}).get("aborted") else value)
                     for target, value in values.items()
                 }
-            share = ratio(values["chatsvc"], values["relay"]) if label not in NO_RATIO else None
+            shares = {
+                f"{a}/{b}": ratio(values[a], values[b]) if label not in NO_RATIO else None
+                for a, b in ratios
+            }
             lines.append((
                 f"  {label}",
-                cell(values["chatsvc"], form) if "chatsvc" in runs else "-",
-                cell(values["relay"], form) if "relay" in runs else "-",
-                "" if share is None else f"{share:.3f}",
+                *(cell(values[target], form) if target in runs else "-" for target in present),
+                *("" if share is None else f"{share:.3f}" for share in shares.values()),
             ))
             rows.append({
-                "workload": workload.name, "figure": label, "chatsvc": values["chatsvc"],
-                "relay": values["relay"], "ratio": share,
+                "workload": workload.name, "figure": label, **values,
+                # chatsvc/relay is "ratio", as it has always been; any other under its name.
+                **{"ratio" if name == "chatsvc/relay" else name: share for name, share in shares.items()},
             })
-    widths = [max(len(line[column]) for line in [header, *lines]) for column in range(4)]
+    widths = [max(len(line[column]) for line in [header, *lines]) for column in range(len(header))]
     text = [
         "  ".join(
             part.ljust(widths[column]) if column == 0 else part.rjust(widths[column])
@@ -1939,6 +1951,17 @@ def machine(bench: Bench) -> dict[str, Any]:
 # The command line
 
 
+def targetList(text: str) -> str:
+    """The C{--target} argument, checked."""
+    if text != "both" and (
+        not text or any(target not in TARGETS for target in text.split(","))
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give both, or a list of {', '.join(TARGETS)} separated by commas"
+        )
+    return text
+
+
 class Settings(argparse.Namespace):
     """The command line."""
 
@@ -1956,7 +1979,6 @@ class Settings(argparse.Namespace):
     server_log: Path | None
     pin: bool
     seed: int | None
-    history: bool
 
 
 STANDARD_DURATION = 6.0
@@ -2014,8 +2036,10 @@ def parseArguments(argv: list[str]) -> Settings:
         help="what to run (default: the standard suite)",
     )
     parser.add_argument(
-        "--target", choices=[*TARGETS, "both"], default="both",
-        help="which server(s) to measure (default both, in the same run, with ratios)",
+        "--target", type=targetList, default="both",
+        help="which servers to measure, in the same run, with ratios: both (chatsvc and the "
+        "relay, the default), or a comma-separated list of chatsvc, history (chatsvc storing "
+        "history, as it does by default) and relay",
     )
     parser.add_argument("--clients", type=int, help="N (or C): clients in the room")
     parser.add_argument("--senders", type=int, help="K: how many of them send (default all)")
@@ -2047,10 +2071,7 @@ def parseArguments(argv: list[str]) -> Settings:
         help="do not pin the server and the generator to separate CPUs",
     )
     parser.add_argument("--seed", type=int, help="seed for the open loop's send phases")
-    parser.add_argument(
-        "--history", action="store_true",
-        help="chatsvc stores history in a SQLite file, as by default (otherwise --db :memory:)",
-    )
+
     settings = parser.parse_args(argv, namespace=Settings())
     if settings.clients is not None and settings.clients < 2:
         parser.error("--clients must be at least 2")
@@ -2099,7 +2120,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.seed is not None:
         random.seed(settings.seed)
     workloads = workloadsFor(settings)
-    targets = ["relay", "chatsvc"] if settings.target == "both" else [settings.target]
+    targets = ["relay", "chatsvc"] if settings.target == "both" else settings.target.split(",")
     files = raiseFileLimit()
     needed = max(workload.clients for workload in workloads) + SPARE_FILES
     if files < needed:
