@@ -212,8 +212,12 @@ RAMP_AT_LEAST = 32
 """The ramp goes at least this far: small windows are noisy, and no server peaks below it."""
 CLOSED_SLICE = 1.0
 """Seconds of a slice of the closed loop's sustained measure."""
-STOP_GRACE = 2.0
-"""Seconds a server has to exit after SIGTERM before it is killed."""
+STOP_GRACE = 8.0
+"""
+Seconds a server has to exit after SIGTERM before it is killed: chatsvc tells each member
+goodbye and waits up to 5 s (its --shutdown-grace) for them to close, which thousands of
+members, each logged as they go, take a few seconds to do.
+"""
 
 def monotonicUs() -> int:
     """The monotonic clock in microseconds: what senders stamp and receivers compare with."""

@@ -53,7 +53,7 @@ DEFAULT_LIMITS = {
     "flood-burst": 20,
     "max-send-queue": 1 << 20,
     "name-timeout": 60.0,
-    "backlog": 1024,
+    "backlog": 4096,
     "crowd": 100,
 }
 """chatsvc's defaults (chatsvc.limits.Limits) for the limits a load may need raised."""

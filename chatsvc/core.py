@@ -287,9 +287,7 @@ class Room:
         self.recent: deque[StoredMessage] = deque(maxlen=historyKept)
         """The newest messages of the room, oldest first."""
         self._members: dict[IMember, None] = {}
-        # Snapshot of the members for broadcasting; rebuilt only when membership changes, so
-        # a broadcast neither copies the member list nor trips over a member leaving mid-loop.
-        self.recipients: tuple[IMember, ...] = ()
+        self._recipients: tuple[IMember, ...] | None = ()
         # The members' nicknames, sorted, while nobody has joined, left or been renamed.
         self._sortedNicks: list[str] | None = None
         # Joins and leaves held for the next announcement of a crowded room (see Hub), in
@@ -307,6 +305,19 @@ class Room:
         """Whether C{member} is in the room."""
         return member in self._members
 
+    @property
+    def recipients(self) -> tuple[IMember, ...]:
+        """
+        The members, in the order they joined, for broadcasting: a snapshot, so that a
+        broadcast neither copies the member list nor trips over a member leaving mid-loop;
+        taken again only when it is asked for after the membership changed (thousands
+        leaving at once, as at shutdown, cost one snapshot, not one each).
+        """
+        recipients = self._recipients
+        if recipients is None:
+            recipients = self._recipients = tuple(self._members)
+        return recipients
+
     def members(self) -> Iterable[IMember]:
         """The members, in the order they joined."""
         return self.recipients
@@ -320,13 +331,11 @@ class Room:
 
     def _add(self, member: IMember) -> None:
         self._members[member] = None
-        self.recipients = tuple(self._members)
-        self._sortedNicks = None
+        self._recipients = self._sortedNicks = None
 
     def _remove(self, member: IMember) -> None:
         del self._members[member]
-        self.recipients = tuple(self._members)
-        self._sortedNicks = None
+        self._recipients = self._sortedNicks = None
 
 
 class Hub:

@@ -84,7 +84,7 @@ class Options(usage.Options):
         [
             "backlog",
             None,
-            1024,
+            4096,
             "Connections the kernel may complete before the server accepts them, for each "
             "TCP, TLS and UNIX endpoint that does not give its own backlog= (the kernel caps "
             "it at net.core.somaxconn).",

@@ -50,14 +50,14 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """With no options the server listens on TCP 5051, console logs, 4 KiB lines."""
         options = parse()
-        self.assertEqual(options["endpoints"], ["tcp:5051:backlog=1024"])
+        self.assertEqual(options["endpoints"], ["tcp:5051:backlog=4096"])
         self.assertEqual(options["log-format"], "console")
         self.assertEqual(options["max-line-length"], 4096)
 
     def test_port(self) -> None:
         """--port N listens on TCP port N."""
-        self.assertEqual(parse("--port", "6000")["endpoints"], ["tcp:6000:backlog=1024"])
-        self.assertEqual(parse("-p", "0")["endpoints"], ["tcp:0:backlog=1024"])
+        self.assertEqual(parse("--port", "6000")["endpoints"], ["tcp:6000:backlog=4096"])
+        self.assertEqual(parse("-p", "0")["endpoints"], ["tcp:0:backlog=4096"])
 
     def test_badPort(self) -> None:
         """A port that is not a number from 0 to 65535 is a usage error."""
@@ -71,7 +71,7 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(
             options["endpoints"],
-            ["tcp:5051:interface=127.0.0.1:backlog=1024", "unix:/tmp/chat.sock:backlog=1024"],
+            ["tcp:5051:interface=127.0.0.1:backlog=4096", "unix:/tmp/chat.sock:backlog=4096"],
         )
 
     def test_backlog(self) -> None:
@@ -98,7 +98,7 @@ class OptionsTests(SynchronousTestCase):
     def test_listenAndPort(self) -> None:
         """--port given with --listen is listened on too."""
         options = parse("--listen", "tcp6:5052", "--port", "5053")
-        self.assertEqual(options["endpoints"], ["tcp:5053:backlog=1024", "tcp6:5052:backlog=1024"])
+        self.assertEqual(options["endpoints"], ["tcp:5053:backlog=4096", "tcp6:5052:backlog=4096"])
 
     def test_badListen(self) -> None:
         """An endpoint description Twisted cannot parse is a usage error that names it."""
