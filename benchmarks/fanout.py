@@ -286,6 +286,17 @@ class Probe:
         return figures
 
 
+def linesOfWidth(data: bytes, width: int) -> int:
+    """
+    How many lines C{data} holds if every one is C{width} bytes long with its C{\\n} (checked
+    with a few C-level operations on the whole read, not line by line); 0 if not.
+    """
+    count, rest = divmod(len(data), width)
+    if rest or data[width - 1 :: width].count(b"\n") != count or data.count(b"\n") != count:
+        return 0
+    return count
+
+
 def listenBacklog(connections: int) -> int:
     """A listen backlog for C{connections} arriving at once, within the kernel's own cap."""
     try:
@@ -873,13 +884,9 @@ class BenchClient(Protocol):
             data = self._handshake(data, now)
             if not data:
                 return
-        if not len(data) % JOIN_WIDTH and data.endswith(JOIN_SUFFIX):
-            count = len(data) // JOIN_WIDTH
-            if (
-                data[JOIN_WIDTH - 1 :: JOIN_WIDTH].count(b"\n") == count
-                and data.count(b"\n") == count
-                and data.count(JOIN_SUFFIX) == count
-            ):
+        if data.endswith(JOIN_SUFFIX):
+            count = linesOfWidth(data, JOIN_WIDTH)
+            if count and data.count(JOIN_SUFFIX) == count:
                 # Nothing but join notices, each of a test member's nickname's width.
                 self.joins += count
                 run.joinsSeenAdd(count, now)
@@ -901,11 +908,9 @@ class BenchClient(Protocol):
         """
         run = self.run
         width = run.width
-        count = len(data) // width
+        count = linesOfWidth(data, width)
         if (
-            not len(data) % width
-            and data[width - 1 :: width].count(b"\n") == count
-            and data.count(b"\n") == count
+            count
             and data[NICK_WIDTH::width].count(b":") == count
             and data[::width].count(b"n") == count
         ):
@@ -989,12 +994,11 @@ class BenchClient(Protocol):
 
     def _checked(self, data: bytes, now: int) -> int:
         """Complete lines, checked run by run (or line by line); the deliveries to count."""
-        run = self.run
-        width = run.width
-        lines = len(data) // width
-        # Every width-th byte a line end: chat lines, presumably (every run of them is compared
-        # with what was sent, so a line of another kind or length cannot pass unnoticed).
-        if len(data) != lines * width or data[width - 1 :: width].count(b"\n") != lines:
+        width = self.run.width
+        # Every line of a chat line's width: chat lines, presumably (every run of them is
+        # compared with what was sent, so a line of another kind cannot pass unnoticed).
+        lines = linesOfWidth(data, width)
+        if not lines:
             # Not only chat lines: one by one, or a group of one sender's at a time.
             return self._lines(data, now)
         return self._chat(data, lines, now)
