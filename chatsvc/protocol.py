@@ -586,14 +586,18 @@ class ChatProtocol(LineReceiver):
         # epoll_ctl calls besides the send, for every line to every member. When nothing is
         # waiting in that buffer, this sends at once, and leaves to write() only what the
         # kernel did not take (or a failure, which Twisted then meets and handles as ever).
+        # The socket is sent to directly: Twisted's writeSomeData adds two calls and a retry
+        # loop for EINTR, which Python's send() already retries, to every line.
         transport: TCPConnection = self.transport  # type: ignore[assignment]
         if transport.dataBuffer or transport._tempDataLen or transport.disconnecting:
             transport.write(data)
             return
-        sent = transport.writeSomeData(data)
-        if not isinstance(sent, int):  # the connection is lost
+        try:
+            sent = transport.socket.send(data)
+        except OSError:  # the kernel's buffer is full, or the connection failed
             transport.write(data)
-        elif sent < len(data):
+            return
+        if sent < len(data):
             transport.write(data[sent:])
 
     def sendBlocked(self) -> None:

@@ -12,6 +12,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import Clock
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.tcp import Connection as TCPConnection
 from twisted.internet.testing import EventLoggingObserver, MemoryReactor, StringTransport
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -1203,6 +1204,127 @@ class GatheringTests(ProtocolTestCase):
             alice.writes, [b"*** Members (1): Alice\r\n*** Goodbye, Alice!\r\n"]
         )
         self.assertTrue(alice.disconnecting)
+
+
+class LoopbackConnection(TCPConnection):
+    """
+    Twisted's own TCP connection class on one end of a real loopback TCP connection, with the
+    addresses a server's connection has; its reactor is a L{MemoryReactor}, so the test does
+    what the reactor would: it calls L{doWrite} once the peer has read.
+    """
+
+    def __init__(self, skt: socket.socket, protocol: Protocol, reactor: MemoryReactor) -> None:
+        super().__init__(skt, protocol, reactor)
+        self.connected = 1
+
+    def getPeer(self) -> IPv4Address:
+        host, port = self.socket.getpeername()
+        return IPv4Address("TCP", host, port)
+
+    def getHost(self) -> IPv4Address:
+        host, port = self.socket.getsockname()
+        return IPv4Address("TCP", host, port)
+
+
+class WriteThroughTests(ProtocolTestCase):
+    """
+    On a TCP connection, a member's lines go straight to the kernel while nothing waits in
+    Twisted's buffer before them; what the kernel does not take waits there, in order.
+    """
+
+    limits = Limits(floodBurst=1000, maxConnectionsPerAddress=1000)
+
+    def loopbackMember(self, nick: str, sendBuffer: int | None = None) -> tuple[
+        LoopbackConnection, socket.socket, MemoryReactor
+    ]:
+        """A member on a real loopback TCP connection, joined; the peer's socket."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        peer = socket.create_connection(listener.getsockname(), timeout=10)
+        self.addCleanup(peer.close)
+        server, _ = listener.accept()
+        if sendBuffer is not None:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sendBuffer)
+        reactor = MemoryReactor()
+        protocol = self.factory.buildProtocol(None)
+        assert isinstance(protocol, ChatProtocol)
+        connection = LoopbackConnection(server, protocol, reactor)
+        self.addCleanup(server.close)
+        protocol.makeConnection(connection)
+        self.assertEqual(self.receive(peer, b"GET_NAME\r\n"), b"GET_NAME\r\n")
+        protocol.dataReceived(f"{nick}\n".encode())
+        self.clock.advance(0)
+        welcome = self.receive(peer, b"/quit to leave.\r\n")
+        self.assertTrue(welcome.startswith(f"{nick} connected to server!\r\n".encode()))
+        return connection, peer, reactor
+
+    def receive(self, peer: socket.socket, end: bytes) -> bytes:
+        """Read from C{peer} until what has arrived ends with C{end} (or 10 s pass)."""
+        received = b""
+        while not received.endswith(end):
+            chunk = peer.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+    def test_straightToTheKernel(self) -> None:
+        """
+        A line goes out at once: the peer can read it before the reactor runs again, and the
+        reactor was never asked to watch the socket for writing.
+        """
+        alice = self.join("Alice")
+        connection, peer, reactor = self.loopbackMember("Bob")
+        alice.send("hello\nand more\n")
+        lines = b"Alice: hello\r\nAlice: and more\r\n"
+        self.assertEqual(self.receive(peer, lines), lines)
+        self.assertEqual(unsentBytes(connection), 0)
+        self.assertNotIn(connection, reactor.writers)
+
+    def test_whatTheKernelLeavesWaitsInOrder(self) -> None:
+        """
+        Once the kernel's buffers are full, the rest waits in Twisted's buffer, and later lines
+        queue behind it even when the kernel has room again; everything arrives in order.
+        """
+        alice = self.join("Alice")
+        connection, peer, reactor = self.loopbackMember("Bob", sendBuffer=4096)
+        expected = []
+        for number in range(100):
+            text = f"{number:02d} " + "x" * 3000
+            alice.send(text + "\n")
+            expected.append(f"Alice: {text}\r\n".encode())
+        waiting = unsentBytes(connection)
+        assert waiting is not None
+        self.assertGreater(waiting, 0)
+        self.assertIn(connection, reactor.writers)
+        # The peer reads a little, so the kernel has room again, and another line comes
+        # before the reactor has written what was waiting: it must wait behind it.
+        received = peer.recv(65536)
+        alice.send("late\n")
+        expected.append(b"Alice: late\r\n")
+        wanted = b"".join(expected)
+        while len(received) < len(wanted):
+            connection.doWrite()  # the reactor would: the socket is writable again
+            chunk = peer.recv(65536)
+            self.assertTrue(chunk, "the connection closed")
+            received += chunk
+        self.assertEqual(received, wanted)
+        self.assertEqual(unsentBytes(connection), 0)
+
+    def test_failedConnection(self) -> None:
+        """
+        A line to a connection the peer has reset is handed to Twisted, which meets the
+        failure as ever; nothing is raised to the member who spoke.
+        """
+        alice = self.join("Alice")
+        connection, peer, reactor = self.loopbackMember("Bob")
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        peer.close()  # a reset, not a polite close
+        for number in range(3):  # the first send may still succeed; then the reset is seen
+            alice.send(f"line {number}\n")
+        self.assertGreater(unsentBytes(connection) or 0, 0)
+        self.assertIn(connection, reactor.writers)
+        self.assertIsInstance(connection.doWrite(), Exception)
 
 
 class CrowdedRoomTests(ProtocolTestCase):
