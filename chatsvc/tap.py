@@ -424,7 +424,7 @@ def freezeStartupObjects() -> None:
 
     Those objects (the modules of Twisted, structlog, sqlite3 and this package: some 47,000
     of them) live as long as the server does, yet every full collection would walk them all
-    again: 25 to 45 ms with the reactor stopped, every line to every member waiting. Frozen,
+    again: 30 to 50 ms with the reactor stopped, every line to every member waiting. Frozen,
     a full collection walks only what connections and rooms made since: about 4,000 objects
     with 500 members. Objects frozen are still freed as ever when nothing refers to them;
     only a reference cycle among them would be kept, and those made while starting were
