@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from enum import Enum, auto
 
@@ -74,6 +75,9 @@ NAMES_PER_LINE = 50
 
 MEMBERS_PER_LINE = 100
 """The most nicknames on one line of a member list; more go on continuation lines."""
+
+FLUSH_CHUNK = 100
+"""The most members written to before the reactor may read again (see L{ChatFactory.flush})."""
 
 _log = structlog.get_logger("chatsvc.protocol")
 
@@ -562,8 +566,9 @@ class ChatProtocol(LineReceiver):
 
     def _send(self, data: bytes) -> None:
         # Every line for this member comes here. While the factory is gathering (what the
-        # reactor read in this turn is being handled), lines are kept and written with one
-        # write per member at the end of the turn; otherwise each goes straight out.
+        # reactor read in this turn is being handled, or a big room's round of writes is
+        # still going on), lines are kept and written with one write per member when its
+        # turn in the round comes; otherwise each goes straight out.
         if self._outbox:
             self._outbox.append(data)
         elif self.factory.gathering:
@@ -917,8 +922,8 @@ class ChatFactory(ServerFactory):
         self.connections: set[ChatProtocol] = set()
         self.gathering = False
         """Whether lines for members are being gathered, to be written by L{flush}."""
-        self.unflushed: list[ChatProtocol] = []
-        """The connections with lines gathered."""
+        self.unflushed: deque[ChatProtocol] = deque()
+        """The connections with lines gathered, in the order they are to be written to."""
         self._perAddress: dict[str, int] = {}
         self._waitingForClose: list[Deferred[None]] = []
 
@@ -989,11 +994,25 @@ class ChatFactory(ServerFactory):
         self.clock.callLater(0, self.flush)
 
     def flush(self) -> None:
-        """Write what every connection has gathered, and stop gathering."""
-        self.gathering = False
-        unflushed, self.unflushed = self.unflushed, []
-        for protocol in unflushed:
-            protocol.flush()
+        """
+        Write what the next L{FLUSH_CHUNK} connections in line have gathered. If more are
+        waiting, go on in the reactor's next turn, after it has read what came meanwhile;
+        otherwise stop gathering.
+
+        A write costs the server a system call, about 10 microseconds here, so writing to the
+        500 members of a busy room takes 5 ms, and a line that arrived meanwhile would wait for
+        all of it before it was even read. Read between chunks, it is given at once to every
+        member still waiting to be written to in this round, and queued at the back for those
+        written to already: no member waits for more than one round, and each still gets one
+        write per round.
+        """
+        unflushed = self.unflushed
+        for _ in range(min(FLUSH_CHUNK, len(unflushed))):
+            unflushed.popleft().flush()
+        if unflushed:
+            self.clock.callLater(0, self.flush)
+        else:
+            self.gathering = False
 
     def closeAll(self, reason: str) -> Deferred[None]:
         """

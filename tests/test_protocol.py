@@ -22,7 +22,7 @@ from zope.interface.verify import verifyObject
 
 from chatsvc.core import MAX_NICK_LENGTH, Hub, IMember
 from chatsvc.limits import Limits
-from chatsvc.protocol import ChatFactory, ChatProtocol, unsentBytes
+from chatsvc.protocol import FLUSH_CHUNK, ChatFactory, ChatProtocol, unsentBytes
 
 _nextPort = [40000]
 
@@ -1170,7 +1170,7 @@ class GatheringTests(ProtocolTestCase):
         alice.send("one\n/me two\nthree\n")
         self.assertEqual(bob.writes, [b"Alice: one\r\n* Alice two\r\nAlice: three\r\n"])
         self.assertFalse(self.factory.gathering)
-        self.assertEqual(self.factory.unflushed, [])
+        self.assertEqual(list(self.factory.unflushed), [])
 
     def test_singleLineStraightThrough(self) -> None:
         """A read of one line is written to each member at once, as it is."""
@@ -1204,6 +1204,55 @@ class GatheringTests(ProtocolTestCase):
             alice.writes, [b"*** Members (1): Alice\r\n*** Goodbye, Alice!\r\n"]
         )
         self.assertTrue(alice.disconnecting)
+
+
+class ChunkedFlushTests(ProtocolTestCase):
+    """
+    A room of more than L{FLUSH_CHUNK} members is written to a chunk at a time, and what the
+    reactor reads between chunks joins the round in progress.
+    """
+
+    limits = Limits(maxConnectionsPerAddress=1000)
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.members = [self.recordedMember(f"m{number:03d}") for number in range(FLUSH_CHUNK + 20)]
+        for _, transport in self.members:
+            transport.writes.clear()
+
+    def recordedMember(self, nick: str) -> tuple[ChatProtocol, WriteRecorder]:
+        transport = WriteRecorder()
+        client = Client(self.factory, transport)
+        client.send(f"{nick}\n")
+        return client.protocol, transport
+
+    def test_linesBetweenChunksJoinTheRound(self) -> None:
+        """
+        After the first chunk, a line read before the rest are written goes to them in the
+        same write as the line before it, and to those written to already in a write of its
+        own; every member gets both, in order.
+        """
+        (first, _), (second, _) = self.members[:2]
+        first.dataReceived(b"one\n")
+        self.factory.flush()  # the first chunk; the rest wait for the reactor's next turn
+        written = [transport.writes for _, transport in self.members[1:]]
+        self.assertEqual(written[:FLUSH_CHUNK], [[b"m000: one\r\n"]] * FLUSH_CHUNK)
+        self.assertEqual(written[FLUSH_CHUNK:], [[]] * 19)
+        self.assertTrue(self.factory.gathering)
+        second.dataReceived(b"two\n")  # read in that next turn, before the flush goes on
+        self.clock.advance(0)
+        self.assertEqual(self.members[0][1].writes, [b"m001: two\r\n"])
+        self.assertEqual(self.members[1][1].writes, [b"m000: one\r\n"])
+        self.assertEqual(
+            [transport.writes for _, transport in self.members[2 : FLUSH_CHUNK + 1]],
+            [[b"m000: one\r\n", b"m001: two\r\n"]] * (FLUSH_CHUNK - 1),
+        )
+        self.assertEqual(
+            [transport.writes for _, transport in self.members[FLUSH_CHUNK + 1 :]],
+            [[b"m000: one\r\nm001: two\r\n"]] * 19,
+        )
+        self.assertFalse(self.factory.gathering)
+        self.assertEqual(list(self.factory.unflushed), [])
 
 
 class LoopbackConnection(TCPConnection):
