@@ -60,9 +60,10 @@ arrives, however they came (only if some never come does the wait end, once none
 the count in its member line. Any other notices are counted and reported.
 
 C{standard}: the standard suite, in about two minutes on a two-core machine: open loop N=100 all
-sending 5 lines/s; open loop N=500 with 50 senders at 10 lines/s, where 100 receivers check
-every line and its latency and the other 400 count their lines (C{--checked}: checking all 250,000
-deliveries a second would take more than the generator's whole CPU); closed loop N=100 all sending;
+sending 5 lines/s; open loop N=500 with 50 senders at 10 lines/s, where 100 receivers (the 50
+senders and 50 others, one in nine of the rest in the order they joined) check every line and its
+latency and the other 400 count their lines (C{--checked}: checking all 250,000 deliveries a
+second would take more than the generator's whole CPU); closed loop N=100 all sending;
 idle C=2000; join storm C=5000.
 
 How it measures
@@ -96,8 +97,9 @@ and receivers check every delivery, in bulk where they can, with C-level operati
 
 Whatever does not pass is checked line by line: lost (never arrived), duplicated and reordered
 deliveries are counted, and any line that is not a chat, join or notice line is an error. A
-latency runs from the sender's timestamp to the read that brought the line, both on this
-process's clock: when the generator's own loop is busy, its delay is in it.
+latency runs from the sender's timestamp, taken just before the line goes to the kernel (straight
+to the socket, not through the reactor's next turn), to the read that brought the line, both on
+this process's clock: when the generator's own loop is busy, the delay of its reads is in it.
 
 Servers are started on free ports with the limits they need raised (the benchmark prints which
 and why), C{--db :memory:} for chatsvc (no history), and always stopped: SIGTERM, then SIGKILL if
@@ -525,11 +527,11 @@ class Run:
             self.got[sender][sender] = NEVER
         self.progress = [0] * senders
         self.exactLatency = exactLatency
-        self.checkedCount = clients
+        self.checks = [True] * clients
         """
-        Open loop: the clients (the first ones, the senders among them) that check every line
-        they get, in order, with its latency; the others only count their chat lines, so
-        that a generator with hundreds of receivers can keep up with a fast server.
+        Open loop: which clients check every line they get, in order, with its latency (all,
+        unless L{checkOnly} says otherwise); the others only count their chat lines, so that
+        a generator with hundreds of receivers can keep up with a fast server.
         """
         self.latencies: array[int] = array("q")
         """Microseconds from send to receipt: every delivery's, or a sample (closed loop)."""
@@ -571,6 +573,21 @@ class Run:
         self.sendingDone: Deferred[None] = Deferred()
 
     # Tallies
+
+    def checkOnly(self, count: int) -> None:
+        """
+        Let only C{count} clients check every line: the senders first, then others spread
+        evenly over the rest of the room in the order they joined. A server writes to its
+        members in turn, and those that joined first may well come first: latencies of the
+        first C{count} alone would leave out the later places in every round of writes.
+        """
+        senders = min(count, self.senderCount)
+        chosen = set(range(senders))
+        others = self.count - self.senderCount
+        extra = min(count - senders, others)
+        for place in range(extra):
+            chosen.add(self.senderCount + place * others // extra)
+        self.checks = [index in chosen for index in range(self.count)]
 
     def error(self, nick: bytes, message: str) -> None:
         """Count an error seen by client C{nick}; the first ones are kept word for word."""
@@ -892,7 +909,7 @@ class BenchClient(Protocol):
                 self.joins += count
                 run.joinsSeenAdd(count, now)
                 return
-        if self.index >= run.checkedCount:
+        if not run.checks[self.index]:
             delivered = self._counted(data)
         elif run.exactLatency:
             delivered = self._inOrder(data, now)
@@ -904,7 +921,7 @@ class BenchClient(Protocol):
     def _counted(self, data: bytes) -> int:
         """
         A receiver that counts its chat lines rather than checking them (see
-        C{Run.checkedCount}): lines of a chat line's width from a sender count; anything else
+        C{Run.checks}): lines of a chat line's width from a sender count; anything else
         is looked at as ever. Its losses still show in the total delivered.
         """
         run = self.run
@@ -1370,9 +1387,10 @@ class Bench:
             exactLatency=workload.kind == "openloop",
         )
         if workload.kind == "openloop" and workload.checked is not None:
-            run.checkedCount = workload.checked
-            say(f"    {workload.checked} receivers check every line, the other "
-                f"{workload.clients - workload.checked} count theirs")
+            run.checkOnly(workload.checked)
+            say(f"    {workload.checked} receivers (the senders, then others spread over the "
+                f"room) check every line, the other {workload.clients - workload.checked} "
+                "count theirs")
         results: dict[str, Any] = {"server_settings": reasons, "aborted": None}
         return Subject(target, server, run, results, time.monotonic())
 
@@ -2142,8 +2160,9 @@ def parseArguments(argv: list[str]) -> Settings:
     parser.add_argument("--seed", type=int, help="seed for the open loop's send phases")
     parser.add_argument(
         "--checked", type=int, metavar="K",
-        help="open loop: K receivers (the senders first) check every line and its latency, the "
-        "others count theirs (default: all check; standard suite: 100 of the 500)",
+        help="open loop: K receivers (the senders first, then others spread evenly over the "
+        "room) check every line and its latency, the others count theirs (default: all check; "
+        "standard suite: 100 of the 500)",
     )
 
     settings = parser.parse_args(argv, namespace=Settings())
