@@ -311,7 +311,8 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(sum(isinstance(o, Cycle) for o in gc.get_objects()), 1)
         self.assertIs(kept.me, kept)
         (logged,) = [e["chatsvc_fields"] for e in observer]
-        self.assertEqual(logged, {"event": "startup_objects_frozen", "objects": frozen})
+        self.assertEqual(logged["event"], "startup_objects_frozen")
+        self.assertGreaterEqual(logged["objects"], frozen)  # some frozen were freed since
 
     def test_jsonLogObserver(self) -> None:
         """With --log-format json the application gets a JSON log observer for twistd."""
