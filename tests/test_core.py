@@ -5,6 +5,9 @@ protocol.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -16,6 +19,7 @@ from chatsvc.core import (
     MAX_TOPIC_LENGTH,
     Acted,
     ChatError,
+    DeliveryFailed,
     Event,
     Hub,
     IMember,
@@ -26,6 +30,7 @@ from chatsvc.core import (
     Said,
     TopicChanged,
     Whispered,
+    deliverToEach,
     nick_key,
     room_key,
     validate_nick,
@@ -274,6 +279,112 @@ class HubTests(SynchronousTestCase):
         hub.say(alice, hub.room("lobby"), "hi")
         self.assertEqual(bob.events, [Said("lobby", "Alice", "hi"), Left("lobby", "Leaver")])
         self.assertEqual(carol.events, [Left("lobby", "Leaver"), Said("lobby", "Alice", "hi")])
+
+
+@implementer(IMember)
+class Batched(Recorder):
+    """
+    A member whose class delivers to many at once (see L{IMember.deliver}), remembering each
+    batch it was given.
+    """
+
+    batches: list[tuple[tuple[IMember, ...], Event, IMember | None]] = []
+
+    @staticmethod
+    def deliverToMany(
+        members: Sequence[IMember],
+        event: Event,
+        exclude: IMember | None,
+        failed: DeliveryFailed,
+    ) -> None:
+        Batched.batches.append((tuple(members), event, exclude))
+        for member in members:
+            if member is not exclude:
+                try:
+                    cast(Batched, member).receive(event)
+                except Exception as error:
+                    failed(member, event, error)
+
+    def __init__(self, broken: bool = False) -> None:
+        super().__init__()
+        self.broken = broken
+
+    def receive(self, event: Event) -> None:
+        if self.broken:
+            raise RuntimeError("this batched member is broken")
+        self.events.append(event)
+
+
+class FanOutTests(SynchronousTestCase):
+    """How a broadcast reaches members whose class delivers to many at once, and the others."""
+
+    def setUp(self) -> None:
+        Batched.batches = []
+
+    def test_groups(self) -> None:
+        """
+        A room's members are grouped by how they are delivered to, each group in joining
+        order; the groups are taken again when someone joins or leaves.
+        """
+        hub = Hub(Clock())
+        alice, bob, carol, dave = Batched(), Recorder(), Batched(), Recorder()
+        for member, nick in [(alice, "Alice"), (bob, "Bob"), (carol, "Carol"), (dave, "Dave")]:
+            hub.arrive(member, nick)
+        room = hub.room("lobby")
+        self.assertEqual(
+            room.fanOut,
+            ((Batched.deliverToMany, (alice, carol)), (deliverToEach, (bob, dave))),
+        )
+        hub.depart(carol)
+        self.assertEqual(
+            room.fanOut, ((Batched.deliverToMany, (alice,)), (deliverToEach, (bob, dave)))
+        )
+
+    def test_broadcastReachesEveryoneOnce(self) -> None:
+        """
+        A line reaches every other member exactly once, whichever way: the members of a class
+        that delivers to many in one call for the event, with the sender to leave out.
+        """
+        hub = Hub(Clock())
+        alice, bob, carol = Batched(), Recorder(), Batched()
+        for member, nick in [(alice, "Alice"), (bob, "Bob"), (carol, "Carol")]:
+            hub.arrive(member, nick)
+        for member in (alice, bob, carol):
+            member.events.clear()
+        Batched.batches.clear()
+        hub.say(alice, hub.room("lobby"), "hi")
+        said = Said("lobby", "Alice", "hi")
+        self.assertEqual((alice.events, bob.events, carol.events), ([], [said], [said]))
+        self.assertEqual(Batched.batches, [((alice, carol), said, alice)])
+
+    def test_failureIsolated(self) -> None:
+        """
+        A member that fails inside a batch is reported to the hub's onDeliveryError; the
+        members after it in the batch, and in the other groups, still get the event.
+        """
+        hub = Hub(Clock())
+        alice, broken, carol, dave = Batched(), Batched(), Batched(), Recorder()
+        for member, nick in [(alice, "Alice"), (broken, "Broken"), (carol, "Carol"), (dave, "Dave")]:
+            hub.arrive(member, nick)
+        for member in (carol, dave):
+            member.events.clear()
+        broken.broken = True
+        hub.say(alice, hub.room("lobby"), "hi")
+        said = Said("lobby", "Alice", "hi")
+        self.assertEqual((carol.events, dave.events), ([said], [said]))
+        (error,) = self.flushLoggedErrors(RuntimeError)
+        self.assertIn("batched member is broken", str(error.value))
+
+    def test_deliverToEach(self) -> None:
+        """L{deliverToEach} calls C{deliver} on each but the one left out; failures go on."""
+        recorder, broken, left = Recorder(), Broken(), Recorder()
+        failures: list[tuple[IMember, Event, Exception]] = []
+        event = Said("lobby", "Alice", "hi")
+        deliverToEach(
+            [broken, recorder, left], event, left, lambda *failure: failures.append(failure)
+        )
+        self.assertEqual((recorder.events, left.events), ([event], []))
+        self.assertEqual([(member, sent) for member, sent, _ in failures], [(broken, event)])
 
 
 class RoomNameTests(SynchronousTestCase):

@@ -1255,6 +1255,53 @@ class ChunkedFlushTests(ProtocolTestCase):
         self.assertEqual(list(self.factory.unflushed), [])
 
 
+class BreakableTransport(StringTransport):
+    """A transport whose writes fail once it is broken."""
+
+    broken = False
+
+    def write(self, data: bytes) -> None:
+        if self.broken:
+            raise RuntimeError("this transport cannot be written to")
+        super().write(data)
+
+
+class FailedWriteTests(ProtocolTestCase):
+    """A member whose connection cannot be written to does not hold up anyone else."""
+
+    def test_othersStillServed(self) -> None:
+        """
+        A write that raises is logged; the members written to after it in the round, and
+        every later round, still get their lines.
+        """
+        alice = self.join("Alice")
+        transport = BreakableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 46001))
+        Client(self.factory, transport).send("Broken\n")
+        carol = self.join("Carol")
+        transport.broken = True
+        alice.send("one\n")
+        alice.send("two\n")
+        self.assertEqual(carol.lines(), ["Alice: one", "Alice: two"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
+        self.assertFalse(self.factory.gathering)
+
+    def test_broadcastOutsideATurn(self) -> None:
+        """
+        A broadcast that is not the effect of a read (a timer's, say) writes at once; a write
+        that raises then is the hub's delivery failure, and the others still get the line.
+        """
+        alice = self.join("Alice")
+        transport = BreakableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 46001))
+        Client(self.factory, transport).send("Broken\n")
+        carol = self.join("Carol")
+        transport.broken = True
+        sender = next(p for p in self.factory.connections if p.nick == "Alice")
+        self.room.say(sender, self.room.room("lobby"), "from a timer")
+        self.assertEqual(carol.lines(), ["Alice: from a timer"])
+        self.assertEqual(alice.lines(), [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class LoopbackConnection(TCPConnection):
     """
     Twisted's own TCP connection class on one end of a real loopback TCP connection, with the
