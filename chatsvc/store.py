@@ -233,6 +233,11 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX messages_by_room ON messages (room_key, id)",
         "CREATE INDEX messages_by_time ON messages (time)",
     ),
+    # Version 2: expiry by age walks the messages in the order they were stored, which is the
+    # order of their times, so the index on time goes: keeping it up was about a fifth of
+    # the CPU that writing a message takes (1.5 of 6.6 to 8.2 microseconds, in batches of
+    # 500).
+    ("DROP INDEX messages_by_time",),
 )
 """
 The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;
@@ -241,6 +246,9 @@ a released step is never edited.
 
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes."""
+
+_MAX_ID = 2**63 - 1
+"""SQLite's largest rowid."""
 
 
 @contextmanager
@@ -423,12 +431,21 @@ def _insertMessages(connection: sqlite3.Connection, batch: Sequence[StoredMessag
 
 
 def _deleteOlderThan(connection: sqlite3.Connection, cutoff: float, limit: int) -> int:
-    """Delete up to C{limit} messages older than C{cutoff}; return how many went."""
+    """
+    Delete up to C{limit} of the oldest messages, those stored before the first one that is
+    not older than C{cutoff}; return how many went.
+
+    Messages are stored in the order of their times, so walking them by id from the oldest
+    finds the ones to go without an index on time, in steps as long as what goes. A message
+    stored with an earlier time than one before it (the clock was set back) goes once those
+    before it have gone; L{SQLiteStore.recent} leaves it out meanwhile.
+    """
     with _transaction(connection):
         cursor = connection.execute(
-            "DELETE FROM messages WHERE id IN "
-            "(SELECT id FROM messages WHERE time < ? LIMIT ?)",
-            (cutoff, limit),
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id <= coalesce("
+            "(SELECT id FROM messages WHERE time >= ? ORDER BY id LIMIT 1) - 1, ?) "
+            "ORDER BY id LIMIT ?)",
+            (cutoff, _MAX_ID, limit),
         )
     return cursor.rowcount
 

@@ -32,6 +32,7 @@ from chatsvc.store import (
     SQLiteStore,
     StoreError,
     StoredMessage,
+    _deleteOlderThan,
     migrate,
 )
 
@@ -188,15 +189,21 @@ class OpeningTests(DatabaseFiles, SynchronousTestCase):
         path = self.newPath()
         self.assertEqual(SQLiteStore(path).recent(10), {})
         self.assertEqual(userVersion(path), SCHEMA_VERSION)
-        self.assertTrue(
-            {"messages", "messages_by_room", "messages_by_time"} <= tables(path)
-        )
+        self.assertTrue({"messages", "messages_by_room"} <= tables(path))
+        self.assertNotIn("messages_by_time", tables(path))
         connection = sqlite3.connect(path)
         self.addCleanup(connection.close)
         self.assertEqual(connection.execute("PRAGMA journal_mode").fetchone(), ("wal",))
         self.assertEqual(
             fields(self.observer, "history_opened"),
-            [{"event": "history_opened", "path": path, "schema_version": 1, "messages": 0}],
+            [
+                {
+                    "event": "history_opened",
+                    "path": path,
+                    "schema_version": SCHEMA_VERSION,
+                    "messages": 0,
+                }
+            ],
         )
 
     def test_migratesVersionZero(self) -> None:
@@ -208,7 +215,9 @@ class OpeningTests(DatabaseFiles, SynchronousTestCase):
         self.assertEqual(store.recent(10), {})
         self.assertEqual(userVersion(path), SCHEMA_VERSION)
         (migrated,) = fields(self.observer, "history_migrated")
-        self.assertEqual((migrated["from_version"], migrated["to_version"]), (0, 1))
+        self.assertEqual(
+            (migrated["from_version"], migrated["to_version"]), (0, SCHEMA_VERSION)
+        )
         insert(path, [message(1)])
         self.assertEqual(SQLiteStore(path).recent(10)["lobby"][0].text, "text 1")
 
@@ -247,13 +256,53 @@ class OpeningTests(DatabaseFiles, SynchronousTestCase):
         connection = sqlite3.connect(path, isolation_level=None)
         self.addCleanup(connection.close)
         later = [*MIGRATIONS, ["ALTER TABLE messages ADD COLUMN edited REAL"]]
-        self.assertEqual(migrate(connection, later), (1, 2))
-        self.assertEqual(migrate(connection, later), (2, 2))
+        latest = SCHEMA_VERSION + 1
+        self.assertEqual(migrate(connection, later), (SCHEMA_VERSION, latest))
+        self.assertEqual(migrate(connection, later), (latest, latest))
         self.assertEqual(
             connection.execute("SELECT text, edited FROM messages").fetchall(),
             [("text 1", None)],
         )
-        self.assertEqual(userVersion(path), 2)
+        self.assertEqual(userVersion(path), latest)
+
+    def test_migratesVersionOne(self) -> None:
+        """
+        A database written at version 1 keeps its messages at version 2, without the index
+        on time, and its expired messages still go.
+        """
+        path = self.newPath()
+        connection = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(connection.close)
+        self.assertEqual(migrate(connection, MIGRATIONS[:1]), (0, 1))
+        self.assertIn("messages_by_time", tables(path))
+        now = time.time()
+        insert(path, [message(1, "Lobby", now - 7200), message(2, "Lobby", now)])
+        self.assertEqual(migrate(connection, MIGRATIONS), (1, 2))
+        self.assertNotIn("messages_by_time", tables(path))
+        self.assertEqual(texts(path), ["text 1", "text 2"])
+        self.assertEqual(_deleteOlderThan(connection, now - 3600, 10), 1)
+        self.assertEqual(texts(path), ["text 2"])
+
+    def test_expiryInStorageOrder(self) -> None:
+        """
+        Expiry takes the oldest messages in the order they were stored, up to the first that
+        is not old, a chunk at a time; an old message stored after a young one (the clock was
+        set back) waits until that one goes.
+        """
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        now = time.time()
+        old, young = now - 7200, now
+        insert(path, [message(n, "Lobby", old) for n in range(1, 4)])
+        insert(path, [message(4, "Lobby", young), message(5, "Lobby", old)])
+        connection = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(connection.close)
+        self.assertEqual(_deleteOlderThan(connection, now - 3600, 2), 2)
+        self.assertEqual(_deleteOlderThan(connection, now - 3600, 2), 1)
+        self.assertEqual(_deleteOlderThan(connection, now - 3600, 2), 0)
+        self.assertEqual(texts(path), ["text 4", "text 5"])
+        self.assertEqual(_deleteOlderThan(connection, now + 1, 10), 2)
+        self.assertEqual(texts(path), [])
 
     def test_notADatabase(self) -> None:
         """A file that is not a database is a StoreError naming it."""
