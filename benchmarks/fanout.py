@@ -80,7 +80,9 @@ absolute figures, which is why the ratios are the figures to compare across runs
 Once a client has joined, its connection is read from an epoll object of the generator's own
 (which the reactor watches as one descriptor), one read per ready connection and no per-read
 dispatch: with hundreds of connections bringing a line or two per read, that dispatch would cost
-more than the checks.
+more than the checks. Receivers that only count their lines (C{--checked}) are read every 50 ms,
+from a second epoll object, so that their reads do not delay those of the receivers whose latency
+is measured.
 
 A chat line is C{--size} bytes of text (80 by default) from a client with a fixed-width nickname:
 a sequence number, the sender's monotonic clock in microseconds, then padding. The generator keeps
