@@ -14,6 +14,7 @@ from typing import Any, cast
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatsvc.protocol import FLUSH_CHUNK
 from tests.processes import ROOT, environment, runScript
 
 BENCHMARKS = ROOT / "benchmarks"
@@ -97,6 +98,23 @@ class FanoutTests(SynchronousTestCase):
             self.assertLessEqual(latency["p50"], latency["max"])
             # A hundred lines may cost the server less than one clock tick (10 ms) of CPU.
             self.assertGreaterEqual(figures["server_cpu_percent"], 0)
+
+    def test_openLoopBigRoom(self) -> None:
+        """
+        A room bigger than the server writes to in one go (L{FLUSH_CHUNK}), with lines read
+        between its chunks, on real sockets: every line reaches every member once, in order,
+        for the receivers that check and for those that count, read every 50 ms.
+        """
+        clients = FLUSH_CHUNK + 50
+        results = self.bench(
+            "--workload", "openloop", "--clients", str(clients), "--senders", "20",
+            "--rate", "10", "--duration", "1", "--checked", "40",
+        )
+        for figures in results.values():
+            self.assertDelivered(figures, clients)
+            # Latencies are the checking receivers': each line is timed by all 40 but its
+            # sender (the 20 senders check, and 20 others spread over the room).
+            self.assertEqual(figures["latency_ms"]["count"], 39 * figures["sent"])
 
     def test_closedLoop(self) -> None:
         """
