@@ -1269,16 +1269,21 @@ class BreakableTransport(StringTransport):
 class FailedWriteTests(ProtocolTestCase):
     """A member whose connection cannot be written to does not hold up anyone else."""
 
+    def setUp(self) -> None:
+        """Alice, then Broken, whose writes fail from now on, then Carol, in the lobby."""
+        super().setUp()
+        self.alice = self.join("Alice")
+        broken = BreakableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 46001))
+        Client(self.factory, broken).send("Broken\n")
+        self.carol = self.join("Carol")
+        broken.broken = True
+
     def test_othersStillServed(self) -> None:
         """
         A write that raises is logged; the members written to after it in the round, and
         every later round, still get their lines.
         """
-        alice = self.join("Alice")
-        transport = BreakableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 46001))
-        Client(self.factory, transport).send("Broken\n")
-        carol = self.join("Carol")
-        transport.broken = True
+        alice, carol = self.alice, self.carol
         alice.send("one\n")
         alice.send("two\n")
         self.assertEqual(carol.lines(), ["Alice: one", "Alice: two"])
@@ -1290,11 +1295,7 @@ class FailedWriteTests(ProtocolTestCase):
         A broadcast that is not the effect of a read (a timer's, say) writes at once; a write
         that raises then is the hub's delivery failure, and the others still get the line.
         """
-        alice = self.join("Alice")
-        transport = BreakableTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 46001))
-        Client(self.factory, transport).send("Broken\n")
-        carol = self.join("Carol")
-        transport.broken = True
+        alice, carol = self.alice, self.carol
         sender = next(p for p in self.factory.connections if p.nick == "Alice")
         self.room.say(sender, self.room.room("lobby"), "from a timer")
         self.assertEqual(carol.lines(), ["Alice: from a timer"])
