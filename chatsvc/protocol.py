@@ -893,7 +893,13 @@ class ChatProtocol(LineReceiver):
         self.sendNotice(notice)
         self.flush()
         self._state = _State.CLOSING
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        transport = self.transport
+        assert transport is not None
+        # A registered producer keeps Twisted's TLS layer from ever sending its close alert
+        # (it waits for the producer to go), so the connection would stay open; a plain TCP
+        # transport closes either way. Nothing more is written to this connection.
+        transport.unregisterProducer()  # type: ignore[attr-defined]
+        transport.loseConnection()
 
     def disconnect(self, reason: str) -> None:
         """Close this connection for the server's own C{reason}, telling the member why."""
