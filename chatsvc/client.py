@@ -42,22 +42,15 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatsvc.core import QUIT_WORDS
 from chatsvc.text import neutralize
+from chatsvc.wire import GET_NAME, endsSession
 
 __all__ = ["ChatClient", "Console", "main"]
 
-GET_NAME = "GET_NAME"
 QUIT_TIMEOUT = 10.0
 """Seconds to wait for the server to close the connection after this client asked to leave."""
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for the server to accept the connection."""
-
-
-def isQuit(line: str) -> bool:
-    """Whether the server takes C{line} as a request to leave."""
-    text = line.strip()
-    return text in QUIT_WORDS or text.split(" ", 1)[0].lower() == "/quit"
 
 
 @implementer(IHalfCloseableProtocol)
@@ -113,6 +106,16 @@ class Console(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Everything printed has been flushed (or cannot be)."""
         self.closed.callback(None)
+
+
+def _endsSession(line: bytes) -> bool:
+    # The server reads a line as it arrives, less the "\r\n" this client adds, and refuses one
+    # that is not UTF-8 (as chat, never as a quit).
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return endsSession(text)
 
 
 class _State(Enum):
@@ -211,7 +214,7 @@ class ChatClient(LineReceiver):
         """Send a line typed by the member (nothing, once the member has asked to leave)."""
         if self._state is not _State.CHATTING:
             return
-        if isQuit(line.decode("utf-8", "replace")):
+        if _endsSession(line):
             self._leaving()
         self._send(line)
 

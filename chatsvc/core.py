@@ -23,6 +23,7 @@ from zope.interface import Interface
 
 from chatsvc.store import IHistoryStore, NullStore, StoredMessage
 from chatsvc.text import neutralize
+from chatsvc.wire import QUIT_WORDS
 
 __all__ = [
     "Acted",
@@ -66,9 +67,6 @@ CROWD_SIZE = 100
 
 CROWD_INTERVAL = 1.0
 """How often, at most, a crowded room announces joins and leaves, in seconds."""
-
-QUIT_WORDS = frozenset({"q", "exit", "close", "disconnect"})
-"""Lines that end a session, kept from the original chat room; never valid as nicknames."""
 
 _log = structlog.get_logger("chatsvc.core")
 

@@ -20,9 +20,10 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import IOPump, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.client import QUIT_TIMEOUT, ChatClient, Console, isQuit
+from chatsvc.client import QUIT_TIMEOUT, ChatClient, Console
 from chatsvc.core import Hub
 from chatsvc.protocol import ChatFactory, ChatProtocol
+from chatsvc.wire import endsSession
 from tests.processes import TIMEOUT, environment
 
 
@@ -249,18 +250,6 @@ class ChattingTests(SynchronousTestCase):
         self.assertEqual(self.memory.status, [1])
 
 
-class IsQuitTests(SynchronousTestCase):
-    """L{isQuit} agrees with the server on what ends a session."""
-
-    def test_quits(self) -> None:
-        for line in ["q", "exit", " close ", "disconnect", "/quit", "/QUIT going home"]:
-            self.assertTrue(isQuit(line), line)
-
-    def test_notQuits(self) -> None:
-        for line in ["quit", "q q", "/quitter", "//quit", "exit now", "Q"]:
-            self.assertFalse(isQuit(line), line)
-
-
 class WithServerTests(SynchronousTestCase):
     """Clients and the real server protocol, connected in memory."""
 
@@ -353,7 +342,7 @@ class HostileServer:
             while b"\n" not in self.received:
                 self.received += connection.recv(4096)
             connection.sendall(b"".join(self.lines))
-            while self.hold and not any(isQuit(line.decode()) for line in self.received.splitlines()):
+            while self.hold and not any(endsSession(line.decode()) for line in self.received.splitlines()):
                 chunk = connection.recv(4096)
                 if not chunk:
                     return

@@ -1,0 +1,31 @@
+"""
+The line protocol's wire vocabulary, shared by the server (L{chatsvc.protocol}) and the bundled
+client (L{chatsvc.client}): the words both ends must read the same way.
+
+This module imports nothing else from chatsvc, so that the client can use it without the server.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GET_NAME", "QUIT_WORDS", "endsSession"]
+
+GET_NAME = "GET_NAME"
+"""The server's first line, and its question again after a refused nickname."""
+
+QUIT_WORDS = frozenset({"q", "exit", "close", "disconnect"})
+"""Lines that end a session, kept from the original chat room; never valid as nicknames."""
+
+
+def endsSession(line: str) -> bool:
+    """
+    Whether the server takes C{line} as the member leaving.
+
+    C{line} is the text the server decodes, after its line ending (C{"\\n"}, and one C{"\\r"}
+    before it) is removed. It ends the session when, stripped of surrounding whitespace, it is
+    one of L{QUIT_WORDS}, or when it is the C{/quit} command: C{/quit} alone or C{/quit } and a
+    reason, the command's name in any case. A command is only a command from the line's very
+    first character: C{" /quit"} is chat.
+    """
+    if line.strip() in QUIT_WORDS:
+        return True
+    return line.startswith("/") and line[1:].partition(" ")[0].lower() == "quit"
