@@ -38,6 +38,15 @@ deletions: every C{pruneInterval} seconds (and once at start), messages older th
 and every room written since the previous pass (or returned by L{SQLiteStore.recent}) is cut down
 to its C{keepPerRoom} newest messages.
 
+The whole database is also kept within C{maxBytes}, counted as SQLite counts its own pages: those
+in use, C{(page_count - freelist_count) * page_size}. Deleted messages free pages that later
+writes reuse, so the file stops growing at about the bound (plus the write-ahead log, which
+SQLite keeps to a few megabytes by checkpointing). The bytes in use are measured after every
+write (three PRAGMAs, no I/O) and at the start of every retention pass; past the bound, the
+oldest messages, in storage order, go a chunk at a time until the database is down to 90 % of
+it, so that a database at its bound does not prune after every write. While it is over the
+bound itself, deleting comes before writing, so it overshoots by one batch at most.
+
 The schema is versioned with C{PRAGMA user_version}: L{MIGRATIONS} lists the steps, the first
 taking an empty database to version 1; L{migrate} applies the missing ones in a single transaction
 and refuses a database newer than it knows (L{SchemaVersionError}).
@@ -86,6 +95,7 @@ __all__ = [
     "MIGRATIONS",
     "NullStore",
     "SCHEMA_VERSION",
+    "DEFAULT_MAX_BYTES",
     "SQLiteStore",
     "SchemaVersionError",
     "StoreError",
@@ -249,6 +259,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _MAX_ID = 2**63 - 1
 """SQLite's largest rowid."""
+
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+"""The default bound on the database's size: 256 MiB, small enough for a small machine's disk."""
+
+_SHRINK_TO = 0.9
+"""Once over C{maxBytes}, old messages go until the database is down to this fraction of it."""
 
 
 @contextmanager
@@ -450,6 +466,39 @@ def _deleteOlderThan(connection: sqlite3.Connection, cutoff: float, limit: int) 
     return cursor.rowcount
 
 
+_USED_BYTES = """
+    SELECT ((SELECT page_count FROM pragma_page_count())
+            - (SELECT freelist_count FROM pragma_freelist_count()))
+           * (SELECT page_size FROM pragma_page_size())
+"""
+
+
+def _usedBytes(connection: sqlite3.Connection) -> int:
+    """
+    The bytes of the database's pages in use, free pages left out: what it really takes on disk,
+    since a free page is reused before the file grows. Read from SQLite's page counts, without
+    touching the messages.
+    """
+    (used,) = connection.execute(_USED_BYTES).fetchone()
+    return int(used)
+
+
+def _deleteOldest(connection: sqlite3.Connection, above: int, limit: int) -> tuple[int, int]:
+    """
+    If the database uses more than C{above} bytes, delete up to C{limit} of its oldest messages
+    (in storage order); return how many went and the bytes in use afterwards.
+    """
+    used = _usedBytes(connection)
+    if used <= above:
+        return 0, used
+    with _transaction(connection):
+        cursor = connection.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
+            (limit,),
+        )
+    return cursor.rowcount, _usedBytes(connection)
+
+
 def _capRoom(connection: sqlite3.Connection, roomKey: str, keep: int, limit: int) -> int:
     """
     Delete up to C{limit} of the oldest messages of the room C{roomKey} beyond its C{keep}
@@ -511,6 +560,7 @@ class SQLiteStore:
         maxAge: float | None = 30 * 86400,
         pruneInterval: float = 300.0,
         pruneChunk: int = 1000,
+        maxBytes: int | None = DEFAULT_MAX_BYTES,
         busyTimeout: float = 2.0,
         maxRetryDelay: float = 5.0,
         stopTimeout: float = 3.0,
@@ -531,6 +581,8 @@ class SQLiteStore:
         @param pruneInterval: seconds between two retention passes.
         @param pruneChunk: the most messages deleted in one transaction, so that writes never
             wait long behind a retention pass.
+        @param maxBytes: the most bytes the database's pages in use may take (see the module's
+            description); past it the oldest messages go. L{None}: no bound.
         @param busyTimeout: seconds a statement waits for another program's lock on the file
             before failing (a locked write is then retried later).
         @param maxRetryDelay: the longest wait before retrying a failed write; waits start at
@@ -548,6 +600,7 @@ class SQLiteStore:
             ("maxPending", maxPending),
             ("keepPerRoom", keepPerRoom),
             ("pruneChunk", pruneChunk),
+            ("maxBytes", 1 if maxBytes is None else maxBytes),
         ]:
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value!r}")
@@ -575,6 +628,7 @@ class SQLiteStore:
         self.maxAge = maxAge
         self.pruneInterval = pruneInterval
         self.pruneChunk = pruneChunk
+        self.maxBytes = maxBytes
         self.busyTimeout = busyTimeout
         self.maxRetryDelay = maxRetryDelay
         self.stopTimeout = stopTimeout
@@ -614,6 +668,12 @@ class SQLiteStore:
         self._dirtyRooms: set[str] = set()
         self._prunedThisPass = 0
         self._pruneThrottle = _Throttle(logInterval)
+        # _shrinkAbove: a size check is due, deleting if the database uses more bytes than this
+        # (maxBytes to begin with, then its 90 % while shrinking). _overBound: the last
+        # measurement found more than maxBytes. _shrunk: deleted since shrinking began.
+        self._shrinkAbove: int | None = None
+        self._overBound = False
+        self._shrunk = 0
 
         # Database thread side: only ever touched by the operation under way.
         self._connection: sqlite3.Connection | None = None
@@ -801,11 +861,23 @@ class SQLiteStore:
         self._pruneRooms.extend(sorted(self._dirtyRooms))
         self._dirtyRooms.clear()
         self._prunedThisPass = 0
+        self._checkSize()
         self._wake()
 
+    def _checkSize(self) -> None:
+        """Have the next retention step check the database's size, unless one is due already."""
+        if self.maxBytes is not None and self._shrinkAbove is None:
+            self._shrinkAbove = self.maxBytes
+
     def _wake(self) -> None:
-        """Start the next operation, if one is due and none is under way: writes first."""
+        """
+        Start the next operation, if one is due and none is under way: writes first, unless the
+        database is over its size bound, when making room comes first.
+        """
         if self._busy or self._stopping or self._threadpool is None:
+            return
+        if self._overBound and self._shrinkAbove is not None:
+            self._startOperation(self._pruneStep())
             return
         if self._flushDue:
             self._flushDue = False
@@ -813,7 +885,7 @@ class SQLiteStore:
                 self._startOperation(self._flush())
                 return
             self._idle = True
-        if self._pruneCutoff is not None or self._pruneRooms:
+        if self._pruneCutoff is not None or self._pruneRooms or self._shrinkAbove is not None:
             self._startOperation(self._pruneStep())
 
     def _startOperation(self, operation: Coroutine[Any, Any, None]) -> None:
@@ -871,16 +943,23 @@ class SQLiteStore:
             pending.clear()
         else:
             batch = [pending.popleft() for _ in range(self.maxBatch)]
+        measure = self.maxBytes is not None
+
+        def insert(connection: sqlite3.Connection) -> tuple[_Inserted, int | None]:
+            inserted = _insertMessages(connection, batch)
+            return inserted, _usedBytes(connection) if measure else None
+
         try:
-            inserted = await self._inThread(
-                lambda connection: _insertMessages(connection, batch)
-            )
+            inserted, used = await self._inThread(insert)
         except Exception as error:
             self._writeFailed(batch, error)
             return False
         self._batches += 1
         self._written += len(batch) - inserted.refused
         self._dirtyRooms.update(inserted.rooms)
+        if used is not None and self.maxBytes is not None and used > self.maxBytes:
+            self._overBound = True
+            self._checkSize()
         if self._failedAttempts:
             _log.info(
                 "history_write_recovered",
@@ -946,9 +1025,12 @@ class SQLiteStore:
     # Reactor side: retention.
 
     async def _pruneStep(self) -> None:
-        """One transaction's worth of retention."""
+        """One transaction's worth of retention: the size bound first, then age, then rooms."""
         chunk = self.pruneChunk
         try:
+            if self._shrinkAbove is not None:
+                await self._shrinkStep(self._shrinkAbove)
+                return
             if self._pruneCutoff is not None:
                 cutoff = self._pruneCutoff
                 deleted = await self._inThread(
@@ -964,10 +1046,13 @@ class SQLiteStore:
                 if deleted < chunk:
                     self._pruneRooms.popleft()
         except Exception as error:
-            # Give this pass up; its rooms wait for the next one.
+            # Give this pass up; its rooms wait for the next one, and the size is measured
+            # again after the next write.
             self._dirtyRooms.update(self._pruneRooms)
             self._pruneRooms.clear()
             self._pruneCutoff = None
+            self._shrinkAbove = None
+            self._overBound = False
             assert self._clock is not None
             if self._pruneThrottle.ready(self._clock.seconds()):
                 _log.error("history_prune_failed", reason=_describe(error))
@@ -976,6 +1061,32 @@ class SQLiteStore:
         self._prunedThisPass += deleted
         if self._pruneCutoff is None and not self._pruneRooms and self._prunedThisPass:
             _log.info("history_pruned", messages=self._prunedThisPass)
+            self._prunedThisPass = 0
+
+    async def _shrinkStep(self, above: int) -> None:
+        """
+        Measure the database and, if it uses more than C{above} bytes, delete a chunk of the
+        oldest messages; go on (down to 90 % of C{maxBytes}) or log what went.
+        """
+        assert self.maxBytes is not None
+        chunk, limit = self.pruneChunk, self.maxBytes
+        target = int(limit * _SHRINK_TO)
+        deleted, used = await self._inThread(
+            lambda connection: _deleteOldest(connection, above, chunk)
+        )
+        self._pruned += deleted
+        self._shrunk += deleted
+        self._overBound = used > limit
+        if deleted == chunk and used > target:
+            self._shrinkAbove = target
+            return
+        # Under the target, or nothing left to delete.
+        self._shrinkAbove = None
+        if self._shrunk:
+            _log.info(
+                "history_pruned", messages=self._shrunk, used_bytes=used, max_bytes=limit
+            )
+            self._shrunk = 0
 
     # Reactor side: stopping.
 

@@ -23,7 +23,7 @@ from chatsvc.core import CROWD_INTERVAL, CROWD_SIZE, DEFAULT_ROOM, ChatError, Hu
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, describeAddress
-from chatsvc.store import IHistoryStore, NullStore, SQLiteStore
+from chatsvc.store import DEFAULT_MAX_BYTES, IHistoryStore, NullStore, SQLiteStore
 
 __all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
 
@@ -228,6 +228,15 @@ class Options(usage.Options):
             30.0,
             "Days stored messages are kept; 0 keeps them until --history-keep pushes them out.",
             _nonNegativeFloat,
+        ],
+        [
+            "history-max-bytes",
+            None,
+            DEFAULT_MAX_BYTES,
+            "Bytes the history database may use in all rooms together (its pages in use, as "
+            "SQLite counts them); past it the oldest messages are deleted, down to 90 %. "
+            "0: no bound.",
+            _atLeast(0),
         ],
     ]
 
@@ -469,6 +478,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             options["db"],
             keepPerRoom=options["history-keep"],
             maxAge=days * 86400 if days else None,
+            maxBytes=options["history-max-bytes"] or None,
         )
     hub = Hub(
         reactor,  # type: ignore[arg-type]

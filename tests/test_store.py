@@ -626,3 +626,128 @@ class WritingTests(DatabaseFiles, TestCase):
         self.assertEqual(len(reactor.getDelayedCalls()), calls + 1)
         self.assertEqual(store.pending, 1000)
         return store.stop()
+
+
+def usedBytes(path: str) -> int:
+    """The bytes of the pages in use in the database at C{path}, as SQLite counts them."""
+    connection = sqlite3.connect(path)
+    try:
+        (pages,) = connection.execute("PRAGMA page_count").fetchone()
+        (free,) = connection.execute("PRAGMA freelist_count").fetchone()
+        (size,) = connection.execute("PRAGMA page_size").fetchone()
+        return int((pages - free) * size)
+    finally:
+        connection.close()
+
+
+def long(number: int, room: str = "Lobby") -> StoredMessage:
+    """Message number C{number} in C{room}, with 200 characters of text after its number."""
+    plain = message(number, room)
+    return StoredMessage(
+        plain.roomKey, plain.room, plain.time, plain.nick, f"{plain.text} {'x' * 200}", False
+    )
+
+
+class SizeBoundTests(DatabaseFiles, TestCase):
+    """The database is kept within maxBytes, the oldest messages going first."""
+
+    BOUND = 300_000
+    """A small bound, a few batches of L{long} messages big."""
+
+    MARGIN = 20_000
+    """
+    What may be written past the bound before making room comes first: one batch (50 of these
+    messages take about 15 KB).
+    """
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_settings(self) -> None:
+        """The bound is 256 MiB by default, may be switched off, and must be positive."""
+        path = self.newPath()
+        self.assertEqual(SQLiteStore(path).maxBytes, 256 * 1024 * 1024)
+        self.assertIsNone(SQLiteStore(path, maxBytes=None).maxBytes)
+        for bad in (0, -1):
+            self.assertRaises(ValueError, SQLiteStore, path, maxBytes=bad)
+
+    async def test_writesStayWithinBound(self) -> None:
+        """
+        Writing four times the bound's worth of messages, the database's pages in use never
+        take more than the bound and a batch, and its file no more either: the oldest messages
+        went, in the order they were written, and the newest are all kept. Once the writing
+        stops, the store is down to 90 % of the bound, and has logged what went.
+        """
+        path = self.newPath()
+        store = SQLiteStore(
+            path, **{**FAST, "maxBatch": 50, "pruneChunk": 50, "maxAge": None,
+                     "maxBytes": self.BOUND}
+        )
+        store.recent(1)
+        store.start(reactor)
+        self.addCleanup(store.stop)
+        rooms = ["Lobby", "Games", "Music", "News"]
+        written = [long(number, rooms[number % 4]) for number in range(4000)]
+        for each in written:
+            store.add(each)
+        peaks: list[int] = []
+
+        def allWritten() -> bool:
+            peaks.append(usedBytes(path))
+            return store.written == len(written)
+
+        await waitUntil(allWritten, "every message written")
+        await waitUntil(
+            lambda: fields(self.observer, "history_pruned")
+            and store.pruned == len(written) - len(texts(path)),
+            "the last pruning",
+        )
+        await store.stop()
+        self.assertLessEqual(max(peaks), self.BOUND + self.MARGIN)
+        self.assertLessEqual(os.path.getsize(path), self.BOUND + self.MARGIN)
+        kept = texts(path)
+        self.assertGreater(len(kept), 100)
+        self.assertLess(len(kept), 2000)
+        self.assertEqual(kept, [m.text for m in written[-len(kept):]])
+        self.assertEqual(store.dropped, 0)
+        events = fields(self.observer, "history_pruned")
+        self.assertEqual(sum(event["messages"] for event in events), store.pruned)
+        for event in events:
+            self.assertEqual(event["max_bytes"], self.BOUND)
+            self.assertLessEqual(event["used_bytes"], self.BOUND * 0.9)
+
+    async def test_checkedAtStart(self) -> None:
+        """
+        A database found over the bound at start-up (the bound was lowered) is cut down by the
+        first retention pass, to 90 % of the bound, the oldest messages first.
+        """
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [long(number) for number in range(3000)])
+        self.assertGreater(usedBytes(path), 2 * self.BOUND)
+        store = SQLiteStore(path, **{**FAST, "maxAge": None, "maxBytes": self.BOUND})
+        store.recent(1)
+        store.start(reactor)
+        self.addCleanup(store.stop)
+        await waitUntil(lambda: fields(self.observer, "history_pruned"), "a pruning")
+        (event,) = fields(self.observer, "history_pruned")
+        self.assertLessEqual(usedBytes(path), self.BOUND * 0.9)
+        self.assertEqual(event["used_bytes"], usedBytes(path))
+        kept = texts(path)
+        self.assertEqual(event["messages"], 3000 - len(kept))
+        self.assertEqual(store.pruned, 3000 - len(kept))
+        self.assertEqual(kept, [long(number).text for number in range(3000 - len(kept), 3000)])
+
+    async def test_unbounded(self) -> None:
+        """Without a bound, nothing is deleted for size."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [long(number) for number in range(3000)])
+        store = SQLiteStore(path, **{**FAST, "maxAge": None, "maxBytes": None})
+        store.recent(1)
+        store.start(reactor)
+        self.addCleanup(store.stop)
+        store.add(long(3000))
+        await waitUntil(lambda: store.written == 1, "a write")
+        await store.stop()
+        self.assertEqual((store.pruned, len(texts(path))), (0, 3001))

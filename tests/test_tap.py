@@ -393,3 +393,33 @@ class FileLimitTests(SynchronousTestCase):
             [e["chatsvc_fields"]["event"] for e in observer],
             ["file_limit_raised", "file_limit_too_low"],
         )
+
+
+class HistorySizeOptionTests(SynchronousTestCase):
+    """C{--history-max-bytes} bounds the history database's size."""
+
+    def test_passedToStore(self) -> None:
+        """The number of bytes given reaches the store as its C{maxBytes}."""
+        service = tap.makeService(parse("--history-max-bytes", "1048576"), MemoryReactorClock())
+        store = service.factory.hub.store
+        assert isinstance(store, SQLiteStore)
+        self.assertEqual(store.maxBytes, 1048576)
+
+    def test_default(self) -> None:
+        """By default the database may use 256 MiB, and the help says what the option does."""
+        self.assertEqual(parse()["history-max-bytes"], 268435456)
+        store = tap.makeService(parse(), MemoryReactorClock()).factory.hub.store
+        assert isinstance(store, SQLiteStore)
+        self.assertEqual(store.maxBytes, 268435456)
+        self.assertIn("--history-max-bytes", str(tap.Options()))
+
+    def test_zeroIsUnbounded(self) -> None:
+        """0 means no bound, as --history-days 0 means no age limit."""
+        store = tap.makeService(parse("--history-max-bytes", "0"), MemoryReactorClock()).factory.hub.store
+        assert isinstance(store, SQLiteStore)
+        self.assertIsNone(store.maxBytes)
+
+    def test_badValues(self) -> None:
+        """A negative number, a fraction or a word is a usage error."""
+        for bad in ["-1", "1.5", "lots"]:
+            self.assertRaises(UsageError, parse, "--history-max-bytes", bad)
