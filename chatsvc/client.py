@@ -1,5 +1,5 @@
 """
-The terminal client: C{python -m chatsvc.client NICK [--host HOST] [--port PORT]}.
+The terminal client: C{python -m chatsvc.client NICK [--host HOST] [--port PORT] [--timeout S]}.
 
 It answers C{GET_NAME} with the nickname, then sends each line read from standard input and prints
 each line the server sends, made safe for the terminal first (a hostile server or member cannot
@@ -9,13 +9,15 @@ a pipe or a file.
 Exit status:
     - 0 once the server has said goodbye: after a quit word or C{/quit} typed, or after the end
       of input (the client sends C{/quit} itself then);
-    - 1, with one line on standard error, when the server cannot be reached, refuses the
-      nickname, disconnects the member, or the connection drops.
+    - 1, with one line on standard error, when the server cannot be reached, does not answer
+      while joining (within L{CONNECT_TIMEOUT} seconds, or C{--timeout}), refuses the nickname,
+      disconnects the member, or the connection drops.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -50,7 +52,10 @@ __all__ = ["ChatClient", "Console", "main"]
 QUIT_TIMEOUT = 10.0
 """Seconds to wait for the server to close the connection after this client asked to leave."""
 CONNECT_TIMEOUT = 10.0
-"""Seconds to wait for the server to accept the connection."""
+"""
+Seconds to wait, unless told otherwise, for the server to accept the connection, then for each of
+its answers while joining: its C{GET_NAME}, then its answer to the nickname.
+"""
 
 
 @implementer(IHalfCloseableProtocol)
@@ -143,16 +148,22 @@ class ChatClient(LineReceiver):
         nick: str,
         clock: IReactorTime,
         openConsole: Callable[[Console], object],
+        timeout: float = CONNECT_TIMEOUT,
+        serverName: str = "the server",
     ) -> None:
         """
         @param nick: the nickname to answer C{GET_NAME} with.
-        @param clock: for the time allowed to leave.
+        @param clock: for the time allowed to join and to leave.
         @param openConsole: connects a L{Console} to the terminal; called once the member has
             joined, so nothing is read from standard input before the nickname is accepted.
+        @param timeout: seconds to wait for each of the server's answers while joining.
+        @param serverName: how the server is named in the message when it does not answer.
         """
         self.nick = nick
         self.clock = clock
         self.openConsole = openConsole
+        self.timeout = timeout
+        self.serverName = serverName
         self.console: Console | None = None
         self.done: Deferred[int] = Deferred()
         self.error: str | None = None
@@ -162,6 +173,11 @@ class ChatClient(LineReceiver):
         self._disconnectedBecause: str | None = None
         self._saidGoodbye = False
         self._quitTimer: IDelayedCall | None = None
+        self._answerTimer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        """Wait for the server's C{GET_NAME}, for a while."""
+        self._awaitAnswer()
 
     # The server's lines
 
@@ -186,13 +202,30 @@ class ChatClient(LineReceiver):
                 return
             self._askedForName = True
             self._send(self.nick.encode("utf-8"))
+            self._awaitAnswer()
         elif text.startswith("*** Error: "):
             self._lastError = text.removeprefix("*** Error: ")
         elif text.endswith(" connected to server!") and self._askedForName:
             self._state = _State.CHATTING
+            self._stopAwaitingAnswer()
             self._startConsole()
             assert self.console is not None
             self.console.show(text)
+
+    def _awaitAnswer(self) -> None:
+        # A server that accepts the connection and then says nothing would otherwise keep the
+        # member waiting for ever, with no prompt and no error.
+        self._stopAwaitingAnswer()
+        self._answerTimer = self.clock.callLater(self.timeout, self._answerTimedOut)
+
+    def _stopAwaitingAnswer(self) -> None:
+        if self._answerTimer is not None and self._answerTimer.active():
+            self._answerTimer.cancel()
+        self._answerTimer = None
+
+    def _answerTimedOut(self) -> None:
+        self._answerTimer = None
+        self._fail(f"{self.serverName} did not answer within {self.timeout:g} seconds", abort=True)
 
     def _startConsole(self) -> None:
         console = Console(self)
@@ -240,13 +273,13 @@ class ChatClient(LineReceiver):
 
     # The end
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, abort: bool = False) -> None:
         if self.error is None:
             self.error = error
         transport = self.transport
         if transport is None:
             return
-        if self._state is _State.LEAVING:
+        if abort or self._state is _State.LEAVING:
             # The server has stopped answering: do not wait for it to take what is unsent.
             transport.abortConnection()  # type: ignore[attr-defined]
         else:
@@ -258,6 +291,7 @@ class ChatClient(LineReceiver):
         self._state = _State.CLOSED
         if self._quitTimer is not None and self._quitTimer.active():
             self._quitTimer.cancel()
+        self._stopAwaitingAnswer()
         if self.error is None and not self._saidGoodbye:
             if self._disconnectedBecause is not None:
                 self.error = f"disconnected by the server: {self._disconnectedBecause}"
@@ -288,6 +322,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=_port, default=5051, help="server port (default: 5051)"
     )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for the server to answer while connecting and joining "
+        f"(default: {CONNECT_TIMEOUT:g})",
+    )
     return parser
 
 
@@ -301,17 +343,31 @@ def _port(text: str) -> int:
     return port
 
 
-async def run(reactor: IReactorTCP, nick: str, host: str, port: int) -> int:
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return seconds
+
+
+async def run(
+    reactor: IReactorTCP, nick: str, host: str, port: int, timeout: float = CONNECT_TIMEOUT
+) -> int:
     """Connect, chat until the session ends, and return the exit status."""
     from twisted.internet.stdio import StandardIO
 
     clock: IReactorTime = reactor  # type: ignore[assignment]
-    client = ChatClient(nick, clock, StandardIO)
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=CONNECT_TIMEOUT)
+    client = ChatClient(
+        nick, clock, StandardIO, timeout=timeout, serverName=f"the server at {host}:{port}"
+    )
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     try:
         await connectProtocol(endpoint, client)
     except Exception as error:
-        _report(f"cannot connect to {host}:{port}: {_describe(error)}")
+        _report(f"cannot connect to {host}:{port}: {_describe(error, timeout)}")
         return 1
     # Ctrl-C (or SIGTERM) leaves politely: say /quit, and give the server a moment to answer.
     reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
@@ -340,12 +396,12 @@ def _leaveBeforeShutdown(client: ChatClient, clock: IReactorTime) -> Deferred[No
     return left
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException, timeout: float) -> str:
     """Why a connection attempt failed, in a few words."""
     if isinstance(error, ConnectionRefusedError):
         return "connection refused (is the server running?)"
     if isinstance(error, (TimeoutError, defer.CancelledError)):
-        return f"no answer within {CONNECT_TIMEOUT:g} seconds"
+        return f"no answer within {timeout:g} seconds"
     if isinstance(error, DNSLookupError):
         return "no such host"
     text = str(error).strip() or type(error).__name__
@@ -366,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from twisted.internet import task
 
     async def start(reactor: IReactorTCP) -> None:
-        status = await run(reactor, options.nick, options.host, options.port)
+        status = await run(reactor, options.nick, options.host, options.port, options.timeout)
         if status:
             raise SystemExit(status)
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from twisted.internet.error import ConnectionLost
@@ -20,7 +21,7 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import IOPump, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.client import QUIT_TIMEOUT, ChatClient, Console
+from chatsvc.client import CONNECT_TIMEOUT, QUIT_TIMEOUT, ChatClient, Console
 from chatsvc.core import Hub
 from chatsvc.protocol import ChatFactory, ChatProtocol
 from chatsvc.wire import endsSession
@@ -129,6 +130,71 @@ class HandshakeTests(SynchronousTestCase):
         memory.closeFromServer()
         self.assertEqual(memory.status, [1])
         self.assertIn("before the nickname was accepted", str(memory.client.error))
+
+
+class SilentServerTests(SynchronousTestCase):
+    """A server that accepts the connection but does not answer while the member joins."""
+
+    def assertTimedOut(self, memory: MemoryClient) -> None:
+        """The client has given up on the server: status 1, and the reason."""
+        self.assertTrue(memory.transport.disconnected)
+        memory.closeFromServer()
+        self.assertEqual(memory.status, [1])
+        self.assertEqual(
+            memory.client.error, f"the server did not answer within {CONNECT_TIMEOUT:g} seconds"
+        )
+
+    def test_noGetName(self) -> None:
+        """Without a C{GET_NAME} within L{CONNECT_TIMEOUT} seconds, the client gives up."""
+        memory = MemoryClient()
+        memory.clock.advance(CONNECT_TIMEOUT - 0.1)
+        self.assertFalse(memory.transport.disconnecting)
+        memory.clock.advance(0.1)
+        self.assertTimedOut(memory)
+
+    def test_noAnswerToNickname(self) -> None:
+        """
+        After C{GET_NAME}, the server has L{CONNECT_TIMEOUT} seconds again to accept or refuse
+        the nickname; lines that are neither do not buy it more time.
+        """
+        memory = MemoryClient()
+        memory.clock.advance(CONNECT_TIMEOUT - 1)
+        memory.fromServer("GET_NAME")
+        memory.clock.advance(CONNECT_TIMEOUT - 1)
+        memory.fromServer("*** Error: something odd", "hello?")
+        self.assertFalse(memory.transport.disconnecting)
+        memory.clock.advance(1)
+        self.assertTimedOut(memory)
+
+    def test_joinedInTime(self) -> None:
+        """Once the nickname is accepted, the server may stay quiet as long as it likes."""
+        memory = MemoryClient()
+        memory.clock.advance(CONNECT_TIMEOUT - 1)
+        memory.join()
+        memory.clock.advance(CONNECT_TIMEOUT * 10)
+        self.assertFalse(memory.transport.disconnecting)
+        self.assertEqual(memory.clock.getDelayedCalls(), [])
+
+    def test_closedBeforeTimeout(self) -> None:
+        """A connection that ends while joining leaves no timer behind."""
+        memory = MemoryClient()
+        memory.closeFromServer()
+        self.assertEqual(memory.clock.getDelayedCalls(), [])
+        self.assertEqual(memory.status, [1])
+
+    def test_timeoutAndName(self) -> None:
+        """The time allowed and the server's name in the message can be chosen."""
+        clock = Clock()
+        client = ChatClient(
+            "Alice", clock, lambda console: None, timeout=0.5, serverName="the server at h:1"
+        )
+        transport = StringTransport()
+        client.makeConnection(transport)
+        clock.advance(0.5)
+        self.assertTrue(transport.disconnected)
+        client.connectionLost()
+        self.assertEqual(client.error, "the server at h:1 did not answer within 0.5 seconds")
+        self.assertEqual(self.successResultOf(client.done), 1)
 
 
 class ChattingTests(SynchronousTestCase):
@@ -451,9 +517,41 @@ class ProcessTests(SynchronousTestCase):
         self.assertEqual(server.received, b"Bob\r\nfirst\r\nsecond\r\nq\r\n")
         self.assertEqual(finished.returncode, 0, finished.stderr)
 
+    def test_silentServer(self) -> None:
+        """
+        A server that accepts the connection and says nothing: after C{--timeout} seconds the
+        client exits with status 1 and one line saying so.
+        """
+        # The kernel completes the connection for a listening socket: nobody needs to accept it.
+        silent = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(silent.close)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        finished = subprocess.run(
+            [sys.executable, "-m", "chatsvc.client", "Bob", "--host", "127.0.0.1",
+             "--port", str(port), "--timeout", "0.5"],
+            env=environment(), stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT,
+        )
+        self.assertGreaterEqual(time.monotonic() - started, 0.5)
+        self.assertEqual(finished.returncode, 1)
+        self.assertEqual(
+            finished.stderr.decode(),
+            f"chatsvc: the server at 127.0.0.1:{port} did not answer within 0.5 seconds\n",
+        )
+        self.assertEqual(finished.stdout, b"")
+
     def test_badArguments(self) -> None:
-        """A nickname with a line break, or a bad port, is a usage error before connecting."""
-        for arguments in (["a\nb"], ["Bob", "--port", "70000"], ["Bob", "--port", "x"]):
+        """
+        A nickname with a line break, a bad port or a bad timeout is a usage error before
+        connecting.
+        """
+        for arguments in (
+            ["a\nb"],
+            ["Bob", "--port", "70000"],
+            ["Bob", "--port", "x"],
+            ["Bob", "--timeout", "0"],
+            ["Bob", "--timeout", "nan"],
+        ):
             finished = subprocess.run(
                 [sys.executable, "-m", "chatsvc.client", *arguments],
                 env=environment(), stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT,
