@@ -398,11 +398,24 @@ _ROOM_KEYS = """
     SELECT key FROM rooms WHERE key IS NOT NULL
 """
 
+# A room's messages, newest first; recent() reads only as many as it keeps.
 _LATEST = """
     SELECT room, time, nick, text, action FROM messages
     WHERE room_key = ? AND time >= ?
-    ORDER BY id DESC LIMIT ?
+    ORDER BY id DESC
 """
+
+_END_OF_9999 = 253402300800.0
+"""10000-01-01T00:00:00Z in POSIX seconds: C{time.gmtime} and C{strftime} format any time before."""
+
+
+def _isShowable(when: object) -> bool:
+    """
+    Whether C{when}, a stored message's time, is one the server can show: a number from 1970
+    to the end of 9999. Nothing this code writes is anything else, but a file written by hand,
+    or by another program, may hold anything: a time of 1e300, infinity or text.
+    """
+    return isinstance(when, (int, float)) and math.isfinite(when) and 0 <= when < _END_OF_9999
 
 
 @frozen
@@ -739,7 +752,9 @@ class SQLiteStore:
 
         Rooms with no messages are left out, and so are messages older than C{maxAge}, which
         are only waiting for the next retention pass. The rooms found are cut down to
-        C{keepPerRoom} by the first retention pass.
+        C{keepPerRoom} by the first retention pass. A message whose time cannot be shown (see
+        L{_isShowable}) is left out too, rather than break every join to its room; how many
+        were, and in which rooms, is logged once, as C{history_rows_skipped}.
 
         @raise StoreError: if the database cannot be used; the message says why.
         """
@@ -747,22 +762,40 @@ class SQLiteStore:
             raise ValueError(f"perRoom may not be negative, not {perRoom!r}")
         cutoff = -math.inf if self.maxAge is None else time.time() - self.maxAge
         history: dict[str, list[StoredMessage]] = {}
+        skipped: dict[str, int] = {}
         connection = self._openNow()
         try:
             connection.execute("BEGIN")  # one snapshot for every room
             rooms = [key for (key,) in connection.execute(_ROOM_KEYS)]
             for key in rooms if perRoom else []:
-                rows = connection.execute(_LATEST, (key, cutoff, perRoom)).fetchall()
-                if rows:
-                    history[key] = [
-                        StoredMessage(key, room, when, nick, text, bool(action))
-                        for room, when, nick, text, action in reversed(rows)
-                    ]
+                messages: list[StoredMessage] = []
+                cursor = connection.execute(_LATEST, (key, cutoff))
+                try:
+                    for room, when, nick, text, action in cursor:
+                        if not _isShowable(when):
+                            skipped[key] = skipped.get(key, 0) + 1
+                            continue
+                        messages.append(StoredMessage(key, room, when, nick, text, bool(action)))
+                        if len(messages) == perRoom:
+                            break
+                finally:
+                    cursor.close()
+                if messages:
+                    messages.reverse()
+                    history[key] = messages
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             raise StoreError(f"cannot read history from {self.path}: {error}") from error
         finally:
             connection.close()
+        if skipped:
+            _log.warning(
+                "history_rows_skipped",
+                path=self.path,
+                messages=sum(skipped.values()),
+                rooms=skipped,
+                reason="a time that is not a number from 1970 to the end of 9999",
+            )
         self._dirtyRooms.update(rooms)
         return history
 

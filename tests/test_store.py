@@ -751,3 +751,79 @@ class SizeBoundTests(DatabaseFiles, TestCase):
         await waitUntil(lambda: store.written == 1, "a write")
         await store.stop()
         self.assertEqual((store.pruned, len(texts(path))), (0, 3001))
+
+
+class UnshowableTimeTests(DatabaseFiles, SynchronousTestCase):
+    """Stored messages with times the server cannot show are left out of the history read."""
+
+    BAD_TIMES: list[object] = [
+        1e300,
+        float("inf"),
+        float("-inf"),
+        -1.0,
+        253402300800.0,  # 10000-01-01T00:00:00Z
+        "NaN",  # SQLite stores a NaN parameter as NULL, which NOT NULL refuses; text it keeps
+        b"\x01\x02",
+    ]
+    """Times that C{time.gmtime} cannot take, or that no clock gives."""
+
+    def insertTimes(self, path: str, roomKey: str, times: list[object]) -> None:
+        """Write one message at each of C{times} into C{roomKey}, as another program might."""
+        connection = sqlite3.connect(path)
+        try:
+            with connection:
+                connection.executemany(
+                    "INSERT INTO messages (room_key, room, time, nick, text, action) "
+                    "VALUES (?, ?, ?, 'someone', ?, 0)",
+                    [(roomKey, roomKey.title(), when, f"at {when!r}") for when in times],
+                )
+        finally:
+            connection.close()
+
+    def test_skippedAndLogged(self) -> None:
+        """
+        recent() returns only the messages with showable times, as many as asked for where
+        there are that many, never raising; what it left out is logged once, with its count
+        and rooms. A room with nothing but such messages has no history.
+        """
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        now = time.time()
+        good = [now - 3, now - 2, now - 1]
+        self.insertTimes(path, "lobby", [good[0], *self.BAD_TIMES[:3], good[1]])
+        self.insertTimes(path, "lobby", [*self.BAD_TIMES[3:], good[2], *self.BAD_TIMES])
+        self.insertTimes(path, "broken", self.BAD_TIMES)
+        self.insertTimes(path, "fine", [0.0, 253402300799.0])
+
+        history = SQLiteStore(path, maxAge=None).recent(2)
+        self.assertEqual(sorted(history), ["fine", "lobby"])
+        self.assertEqual([m.time for m in history["lobby"]], good[1:])
+        self.assertEqual([m.time for m in history["fine"]], [0.0, 253402300799.0])
+        for messages in history.values():
+            for each in messages:
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(each.time))
+        # Newest first, the lobby's reading stops at its second good message: past 7 + 4 bad.
+        bad = len(self.BAD_TIMES)
+        (skipped,) = fields(observer, "history_rows_skipped")
+        self.assertEqual(
+            (skipped["messages"], skipped["rooms"]),
+            (bad + bad + 4, {"lobby": bad + 4, "broken": bad}),
+        )
+
+        everything = SQLiteStore(path).recent(100)
+        self.assertEqual([m.time for m in everything["lobby"]], good)
+        self.assertEqual(len(fields(observer, "history_rows_skipped")), 2)
+
+    def test_nothingToSkip(self) -> None:
+        """A database with sane times logs nothing about skipping."""
+        observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [message(1), message(2)])
+        self.assertEqual(len(SQLiteStore(path).recent(10)["lobby"]), 2)
+        self.assertEqual(fields(observer, "history_rows_skipped"), [])
