@@ -23,7 +23,7 @@ from chatsvc.core import CROWD_INTERVAL, CROWD_SIZE, DEFAULT_ROOM, ChatError, Hu
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
 from chatsvc.limits import Limits
 from chatsvc.protocol import ChatFactory, describeAddress
-from chatsvc.store import DEFAULT_MAX_BYTES, IHistoryStore, NullStore, SQLiteStore
+from chatsvc.store import DEFAULT_MAX_BYTES, IHistoryStore, NullStore, SQLiteStore, StoreError
 
 __all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
 
@@ -326,6 +326,27 @@ class ChatService(service.Service):
     ports and tells every member that the server is going down.
     """
 
+    class StartupFailed(SystemExit, Exception):
+        """
+        The server cannot start, for a reason already logged as one clear event
+        (C{history_open_failed}, C{listen_failed}): twistd is to exit with status 1, and no
+        traceback, since there is no bug to show.
+
+        twistd catches no exception from starting the application (a L{usage.UsageError}
+        raised there is printed with its traceback too), and Python prints a traceback for
+        every exception left uncaught except L{SystemExit}. This one is both: as an
+        L{Exception}, twistd's own handler sees it first, removes its PID file and, when
+        daemonized, passes the message to the waiting parent, which prints it and exits 1;
+        as a L{SystemExit} with code 1, it then ends the process quietly.
+        """
+
+        def __init__(self, message: str) -> None:
+            """
+            @param message: why the server cannot start, naming the file or endpoint.
+            """
+            super().__init__(message)
+            self.code = 1
+
     def __init__(
         self,
         reactor: IReactorCore,
@@ -354,13 +375,15 @@ class ChatService(service.Service):
 
     def privilegedStartService(self) -> None:
         """
-        Listen on every endpoint (before twistd drops privileges, so low ports work). A failure
-        to listen is raised here, so that twistd stops with the error instead of running deaf.
+        Read the history and listen on every endpoint (before twistd drops privileges, so low
+        ports work). A history that cannot be read, or an endpoint that cannot be listened on,
+        is logged and raised here as L{StartupFailed}, so that twistd stops with the error
+        instead of running deaf or forgetful.
         """
         super().privilegedStartService()
         ensureFileLimit(self.factory.limits.maxConnections + _SPARE_FILES)
         self._openHistory()
-        failures: list[Failure] = []
+        failures: list[tuple[str, Failure]] = []
         for description in self.descriptions:
             endpoint = serverFromString(self._reactor, description)
             listening = endpoint.listen(self.factory)
@@ -370,7 +393,11 @@ class ChatService(service.Service):
             for port in self.ports:
                 port.stopListening()
             self.ports = []
-            failures[0].raiseException()
+            reasons = "; ".join(
+                f"cannot listen on {description}: {failure.getErrorMessage()}"
+                for description, failure in failures
+            )
+            raise self.StartupFailed(reasons) from failures[0][1].value
         self.factory.hub.store.start(self._reactor)
 
     def _openHistory(self) -> None:
@@ -380,7 +407,11 @@ class ChatService(service.Service):
         hub = self.factory.hub
         try:
             history = hub.store.recent(hub.historyKept)
+        except StoreError as error:
+            _log.error("history_open_failed", reason=str(error))
+            raise self.StartupFailed(str(error)) from error
         except Exception as error:
+            # Not a database this server cannot use, but a mistake: worth its traceback.
             _log.error("history_open_failed", reason=str(error))
             raise
         hub.restore(history)
@@ -399,9 +430,11 @@ class ChatService(service.Service):
         self.ports.append(port)
         _log.info("server_listening", endpoint=description, address=describeAddress(port.getHost()))
 
-    def _cannotListen(self, failure: Failure, description: str, failures: list[Failure]) -> None:
+    def _cannotListen(
+        self, failure: Failure, description: str, failures: list[tuple[str, Failure]]
+    ) -> None:
         _log.error("listen_failed", endpoint=description, reason=failure.getErrorMessage())
-        failures.append(failure)
+        failures.append((description, failure))
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop listening and say goodbye to every connection."""

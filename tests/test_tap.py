@@ -181,12 +181,18 @@ class OptionsTests(SynchronousTestCase):
         self.assertRaises(UsageError, parse, "--history-days", "-1")
 
     def test_unusableDatabase(self) -> None:
-        """A --db that is not a database stops the server at start, saying why."""
+        """
+        A --db that is not a database stops the server at start, saying why: twistd is to exit
+        with status 1, the reason logged, and no traceback.
+        """
         path = self.mktemp()
         with open(path, "wb") as garbage:
             garbage.write(b"not a database " * 200)
         service = tap.makeService(parse("--db", path), MemoryReactorClock())
-        error = self.assertRaises(StoreError, service.privilegedStartService)
+        error = self.assertRaises(tap.ChatService.StartupFailed, service.privilegedStartService)
+        self.assertIsInstance(error.__cause__, StoreError)
+        self.assertIsInstance(error, SystemExit)
+        self.assertEqual(error.code, 1)
         self.assertIn(path, str(error))
         self.assertEqual(service.ports, [])
 
@@ -346,7 +352,10 @@ class RealListeningTests(TestCase):
         return service.stopService()
 
     def test_portInUse(self) -> None:
-        """A port that cannot be listened on is an error at start, not a silent deaf server."""
+        """
+        A port that cannot be listened on is an error at start, not a silent deaf server: twistd
+        is to exit with status 1, the endpoint and the reason logged, and no traceback.
+        """
         taken = socket.socket()
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
@@ -355,7 +364,10 @@ class RealListeningTests(TestCase):
         service = tap.makeService(
             parse("--listen", f"tcp:{busy}:interface=127.0.0.1"), reactor
         )
-        self.assertRaises(CannotListenError, service.startService)
+        error = self.assertRaises(tap.ChatService.StartupFailed, service.startService)
+        self.assertIsInstance(error.__cause__, CannotListenError)
+        self.assertEqual(error.code, 1)
+        self.assertIn(f"cannot listen on tcp:{busy}:interface=127.0.0.1", str(error))
 
 
 
