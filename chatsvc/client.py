@@ -6,6 +6,11 @@ each line the server sends, made safe for the terminal first (a hostile server o
 move the cursor, recolour the terminal or reorder what is shown). Standard input may be a terminal,
 a pipe or a file.
 
+On a terminal, each line is wrapped to the terminal's width by the client itself, every row after
+the first indented by L{CONTINUATION}: a row that starts in the first column is always the start of
+a line, so text padded to the end of a row cannot pass for another member's line. Printed to a
+pipe or a file, lines are left as they are.
+
 Exit status:
     - 0 once the server has said goodbye: after a quit word or C{/quit} typed, or after the end
       of input (the client sends C{/quit} itself then);
@@ -20,6 +25,7 @@ import argparse
 import math
 import os
 import sys
+import unicodedata
 from collections.abc import Callable, Sequence
 from enum import Enum, auto
 
@@ -47,7 +53,15 @@ from zope.interface import implementer
 from chatsvc.text import neutralize
 from chatsvc.wire import GET_NAME, endsSession
 
-__all__ = ["ChatClient", "Console", "main"]
+__all__ = [
+    "CONTINUATION",
+    "ChatClient",
+    "Console",
+    "displayWidth",
+    "main",
+    "terminalColumns",
+    "wrapLine",
+]
 
 QUIT_TIMEOUT = 10.0
 """Seconds to wait for the server to close the connection after this client asked to leave."""
@@ -56,6 +70,108 @@ CONNECT_TIMEOUT = 10.0
 Seconds to wait, unless told otherwise, for the server to accept the connection, then for each of
 its answers while joining: its C{GET_NAME}, then its answer to the nickname.
 """
+
+CONTINUATION = "    "
+"""What each row of a wrapped line but the first starts with."""
+_NARROWEST = len(CONTINUATION) + 2
+"""The narrowest width lines are wrapped to: a continuation row needs room for a wide character."""
+_TAB_STOP = 8
+_DEFAULT_COLUMNS = 80
+"""The width assumed for a terminal that does not tell its own."""
+
+
+def displayWidth(character: str) -> int:
+    """
+    How many columns a terminal gives C{character}: 2 for East Asian wide and full-width
+    characters, 0 for combining marks, 1 for the rest.
+
+    Where terminals differ, this counts the wider way, since counting too few columns would let a
+    line wrap where the client did not wrap it: a character this version of Unicode does not know
+    (a newer terminal may draw it as a wide emoji), a regional indicator (half a flag) and the
+    emoji presentation selector U+FE0F (which makes some terminals draw the character before it
+    two columns wide) count 2, 2 and 1.
+    """
+    if character == "\ufe0f":
+        return 1
+    category = unicodedata.category(character)
+    if category in ("Mn", "Me"):
+        return 0
+    if (
+        category == "Cn"
+        or unicodedata.east_asian_width(character) in ("W", "F")
+        or "\U0001f1e6" <= character <= "\U0001f1ff"
+    ):
+        return 2
+    return 1
+
+
+def wrapLine(line: str, columns: int) -> list[str]:
+    """
+    Split C{line}, already made safe by L{neutralize}, into rows no wider than C{columns} (at
+    least L{_NARROWEST}), as it is to be printed on a terminal that wide.
+
+    Rows break after a space where a word fits on the next row, anywhere in a word that does not;
+    spaces at a break are dropped, tabs expanded to spaces. Every row but the first starts with
+    L{CONTINUATION} then a character that is not a space, so that no continuation row starts in
+    the first column.
+    """
+    columns = max(columns, _NARROWEST)
+    if len(line) <= columns and line.isascii() and "\t" not in line:
+        return [line]
+    rows: list[str] = []
+    prefix = ""
+    row: list[str] = []
+    used = 0
+    wordStart: int | None = None
+    afterSpace = False
+    skippingSpaces = False
+
+    def breakRow(at: int) -> None:
+        nonlocal prefix, row, used, wordStart, afterSpace
+        rows.append(prefix + "".join(row[:at]).rstrip(" "))
+        prefix = CONTINUATION
+        row = row[at:]
+        used = len(CONTINUATION) + sum(map(displayWidth, row))
+        wordStart = None
+        afterSpace = False
+
+    for character in line:
+        if character in " \t":
+            if skippingSpaces:
+                continue
+            for _ in range(1 if character == " " else _TAB_STOP - used % _TAB_STOP):
+                if used >= columns:
+                    breakRow(len(row))
+                    skippingSpaces = True
+                    break
+                row.append(" ")
+                used += 1
+                afterSpace = True
+            continue
+        width = displayWidth(character)
+        if used + width > columns:
+            at = len(row) if afterSpace else wordStart
+            if at is None or len(CONTINUATION) + sum(map(displayWidth, row[at:])) + width > columns:
+                at = len(row)
+            breakRow(at)
+        if afterSpace:
+            wordStart = len(row)
+            afterSpace = False
+        row.append(character)
+        used += width
+        skippingSpaces = False
+    if row or not rows:
+        rows.append(prefix + "".join(row))
+    return rows
+
+
+def terminalColumns() -> int:
+    """The width of the terminal on standard output, read anew at each call (it may change)."""
+    try:
+        columns = os.get_terminal_size(1).columns
+    except OSError:
+        return _DEFAULT_COLUMNS
+    return columns if columns > 0 else _DEFAULT_COLUMNS
 
 
 @implementer(IHalfCloseableProtocol)
@@ -71,16 +187,29 @@ class Console(Protocol):
     MAX_LENGTH = 65536
     """Longest line read; longer ones are skipped, with a notice, never sent."""
 
-    def __init__(self, client: ChatClient) -> None:
+    def __init__(self, client: ChatClient, columns: Callable[[], int] | None = None) -> None:
+        """
+        @param client: where the lines read go.
+        @param columns: the width of the terminal printed to, asked before each line; L{None}
+            when the output is not a terminal, and lines are printed as they are.
+        """
         self.client = client
+        self.columns = columns
         self.closed: Deferred[None] = Deferred()
         self._buffer = b""
         self._skipping = False
 
     def show(self, text: str) -> None:
-        """Print one line, with every control character made visible."""
-        if self.transport is not None:
-            self.transport.write(neutralize(text).encode("utf-8", "replace") + b"\n")
+        """
+        Print one line, with every control character made visible, and on a terminal wrapped
+        to its width (see L{wrapLine}).
+        """
+        if self.transport is None:
+            return
+        safe = neutralize(text)
+        if self.columns is not None:
+            safe = "\n".join(wrapLine(safe, self.columns()))
+        self.transport.write(safe.encode("utf-8", "replace") + b"\n")
 
     def dataReceived(self, data: bytes) -> None:
         """Split input into lines and pass each to the client."""
@@ -150,6 +279,7 @@ class ChatClient(LineReceiver):
         openConsole: Callable[[Console], object],
         timeout: float = CONNECT_TIMEOUT,
         serverName: str = "the server",
+        columns: Callable[[], int] | None = None,
     ) -> None:
         """
         @param nick: the nickname to answer C{GET_NAME} with.
@@ -158,12 +288,15 @@ class ChatClient(LineReceiver):
             joined, so nothing is read from standard input before the nickname is accepted.
         @param timeout: seconds to wait for each of the server's answers while joining.
         @param serverName: how the server is named in the message when it does not answer.
+        @param columns: the width of the terminal printed to, or L{None} when the output is not a
+            terminal (see L{Console}).
         """
         self.nick = nick
         self.clock = clock
         self.openConsole = openConsole
         self.timeout = timeout
         self.serverName = serverName
+        self.columns = columns
         self.console: Console | None = None
         self.done: Deferred[int] = Deferred()
         self.error: str | None = None
@@ -228,7 +361,7 @@ class ChatClient(LineReceiver):
         self._fail(f"{self.serverName} did not answer within {self.timeout:g} seconds", abort=True)
 
     def _startConsole(self) -> None:
-        console = Console(self)
+        console = Console(self, self.columns)
         self.console = console
         self.openConsole(console)
         transport = self.transport
@@ -361,7 +494,12 @@ async def run(
 
     clock: IReactorTime = reactor  # type: ignore[assignment]
     client = ChatClient(
-        nick, clock, StandardIO, timeout=timeout, serverName=f"the server at {host}:{port}"
+        nick,
+        clock,
+        StandardIO,
+        timeout=timeout,
+        serverName=f"the server at {host}:{port}",
+        columns=terminalColumns if os.isatty(1) else None,
     )
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     try:

@@ -6,12 +6,18 @@ against servers that misbehave.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.error import ConnectionLost
@@ -21,7 +27,15 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import IOPump, connectedServerAndClient
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.client import CONNECT_TIMEOUT, QUIT_TIMEOUT, ChatClient, Console
+from chatsvc.client import (
+    CONNECT_TIMEOUT,
+    CONTINUATION,
+    QUIT_TIMEOUT,
+    ChatClient,
+    Console,
+    displayWidth,
+    wrapLine,
+)
 from chatsvc.core import Hub
 from chatsvc.protocol import ChatFactory, ChatProtocol
 from chatsvc.wire import endsSession
@@ -195,6 +209,116 @@ class SilentServerTests(SynchronousTestCase):
         client.connectionLost()
         self.assertEqual(client.error, "the server at h:1 did not answer within 0.5 seconds")
         self.assertEqual(self.successResultOf(client.done), 1)
+
+
+class WrapLineTests(SynchronousTestCase):
+    """L{wrapLine}: lines cut to a terminal's width, continuation rows indented."""
+
+    def test_fits(self) -> None:
+        """A line as wide as the terminal, or narrower, is one row, unchanged."""
+        self.assertEqual(wrapLine("x" * 80, 80), ["x" * 80])
+        self.assertEqual(wrapLine("  two leading spaces", 80), ["  two leading spaces"])
+        self.assertEqual(wrapLine("", 80), [""])
+
+    def test_oneColumnOver(self) -> None:
+        """One column more than the terminal holds goes to an indented second row."""
+        self.assertEqual(wrapLine("x" * 81, 80), ["x" * 80, CONTINUATION + "x"])
+
+    def test_paddedImpersonation(self) -> None:
+        """
+        75 spaces then C{Bob: hi}, at 80 columns: C{hi} goes on an indented row, and no row
+        starts with C{Bob} in the first column.
+        """
+        self.assertEqual(wrapLine(" " * 75 + "Bob: hi", 80), [" " * 75 + "Bob:", "    hi"])
+        self.assertEqual(wrapLine(" " * 78 + "Bob: hi", 80), ["", "    Bob: hi"])
+
+    def test_words(self) -> None:
+        """Rows break after a space, and the spaces at a break are dropped."""
+        self.assertEqual(
+            wrapLine("the quick brown fox jumps", 14),
+            ["the quick", "    brown fox", "    jumps"],
+        )
+        self.assertEqual(wrapLine("ab" + " " * 30 + "cd", 10), ["ab", "    cd"])
+
+    def test_longWord(self) -> None:
+        """A word longer than a row is cut where the row ends."""
+        self.assertEqual(
+            wrapLine("a " + "x" * 30, 12),
+            ["a xxxxxxxxxx", "    xxxxxxxx", "    xxxxxxxx", "    xxxx"],
+        )
+
+    def test_wideCharacters(self) -> None:
+        """East Asian wide characters take two columns; one that does not fit moves on whole."""
+        self.assertEqual(wrapLine("中" * 40, 80), ["中" * 40])
+        self.assertEqual(wrapLine("中" * 41, 80), ["中" * 40, CONTINUATION + "中"])
+        self.assertEqual(wrapLine("x" * 79 + "中", 80), ["x" * 79, CONTINUATION + "中"])
+        self.assertEqual(wrapLine("ＡＢＣ", 6), ["ＡＢＣ"])
+
+    def test_combiningMarks(self) -> None:
+        """A combining mark takes no column of its own and stays with its letter."""
+        accented = "e\u0301" * 80
+        self.assertEqual(wrapLine(accented, 80), [accented])
+        self.assertEqual(
+            wrapLine("e\u0301" * 81, 80), ["e\u0301" * 80, CONTINUATION + "e\u0301"]
+        )
+
+    def test_tabs(self) -> None:
+        """Tabs are expanded to the next multiple of 8 columns, counted from the row's start."""
+        self.assertEqual(wrapLine("a\tb", 80), ["a       b"])
+        self.assertEqual(wrapLine("x" * 15 + "\t" * 8 + "y", 20), ["x" * 15, "    y"])
+
+    def test_widths(self) -> None:
+        """L{displayWidth}, and the wider count where terminals differ."""
+        self.assertEqual(
+            [displayWidth(c) for c in "a中Ａ\u0301\u20dd\ufe0f\U0001f600\U0001f1eb\u00e9"],
+            [1, 2, 2, 0, 0, 1, 2, 2, 1],
+        )
+        self.assertEqual(displayWidth("\U0003fffd"), 2)
+
+    def test_narrowestWidth(self) -> None:
+        """Below six columns, lines are wrapped as if the terminal had six."""
+        self.assertEqual(wrapLine("abcdefgh", 1), ["abcdef", "    gh"])
+
+
+class ConsoleWrapTests(SynchronousTestCase):
+    """What the console prints, to a terminal and to anything else."""
+
+    def console(self, columns: Callable[[], int] | None) -> tuple[Console, StringTransport]:
+        """A console, its output on a L{StringTransport}."""
+        output = StringTransport()
+        console = Console(ChatClient("Alice", Clock(), lambda console: None), columns)
+        console.makeConnection(output)
+        return console, output
+
+    def test_terminal(self) -> None:
+        """On a terminal each line is wrapped to the width read just before it is printed."""
+        widths = iter([20, 10])
+        console, output = self.console(lambda: next(widths))
+        console.show("Alice: hello there, Bob")
+        console.show("Bob: hi")
+        self.assertEqual(
+            output.value().decode(), "Alice: hello there,\n    Bob\nBob: hi\n"
+        )
+
+    def test_wrappedAfterNeutralizing(self) -> None:
+        """Control characters are made visible first, and their stand-ins counted."""
+        console, output = self.console(lambda: 10)
+        console.show("\x1b\x1b\x1b\x1b\x1bX")
+        self.assertEqual(output.value().decode(), "^[^[^[^[^[\n    X\n")
+
+    def test_notATerminal(self) -> None:
+        """Printed to a pipe or a file, a line of any length is left as it is."""
+        console, output = self.console(None)
+        line = " " * 75 + "Bob: hi" + " x" * 100
+        console.show(line)
+        self.assertEqual(output.value().decode(), line + "\n")
+
+    def test_clientPassesWidth(self) -> None:
+        """The client gives its console the terminal's width."""
+        memory = MemoryClient()
+        memory.client.columns = lambda: 16
+        memory.fromServer("GET_NAME", "Alice connected to server!")
+        self.assertEqual(memory.shown(), ["Alice connected", "    to server!"])
 
 
 class ChattingTests(SynchronousTestCase):
@@ -421,6 +545,46 @@ class HostileServer:
         self.listener.close()
 
 
+PADDED = b"Alice:" + b" " * 33 + b"Bob: hi"
+"""A line from Alice padded so that, unwrapped, C{Bob: hi} starts a row of a 40-column terminal."""
+
+
+def runOnTerminal(test: SynchronousTestCase, port: int, columns: int) -> tuple[int, str]:
+    """
+    Run C{python -m chatsvc.client Bob} with its output on a pseudo-terminal C{columns} wide and
+    its input at its end; its exit status and what it printed.
+    """
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatsvc.client", "Bob", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment(), stdin=subprocess.PIPE, stdout=slave, stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    assert process.stdin is not None and process.stderr is not None
+    process.stdin.close()
+    output = b""
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the client has exited and closed the terminal.
+                break
+            if not chunk:
+                break
+            output += chunk
+        status = process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        test.assertEqual(process.stderr.read(), b"")
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    return status, output.decode("utf-8").replace("\r\n", "\n")
+
+
 class ProcessTests(SynchronousTestCase):
     """C{python -m chatsvc.client} as a person runs it."""
 
@@ -482,6 +646,31 @@ class ProcessTests(SynchronousTestCase):
         )
         for byte in b"\x1b\x07\x9b":
             self.assertNotIn(bytes([byte]), finished.stdout)
+
+    def test_wrappedOnTerminal(self) -> None:
+        """
+        On a terminal 40 columns wide, a line padded so that C{Bob: hi} would start a row is
+        wrapped by the client, its continuation row indented.
+        """
+        server = HostileServer([b"Bob connected to server!\r\n", PADDED + b"\r\n"], hold=True)
+        self.addCleanup(server.close)
+        status, printed = runOnTerminal(self, server.port, columns=40)
+        self.assertEqual(status, 0)
+        self.assertEqual(
+            printed.splitlines(),
+            ["Bob connected to server!", "Alice:", "    Bob: hi", "*** Goodbye, Bob!"],
+        )
+
+    def test_pipedNotWrapped(self) -> None:
+        """Printed to a pipe, the same line comes out as the server sent it."""
+        server = HostileServer([b"Bob connected to server!\r\n", PADDED + b"\r\n"], hold=True)
+        self.addCleanup(server.close)
+        finished = self.run_client(server.port, b"")
+        self.assertEqual(finished.returncode, 0, finished.stderr)
+        self.assertEqual(
+            finished.stdout.decode().splitlines(),
+            ["Bob connected to server!", PADDED.decode(), "*** Goodbye, Bob!"],
+        )
 
     def test_closedStdin(self) -> None:
         """

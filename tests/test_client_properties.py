@@ -1,7 +1,8 @@
 """
 Property-based tests of the client side of the protocol: whatever a server sends, split however
 the network splits it, the client never raises, never prints anything unsafe for a terminal, and
-prints the same thing however the bytes were cut.
+prints the same thing however the bytes were cut; and whatever line it wraps to a terminal's
+width, no row is too wide and no continuation row starts in the first column.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.client import ChatClient, Console
-from chatsvc.text import UNSAFE_CHARACTERS
+from chatsvc.client import CONTINUATION, ChatClient, Console, displayWidth, wrapLine
+from chatsvc.text import UNSAFE_CHARACTERS, neutralize
 
 _SERVER_LINES = st.sampled_from(
     [
@@ -101,3 +102,42 @@ class ClientStreamTests(SynchronousTestCase):
         whole = _run([data], b"")
         self.assertEqual(_run(_cuts(data, points), b""), whole)
         self.assertEqual(_run([bytes([byte]) for byte in data], b""), whole)
+
+
+_TERMINAL_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(" \t  abc:中Ａé\u0301\u20dd\ufe0f\U0001f600\U0001f1eb"), st.characters()
+    ),
+    max_size=300,
+).map(neutralize)
+
+
+def _unspaced(text: str) -> str:
+    return text.replace(" ", "").replace("\t", "")
+
+
+class WrapLineTests(SynchronousTestCase):
+    """L{wrapLine} on arbitrary lines and widths."""
+
+    @settings(max_examples=500, deadline=None)
+    @given(line=_TERMINAL_TEXT, columns=st.integers(1, 120))
+    def test_rows(self, line: str, columns: int) -> None:
+        """
+        Every row fits the width (six columns at the least); every row after the first is
+        L{CONTINUATION} then a character other than a space; nothing but spaces is lost; a line
+        that fits is left as it is.
+        """
+        rows = wrapLine(line, columns)
+        width = max(columns, 6)
+        for row in rows:
+            self.assertNotIn("\t", row)
+            self.assertLessEqual(sum(map(displayWidth, row)), width, rows)
+        for row in rows[1:]:
+            self.assertTrue(row.startswith(CONTINUATION), rows)
+            self.assertNotIn(row[len(CONTINUATION) : len(CONTINUATION) + 1], ("", " "), rows)
+        self.assertEqual(
+            _unspaced(rows[0] + "".join(row[len(CONTINUATION) :] for row in rows[1:])),
+            _unspaced(line),
+        )
+        if "\t" not in line and sum(map(displayWidth, line)) <= width:
+            self.assertEqual(rows, [line])
