@@ -654,10 +654,10 @@ class SizeBoundTests(DatabaseFiles, TestCase):
     BOUND = 300_000
     """A small bound, a few batches of L{long} messages big."""
 
-    MARGIN = 20_000
+    MARGIN = 6 * 4096
     """
-    What may be written past the bound before making room comes first: one batch (50 of these
-    messages take about 15 KB).
+    What may be written past the bound before making room comes first: one batch (20 of these
+    messages fill two pages of 4 KiB) and the table and index pages it may split.
     """
 
     def setUp(self) -> None:
@@ -680,7 +680,7 @@ class SizeBoundTests(DatabaseFiles, TestCase):
         """
         path = self.newPath()
         store = SQLiteStore(
-            path, **{**FAST, "maxBatch": 50, "pruneChunk": 50, "maxAge": None,
+            path, **{**FAST, "maxBatch": 20, "pruneChunk": 50, "maxAge": None,
                      "maxBytes": self.BOUND}
         )
         store.recent(1)
