@@ -152,6 +152,7 @@ from zope.interface import implementer
 
 from harness import (
     DEFAULT_LIMITS,
+    addressFloodOptions,
     LISTENING,
     Aborted,
     IReactor,
@@ -409,6 +410,15 @@ def chatsvcOptions(
             f"--flood-rate {floodRate:g} (default {DEFAULT_LIMITS['flood-rate']:g}/s): 4x the "
             f"{rate:g} lines/s each sender sends, so the flood limit never delays a line"
         )
+    floodRate, floodBurst = float(DEFAULT_LIMITS["flood-rate"]), float(DEFAULT_LIMITS["flood-burst"])
+    for option, value in zip(options, options[1:]):
+        if option == "--flood-rate":
+            floodRate = float(value)
+        elif option == "--flood-burst":
+            floodBurst = float(value)
+    addressOptions, reason = addressFloodOptions(connections, floodRate, floodBurst)
+    options += addressOptions
+    reasons.append(reason)
     if workload.kind in ("idle", "joinstorm") and workload.clients > 500:
         options += ["--name-timeout", "600"]
         reasons.append(

@@ -51,6 +51,8 @@ DEFAULT_LIMITS = {
     "max-connections-per-address": 50,
     "flood-rate": 5.0,
     "flood-burst": 20,
+    "address-flood-rate": 20.0,
+    "address-flood-burst": 80,
     "max-send-queue": 1 << 20,
     "name-timeout": 60.0,
     "backlog": 4096,
@@ -77,6 +79,24 @@ class Unfinished(Exception):
 
 
 # Reading /proc
+
+
+def addressFloodOptions(clients: int, floodRate: float, floodBurst: float) -> tuple[list[str], str]:
+    """
+    The options that give C{clients} connections from one address (every client of a load
+    test comes from 127.0.0.1) the joint flood limit of as many separate addresses, each at
+    C{floodRate} lines/s with bursts of C{floodBurst}; and why.
+    """
+    rate = clients * floodRate
+    burst = max(int(clients * floodBurst), int(DEFAULT_LIMITS["address-flood-burst"]))
+    options = ["--address-flood-rate", f"{rate:g}", "--address-flood-burst", str(burst)]
+    reason = (
+        f"--address-flood-rate {rate:g} --address-flood-burst {burst} (defaults "
+        f"{DEFAULT_LIMITS['address-flood-rate']:g}/s, {DEFAULT_LIMITS['address-flood-burst']}): "
+        f"all {clients} clients come from 127.0.0.1, and each is to be held to its own flood "
+        "limit only"
+    )
+    return options, reason
 
 
 def readRSSKB(pid: int) -> int | None:

@@ -66,6 +66,7 @@ from twisted.python.failure import Failure
 
 from harness import (
     DEFAULT_LIMITS,
+    addressFloodOptions,
     Aborted,
     IReactor,
     Schedule,
@@ -262,6 +263,11 @@ def serverOptions(clients: int, rate: float) -> tuple[list[str], list[str]]:
             f"--flood-rate kept at its default {DEFAULT_LIMITS['flood-rate']:g} lines/s, already "
             f"at least 4x the {rate:g} lines/s each client sends"
         )
+    addressOptions, reason = addressFloodOptions(
+        connections, floodRate, float(DEFAULT_LIMITS["flood-burst"])
+    )
+    options += addressOptions
+    reasons.append(reason)
     return options, reasons
 
 

@@ -474,8 +474,8 @@ class Hub:
         return len(room) > self.crowdSize
 
     def rooms(self) -> list[Room]:
-        """Every room, sorted by name."""
-        return sorted(self._rooms.values(), key=lambda room: room.key)
+        """Every room, sorted by name (case-insensitively, as a reader would sort them)."""
+        return sorted(self._rooms.values(), key=lambda room: (room.name.casefold(), room.name))
 
     def room(self, name: str) -> Room:
         """
@@ -710,8 +710,9 @@ class Hub:
             del self._rooms[room.key]
 
     def _sorted(self, members: Iterable[IMember]) -> list[str]:
-        keys = self._keys
-        return [self._nicks[member] for member in sorted(members, key=keys.__getitem__)]
+        # As a reader would sort them: by the names shown, case-insensitively (the keys that
+        # make names look-alike-proof would sort "rn" with "m").
+        return sorted((self._nicks[member] for member in members), key=_readingOrder)
 
     # Announcing joins and leaves
 
@@ -790,6 +791,10 @@ class Hub:
         failed = self.onDeliveryError
         for deliverToMany, members in room.fanOut:
             deliverToMany(members, event, exclude, failed)
+
+
+def _readingOrder(name: str) -> tuple[str, str]:
+    return (name.casefold(), name)
 
 
 def _checkIn(member: IMember, room: Room) -> None:

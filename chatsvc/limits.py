@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
-__all__ = ["Limits", "TokenBucket"]
+__all__ = ["Limits", "MAX_DEBT", "TokenBucket"]
+
+MAX_DEBT = 60.0
+"""The most a bucket can be in debt, in seconds of its rate: what one costly reply can cost."""
 
 
 def _positive(instance: object, attribute: object, value: float) -> None:
@@ -31,12 +34,19 @@ class Limits:
     floodBurst: int = field(default=20, validator=_positive)
     """Lines a connection may send at once (a paste) before the rate applies."""
 
+    addressFloodRate: float = field(default=20.0, validator=_positive)
+    """Lines per second all the connections from one IP address may send together, sustained."""
+
+    addressFloodBurst: int = field(default=80, validator=_positive)
+    """Lines all the connections from one IP address may send at once."""
+
     maxSendQueue: int = field(default=1024 * 1024, validator=_positive)
     """Bytes of output that may wait in the server for one member (what the kernel's socket
-    buffer already holds aside) before the member is disconnected as not reading. The default,
-    1 MiB, holds at once the flood bursts of maximum-length lines of a dozen members (20 lines of
-    up to 4132 bytes each, about 81 KiB per member), so a member who reads is never cut by a busy
-    room."""
+    buffer already holds aside) before the member is disconnected as not reading: every byte
+    written and not yet taken by the kernel counts. The default, 1 MiB, holds at once the
+    bursts of three addresses sending at their joint flood limit, each line as long as it can
+    be once made safe to show (docs/security.md has the arithmetic), so a member who reads is
+    never cut by a busy room."""
 
     nameTimeout: float = field(default=60.0, validator=_positive)
     """Seconds a new connection has to choose a nickname."""
@@ -76,6 +86,25 @@ class TokenBucket:
         self._tokens = float(burst)
         self._updated = now
 
+    def wait(self, now: float) -> float:
+        """
+        How long until a token can be spent: C{0.0} if one can be now. Spends nothing.
+        """
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        # The tolerance keeps float rounding from refusing a token exactly when it is due.
+        if self._tokens >= 1 - 1e-9:
+            return 0.0
+        return (1 - self._tokens) / self.rate
+
+    def spend(self, tokens: float = 1.0) -> None:
+        """
+        Spend C{tokens}, as of the last L{wait} or L{take}. The bucket may go into debt (a
+        reply that cost more than one line), by at most L{MAX_DEBT} seconds of its rate: later
+        lines then wait until it is paid off.
+        """
+        self._tokens = max(self._tokens - tokens, -MAX_DEBT * self.rate)
+
     def take(self, now: float) -> float:
         """
         Spend a token if there is one.
@@ -83,10 +112,11 @@ class TokenBucket:
         @return: C{0.0} if a token was spent, else how many seconds until there is one (and
             nothing was spent).
         """
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-        # The tolerance keeps float rounding from refusing a token exactly when it is due.
-        if self._tokens >= 1 - 1e-9:
-            self._tokens = max(self._tokens - 1, 0.0)
-            return 0.0
-        return (1 - self._tokens) / self.rate
+        delay = self.wait(now)
+        if not delay:
+            self.spend()
+        return delay
+
+    def full(self, now: float) -> bool:
+        """Whether the bucket would be full at C{now}: nothing remembered of its past use."""
+        return self._tokens + (now - self._updated) * self.rate >= self.burst

@@ -28,7 +28,7 @@ from __future__ import annotations
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import Enum, auto
 from typing import cast
 
@@ -48,7 +48,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatsvc.core import (
-    QUIT_WORDS,
     Acted,
     ChatError,
     DeliveryFailed,
@@ -68,10 +67,9 @@ from chatsvc.core import (
 from chatsvc.store import StoredMessage
 from chatsvc.limits import Limits, TokenBucket
 from chatsvc.text import neutralize
+from chatsvc.wire import GET_NAME, endsSession
 
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
-
-GET_NAME = "GET_NAME"
 
 NAMES_PER_LINE = 50
 """The most nicknames on one line of a summary of joins and leaves."""
@@ -82,13 +80,27 @@ MEMBERS_PER_LINE = 100
 FLUSH_CHUNK = 100
 """The most members written to before the reactor may read again (see L{ChatFactory.flush})."""
 
+REPLY_CHUNK = 16 * 1024
+"""Bytes of a long reply (history, member and room lists) written at a time; the next part is
+written once the member has read enough of what waits (see L{ChatProtocol.reply})."""
+
+REPLY_TOKEN_BYTES = 8 * 1024
+"""A reply costs the member who asked for it one line of its flood budget for every this many
+bytes, so that asking for long replies over and over is held to the flood rate like talking."""
+
+ROOMS_PER_PAGE = 50
+"""Rooms listed by one C{/rooms}; C{/rooms 2} shows the next ones."""
+
+MAX_COUNT_DIGITS = 9
+"""The most digits a number in a command may have (C{/history N}, C{/rooms PAGE})."""
+
 _log = structlog.get_logger("chatsvc.protocol")
 
 HELP = [
     "Commands:",
     "  /join ROOM          join ROOM (created if needed) and talk there; or switch to it",
     "  /part [ROOM]        leave ROOM (the current room by default)",
-    "  /rooms              list the rooms, with their members and topics",
+    "  /rooms [PAGE]       list the rooms, with their members and topics, 50 at a time",
     "  /who [ROOM]         list the members of ROOM (the current room by default)",
     "  /topic [TEXT]       show, or set, the current room's topic (/topic - clears it)",
     "  /history [N]        show the last N messages of the current room",
@@ -221,6 +233,40 @@ def _eventText(event: Event) -> str:
     return text
 
 
+def _notice(text: str) -> bytes:
+    """A server notice as a line for the wire: C{*** text}."""
+    return f"*** {text}\r\n".encode("utf-8")
+
+
+def _count(argument: str, usage: str) -> int:
+    """
+    The positive number a member gave in a command: ASCII digits only (C{str.isdigit} also
+    takes C{²} and C{①}, which C{int} refuses), and at most L{MAX_COUNT_DIGITS} of them.
+
+    @raise ChatError: with C{usage}, if C{argument} is no such number.
+    """
+    if not (argument.isascii() and argument.isdigit() and len(argument) <= MAX_COUNT_DIGITS):
+        raise ChatError(usage)
+    number = int(argument)
+    if number < 1:
+        raise ChatError(usage)
+    return number
+
+
+def _roomListLines(total: int, rooms: Sequence[Room], page: int, pages: int) -> Iterator[bytes]:
+    """The lines of one page of C{/rooms}: C{rooms}, of C{total}."""
+    if pages == 1:
+        yield _notice(f"Rooms ({total}):")
+    else:
+        yield _notice(f"Rooms ({total}), page {page} of {pages}:")
+    for room in rooms:
+        count = f"{len(room)} member{'' if len(room) == 1 else 's'}"
+        topic = f": {room.topic}" if room.topic else ""
+        yield _notice(f"  {room.name} ({count}){topic}")
+    if page < pages:
+        yield _notice(f"More: /rooms {page + 1}")
+
+
 def renderHistory(message: StoredMessage) -> str:
     """
     One stored message as shown in a history block: a server line (C{***}), with its date and
@@ -307,8 +353,7 @@ class _SendQueueWatch:
     """
     Registered as the producer of a connection's transport, which pauses it when its write
     buffer passes its own size (64 KiB for Twisted's), and resumes it only once that buffer is
-    empty again; while paused, the protocol watches what is really waiting for the peer, and
-    cuts a member that falls too far behind.
+    empty again: the protocol writes the next part of a long reply only then.
     """
 
     __slots__ = ("_protocol",)
@@ -347,14 +392,17 @@ class ChatProtocol(LineReceiver):
         "_leftover",
         "_write",
         "_outbox",
-        "_transportWrite",
         "_blocked",
         "_queuedWhileBlocked",
         "_nameTimer",
         "_floodTimer",
+        "_closeTimer",
         "_lastFloodNotice",
         "_held",
         "_bucket",
+        "_addressBucket",
+        "_replies",
+        "_replyBytes",
     )
 
     def __init__(self) -> None:
@@ -370,13 +418,17 @@ class ChatProtocol(LineReceiver):
         self._leftover = b""
         self._write: Callable[[bytes], object] = _notConnected
         self._outbox: list[bytes] = []
-        self._transportWrite: Callable[[bytes], object] = _notConnected
         self._blocked = False
         self._queuedWhileBlocked = 0
         self._nameTimer: IDelayedCall | None = None
         self._floodTimer: IDelayedCall | None = None
+        self._closeTimer: IDelayedCall | None = None
         self._lastFloodNotice: float | None = None
         self._held: bytes | None = None
+        self._addressBucket: TokenBucket | None = None
+        # The parts of long replies still to be written, oldest first (see reply()).
+        self._replies: deque[Iterator[bytes]] = deque()
+        self._replyBytes = 0
 
     # Connection life cycle
 
@@ -384,7 +436,8 @@ class ChatProtocol(LineReceiver):
         """Set the connection up and greet the newcomer with C{GET_NAME}."""
         transport = self.transport
         assert transport is not None
-        limits = self.factory.limits
+        factory = self.factory
+        limits = factory.limits
         if ITCPTransport.providedBy(transport):
             # Chat is many small writes that must go out now: without this, Nagle's algorithm
             # meeting delayed ACKs adds tens of milliseconds to each line.
@@ -392,18 +445,19 @@ class ChatProtocol(LineReceiver):
             enableKeepAlive(transport, limits.keepAliveIdle)
         # Bound once: writing is the hot path of every broadcast.
         if isinstance(transport, TCPConnection):
-            self._write = self._transportWrite = self._writeThrough
+            self._write = self._writeThrough
         else:
-            self._write = self._transportWrite = transport.write
+            self._write = self._writeMeasured
         transport.registerProducer(_SendQueueWatch(self), True)  # type: ignore[attr-defined]
         address = transport.getPeer()
         self.host = getattr(address, "host", None)
         self.peer = describeAddress(address)
         self.MAX_LENGTH = limits.maxLineLength + 1  # room for a "\r" before the "\n"
-        clock = self.factory.clock
-        self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, clock.seconds())
-        self._nameTimer = clock.callLater(limits.nameTimeout, self._nameTimedOut)
-        self.factory.connectionOpened(self)
+        now = factory.clock.seconds()
+        self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, now)
+        self._addressBucket = factory.addressBucket(self.host)
+        self._nameTimer = factory.clock.callLater(limits.nameTimeout, self._nameTimedOut)
+        factory.connectionOpened(self)
         self.sendText(GET_NAME)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -411,10 +465,11 @@ class ChatProtocol(LineReceiver):
         self._state = _State.CLOSING
         self._write = _discard
         self._outbox = []
-        for timer in (self._nameTimer, self._floodTimer):
+        self._replies.clear()
+        for timer in (self._nameTimer, self._floodTimer, self._closeTimer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._nameTimer = self._floodTimer = None
+        self._nameTimer = self._floodTimer = self._closeTimer = None
         self._leave("connection lost")
         self.factory.connectionClosed(self)
 
@@ -443,7 +498,7 @@ class ChatProtocol(LineReceiver):
 
     def _parse(self, data: bytes) -> None:
         super().dataReceived(data)
-        while self._leftover and self._state is not _State.CLOSING:
+        while self._leftover and self._state is not _State.CLOSING and not self.paused:
             data, self._leftover = self._leftover, b""
             super().dataReceived(data)
 
@@ -459,7 +514,7 @@ class ChatProtocol(LineReceiver):
             self._discarding = True
         if self._state is _State.CLOSING:
             return
-        delay = self._bucket.take(self.factory.clock.seconds())
+        delay = self._takeToken()
         if delay:
             self._hold(None, delay)
         else:
@@ -481,7 +536,7 @@ class ChatProtocol(LineReceiver):
         """Take one line, when the flood limit allows, and act on it."""
         if self._state is _State.CLOSING:
             return
-        delay = self._bucket.take(self.factory.clock.seconds())
+        delay = self._takeToken()
         if delay:
             self._hold(line, delay)
         else:
@@ -489,6 +544,16 @@ class ChatProtocol(LineReceiver):
 
     def _handleLine(self, line: bytes | None) -> None:
         # Decode one line (None: one that was too long) and hand it to the current state.
+        # Whatever happens, the connection goes on reading: a line the server fails to handle
+        # is reported to its sender and logged, never left to stop the connection.
+        try:
+            self._dispatch(line)
+        except Exception as error:
+            _log.error("line_failed", peer=self.peer, nick=self.nick, exc_info=error)
+            if self._state is not _State.CLOSING:
+                self.sendError("the server failed to handle that line; it was dropped")
+
+    def _dispatch(self, line: bytes | None) -> None:
         if line is None:
             self._lineTooLong()
             return
@@ -514,6 +579,34 @@ class ChatProtocol(LineReceiver):
 
     # Flood control: past the burst, lines are delayed (by not reading), never dropped
 
+    def _takeToken(self) -> float:
+        # A line costs a token of this connection's bucket and one of its address's, which
+        # all the connections from that address share: 0.0 if both could be spent, else how
+        # long until both can (and nothing is spent).
+        now = self.factory.clock.seconds()
+        shared = self._addressBucket
+        delay = self._bucket.wait(now)
+        if shared is not None:
+            delay = max(delay, shared.wait(now))
+        if delay:
+            return delay
+        self._bucket.spend()
+        if shared is not None:
+            shared.spend()
+        return 0.0
+
+    def _charge(self, size: int) -> None:
+        # A long reply costs its asker's flood budget by its size: a line for every whole
+        # REPLY_TOKEN_BYTES of the replies written since the connection last had none waiting
+        # (so a short reply costs nothing beyond the line that asked for it).
+        before = self._replyBytes // REPLY_TOKEN_BYTES
+        self._replyBytes += size
+        tokens = self._replyBytes // REPLY_TOKEN_BYTES - before
+        if tokens:
+            self._bucket.spend(tokens)
+            if self._addressBucket is not None:
+                self._addressBucket.spend(tokens)
+
     def _hold(self, line: bytes | None, delay: float) -> None:
         # Keep the line, stop parsing and stop reading the socket until the bucket has a token
         # again: the flooder's further lines wait in its own kernel buffers, at no cost to us.
@@ -530,23 +623,37 @@ class ChatProtocol(LineReceiver):
         self._floodTimer = None
         if self._state is _State.CLOSING:
             return
-        line, self._held = self._held, None
-        delay = self._bucket.take(self.factory.clock.seconds())
+        delay = self._takeToken()
         if delay:  # not yet, after all
-            self._held = line
             self._floodTimer = self.factory.clock.callLater(delay, self._floodPauseOver)
             return
+        line, self._held = self._held, None
         self._handleLine(line)
-        if self._state is not _State.CLOSING:  # type: ignore[comparison-overlap]  # _handleLine may close
+        self._resumeReading()
+
+    def _resumeReading(self) -> None:
+        # Read again, unless a held line or an unfinished reply still keeps this connection
+        # from reading, or it is closing.
+        if (
+            self.paused
+            and self._state is not _State.CLOSING
+            and self._floodTimer is None
+            and not self._replies
+        ):
             self.resumeProducing()
 
     # Writing, and members that do not read
 
     def sendText(self, text: str) -> None:
         """
-        Send one line of text to this member.
+        Send one line of text to this member; after the rest of a long reply still being
+        written, if there is one.
         """
-        self._send(text.encode("utf-8") + b"\r\n")
+        data = text.encode("utf-8") + b"\r\n"
+        if self._replies:
+            self._replies.append(iter((data,)))
+        else:
+            self._send(data)
 
     def sendNotice(self, text: str) -> None:
         """Send a server notice: C{*** text}."""
@@ -555,6 +662,50 @@ class ChatProtocol(LineReceiver):
     def sendError(self, message: str) -> None:
         """Tell this member (only) that their last line was refused."""
         self.sendText("*** Error: " + message)
+
+    def reply(self, lines: Iterable[bytes]) -> None:
+        """
+        Send C{lines} (each with its line ending), which this member asked for, at the pace it
+        reads them: L{REPLY_CHUNK} bytes at a time, the next once the transport's buffer has
+        room again (L{sendUnblocked}). Meanwhile the connection is not read, so that the member's
+        next requests wait in its own socket buffers. A member who does not read thus costs the
+        server one chunk and Twisted's buffer at most, however much it asks for; and each chunk
+        is charged to its flood budget (L{REPLY_TOKEN_BYTES}).
+
+        What others say meanwhile still reaches the member at once; what the server tells it
+        meanwhile (L{sendText}) comes after the reply.
+        """
+        self._replies.append(iter(lines))
+        if len(self._replies) == 1:
+            self._writeReplies()
+
+    def _writeReplies(self) -> None:
+        replies = self._replies
+        while replies and self._state is not _State.CLOSING:
+            if self._blocked:
+                self.pauseProducing()  # until the transport's buffer is empty again
+                return
+            chunk: list[bytes] = []
+            size = 0
+            while replies and size < REPLY_CHUNK:
+                for line in replies[0]:
+                    chunk.append(line)
+                    size += len(line)
+                    if size >= REPLY_CHUNK:
+                        break
+                else:
+                    replies.popleft()
+            if chunk:
+                self._charge(size)
+                self._send(b"".join(chunk))
+            if replies and self._outbox:
+                # Gathered, to be written with this turn's other lines for the member: the
+                # next part follows from flush().
+                self.pauseProducing()
+                return
+        if not replies:
+            self._replyBytes = 0
+            self._resumeReading()
 
     def deliver(self, event: Event) -> None:
         """Write an event to this member, marked with its room if that is not the current one."""
@@ -621,66 +772,83 @@ class ChatProtocol(LineReceiver):
         if outbox:
             self._outbox = []
             self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+            if self._replies:
+                self._writeReplies()
 
     def _writeThrough(self, data: bytes) -> None:
         # How a TCP or UNIX connection is written to. Twisted's write() only appends to the
         # connection's buffer and asks the reactor to watch the socket for writing; the data
         # goes out in the next turn, after which the reactor stops watching again: two
         # epoll_ctl calls besides the send, for every line to every member. When nothing is
-        # waiting in that buffer, this sends at once, and leaves to write() only what the
+        # waiting in that buffer, this sends at once, and leaves to Twisted only what the
         # kernel did not take (or a failure, which Twisted then meets and handles as ever).
         # The socket is sent to directly: Twisted's writeSomeData adds two calls and a retry
         # loop for EINTR, which Python's send() already retries, to every line.
         transport: TCPConnection = self.transport  # type: ignore[assignment]
         if transport.dataBuffer or transport._tempDataLen or transport.disconnecting:
-            transport.write(data)
+            self._writeBehind(data)
             return
         try:
             sent = transport.socket.send(data)
         except OSError:  # the kernel's buffer is full, or the connection failed
-            transport.write(data)
+            self._writeBehind(data)
             return
         if sent < len(data):
-            transport.write(data[sent:])
+            self._writeBehind(data[sent:])
 
-    def sendBlocked(self) -> None:
-        """
-        The transport's buffer is full: from now on, until it is empty again, check each write
-        against the send queue limit. (Twisted says so again on every write while it stays
-        full.)
-        """
-        if not self._blocked and self._state is not _State.CLOSING:
-            self._blocked = True
-            self._queuedWhileBlocked = 0
-            self._write = self._writeWhileBlocked
+    def _writeBehind(self, data: bytes) -> None:
+        # What the kernel did not take waits in the server, in Twisted's buffer for this
+        # connection: every byte of it counts against the bound, from the first.
+        transport: TCPConnection = self.transport  # type: ignore[assignment]
+        queued = len(transport.dataBuffer) - transport.offset + transport._tempDataLen + len(data)
+        if queued <= self.factory.limits.maxSendQueue:
+            transport.write(data)
+        else:
+            self._cut("send queue exceeded", queued)
 
-    def sendUnblocked(self) -> None:
-        """The peer has caught up: write straight through again."""
-        if self._blocked and self._state is not _State.CLOSING:
-            self._blocked = False
-            self._write = self._transportWrite
-
-    def _writeWhileBlocked(self, data: bytes) -> None:
-        # What would wait for the peer with this write: the transport's real unsent bytes,
-        # which fall as the peer reads, so a member who keeps reading under heavy traffic is
-        # never cut; or, for a transport whose buffer cannot be measured, everything written
-        # since it filled up.
-        unsent = unsentBytes(self.transport)
+    def _writeMeasured(self, data: bytes) -> None:
+        # Any other transport (TLS, say): what would wait for the peer with this write, which
+        # falls as the peer reads, so a member who keeps reading under heavy traffic is never
+        # cut; or, for a transport whose buffer cannot be measured, everything written since
+        # it last said it was full.
+        transport = self.transport
+        assert transport is not None
+        unsent = unsentBytes(transport)
         if unsent is None:
+            if not self._blocked:
+                transport.write(data)
+                return
             self._queuedWhileBlocked += len(data)
             queued = self._queuedWhileBlocked
         else:
             queued = unsent + len(data)
         if queued <= self.factory.limits.maxSendQueue:
-            self._transportWrite(data)
+            transport.write(data)
         else:
             self._cut("send queue exceeded", queued)
+
+    def sendBlocked(self) -> None:
+        """
+        The transport's buffer is full: hold the rest of any long reply until it is empty
+        again. (Twisted says so again on every write while it stays full.)
+        """
+        if not self._blocked and self._state is not _State.CLOSING:
+            self._blocked = True
+            self._queuedWhileBlocked = 0
+
+    def sendUnblocked(self) -> None:
+        """The peer has caught up: write the next part of a long reply, if there is one."""
+        if self._blocked and self._state is not _State.CLOSING:
+            self._blocked = False
+            if self._replies:
+                self._writeReplies()
 
     def _cut(self, reason: str, queued: int) -> None:
         # The peer cannot be told (it is not reading): drop it now, unsent data and all.
         self._state = _State.CLOSING
         self._write = _discard
         self._outbox = []
+        self._replies.clear()
         _log.warning(
             "connection_cut", peer=self.peer, nick=self.nick, reason=reason, queued=queued,
         )
@@ -690,8 +858,7 @@ class ChatProtocol(LineReceiver):
     # The nickname
 
     def _nameReceived(self, text: str) -> None:
-        word = text.strip()
-        if word in QUIT_WORDS or word.split(" ", 1)[0].lower() == "/quit":
+        if endsSession(text):
             self._goodbye("Goodbye!")
             return
         hub = self.factory.hub
@@ -705,7 +872,7 @@ class ChatProtocol(LineReceiver):
         limits = self.factory.limits
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.factory.clock.seconds())
         self.sendText(f"{self.nick} connected to server!")
-        self._sendRoom(self.current)
+        self.reply(self._roomLines(self.current))
         self.sendNotice("Type /help for commands, /quit to leave.")
         _log.info(
             "member_joined",
@@ -719,8 +886,10 @@ class ChatProtocol(LineReceiver):
     # Chat lines and commands
 
     def _chatLineReceived(self, text: str) -> None:
-        if text.strip() in QUIT_WORDS:
-            self._quit(None)
+        if endsSession(text):
+            # The rule both ends share (chatsvc.wire): a quit word, or /quit [REASON].
+            reason = text[1:].partition(" ")[2].strip() if text.startswith("/") else ""
+            self._quit(reason or None)
         elif text.startswith("//"):
             self._say(text[1:])
         elif text.startswith("/"):
@@ -742,13 +911,12 @@ class ChatProtocol(LineReceiver):
 
     def command_help(self, argument: str) -> None:
         """C{/help}: list the commands."""
-        for line in HELP:
-            self.sendNotice(line)
+        self.reply(_notice(line) for line in HELP)
 
     def command_who(self, argument: str) -> None:
         """C{/who [ROOM]}: list the members of a room (the current one by default)."""
         room = self.factory.hub.room(argument) if argument else self._currentRoom()
-        self._sendMembers(room)
+        self.reply(self._memberLines(room))
 
     def command_join(self, argument: str) -> None:
         """C{/join ROOM}: join a room, creating it if needed, or switch to it."""
@@ -762,7 +930,7 @@ class ChatProtocol(LineReceiver):
             self.sendNotice(f"Now talking in {room.name}")
             return
         self.sendNotice(f"You joined {room.name}; now talking there")
-        self._sendRoom(room)
+        self.reply(self._roomLines(room))
         _log.info("room_joined", nick=self.nick, room=room.name, members=len(room))
 
     def command_part(self, argument: str) -> None:
@@ -779,19 +947,23 @@ class ChatProtocol(LineReceiver):
             self.sendNotice(f"You left {room.name}; now talking in {self.current.name}")
 
     def command_rooms(self, argument: str) -> None:
-        """C{/rooms}: list the rooms, with member counts and topics."""
+        """
+        C{/rooms [PAGE]}: list the rooms, with member counts and topics, L{ROOMS_PER_PAGE} at
+        a time.
+        """
         rooms = self.factory.hub.rooms()
-        self.sendNotice(f"Rooms ({len(rooms)}):")
-        for room in rooms:
-            count = f"{len(room)} member{'' if len(room) == 1 else 's'}"
-            topic = f": {room.topic}" if room.topic else ""
-            self.sendNotice(f"  {room.name} ({count}){topic}")
+        pages = max(1, -(-len(rooms) // ROOMS_PER_PAGE))
+        page = _count(argument, "usage: /rooms [PAGE]") if argument else 1
+        if page > pages:
+            raise ChatError(f"there {'is' if pages == 1 else 'are'} only {pages} page{'' if pages == 1 else 's'} of rooms")
+        shown = rooms[(page - 1) * ROOMS_PER_PAGE : page * ROOMS_PER_PAGE]
+        self.reply(_roomListLines(len(rooms), shown, page, pages))
 
     def command_topic(self, argument: str) -> None:
         """C{/topic [TEXT]}: show or set the current room's topic; C{/topic -} clears it."""
         room = self._currentRoom()
         if not argument:
-            self._sendTopic(room, always=True)
+            self.reply(self._topicLines(room, always=True))
         else:
             self.factory.hub.setTopic(self, room, None if argument == "-" else argument)
 
@@ -799,13 +971,11 @@ class ChatProtocol(LineReceiver):
         """C{/history [N]}: the last N messages of the current room."""
         room = self._currentRoom()
         most = self.factory.hub.historyKept
-        if not argument:
-            count = self.factory.historyLines
-        elif argument.isdigit() and int(argument) > 0:
-            count = min(int(argument), most)
+        if argument:
+            count = min(_count(argument, f"usage: /history [N], N from 1 to {most}"), most)
         else:
-            raise ChatError(f"usage: /history [N], N from 1 to {most}")
-        self._sendHistory(room, count, always=True)
+            count = self.factory.historyLines
+        self.reply(self._historyLines(room, count, always=True))
 
     def command_nick(self, argument: str) -> None:
         """C{/nick NEWNAME}: change nickname."""
@@ -843,45 +1013,42 @@ class ChatProtocol(LineReceiver):
             raise ChatError("usage: /say TEXT")
         self._say(argument)
 
-    def command_quit(self, argument: str) -> None:
-        """C{/quit [REASON]}: leave."""
-        self._quit(argument or None)
+    # What a member is shown of a room: replies, written at the pace the member reads
 
-    # What a member is shown of a room
-
-    def _sendRoom(self, room: Room) -> None:
+    def _roomLines(self, room: Room) -> Iterator[bytes]:
         # On arriving in a room: its topic, its members (their number only, in a crowded
         # room: /who lists them), and what was said there lately.
-        self._sendTopic(room)
+        yield from self._topicLines(room)
         if self.factory.hub.crowded(room):
-            self.sendNotice(f"Members ({len(room)}): too many to list here; /who shows them all")
+            yield _notice(f"Members ({len(room)}): too many to list here; /who shows them all")
         else:
-            self._sendMembers(room)
-        self._sendHistory(room, self.factory.historyLines)
+            yield from self._memberLines(room)
+        yield from self._historyLines(room, self.factory.historyLines)
 
-    def _sendTopic(self, room: Room, always: bool = False) -> None:
+    def _topicLines(self, room: Room, always: bool = False) -> Iterator[bytes]:
         if room.topic is not None:
-            self.sendNotice(f"Topic of {room.name}: {room.topic}")
+            yield _notice(f"Topic of {room.name}: {room.topic}")
         elif always:
-            self.sendNotice(f"{room.name} has no topic")
+            yield _notice(f"{room.name} has no topic")
 
-    def _sendMembers(self, room: Room) -> None:
+    def _memberLines(self, room: Room) -> Iterator[bytes]:
+        # The names are taken when the reply's turn comes, the lines made as they are written.
         nicks = self.factory.hub.nicks(room)
-        self.sendNotice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
+        yield _notice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
         for start in range(MEMBERS_PER_LINE, len(nicks), MEMBERS_PER_LINE):
-            self.sendNotice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
+            yield _notice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
 
-    def _sendHistory(self, room: Room, count: int, always: bool = False) -> None:
+    def _historyLines(self, room: Room, count: int, always: bool = False) -> Iterator[bytes]:
         messages = room.history(count)
         if not messages:
             if always:
-                self.sendNotice(f"No history in {room.name}")
+                yield _notice(f"No history in {room.name}")
             return
         plural = "" if len(messages) == 1 else "s"
-        self.sendNotice(f"History of {room.name}, last {len(messages)} message{plural}:")
+        yield _notice(f"History of {room.name}, last {len(messages)} message{plural}:")
         for message in messages:
-            self.sendText(renderHistory(message))
-        self.sendNotice(f"End of history of {room.name}")
+            yield f"{renderHistory(message)}\r\n".encode("utf-8")
+        yield _notice(f"End of history of {room.name}")
 
     # Leaving
 
@@ -890,6 +1057,11 @@ class ChatProtocol(LineReceiver):
         self._leave(reason, quitting=True)
 
     def _goodbye(self, notice: str) -> None:
+        # The last line, after what was gathered for the member but instead of the rest of
+        # any reply still being written; then close, giving the peer --shutdown-grace seconds
+        # to take what is unsent (and, over TLS, to answer the close alert) before the
+        # connection is cut, so that no closing connection lingers.
+        self._replies.clear()
         self.sendNotice(notice)
         self.flush()
         self._state = _State.CLOSING
@@ -900,6 +1072,13 @@ class ChatProtocol(LineReceiver):
         # transport closes either way. Nothing more is written to this connection.
         transport.unregisterProducer()  # type: ignore[attr-defined]
         transport.loseConnection()
+        clock = self.factory.clock
+        self._closeTimer = clock.callLater(self.factory.limits.shutdownGrace, self._closeTimedOut)
+
+    def _closeTimedOut(self) -> None:
+        self._closeTimer = None
+        _log.warning("connection_close_timed_out", peer=self.peer, nick=self.nick)
+        self.abort()
 
     def disconnect(self, reason: str) -> None:
         """Close this connection for the server's own C{reason}, telling the member why."""
@@ -913,6 +1092,7 @@ class ChatProtocol(LineReceiver):
         self._state = _State.CLOSING
         self._write = _discard
         self._outbox = []
+        self._replies.clear()
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _leave(self, reason: str | None, quitting: bool = False) -> None:
@@ -969,6 +1149,7 @@ class ChatFactory(ServerFactory):
         self.unflushed: deque[ChatProtocol] = deque()
         """The connections with lines gathered, in the order they are to be written to."""
         self._perAddress: dict[str, int] = {}
+        self._addressBuckets: dict[str, TokenBucket] = {}
         self._waitingForClose: list[Deferred[None]] = []
 
     @property
@@ -995,6 +1176,29 @@ class ChatFactory(ServerFactory):
         )
         return Refusal(reason)
 
+    def addressBucket(self, host: str | None) -> TokenBucket | None:
+        """
+        The flood bucket that every connection from C{host} shares (none for a connection
+        without an IP address, a UNIX socket's say). An address's bucket outlives its
+        connections until it has filled up again, so that reconnecting does not refill it.
+        """
+        if host is None:
+            return None
+        bucket = self._addressBuckets.get(host)
+        if bucket is None:
+            now = self.clock.seconds()
+            if len(self._addressBuckets) >= self.limits.maxConnections:
+                self._forgetIdleAddresses(now)
+            limits = self.limits
+            bucket = TokenBucket(limits.addressFloodRate, limits.addressFloodBurst, now)
+            self._addressBuckets[host] = bucket
+        return bucket
+
+    def _forgetIdleAddresses(self, now: float) -> None:
+        for host, bucket in list(self._addressBuckets.items()):
+            if host not in self._perAddress and bucket.full(now):
+                del self._addressBuckets[host]
+
     def connectionOpened(self, protocol: ChatProtocol) -> None:
         """Count a new connection and log it."""
         self.connections.add(protocol)
@@ -1011,6 +1215,10 @@ class ChatFactory(ServerFactory):
             remaining = self._perAddress.pop(protocol.host) - 1
             if remaining:
                 self._perAddress[protocol.host] = remaining
+            else:
+                bucket = self._addressBuckets.get(protocol.host)
+                if bucket is not None and bucket.full(self.clock.seconds()):
+                    del self._addressBuckets[protocol.host]
         _log.info(
             "connection_closed",
             peer=protocol.peer,

@@ -122,12 +122,28 @@ class Options(usage.Options):
             _atLeast(1),
         ],
         [
+            "address-flood-rate",
+            None,
+            _DEFAULTS.addressFloodRate,
+            "Lines per second all connections from one IP address may send together; past it "
+            "(and the burst) their lines are delayed, as with --flood-rate.",
+            _positiveFloat,
+        ],
+        [
+            "address-flood-burst",
+            None,
+            _DEFAULTS.addressFloodBurst,
+            "Lines all connections from one IP address may send at once before "
+            "--address-flood-rate applies.",
+            _atLeast(1),
+        ],
+        [
             "max-send-queue",
             None,
             _DEFAULTS.maxSendQueue,
             "Bytes of output that may wait in the server for a member who is not reading "
             "before that member is disconnected (at least 65536, the size of Twisted's own "
-            "write buffer, which is when waiting starts to count).",
+            "write buffer, past which long replies wait for the member to read).",
             _atLeast(65536),
         ],
         [
@@ -495,6 +511,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         maxLineLength=options["max-line-length"],
         floodRate=options["flood-rate"],
         floodBurst=options["flood-burst"],
+        addressFloodRate=options["address-flood-rate"],
+        addressFloodBurst=options["address-flood-burst"],
         maxSendQueue=options["max-send-queue"],
         nameTimeout=options["name-timeout"],
         maxConnections=options["max-connections"],

@@ -193,6 +193,7 @@ class SlowReaderTests(LimitsTestCase):
     duration = 3.0
     serverOptions = (
         "--max-send-queue", str(maxSendQueue), "--flood-rate", "1000", "--flood-burst", "2000",
+        "--address-flood-rate", "1000", "--address-flood-burst", "2000",
     )
 
     def test_slowReaderCut(self) -> None:

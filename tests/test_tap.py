@@ -121,6 +121,8 @@ class OptionsTests(SynchronousTestCase):
         cases = [
             ("--flood-rate", "2.5", "floodRate", 2.5),
             ("--flood-burst", "50", "floodBurst", 50),
+            ("--address-flood-rate", "7.5", "addressFloodRate", 7.5),
+            ("--address-flood-burst", "30", "addressFloodBurst", 30),
             ("--max-send-queue", "65536", "maxSendQueue", 65536),
             ("--name-timeout", "10", "nameTimeout", 10.0),
             ("--max-connections", "5000", "maxConnections", 5000),
@@ -211,6 +213,8 @@ class OptionsTests(SynchronousTestCase):
             "--max-line-length",
             "--flood-rate",
             "--flood-burst",
+            "--address-flood-rate",
+            "--address-flood-burst",
             "--max-send-queue",
             "--name-timeout",
             "--max-connections",
