@@ -11,7 +11,6 @@ member may be in several rooms at once; which room plain text goes to is the fro
 
 from __future__ import annotations
 
-import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, Union
@@ -21,6 +20,15 @@ from attrs import frozen
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import Interface
 
+from chatsvc import names
+from chatsvc.errors import ChatError
+from chatsvc.names import (
+    MAX_NICK_LENGTH,
+    MAX_ROOM_NAME_LENGTH,
+    nick_key,
+    room_key,
+    validate_room_name,
+)
 from chatsvc.store import IHistoryStore, NullStore, StoredMessage
 from chatsvc.text import neutralize
 from chatsvc.wire import QUIT_WORDS
@@ -50,12 +58,6 @@ __all__ = [
     "validate_room_name",
 ]
 
-MAX_NICK_LENGTH = 32
-"""The longest nickname, in characters."""
-
-MAX_ROOM_NAME_LENGTH = 32
-"""The longest room name, in characters."""
-
 MAX_TOPIC_LENGTH = 300
 """The longest topic, in characters."""
 
@@ -69,19 +71,6 @@ CROWD_INTERVAL = 1.0
 """How often, at most, a crowded room announces joins and leaves, in seconds."""
 
 _log = structlog.get_logger("chatsvc.core")
-
-_RESERVED_FIRST = "/*#@["
-_FORBIDDEN_CHARACTERS = ":,"
-_ROOM_PUNCTUATION = "-_."
-
-
-class ChatError(Exception):
-    """
-    A member asked for something that cannot be done.
-
-    The message (C{str(error)}) is written for that member and is safe to show them; front-ends
-    send it back as one error line and carry on.
-    """
 
 
 # Events: small immutable records delivered to members. cache_hash because a front-end may look
@@ -223,73 +212,19 @@ def deliverToEach(
                 failed(member, event, error)
 
 
-def nick_key(nick: str) -> str:
-    """
-    The form in which nicknames are compared: Unicode compatibility-normalized and case-folded,
-    so C{Alice}, C{ALICE} and fullwidth C{Ａｌｉｃｅ} are the same name.
-    """
-    # Normalized again after folding: folding can undo a composition (U+0390 folds to three
-    # code points, while the folded capital form composes to two).
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
-
-
-def room_key(name: str) -> str:
-    """The form in which room names are compared: as L{nick_key}, without a leading C{#}."""
-    return nick_key(name.strip().removeprefix("#"))
-
-
-def _forbidden_character(character: str) -> bool:
-    return (
-        character.isspace()
-        or unicodedata.category(character) in {"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"}
-        or character in _FORBIDDEN_CHARACTERS
-    )
-
-
 def validate_nick(raw: str) -> str:
     """
-    Check a requested nickname and return it as it will be used (trimmed, NFC-normalized).
+    Check a requested nickname and return it as it will be used (trimmed, NFC-normalized): the
+    rules of L{chatsvc.names.validate_nick}, and not one of the L{QUIT_WORDS}. Nicknames compare
+    through L{nick_key}, room names are checked by L{validate_room_name} (both from
+    L{chatsvc.names}, re-exported here).
 
     @raise ChatError: with a message saying what is wrong with it.
     """
-    nick = unicodedata.normalize("NFC", raw.strip())
-    if not nick:
-        raise ChatError("a nickname may not be empty")
-    if len(nick) > MAX_NICK_LENGTH:
-        raise ChatError(f"a nickname may be at most {MAX_NICK_LENGTH} characters long")
-    if any(character.isspace() for character in nick):
-        raise ChatError("a nickname may not contain spaces")
-    if any(_forbidden_character(character) for character in nick):
-        raise ChatError(
-            "a nickname may not contain control or formatting characters, ':' or ','"
-        )
-    if nick[0] in _RESERVED_FIRST:
-        raise ChatError(f"a nickname may not start with {nick[0]!r}")
+    nick = names.validate_nick(raw)
     if nick.lower() in QUIT_WORDS:
         raise ChatError(f"{nick!r} is a quit word and cannot be a nickname")
     return nick
-
-
-def validate_room_name(raw: str) -> str:
-    """
-    Check a room name and return it as it will be shown: trimmed, NFC-normalized, without a
-    leading C{#} (C{/join #games} and C{/join games} are the same room). Letters and digits of
-    any script, C{-}, C{_} and C{.}; at most L{MAX_ROOM_NAME_LENGTH} characters.
-
-    @raise ChatError: with a message saying what is wrong with it.
-    """
-    name = unicodedata.normalize("NFC", raw.strip().removeprefix("#"))
-    if not name:
-        raise ChatError("a room name may not be empty")
-    if len(name) > MAX_ROOM_NAME_LENGTH:
-        raise ChatError(f"a room name may be at most {MAX_ROOM_NAME_LENGTH} characters long")
-    if not all(character.isalnum() or character in _ROOM_PUNCTUATION for character in name):
-        raise ChatError(
-            "a room name may contain only letters, digits, '-', '_' and '.'"
-        )
-    if not name[0].isalnum():
-        raise ChatError("a room name must start with a letter or a digit")
-    return name
 
 
 def _clean_text(text: str, what: str) -> str:
