@@ -11,9 +11,11 @@ member may be in several rooms at once; which room plain text goes to is the fro
 
 from __future__ import annotations
 
+import math
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar, Union
+from typing import ClassVar, TypeVar, Union
 
 import structlog
 from attrs import frozen
@@ -29,6 +31,7 @@ from chatsvc.names import (
     room_key,
     validate_room_name,
 )
+from chatsvc.limits import TokenBucket
 from chatsvc.store import IHistoryStore, NullStore, StoredMessage
 from chatsvc.text import neutralize
 from chatsvc.wire import QUIT_WORDS
@@ -52,6 +55,7 @@ __all__ = [
     "Said",
     "TopicChanged",
     "Whispered",
+    "showText",
     "nick_key",
     "room_key",
     "validate_nick",
@@ -71,6 +75,8 @@ CROWD_INTERVAL = 1.0
 """How often, at most, a crowded room announces joins and leaves, in seconds."""
 
 _log = structlog.get_logger("chatsvc.core")
+
+_K = TypeVar("_K")
 
 
 # Events: small immutable records delivered to members. cache_hash because a front-end may look
@@ -227,10 +233,54 @@ def validate_nick(raw: str) -> str:
     return nick
 
 
-def _clean_text(text: str, what: str) -> str:
+MAX_TEXT_BYTES = 4096
+"""The longest message, action or topic once made safe to show, in UTF-8 bytes (see L{Hub})."""
+
+MAX_BLANK_RUN = 4
+"""The most spaces shown in a row in a message: longer runs of spaces and tabs are cut to this."""
+
+ROOM_CREATION_INTERVAL = 60.0
+"""Seconds in which a member, and an address, earn the right to create one more room."""
+
+_BLANK_RUN = re.compile(r"[ \t]{2,}|\t")
+_LONG_BLANK = " " * (MAX_BLANK_RUN + 1)
+
+
+def _showBlanks(match: re.Match[str]) -> str:
+    return " " * min(len(match.group()), MAX_BLANK_RUN)
+
+
+def showText(text: str) -> str:
+    """
+    C{text} (a message, an action, a topic) as members are shown it: every tab a space, runs
+    of more than L{MAX_BLANK_RUN} spaces cut to that many (so that no run of blanks can push
+    words to where a terminal starts a new row, there to pass for a line of somebody else's),
+    and every unsafe character made visible (L{neutralize}).
+    """
+    if "\t" in text or _LONG_BLANK in text:
+        text = _BLANK_RUN.sub(_showBlanks, text)
+    return neutralize(text)
+
+
+def _clean_text(text: str, what: str, maxBytes: int = MAX_TEXT_BYTES) -> str:
+    """
+    C{text} as it will be shown (L{showText}).
+
+    @raise ChatError: if nothing is left, or what is shown would be longer than C{maxBytes}
+        bytes of UTF-8 (making control characters visible can make text four times longer).
+    """
     if not text.strip():
         raise ChatError(f"{what} may not be empty")
-    return neutralize(text)
+    shown = showText(text)
+    # Four bytes at most per character: only long texts need encoding to be measured.
+    if len(shown) * 4 > maxBytes:
+        size = len(shown.encode("utf-8"))
+        if size > maxBytes:
+            raise ChatError(
+                f"{what} may be at most {maxBytes} bytes long once its control characters "
+                f"are shown (this one would be {size}); it was discarded"
+            )
+    return shown
 
 
 class Room:
@@ -244,6 +294,9 @@ class Room:
         self.key = room_key(name)
         self.topic: str | None = None
         self.recent: deque[StoredMessage] = deque(maxlen=historyKept)
+        self.lastActive = float("-inf")
+        """When something last happened in the room (set by the L{Hub}): the room left empty
+        longest is the first forgotten when room is needed for a new one."""
         """The newest messages of the room, oldest first."""
         self._members: dict[IMember, None] = {}
         self._recipients: tuple[IMember, ...] | None = ()
@@ -343,6 +396,9 @@ class Hub:
         maxRooms: int = 1000,
         crowdSize: int = CROWD_SIZE,
         crowdInterval: float = CROWD_INTERVAL,
+        maxTextBytes: int = MAX_TEXT_BYTES,
+        roomsPerMember: int = 5,
+        roomsPerAddress: int = 20,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -356,6 +412,12 @@ class Hub:
         @param crowdSize: rooms with more members than this announce joins and leaves at most
             once every C{crowdInterval} seconds.
         @param crowdInterval: see C{crowdSize}.
+        @param maxTextBytes: the longest message, action or topic, in bytes once made safe to
+            show (see L{_clean_text}).
+        @param roomsPerMember: the most rooms one member may create at once; it may create
+            one more every L{ROOM_CREATION_INTERVAL} seconds.
+        @param roomsPerAddress: the same, for all the members connected from one address
+            (a member's C{host}, when it has one) together.
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
@@ -363,6 +425,11 @@ class Hub:
         self.maxRooms = maxRooms
         self.crowdSize = crowdSize
         self.crowdInterval = crowdInterval
+        self.maxTextBytes = maxTextBytes
+        self.roomsPerMember = roomsPerMember
+        self.roomsPerAddress = roomsPerAddress
+        self._memberCreations: dict[IMember, TokenBucket] = {}
+        self._addressCreations: dict[str, TokenBucket] = {}
         self._nicks: dict[IMember, str] = {}
         self._keys: dict[IMember, str] = {}
         self._byKey: dict[str, IMember] = {}
@@ -464,6 +531,7 @@ class Hub:
         del self._nicks[member]
         del self._byKey[self._keys.pop(member)]
         del self._roomsOf[member]
+        self._memberCreations.pop(member, None)
         return True
 
     # Rooms
@@ -473,15 +541,18 @@ class Hub:
         Put C{member} in the room called C{name}, creating it if needed, and tell its other
         members (C{Joined}). Joining a room one is already in changes nothing.
 
+        Creating a room spends one of the member's room budget and one of its address's (see
+        L{__init__}); when there are L{maxRooms} rooms already, the room left empty longest is
+        forgotten to make room (its stored history stays in the store).
+
         @return: the room.
-        @raise ChatError: if the name is invalid, or there are too many rooms already.
+        @raise ChatError: if the name is invalid, the member or its address has created too
+            many rooms lately, or every one of L{maxRooms} rooms has members.
         """
         nick = self._nicks[member]
         room = self._rooms.get(room_key(name))
         if room is None:
-            if len(self._rooms) >= self.maxRooms:
-                raise ChatError("there are too many rooms already; join one of /rooms")
-            room = self._room(validate_room_name(name))
+            room = self._create(member, validate_room_name(name))
         if member in room:
             return room
         room._add(member)
@@ -509,10 +580,11 @@ class Hub:
         """
         _checkIn(member, room)
         if topic is not None:
-            topic = _clean_text(topic, "a topic").strip()
+            topic = _clean_text(topic, "a topic", self.maxTextBytes).strip()
             if len(topic) > MAX_TOPIC_LENGTH:
                 raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
         room.topic = topic
+        room.lastActive = self.clock.seconds()
         self._broadcast(room, TopicChanged(room.name, self._nicks[member], topic))
 
     # Talking
@@ -524,7 +596,7 @@ class Hub:
         """Send C{text} from C{member} to the other members of a room it is in (C{Said})."""
         _checkIn(member, room)
         nick = self._nicks[member]
-        text = _clean_text(text, "a message")
+        text = _clean_text(text, "a message", self.maxTextBytes)
         self._record(room, nick, text, action=False)
         self._broadcast(room, Said(room.name, nick, text), exclude=member)
 
@@ -532,7 +604,7 @@ class Hub:
         """Send an action of C{member} to the other members of a room it is in (C{Acted})."""
         _checkIn(member, room)
         nick = self._nicks[member]
-        action = _clean_text(action, "an action")
+        action = _clean_text(action, "an action", self.maxTextBytes)
         self._record(room, nick, action, action=True)
         self._broadcast(room, Acted(room.name, nick, action), exclude=member)
 
@@ -559,6 +631,16 @@ class Hub:
         for room in self._roomsOf[member]:
             room._sortedNicks = None
             told.update(dict.fromkeys(room.recipients))
+            if room._held:
+                # Whoever this room tells of the renaming now also knows the member under its
+                # new name: a leave of the member held for the next announcement (before it
+                # came back) is told under that name too.
+                room._held = [
+                    (someone, Left(held.room, new, held.reason))
+                    if someone is member and isinstance(held, Left)
+                    else (someone, held)
+                    for someone, held in room._held
+                ]
         event = Renamed(old, new)
         for recipient in told:
             self._deliverTo(recipient, event)
@@ -576,7 +658,7 @@ class Hub:
         recipient = self.memberNamed(recipientNick)
         if recipient is None:
             raise ChatError(f"no such member: {neutralize(recipientNick)}")
-        event = Whispered(sender, self._nicks[recipient], _clean_text(text, "a message"))
+        event = Whispered(sender, self._nicks[recipient], _clean_text(text, "a message", self.maxTextBytes))
         self._deliverTo(recipient, event)
         return event
 
@@ -600,6 +682,7 @@ class Hub:
                     break
                 room = self._room(messages[-1].room)
             room.recent.extend(messages[-self.historyKept :])
+            room.lastActive = max(room.lastActive, messages[-1].time)
 
     # Failures
 
@@ -619,8 +702,52 @@ class Hub:
 
     def _room(self, name: str) -> Room:
         room = Room(name, self.historyKept)
+        room.lastActive = self.clock.seconds()
         self._rooms[room.key] = room
         return room
+
+    def _create(self, member: IMember, name: str) -> Room:
+        # A new room, within the creator's budgets and the server's bound.
+        now = self.clock.seconds()
+        budgets = [self._creationBudget(self._memberCreations, member, self.roomsPerMember, now)]
+        host = getattr(member, "host", None)
+        if isinstance(host, str):
+            budgets.append(
+                self._creationBudget(self._addressCreations, host, self.roomsPerAddress, now)
+            )
+        wait = max(budget.wait(now) for budget in budgets)
+        if wait:
+            raise ChatError(
+                f"you have created too many rooms lately; you may create another in "
+                f"{math.ceil(wait)} s, or join one of /rooms"
+            )
+        if len(self._rooms) >= self.maxRooms and not self._forgetIdleRoom():
+            raise ChatError("there are too many rooms already; join one of /rooms")
+        for budget in budgets:
+            budget.spend()
+        return self._room(name)
+
+    def _creationBudget(
+        self, budgets: dict[_K, TokenBucket], owner: _K, size: int, now: float
+    ) -> TokenBucket:
+        budget = budgets.get(owner)
+        if budget is None:
+            if len(budgets) >= 4 * self.maxRooms:  # forget those that have filled up again
+                for known, old in list(budgets.items()):
+                    if old.full(now):
+                        del budgets[known]
+            budget = budgets[owner] = TokenBucket(1 / ROOM_CREATION_INTERVAL, size, now)
+        return budget
+
+    def _forgetIdleRoom(self) -> bool:
+        # Make room for a new room: forget the one left empty longest, if any is empty.
+        idle = [room for room in self._rooms.values() if not room and room is not self.defaultRoom]
+        if not idle:
+            return False
+        room = min(idle, key=lambda candidate: candidate.lastActive)
+        del self._rooms[room.key]
+        _log.info("room_forgotten", room=room.name, messages=len(room.recent), rooms=len(self._rooms))
+        return True
 
     def _memberRoom(self, member: IMember, name: str) -> Room:
         room = self._rooms.get(room_key(name))
@@ -637,6 +764,7 @@ class Hub:
             self._announce(room, member, Left(room.name, nick, reason), crowded)
             return
         # Nobody left to tell: forget what was held for them.
+        room.lastActive = self.clock.seconds()
         if room._announcement is not None:
             room._announcement.cancel()
             room._announcement = None
@@ -712,6 +840,7 @@ class Hub:
 
     def _record(self, room: Room, nick: str, text: str, action: bool) -> None:
         message = StoredMessage(room.key, room.name, self.clock.seconds(), nick, text, action)
+        room.lastActive = message.time
         room.recent.append(message)
         self.store.add(message)
 

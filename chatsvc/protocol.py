@@ -498,7 +498,7 @@ class ChatProtocol(LineReceiver):
 
     def _parse(self, data: bytes) -> None:
         super().dataReceived(data)
-        while self._leftover and self._state is not _State.CLOSING and not self.paused:
+        while self._leftover and self._state is not _State.CLOSING:
             data, self._leftover = self._leftover, b""
             super().dataReceived(data)
 
@@ -871,9 +871,6 @@ class ChatProtocol(LineReceiver):
         # Choosing a nickname does not eat into the member's first burst of lines.
         limits = self.factory.limits
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.factory.clock.seconds())
-        self.sendText(f"{self.nick} connected to server!")
-        self.reply(self._roomLines(self.current))
-        self.sendNotice("Type /help for commands, /quit to leave.")
         _log.info(
             "member_joined",
             nick=self.nick,
@@ -882,6 +879,11 @@ class ChatProtocol(LineReceiver):
             members=len(hub),
             connections=self.factory.connectionCount,
         )
+        # Any write may find the member's send queue full and cut it: nothing after these
+        # may count on the member being here still.
+        self.sendText(f"{self.nick} connected to server!")
+        self.reply(self._roomLines(self.current))
+        self.sendNotice("Type /help for commands, /quit to leave.")
 
     # Chat lines and commands
 

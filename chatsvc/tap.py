@@ -192,7 +192,23 @@ class Options(usage.Options):
             "max-rooms",
             None,
             1000,
-            "Rooms there may be at once (a room lasts while it has members, history or a topic).",
+            "Rooms there may be at once; when a new one is needed, the room left empty "
+            "longest is forgotten (its stored history stays until it expires).",
+            _atLeast(1),
+        ],
+        [
+            "rooms-per-member",
+            None,
+            5,
+            "Rooms one member may create at once; one more each minute after that.",
+            _atLeast(1),
+        ],
+        [
+            "rooms-per-address",
+            None,
+            20,
+            "Rooms all the members from one IP address may create at once; one more each "
+            "minute after that.",
             _atLeast(1),
         ],
         [
@@ -539,6 +555,9 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         maxRooms=options["max-rooms"],
         crowdSize=options["crowd"],
         crowdInterval=options["crowd-interval"],
+        maxTextBytes=limits.maxLineLength,
+        roomsPerMember=options["rooms-per-member"],
+        roomsPerAddress=options["rooms-per-address"],
     )
     factory = ChatFactory(hub, limits, historyLines=options["history-lines"])
     return ChatService(reactor, options["endpoints"], factory, observer)

@@ -38,6 +38,7 @@ from chatsvc.core import (
     Left,
     Renamed,
     nick_key,
+    showText,
     validate_nick,
 )
 from chatsvc.limits import Limits
@@ -612,7 +613,7 @@ class FloodTests(SynchronousTestCase):
                 alice.send(chunk)
                 if index < len(pauses):
                     world.clock.advance(pauses[index])
-            expected = [f"Alice: {neutralize(line)}" for line in said]
+            expected = [f"Alice: {showText(line)}" for line in said]
             if world.clock.seconds() == 0:
                 # All at once: the burst goes out now, the rest waits.
                 self.assertEqual(bob.lines(), expected[: limits.floodBurst])

@@ -218,7 +218,7 @@ class RoomListTests(ProtocolTestCase):
         With more rooms than fit a page, C{/rooms} shows the first page and says how to see
         the next; C{/rooms N} shows page N; a page past the last, or no number, is refused.
         """
-        self.room = Hub(self.clock, maxRooms=1000)
+        self.room = Hub(self.clock, maxRooms=1000, roomsPerMember=1000, roomsPerAddress=1000)
         self.factory = ChatFactory(self.room, self.limits)
         alice = self.join("Alice")
         total = 2 * ROOMS_PER_PAGE + 20

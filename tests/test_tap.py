@@ -156,6 +156,22 @@ class OptionsTests(SynchronousTestCase):
         assert isinstance(store, SQLiteStore)
         self.assertEqual((store.path, store.keepPerRoom, store.maxAge), ("here.db", 900, 2 * 86400))
 
+    def test_roomBudgetOptions(self) -> None:
+        """
+        --rooms-per-member and --rooms-per-address reach the hub; the longest line sent is
+        also the longest shown.
+        """
+        service = tap.makeService(
+            parse("--rooms-per-member", "2", "--rooms-per-address", "9", "--max-line-length", "8192"),
+            MemoryReactorClock(),
+        )
+        hub = service.factory.hub
+        self.assertEqual((hub.roomsPerMember, hub.roomsPerAddress, hub.maxTextBytes), (2, 9, 8192))
+        defaults = tap.makeService(parse(), MemoryReactorClock()).factory.hub
+        self.assertEqual((defaults.roomsPerMember, defaults.roomsPerAddress), (5, 20))
+        for option in ("--rooms-per-member", "--rooms-per-address"):
+            self.assertRaises(UsageError, parse, option, "0")
+
     def test_historyDefaults(self) -> None:
         """By default: the lobby, 20 lines on joining, 100 at most, a file kept 30 days."""
         service = tap.makeService(parse(), MemoryReactorClock())
@@ -223,6 +239,8 @@ class OptionsTests(SynchronousTestCase):
             "--shutdown-grace",
             "--room",
             "--max-rooms",
+            "--rooms-per-member",
+            "--rooms-per-address",
             "--db",
             "--history-lines",
             "--history-max",
