@@ -51,6 +51,14 @@ The schema is versioned with C{PRAGMA user_version}: L{MIGRATIONS} lists the ste
 taking an empty database to version 1; L{migrate} applies the missing ones in a single transaction
 and refuses a database newer than it knows (L{SchemaVersionError}).
 
+Messages are stored under their room's key (L{chatsvc.names.room_key}), which is how the server
+finds a room's history again. The rules that make keys may change (they did, from the case-folded
+name to its confusable skeleton), so the database records which rules made its keys, in its
+C{meta} table, under C{room_key_rules}; when opened by code with other rules (L{ROOM_KEY_RULES}),
+the key of every distinct stored room name is made again, and the messages moved to it, in one
+transaction, before anything is read. Two rooms whose names now have one key become one room,
+their messages in the order they were stored.
+
 Why a private one-thread L{ThreadPool} and not L{twisted.enterprise.adbapi.ConnectionPool}:
 adbapi wraps each call in its own commit and rollback, and the recovery above does not fit in
 that wrapping. A call that throws its broken connection away (C{Connection.reconnect}) and then
@@ -90,10 +98,13 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Attribute, Interface, implementer
 
+from chatsvc.names import room_key
+
 __all__ = [
     "IHistoryStore",
     "MIGRATIONS",
     "NullStore",
+    "ROOM_KEY_RULES",
     "SCHEMA_VERSION",
     "DEFAULT_MAX_BYTES",
     "SQLiteStore",
@@ -101,6 +112,7 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "migrate",
+    "rekeyRooms",
 ]
 
 _log = structlog.get_logger("chatsvc.store")
@@ -113,7 +125,7 @@ class StoredMessage:
     """One line of a room's history: a plain message or a C{/me} action."""
 
     roomKey: str
-    """The room's canonical key (already case-folded by the caller); history is looked up by it."""
+    """The room's key (made by the caller with L{room_key}); history is looked up by it."""
     room: str
     """The room's name as shown."""
     time: float
@@ -248,6 +260,9 @@ MIGRATIONS: Sequence[Sequence[str]] = (
     # the CPU that writing a message takes (1.5 of 6.6 to 8.2 microseconds, in batches of
     # 500).
     ("DROP INDEX messages_by_time",),
+    # Version 3: facts about the stored data as a whole, such as which rules made its room
+    # keys (room_key_rules; none recorded means the rules before that record existed).
+    ("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",),
 )
 """
 The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;
@@ -256,6 +271,12 @@ a released step is never edited.
 
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes."""
+
+ROOM_KEY_RULES = "confusable-skeleton"
+"""
+The rules by which this code's L{room_key} makes room keys: the confusable skeleton of the
+case-folded name. A new value whenever those rules change, so that databases are rekeyed.
+"""
 
 _MAX_ID = 2**63 - 1
 """SQLite's largest rowid."""
@@ -336,19 +357,64 @@ def _connect(path: str, busyTimeout: float) -> sqlite3.Connection:
     return connection
 
 
-def _openDatabase(path: str, busyTimeout: float) -> tuple[sqlite3.Connection, int, int]:
+def rekeyRooms(connection: sqlite3.Connection) -> tuple[int, int]:
     """
-    Connect to C{path} and migrate it to L{SCHEMA_VERSION}.
+    Unless the database behind C{connection} records L{ROOM_KEY_RULES} as the rules that made
+    its room keys, make the key of each distinct stored room name again with L{room_key}, move
+    its messages to the new key where it differs, and record L{ROOM_KEY_RULES}: all in one
+    transaction.
 
-    @return: the connection, the version found and the version now.
+    @param connection: an autocommit connection to a database at L{SCHEMA_VERSION}.
+    @return: how many (old key, room name) pairs got a new key, and how many messages moved.
     """
+    with _transaction(connection):
+        recorded = connection.execute(
+            "SELECT value FROM meta WHERE name = 'room_key_rules'"
+        ).fetchone()
+        if recorded == (ROOM_KEY_RULES,):
+            return 0, 0
+        rooms = moved = 0
+        pairs = connection.execute("SELECT DISTINCT room_key, room FROM messages").fetchall()
+        for old, room in pairs:
+            new = room_key(room) if isinstance(room, str) else old
+            if new != old:
+                cursor = connection.execute(
+                    "UPDATE messages SET room_key = ? WHERE room_key = ? AND room = ?",
+                    (new, old, room),
+                )
+                rooms += 1
+                moved += cursor.rowcount
+        connection.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('room_key_rules', ?)",
+            (ROOM_KEY_RULES,),
+        )
+    return rooms, moved
+
+
+@frozen
+class _Opened:
+    """What opening a database found and did."""
+
+    connection: sqlite3.Connection
+    """An autocommit connection to it."""
+    found: int
+    """The schema version it had."""
+    version: int
+    """The schema version it has now."""
+    rekeyed: tuple[int, int]
+    """What L{rekeyRooms} did: rooms given a new key, messages moved."""
+
+
+def _openDatabase(path: str, busyTimeout: float) -> _Opened:
+    """Connect to C{path}, migrate it to L{SCHEMA_VERSION} and bring its room keys up to date."""
     connection = _connect(path, busyTimeout)
     try:
         found, now = migrate(connection)
+        rekeyed = rekeyRooms(connection)
     except BaseException:
         connection.close()
         raise
-    return connection, found, now
+    return _Opened(connection, found, now, rekeyed)
 
 
 def _fileIdentity(path: str) -> tuple[int, int] | None:
@@ -729,7 +795,8 @@ class SQLiteStore:
         @raise StoreError: if it cannot be used.
         """
         try:
-            connection, found, version = _openDatabase(self.path, self.busyTimeout)
+            opened = _openDatabase(self.path, self.busyTimeout)
+            connection, found, version = opened.connection, opened.found, opened.version
             try:
                 (count,) = connection.execute("SELECT count(*) FROM messages").fetchone()
             except BaseException:
@@ -741,6 +808,15 @@ class SQLiteStore:
             raise StoreError(f"cannot use {self.path} for history: {error}") from error
         if found != version:
             _log.info("history_migrated", path=self.path, from_version=found, to_version=version)
+        rooms, moved = opened.rekeyed
+        if rooms:
+            _log.info(
+                "history_rooms_rekeyed",
+                path=self.path,
+                rooms=rooms,
+                messages=moved,
+                rules=ROOM_KEY_RULES,
+            )
         _log.info("history_opened", path=self.path, schema_version=version, messages=count)
         self._opened = True
         return connection
@@ -1188,7 +1264,7 @@ class SQLiteStore:
             self._closeConnection()
             raise OSError(f"the database file {self.path} was deleted or replaced")
         if connection is None:
-            connection, _, _ = _openDatabase(self.path, self.busyTimeout)
+            connection = _openDatabase(self.path, self.busyTimeout).connection
             self._connection = connection
             self._identity = _fileIdentity(self.path)
         try:

@@ -23,8 +23,10 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
+from chatsvc.names import room_key
 from chatsvc.store import (
     MIGRATIONS,
+    ROOM_KEY_RULES,
     SCHEMA_VERSION,
     IHistoryStore,
     NullStore,
@@ -34,6 +36,7 @@ from chatsvc.store import (
     StoredMessage,
     _deleteOlderThan,
     migrate,
+    rekeyRooms,
 )
 
 DEADLINE = 10.0
@@ -277,7 +280,7 @@ class OpeningTests(DatabaseFiles, SynchronousTestCase):
         self.assertIn("messages_by_time", tables(path))
         now = time.time()
         insert(path, [message(1, "Lobby", now - 7200), message(2, "Lobby", now)])
-        self.assertEqual(migrate(connection, MIGRATIONS), (1, 2))
+        self.assertEqual(migrate(connection, MIGRATIONS[:2]), (1, 2))
         self.assertNotIn("messages_by_time", tables(path))
         self.assertEqual(texts(path), ["text 1", "text 2"])
         self.assertEqual(_deleteOlderThan(connection, now - 3600, 10), 1)
@@ -827,3 +830,85 @@ class UnshowableTimeTests(DatabaseFiles, SynchronousTestCase):
         insert(path, [message(1), message(2)])
         self.assertEqual(len(SQLiteStore(path).recent(10)["lobby"]), 2)
         self.assertEqual(fields(observer, "history_rows_skipped"), [])
+
+
+def roomKeyRules(path: str) -> str | None:
+    """The room key rules the database at C{path} records, if any."""
+    connection = sqlite3.connect(path)
+    try:
+        row = connection.execute("SELECT value FROM meta WHERE name = 'room_key_rules'").fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        connection.close()
+
+
+class RoomKeyTests(DatabaseFiles, SynchronousTestCase):
+    """Stored room keys follow the rules of L{room_key}, whatever rules made them."""
+
+    def setUp(self) -> None:
+        self.observer = EventLoggingObserver.createWithCleanup(
+            self, globalLogPublisher  # type: ignore[arg-type]  # any trial test case works
+        )
+
+    def oldDatabase(self) -> str:
+        """
+        A database as the previous version left it: schema version 2, and its messages keyed
+        by the case-folded name, under which "Games" and fullwidth "Ｇａｍｅｓ" were one room.
+        """
+        path = self.newPath()
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            migrate(connection, MIGRATIONS[:2])
+        finally:
+            connection.close()
+        now = time.time()
+        insert(path, [
+            StoredMessage("games", "Games", now + 1, "alice", "one", False),
+            StoredMessage("lobby", "Lobby", now + 2, "bob", "two", False),
+            StoredMessage("games", "Ｇａｍｅｓ", now + 3, "carol", "three", False),
+            StoredMessage("main", "Main", now + 4, "dave", "four", True),
+        ])
+        return path
+
+    def test_oldKeysRekeyed(self) -> None:
+        """
+        Opening a database keyed by the old rules gives every stored room its key by the
+        current rules before reading, keeping each room's messages together and in order;
+        this is logged, and recorded, so that the next opening has nothing to do.
+        """
+        path = self.oldDatabase()
+        history = SQLiteStore(path).recent(10)
+        self.assertEqual(sorted(history), sorted({room_key("Games"), "lobby", room_key("Main")}))
+        self.assertNotIn("games", history)
+        self.assertEqual([m.text for m in history[room_key("Games")]], ["one", "three"])
+        self.assertEqual({m.roomKey for m in history[room_key("Games")]}, {room_key("Games")})
+        self.assertEqual([m.text for m in history[room_key("Main")]], ["four"])
+        self.assertEqual(roomKeyRules(path), ROOM_KEY_RULES)
+        (rekeyed,) = fields(self.observer, "history_rooms_rekeyed")
+        self.assertEqual((rekeyed["rooms"], rekeyed["messages"]), (3, 3))
+        self.assertEqual(SQLiteStore(path).recent(10), history)
+        self.assertEqual(len(fields(self.observer, "history_rooms_rekeyed")), 1)
+
+    def test_newDatabaseRecordsRules(self) -> None:
+        """A new database records the current rules at once, and logs no rekeying."""
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        self.assertEqual(roomKeyRules(path), ROOM_KEY_RULES)
+        self.assertEqual(fields(self.observer, "history_rooms_rekeyed"), [])
+
+    def test_otherRulesRekeyed(self) -> None:
+        """
+        A database that records other rules is rekeyed too (the rules changed again), in one
+        transaction; keys already right are left alone.
+        """
+        path = self.newPath()
+        SQLiteStore(path).recent(1)
+        insert(path, [message(1, "Lobby"), message(2, "Music")])
+        connection = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(connection.close)
+        connection.execute("UPDATE meta SET value = 'some-later-rules'")
+        self.assertEqual(rekeyRooms(connection), (1, 1))
+        self.assertFalse(connection.in_transaction)
+        self.assertEqual(rekeyRooms(connection), (0, 0))
+        self.assertEqual(texts(path, room_key("Music")), ["text 2"])
+        self.assertEqual(texts(path, "lobby"), ["text 1"])
