@@ -17,7 +17,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.processes import TIMEOUT, Server
+from tests.processes import TIMEOUT, Client, Server
 
 WELCOME = "*** Type /help for commands, /quit to leave."
 
@@ -417,3 +417,91 @@ class NameTimeoutTests(LimitsTestCase):
         alice.send("/who\n")
         alice.expect(r"^\*\*\* Members \(1\): Alice$")
         self.assertFalse(alice.closed)
+
+
+class OneAddressAttackTests(LimitsTestCase):
+    """
+    Attacks from many connections from one address, against a server with its default limits,
+    in the shape they were tried: a member who reads is never cut.
+    """
+
+    serverOptions = ("--db", ":memory:")
+
+    def test_whisperBurstsAtAReader(self) -> None:
+        """
+        Forty-nine connections from one address each send a flood burst of private messages
+        full of C1 control characters to one member, who reads with the bundled client: half
+        of them as long as a line may be (2,040 C1 characters, refused as too long once
+        shown), half as long as may be shown (512 of them: 4 KB each). The reader is not cut,
+        and still chats afterwards.
+        """
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir()
+        reader = Client(directory, "Reader", self.server.port)
+        self.addCleanup(reader.stop)
+        reader.stdout.expect("^Reader connected to server!$")
+        reader.stdout.expect(re.escape(WELCOME))
+        attackers = [self.join(f"a{n}") for n in range(49)]
+        huge, longest = "\x80" * 2040, "\x80" * 512
+        for attacker in attackers:
+            attacker.send("".join(f"/msg Reader {huge if n % 2 else longest}\n" for n in range(20)))
+        # What the address's burst lets through arrives at once; the rest would follow at
+        # the address's rate (and the reader's own lines wait with them: it shares the
+        # address). The attackers go once the reader has had a good share.
+        for _ in range(20):
+            reader.stdout.expect(r"^\*a\d+\* (<U\+0080>){512}$")
+        for attacker in attackers:
+            attacker.close()
+        self.server.stdout.expect(r"connection_closed .*connections=1$")
+        reader.send("/who\n")
+        reader.stdout.expect(r"^\*\*\* Members \(1\): Reader$")
+        self.assertIsNone(reader.process.poll())
+        log = "\n".join(self.server.stdout.lines)
+        self.assertNotIn("connection_cut", log)
+        self.assertNotIn("Reader left", log)
+
+
+class HistorySpamTests(LimitsTestCase):
+    """
+    Members who ask for long replies and never read them cost the server little: with the
+    flood limits out of the way (so that nothing but the pacing of replies bounds it).
+    """
+
+    serverOptions = (
+        "--db", ":memory:", "--flood-rate", "1000", "--flood-burst", "1000",
+        "--address-flood-rate", "100000", "--address-flood-burst", "100000",
+    )
+
+    def test_historySpamByNonReaders(self) -> None:
+        """
+        Forty connections from one address that never read each send C{/history 100} twenty
+        times (8 MB of replies each, 320 MB in all): the server's memory grows by a few
+        megabytes, and a member who reads chats on undisturbed.
+        """
+        writer = self.join("Writer")
+        watcher = self.join("Watcher", writer)
+        # The lobby's history: 100 lines of 4 KB.
+        writer.send("".join(f"{n:03d} {'h' * 3990}\n" for n in range(100)), [watcher])
+        waitFor(
+            lambda: f"Writer: 099 {'h' * 3990}" in watcher.lines,
+            [watcher, writer],
+            "the history to fill",
+        )
+        pid = self.server.process.pid
+        before = residentKiB(pid)
+        spammers = []
+        for n in range(40):
+            spammer = self.connect(receiveBuffer=4096)
+            self.answer(spammer, f"s{n}")
+            spammers.append(spammer)
+        for spammer in spammers:
+            spammer.socket.sendall(b"/history 100\n" * 20)
+        # Three round trips of a member who reads: the spammers' lines, sent first, have been
+        # read (and answered as far as they will be) by then.
+        for n in range(3):
+            watcher.send(f"/msg Writer ping {n}\n")
+            writer.expect(f"^\\*Watcher\\* ping {n}$")
+        grown = residentKiB(pid, "VmHWM") - before
+        print(f"\nhistory spam: 40 non-readers x 20 x /history 100; server RSS peak +{grown} KiB")
+        self.assertLess(grown, 32 * 1024)
+        self.assertNotIn("Watcher left!", writer.lines)
