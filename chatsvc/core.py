@@ -508,7 +508,7 @@ class Hub:
         nick = validate_nick(nick)
         key = nick_key(nick)
         if key in self._byKey:
-            raise ChatError(f"nickname {nick!r} is already in use")
+            raise self._taken(nick, key)
         self._byKey[key] = member
         self._keys[member] = key
         self._nicks[member] = nick
@@ -533,6 +533,14 @@ class Hub:
         del self._roomsOf[member]
         self._memberCreations.pop(member, None)
         return True
+
+    def _taken(self, nick: str, key: str) -> ChatError:
+        # The refusal of a nickname whose key is taken: naming the holder when the two names
+        # differ by more than case, since the newcomer may not see why they are one name.
+        holder = self._nicks[self._byKey[key]]
+        if holder.casefold() == nick.casefold():
+            return ChatError(f"nickname {nick!r} is already in use")
+        return ChatError(f"nickname {nick!r} is already in use: it looks too like {holder!r}")
 
     # Rooms
 
@@ -622,7 +630,7 @@ class Hub:
             raise ChatError(f"you are already called {old}")
         oldKey, newKey = self._keys[member], nick_key(new)
         if newKey != oldKey and newKey in self._byKey:
-            raise ChatError(f"nickname {new!r} is already in use")
+            raise self._taken(new, newKey)
         del self._byKey[oldKey]
         self._byKey[newKey] = member
         self._keys[member] = newKey

@@ -218,3 +218,28 @@ class IdleRoomTests(SynchronousTestCase):
         hub.arrive(member, "Alice")
         hub.join(member, "new")
         self.assertEqual([room.name for room in hub.rooms()], ["lobby", "new", "recent"])
+
+
+class LookAlikeRefusalTests(SynchronousTestCase):
+    """A nickname refused for looking like another says which one."""
+
+    def test_namesTheHolder(self) -> None:
+        """
+        C{a1ice} (a digit one for the l), beside C{alice}, is refused naming C{alice}, and so
+        is a fullwidth C{ａｌｉｃｅ}; a change of case only gets the plain refusal.
+        """
+        hub = Hub(Clock())
+        hub.arrive(Member(), "alice")
+        with self.assertRaises(ChatError) as caught:
+            hub.arrive(Member(), "a1ice")
+        self.assertEqual(
+            str(caught.exception), "nickname 'a1ice' is already in use: it looks too like 'alice'"
+        )
+        with self.assertRaises(ChatError) as caught:
+            hub.arrive(Member(), "ALICE")
+        self.assertEqual(str(caught.exception), "nickname 'ALICE' is already in use")
+        bob = Member()
+        hub.arrive(bob, "bob")
+        with self.assertRaises(ChatError) as caught:
+            hub.rename(bob, "ａｌｉｃｅ")
+        self.assertIn("looks too like 'alice'", str(caught.exception))
