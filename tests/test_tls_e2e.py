@@ -22,8 +22,12 @@ from tests.processes import TIMEOUT, Server
 class TLSPeer:
     """A verified TLS connection to the server, read line by line with a deadline."""
 
-    def __init__(self, port: int, context: ssl.SSLContext) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port: int, context: ssl.SSLContext, receiveBuffer: int | None = None) -> None:
+        raw = socket.socket()
+        if receiveBuffer is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+        raw.settimeout(TIMEOUT)
+        raw.connect(("127.0.0.1", port))
         self.socket = context.wrap_socket(raw, server_hostname="localhost")
         self._buffer = b""
         self.lines: list[str] = []
@@ -98,6 +102,12 @@ class TLSCloseTests(SynchronousTestCase):
             "2",
             "--db",
             ":memory:",
+            "--max-send-queue",
+            "65536",
+            "--flood-burst",
+            "1000",
+            "--address-flood-burst",
+            "1000",
         )
         self.addCleanup(self.server.stop)
         self.server.waitListening()
@@ -146,3 +156,26 @@ class TLSCloseTests(SynchronousTestCase):
         # Well within the shutdown grace period (5 s): nobody had to be cut.
         self.assertLess(time.monotonic() - started, 4)
         self.assertNotIn("connections_cut", "\n".join(self.server.stdout.rest()))
+
+    def test_sendQueueCut(self) -> None:
+        """
+        A TLS member who stops reading is cut once what waits for it (encrypted) passes the
+        bound, and the room is told why; the member who talks goes on.
+        """
+        slow = TLSPeer(self.tlsPort, self.context, receiveBuffer=4096)
+        self.addCleanup(slow.close)
+        slow.expect("GET_NAME")
+        slow.send("Slow\n")
+        slow.expect("Slow connected to server!")
+        talker = TLSPeer(self.tlsPort, self.context)
+        self.addCleanup(talker.close)
+        talker.expect("GET_NAME")
+        talker.send("Talker\n")
+        talker.expect("Talker connected to server!")
+        line = "t" * 4000
+        for _ in range(10):  # far more than the kernel's buffers and the bound, in bursts
+            talker.send("".join(f"{line}\n" for _ in range(100)))
+        talker.expect("Slow left! (send queue exceeded)")
+        self.server.stdout.expect(r"connection_cut .*nick='Slow'")
+        talker.send("/who\n")
+        talker.expect("*** Members (1): Talker")
