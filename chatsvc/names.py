@@ -30,6 +30,7 @@ import icu
 from chatsvc.errors import ChatError
 
 __all__ = [
+    "KEY_RULES",
     "MAX_NICK_LENGTH",
     "MAX_ROOM_NAME_LENGTH",
     "nick_key",
@@ -52,6 +53,14 @@ _RESERVED_FIRST = "/*#@["
 # Arabic, Hebrew or Devanagari. Those mixes are rare in a nickname, and Latin beside a
 # right-to-left script is reordered on display, one more way for a name to look like another.
 _RESTRICTION_LEVEL = icu.URestrictionLevel.HIGHLY_RESTRICTIVE
+
+KEY_RULES = f"confusable-skeleton, ICU {icu.ICU_VERSION}"
+"""
+The rules by which L{nick_key} and L{room_key} make keys: the confusable skeleton of the
+case-folded name, as this version of ICU computes it. Stored room keys made under other rules
+are made again (see chatsvc.store), so a change here, or an ICU with other confusable data,
+never leaves a room's stored history under a key nobody finds.
+"""
 
 _SPOOF_CHECKER = icu.SpoofChecker()
 _SPOOF_CHECKER.setRestrictionLevel(_RESTRICTION_LEVEL)

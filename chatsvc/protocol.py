@@ -25,6 +25,7 @@ This module only frames, decodes, parses and renders; every chat rule is in L{ch
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from collections import deque
@@ -289,6 +290,32 @@ def describeAddress(address: IAddress) -> str:
     return str(address)
 
 
+IPV6_PREFIX = 64
+"""IPv6 addresses count as one address per network of this prefix length: one home, one phone
+or one virtual machine is given a whole /64, from which it may use as many addresses as it likes."""
+
+
+def addressOf(address: IAddress) -> str | None:
+    """
+    What the limits that count an address's connections together (the per-address connection
+    cap, the address's flood limit, its room budget) count a connection's peer as: its IPv4
+    address (also when seen as an IPv4-mapped IPv6 address), or its IPv6 /64 network; L{None}
+    for a peer without an IP address (a UNIX socket's).
+    """
+    host = getattr(address, "host", None)
+    if not isinstance(host, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
 def _notConnected(*args: object) -> None:
     raise RuntimeError("not connected")
 
@@ -412,6 +439,7 @@ class ChatProtocol(LineReceiver):
         """The room plain text goes to: the one joined, or switched to, last."""
         self.peer = "-"
         self.host: str | None = None
+        """The address the limits count this connection under (L{addressOf})."""
         # True while the rest of an over-long line is still arriving and must be skipped.
         self._discarding = False
         # What followed an over-long line in the same read, still to be parsed.
@@ -451,7 +479,7 @@ class ChatProtocol(LineReceiver):
             self._write = self._writeMeasured
         transport.registerProducer(_SendQueueWatch(self), True)  # type: ignore[attr-defined]
         address = transport.getPeer()
-        self.host = getattr(address, "host", None)
+        self.host = addressOf(address)
         self.peer = describeAddress(address)
         self.MAX_LENGTH = limits.maxLineLength + 1  # room for a "\r" before the "\n"
         now = factory.clock.seconds()
@@ -1167,7 +1195,7 @@ class ChatFactory(ServerFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         """A L{ChatProtocol}, or a L{Refusal} when a connection limit is reached."""
-        host = getattr(addr, "host", None)
+        host = addressOf(addr) if addr is not None else None
         if len(self.connections) >= self.limits.maxConnections:
             reason = "the server is full, try again later"
         elif host is not None and self._perAddress.get(host, 0) >= (

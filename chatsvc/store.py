@@ -98,7 +98,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import Attribute, Interface, implementer
 
-from chatsvc.names import room_key
+from chatsvc.names import KEY_RULES, room_key
 
 __all__ = [
     "IHistoryStore",
@@ -272,11 +272,8 @@ a released step is never edited.
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes."""
 
-ROOM_KEY_RULES = "confusable-skeleton"
-"""
-The rules by which this code's L{room_key} makes room keys: the confusable skeleton of the
-case-folded name. A new value whenever those rules change, so that databases are rekeyed.
-"""
+ROOM_KEY_RULES = KEY_RULES
+"""The rules by which room keys are made now (L{chatsvc.names.KEY_RULES})."""
 
 _MAX_ID = 2**63 - 1
 """SQLite's largest rowid."""

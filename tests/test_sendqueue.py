@@ -340,3 +340,41 @@ class ClosingTests(ProtocolTestCase):
         alice.send("q\n")
         alice.drop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class AddressGroupingTests(SynchronousTestCase):
+    """What counts as one address for the limits that count an address's connections together."""
+
+    def test_addressOf(self) -> None:
+        """IPv4 as it is; IPv4-mapped IPv6 as IPv4; other IPv6 by its /64; no IP, none."""
+        from twisted.internet.address import IPv6Address, UNIXAddress
+
+        from chatsvc.protocol import addressOf
+
+        self.assertEqual(addressOf(IPv4Address("TCP", "10.1.2.3", 5)), "10.1.2.3")
+        self.assertEqual(addressOf(IPv6Address("TCP", "::ffff:10.1.2.3", 5)), "10.1.2.3")
+        self.assertEqual(addressOf(IPv6Address("TCP", "2001:db8:1:2:aaaa::1", 5)), "2001:db8:1:2::/64")
+        self.assertEqual(addressOf(IPv6Address("TCP", "2001:db8:1:2:ffff::9%eth0", 5)), "2001:db8:1:2::/64")
+        self.assertEqual(addressOf(IPv6Address("TCP", "::1", 5)), "::/64")
+        self.assertIsNone(addressOf(UNIXAddress(b"/run/chat.sock")))
+
+    def test_oneNetworkOneAddress(self) -> None:
+        """
+        Connections from many addresses of one IPv6 /64 count together against the
+        per-address cap; another /64 has its own.
+        """
+        from twisted.internet.address import IPv6Address
+        from twisted.internet.task import Clock
+
+        from chatsvc.protocol import Refusal
+
+        factory = ChatFactory(Hub(Clock()), Limits(maxConnectionsPerAddress=2))
+        for n in range(2):
+            address = IPv6Address("TCP", f"2001:db8:0:1::{n + 1}", 1000 + n)
+            protocol = factory.buildProtocol(address)
+            assert isinstance(protocol, ChatProtocol)
+            protocol.makeConnection(StringTransport(peerAddress=address))
+        refused = factory.buildProtocol(IPv6Address("TCP", "2001:db8:0:1:ffff::7", 2000))
+        self.assertIsInstance(refused, Refusal)
+        other = factory.buildProtocol(IPv6Address("TCP", "2001:db8:0:2::1", 2001))
+        self.assertIsInstance(other, ChatProtocol)
