@@ -678,15 +678,17 @@ class ChatProtocol(LineReceiver):
         Send one line of text to this member; after the rest of a long reply still being
         written, if there is one.
         """
-        data = text.encode("utf-8") + b"\r\n"
+        self._sendReplyLine(text.encode("utf-8") + b"\r\n")
+
+    def sendNotice(self, text: str) -> None:
+        """Send a server notice: C{*** text}."""
+        self._sendReplyLine(_notice(text))
+
+    def _sendReplyLine(self, data: bytes) -> None:
         if self._replies:
             self._replies.append(iter((data,)))
         else:
             self._send(data)
-
-    def sendNotice(self, text: str) -> None:
-        """Send a server notice: C{*** text}."""
-        self.sendText("*** " + text)
 
     def sendError(self, message: str) -> None:
         """Tell this member (only) that their last line was refused."""
@@ -991,7 +993,8 @@ class ChatProtocol(LineReceiver):
         pages = max(1, -(-len(rooms) // ROOMS_PER_PAGE))
         page = _count(argument, "usage: /rooms [PAGE]") if argument else 1
         if page > pages:
-            raise ChatError(f"there {'is' if pages == 1 else 'are'} only {pages} page{'' if pages == 1 else 's'} of rooms")
+            one = pages == 1
+            raise ChatError(f"there {'is' if one else 'are'} only {pages} page{'' if one else 's'} of rooms")
         shown = rooms[(page - 1) * ROOMS_PER_PAGE : page * ROOMS_PER_PAGE]
         self.reply(_roomListLines(len(rooms), shown, page, pages))
 
