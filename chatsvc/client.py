@@ -51,7 +51,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatsvc.text import neutralize
-from chatsvc.wire import GET_NAME, endsSession
+from chatsvc.line.wire import GET_NAME, endsSession
 
 __all__ = [
     "CONTINUATION",

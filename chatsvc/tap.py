@@ -19,11 +19,21 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from chatsvc.core import CROWD_INTERVAL, CROWD_SIZE, DEFAULT_ROOM, ChatError, Hub, validate_room_name
+from chatsvc.chat import (
+    CROWD_INTERVAL,
+    CROWD_SIZE,
+    DEFAULT_ROOM,
+    ChatError,
+    Hub,
+    IHistoryStore,
+    NullStore,
+    StoreError,
+    validate_room_name,
+)
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
-from chatsvc.limits import Limits
-from chatsvc.protocol import ChatFactory, describeAddress
-from chatsvc.store import DEFAULT_MAX_BYTES, IHistoryStore, NullStore, SQLiteStore, StoreError
+from chatsvc.sessions.limits import Limits
+from chatsvc.line.protocol import ChatFactory, describeAddress
+from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 
 __all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
 

@@ -36,9 +36,9 @@ from chatsvc.client import (
     displayWidth,
     wrapLine,
 )
-from chatsvc.core import Hub
-from chatsvc.protocol import ChatFactory, ChatProtocol
-from chatsvc.wire import endsSession
+from chatsvc.chat import Hub
+from chatsvc.line.protocol import ChatFactory, ChatProtocol
+from chatsvc.line.wire import endsSession
 from tests.processes import TIMEOUT, environment
 
 

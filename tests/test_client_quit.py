@@ -1,12 +1,11 @@
 """
 Tests that the client and the server agree on what ends a session: whatever the member types,
-the client stops sending exactly when the real server (L{chatsvc.protocol.ChatProtocol}, in
+the client stops sending exactly when the real server (L{chatsvc.line.protocol.ChatProtocol}, in
 memory) says goodbye, and never when the server relays the line as chat.
 """
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -18,11 +17,12 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 import chatsvc.client
-from chatsvc import core, wire
-from chatsvc.core import Hub
-from chatsvc.protocol import ChatFactory
-from chatsvc.wire import QUIT_WORDS, endsSession
+from chatsvc.line import protocol, wire
+from chatsvc.chat import Hub
+from chatsvc.line.protocol import ChatFactory
+from chatsvc.line.wire import QUIT_WORDS, endsSession
 from tests.test_client import MemoryClient
+from tests.test_layers import importsOf
 
 
 class ServerReading:
@@ -138,7 +138,7 @@ class AgreementTests(SynchronousTestCase):
 
 
 class WireTests(SynchronousTestCase):
-    """L{chatsvc.wire} on its own."""
+    """L{chatsvc.line.wire} on its own."""
 
     def test_endsSession(self) -> None:
         """L{endsSession} reads lines as the server does, on text already decoded."""
@@ -149,25 +149,17 @@ class WireTests(SynchronousTestCase):
         self.assertFalse(endsSession(""))
 
     def test_oneSetOfQuitWords(self) -> None:
-        """The server's domain and the wire share one set of quit words."""
-        self.assertIs(core.QUIT_WORDS, QUIT_WORDS)
+        """The line door and the wire share one set of quit words."""
+        self.assertIs(getattr(protocol, "QUIT_WORDS"), QUIT_WORDS)
         self.assertEqual(QUIT_WORDS, {"q", "exit", "close", "disconnect"})
 
     def test_importsNothingOfTheServer(self) -> None:
         """
-        L{chatsvc.wire} and L{chatsvc.client} import nothing of chatsvc but L{chatsvc.text} and
-        L{chatsvc.wire}, so the client does not need the server.
+        L{chatsvc.line.wire} and L{chatsvc.client} import nothing of chatsvc but L{chatsvc.text}
+        and L{chatsvc.line.wire}, so the client does not need the server.
         """
         for module in (wire, chatsvc.client):
             assert module.__file__ is not None
-            tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
-            imported = {
-                node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-            } | {
-                alias.name
-                for node in ast.walk(tree)
-                if isinstance(node, ast.Import)
-                for alias in node.names
-            }
+            imported = importsOf(Path(module.__file__))
             ours = {name for name in imported if name and name.split(".")[0] == "chatsvc"}
-            self.assertLessEqual(ours, {"chatsvc.text", "chatsvc.wire"}, module.__name__)
+            self.assertLessEqual(ours, {"chatsvc.text", "chatsvc.line.wire"}, module.__name__)

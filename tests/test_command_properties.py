@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.limits import Limits
-from chatsvc.protocol import HELP
+from chatsvc.sessions.limits import Limits
+from chatsvc.line.protocol import HELP
 from tests.test_properties import World, examples
 
 COMMANDS = sorted(

@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from chatsvc.core import (
+from chatsvc.chat import (
     MAX_BLANK_RUN,
     MAX_TEXT_BYTES,
     ROOM_CREATION_INTERVAL,
@@ -21,7 +21,7 @@ from chatsvc.core import (
     Said,
     showText,
 )
-from chatsvc.store import StoredMessage
+from chatsvc.chat import StoredMessage
 
 
 @implementer(IMember)

@@ -27,8 +27,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from chatsvc.core import (
-    QUIT_WORDS,
+from chatsvc.line.wire import QUIT_WORDS
+from chatsvc.chat import (
     ChatError,
     Event,
     Hub,
@@ -41,8 +41,8 @@ from chatsvc.core import (
     showText,
     validate_nick,
 )
-from chatsvc.limits import Limits
-from chatsvc.protocol import ChatFactory, ChatProtocol
+from chatsvc.sessions.limits import Limits
+from chatsvc.line.protocol import ChatFactory, ChatProtocol
 from chatsvc.text import UNSAFE_CHARACTERS, neutralize
 
 MAX_LINE = 40

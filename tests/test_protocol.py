@@ -1,5 +1,5 @@
 """
-Tests for L{chatsvc.protocol}: the line protocol against in-memory transports.
+Tests for L{chatsvc.line.protocol}: the line protocol against in-memory transports.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
-from chatsvc.core import MAX_NICK_LENGTH, Hub, IMember
-from chatsvc.limits import Limits
-from chatsvc.protocol import FLUSH_CHUNK, ChatFactory, ChatProtocol, unsentBytes
+from chatsvc.chat import MAX_NICK_LENGTH, Hub, IMember
+from chatsvc.sessions.limits import Limits
+from chatsvc.line.protocol import FLUSH_CHUNK, ChatFactory, ChatProtocol, unsentBytes
 
 _nextPort = [40000]
 
@@ -155,6 +155,27 @@ class HandshakeTests(ProtocolTestCase):
                 client.drop()
         self.assertEqual(len(self.room), 0)
         self.assertEqual(self.factory.connectionCount, 0)
+
+    def test_quitWordsAreNoNicknames(self) -> None:
+        """
+        A quit word in another case (which does not end the session) is refused as a nickname,
+        and so is renaming oneself to one: the quit words are the line door's to refuse.
+        """
+        client = self.connect()
+        client.send("EXIT\n")
+        self.assertEqual(
+            client.lines(), ["*** Error: 'EXIT' is a quit word and cannot be a nickname", "GET_NAME"]
+        )
+        alice = self.join("Alice")
+        alice.send("/nick q\n/nick Close\n")
+        self.assertEqual(
+            alice.lines(),
+            [
+                "*** Error: 'q' is a quit word and cannot be a nickname",
+                "*** Error: 'Close' is a quit word and cannot be a nickname",
+            ],
+        )
+        self.assertEqual(self.room.nicks(), ["Alice"])
 
     def test_nicknameSplitAcrossReads(self) -> None:
         """A nickname arriving a byte at a time, UTF-8 split mid-character, works."""

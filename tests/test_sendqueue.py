@@ -13,9 +13,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.core import Hub
-from chatsvc.limits import Limits
-from chatsvc.protocol import REPLY_CHUNK, ROOMS_PER_PAGE, ChatFactory, ChatProtocol, unsentBytes
+from chatsvc.chat import Hub
+from chatsvc.sessions.limits import Limits
+from chatsvc.line.protocol import REPLY_CHUNK, ROOMS_PER_PAGE, ChatFactory, ChatProtocol, unsentBytes
 from tests.test_protocol import BufferedTransport, Client, LoopbackConnection, ProtocolTestCase
 
 LONG = "p" * 3993
@@ -349,7 +349,7 @@ class AddressGroupingTests(SynchronousTestCase):
         """IPv4 as it is; IPv4-mapped IPv6 as IPv4; other IPv6 by its /64; no IP, none."""
         from twisted.internet.address import IPv6Address, UNIXAddress
 
-        from chatsvc.protocol import addressOf
+        from chatsvc.line.protocol import addressOf
 
         self.assertEqual(addressOf(IPv4Address("TCP", "10.1.2.3", 5)), "10.1.2.3")
         self.assertEqual(addressOf(IPv6Address("TCP", "::ffff:10.1.2.3", 5)), "10.1.2.3")
@@ -366,7 +366,7 @@ class AddressGroupingTests(SynchronousTestCase):
         from twisted.internet.address import IPv6Address
         from twisted.internet.task import Clock
 
-        from chatsvc.protocol import Refusal
+        from chatsvc.line.protocol import Refusal
 
         factory = ChatFactory(Hub(Clock()), Limits(maxConnectionsPerAddress=2))
         for n in range(2):

@@ -1,5 +1,5 @@
 """
-Tests for L{chatsvc.store}: real SQLite files in a temporary directory, written on the store's own
+Tests for L{chatsvc.storage.sqlite}: real SQLite files in a temporary directory, written on the store's own
 database thread while the real reactor runs. Nothing waits by sleeping: tests wait on Deferreds,
 or poll a condition in short steps of the reactor, with a deadline.
 """
@@ -23,17 +23,14 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from chatsvc.names import room_key
-from chatsvc.store import (
+from chatsvc.chat import room_key
+from chatsvc.chat import IHistoryStore, NullStore, StoredMessage, StoreError
+from chatsvc.storage.sqlite import (
     MIGRATIONS,
     ROOM_KEY_RULES,
     SCHEMA_VERSION,
-    IHistoryStore,
-    NullStore,
     SchemaVersionError,
     SQLiteStore,
-    StoreError,
-    StoredMessage,
     _deleteOlderThan,
     migrate,
     rekeyRooms,

@@ -21,9 +21,10 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatsvc import tap
-from chatsvc.limits import Limits
-from chatsvc.protocol import ChatProtocol
-from chatsvc.store import NullStore, SQLiteStore, StoreError
+from chatsvc.sessions.limits import Limits
+from chatsvc.line.protocol import ChatProtocol
+from chatsvc.chat import NullStore, StoreError
+from chatsvc.storage.sqlite import SQLiteStore
 
 
 def parse(*arguments: str) -> tap.Options:

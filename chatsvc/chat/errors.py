@@ -2,7 +2,7 @@
 The one exception for "a member asked for something that cannot be done".
 
 A module of its own, importing nothing, so that every part of chatsvc (the core, the name rules,
-storage) can raise it without importing the others; L{chatsvc.core} re-exports it.
+storage) can raise it without importing the others; L{chatsvc.chat} re-exports it.
 """
 
 from __future__ import annotations

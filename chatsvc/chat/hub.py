@@ -1,12 +1,13 @@
 """
-The chat core: members, nicknames, rooms, history, and the events rooms send to their members.
+The hub and its rooms: every member, nickname and room, and every rule for what members do to each
+other.
 
-Plain Python: nothing here knows about bytes, transports, reactors or wire formats. A front-end (the
+Plain Python: nothing here knows about bytes, transports, reactors or wire formats. A door (the
 line protocol today) turns what a person typed into calls on the L{Hub}, and turns the events it
-delivers back into its own format. Every rule lives here once, so every front-end gets it.
+delivers back into its own format. Every rule lives here once, so every door gets it.
 
 A L{Hub} holds every member (each with a nickname unique across the server) and every L{Room}. A
-member may be in several rooms at once; which room plain text goes to is the front-end's business.
+member may be in several rooms at once; which room plain text goes to is the door's business.
 """
 
 from __future__ import annotations
@@ -14,52 +15,47 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import ClassVar, TypeVar, Union
+from collections.abc import Iterable
+from typing import TypeVar
 
 import structlog
-from attrs import frozen
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from zope.interface import Interface
 
-from chatsvc import names
-from chatsvc.errors import ChatError
-from chatsvc.names import (
-    MAX_NICK_LENGTH,
-    MAX_ROOM_NAME_LENGTH,
-    nick_key,
-    room_key,
-    validate_room_name,
+from chatsvc.chat.errors import ChatError
+from chatsvc.chat.events import (
+    Acted,
+    Event,
+    Joined,
+    JoinsAndLeaves,
+    Left,
+    Renamed,
+    Said,
+    TopicChanged,
+    Whispered,
 )
-from chatsvc.limits import TokenBucket
-from chatsvc.store import IHistoryStore, NullStore, StoredMessage
+from chatsvc.chat.names import nick_key, room_key, validate_nick, validate_room_name
+from chatsvc.chat.ports import (
+    DeliverToMany,
+    IHistoryStore,
+    IMember,
+    NullStore,
+    StoredMessage,
+    deliverToEach,
+)
+from chatsvc.chat.rate import TokenBucket
 from chatsvc.text import neutralize
-from chatsvc.wire import QUIT_WORDS
 
 __all__ = [
-    "Acted",
-    "ChatError",
+    "CROWD_INTERVAL",
+    "CROWD_SIZE",
     "DEFAULT_ROOM",
-    "Event",
     "Hub",
-    "IMember",
-    "Joined",
-    "JoinsAndLeaves",
-    "Left",
-    "MAX_NICK_LENGTH",
-    "MAX_ROOM_NAME_LENGTH",
+    "MAX_BLANK_RUN",
+    "MAX_TEXT_BYTES",
     "MAX_TOPIC_LENGTH",
-    "QUIT_WORDS",
-    "Renamed",
+    "ROOM_CREATION_INTERVAL",
     "Room",
-    "Said",
-    "TopicChanged",
-    "Whispered",
     "showText",
-    "nick_key",
-    "room_key",
-    "validate_nick",
-    "validate_room_name",
 ]
 
 MAX_TOPIC_LENGTH = 300
@@ -74,163 +70,9 @@ CROWD_SIZE = 100
 CROWD_INTERVAL = 1.0
 """How often, at most, a crowded room announces joins and leaves, in seconds."""
 
-_log = structlog.get_logger("chatsvc.core")
+_log = structlog.get_logger("chatsvc.core")  # the namespace logs have always had
 
 _K = TypeVar("_K")
-
-
-# Events: small immutable records delivered to members. cache_hash because a front-end may look
-# the same event up once per recipient (see chatsvc.protocol's renderer).
-
-
-@frozen(cache_hash=True)
-class Joined:
-    """C{nick} joined C{room}."""
-
-    room: str
-    nick: str
-
-
-@frozen(cache_hash=True)
-class Left:
-    """C{nick} left C{room}; C{reason} is what they or the server gave, if anything."""
-
-    room: str
-    nick: str
-    reason: str | None = None
-
-
-@frozen(cache_hash=True)
-class Said:
-    """C{nick} said C{text} in C{room}."""
-
-    room: str
-    nick: str
-    text: str
-
-
-@frozen(cache_hash=True)
-class Acted:
-    """C{nick} did C{action} (C{/me}) in C{room}; shown as C{* nick action}."""
-
-    room: str
-    nick: str
-    action: str
-
-
-@frozen(cache_hash=True)
-class TopicChanged:
-    """C{nick} set the topic of C{room} to C{topic} (L{None}: cleared it)."""
-
-    room: str
-    nick: str
-    topic: str | None
-
-
-@frozen(cache_hash=True)
-class Renamed:
-    """The member called C{old} is now called C{new}. Not tied to a room: each sees it once."""
-
-    room: ClassVar[None] = None
-    """Not tied to a room."""
-
-    old: str
-    new: str
-
-
-@frozen(cache_hash=True)
-class Whispered:
-    """C{sender} said C{text} to C{recipient} alone."""
-
-    room: ClassVar[None] = None
-    """Not tied to a room."""
-
-    sender: str
-    recipient: str
-    text: str
-
-
-@frozen(cache_hash=True)
-class JoinsAndLeaves:
-    """
-    What happened to the membership of a crowded C{room} since its last announcement: C{runs}
-    of joins (C{True}) and leaves (C{False}), in the order they happened, each with the
-    nicknames concerned; of which the first C{since} (counting names from the start) happened
-    before the recipient joined, and are not for it (see L{shown}).
-
-    Every member of the room is handed the same C{runs}, so that a front-end can render them
-    once for all, however many joined in the interval.
-    """
-
-    room: str
-    runs: tuple[tuple[bool, tuple[str, ...]], ...]
-    since: int = 0
-
-    def shown(self) -> tuple[tuple[bool, tuple[str, ...]], ...]:
-        """The runs the recipient is told of: those after the first C{since} names."""
-        skip = self.since
-        for index, (joined, nicks) in enumerate(self.runs):
-            if skip < len(nicks):
-                return ((joined, nicks[skip:]),) + self.runs[index + 1 :] if skip else self.runs[index:]
-            skip -= len(nicks)
-        return ()
-
-
-Event = Union[Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered, JoinsAndLeaves]
-"""Everything the core can deliver to a member."""
-
-
-class IMember(Interface):
-    """
-    Anything that can be in a room: a connection, a test double, a bridge to another server.
-    """
-
-    def deliver(event: Event) -> None:
-        """
-        Take one event. Must not raise for ordinary trouble (a closed connection); the hub
-        isolates the other members from an exception here anyway.
-
-        A member's class may also have a static C{deliverToMany}, with the signature and the
-        effect of L{deliverToEach} for members of that class, only faster: a broadcast hands
-        it all the room's members of that class at once (see L{Room.fanOut}).
-        """
-
-
-DeliveryFailed = Callable[[IMember, Event, Exception], None]
-"""Told of a member whose C{deliver} raised: the member, the event and the exception."""
-
-DeliverToMany = Callable[[Sequence[IMember], Event, Union[IMember, None], DeliveryFailed], None]
-"""Delivers an event to many members but one left out, as L{deliverToEach} does."""
-
-
-def deliverToEach(
-    members: Sequence[IMember], event: Event, exclude: IMember | None, failed: DeliveryFailed
-) -> None:
-    """
-    Deliver C{event} to each of C{members} but C{exclude}, with one C{deliver} call each; a
-    member that raises is reported to C{failed}, and the others still get the event.
-    """
-    for member in members:
-        if member is not exclude:
-            try:
-                member.deliver(event)
-            except Exception as error:
-                failed(member, event, error)
-
-
-def validate_nick(raw: str) -> str:
-    """
-    Check a requested nickname and return it as it will be used (trimmed, NFC-normalized): the
-    rules of L{chatsvc.names.validate_nick}, and not one of the L{QUIT_WORDS}. Nicknames compare
-    through L{nick_key}, room names are checked by L{validate_room_name} (both from
-    L{chatsvc.names}, re-exported here).
-
-    @raise ChatError: with a message saying what is wrong with it.
-    """
-    nick = names.validate_nick(raw)
-    if nick.lower() in QUIT_WORDS:
-        raise ChatError(f"{nick!r} is a quit word and cannot be a nickname")
-    return nick
 
 
 MAX_TEXT_BYTES = 4096

@@ -20,14 +20,14 @@ name also:
    punctuation and symbols belong to every script);
  - does not mix digits of different number systems, nor repeat a combining mark on one letter.
 
-Nothing here may import from chatsvc but L{chatsvc.errors}: the core and storage both use it.
+Nothing here may import from chatsvc but L{chatsvc.chat.errors}.
 """
 
 from __future__ import annotations
 
 import icu
 
-from chatsvc.errors import ChatError
+from chatsvc.chat.errors import ChatError
 
 __all__ = [
     "KEY_RULES",
@@ -58,7 +58,7 @@ KEY_RULES = f"confusable-skeleton, ICU {icu.ICU_VERSION}"
 """
 The rules by which L{nick_key} and L{room_key} make keys: the confusable skeleton of the
 case-folded name, as this version of ICU computes it. Stored room keys made under other rules
-are made again (see chatsvc.store), so a change here, or an ICU with other confusable data,
+are made again (see chatsvc.storage.sqlite), so a change here, or an ICU with other confusable data,
 never leaves a room's stored history under a key nobody finds.
 """
 
@@ -186,7 +186,7 @@ def _normalized(text: str) -> str | None:
 def validate_nick(raw: str) -> str:
     """
     Check a requested nickname against the rules of this module and return it as it will be
-    used (trimmed, NFC-normalized). L{chatsvc.core.validate_nick} also refuses the quit words.
+    used (trimmed, NFC-normalized). The line door also refuses its quit words (L{chatsvc.line.wire.QUIT_WORDS}).
 
     @raise ChatError: with a message saying what is wrong with it.
     """

@@ -1,5 +1,5 @@
 """
-The line protocol's wire vocabulary, shared by the server (L{chatsvc.protocol}) and the bundled
+The line protocol's wire vocabulary, shared by the server (L{chatsvc.line.protocol}) and the bundled
 client (L{chatsvc.client}): the words both ends must read the same way.
 
 This module imports nothing else from chatsvc, so that the client can use it without the server.

@@ -1,16 +1,14 @@
 """
-The limits that keep one client from hurting the others, and the token bucket behind the flood
-limit. Plain Python, like the core: time is passed in, never read here.
+The limits that keep one client from hurting the others: every per-connection and per-server
+limit a door's connections are held to (the token bucket behind the rate limits is the core's,
+L{chatsvc.chat.rate}).
 """
 
 from __future__ import annotations
 
 from attrs import field, frozen
 
-__all__ = ["Limits", "MAX_DEBT", "TokenBucket"]
-
-MAX_DEBT = 60.0
-"""The most a bucket can be in debt, in seconds of its rate: what one costly reply can cost."""
+__all__ = ["Limits"]
 
 
 def _positive(instance: object, attribute: object, value: float) -> None:
@@ -63,60 +61,3 @@ class Limits:
 
     shutdownGrace: float = field(default=5.0, validator=_positive)
     """Seconds a stopping server waits for connections to close before cutting them."""
-
-
-class TokenBucket:
-    """
-    A token bucket: up to C{burst} lines at once, then C{rate} lines per second.
-
-    Chosen over a fixed window because it lets a person paste a few lines at once, yet holds a
-    client that keeps sending to the rate exactly, with no window edges to game.
-    """
-
-    __slots__ = ("rate", "burst", "_tokens", "_updated")  # one per connection
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        """
-        @param rate: tokens added per second.
-        @param burst: the most tokens the bucket holds; it starts full.
-        @param now: the current time, in seconds.
-        """
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._updated = now
-
-    def wait(self, now: float) -> float:
-        """
-        How long until a token can be spent: C{0.0} if one can be now. Spends nothing.
-        """
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-        # The tolerance keeps float rounding from refusing a token exactly when it is due.
-        if self._tokens >= 1 - 1e-9:
-            return 0.0
-        return (1 - self._tokens) / self.rate
-
-    def spend(self, tokens: float = 1.0) -> None:
-        """
-        Spend C{tokens}, as of the last L{wait} or L{take}. The bucket may go into debt (a
-        reply that cost more than one line), by at most L{MAX_DEBT} seconds of its rate: later
-        lines then wait until it is paid off.
-        """
-        self._tokens = max(self._tokens - tokens, -MAX_DEBT * self.rate)
-
-    def take(self, now: float) -> float:
-        """
-        Spend a token if there is one.
-
-        @return: C{0.0} if a token was spent, else how many seconds until there is one (and
-            nothing was spent).
-        """
-        delay = self.wait(now)
-        if not delay:
-            self.spend()
-        return delay
-
-    def full(self, now: float) -> bool:
-        """Whether the bucket would be full at C{now}: nothing remembered of its past use."""
-        return self._tokens + (now - self._updated) * self.rate >= self.burst

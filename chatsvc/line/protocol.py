@@ -20,7 +20,7 @@ joined or switched to last); lines from the member's other rooms come marked C{[
 
 Errors are one line, C{*** Error: <message>}, to the member who caused them; the connection stays.
 
-This module only frames, decodes, parses and renders; every chat rule is in L{chatsvc.core}.
+This module only frames, decodes, parses and renders; every chat rule is in L{chatsvc.chat}.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatsvc.core import (
+from chatsvc.chat import (
     Acted,
     ChatError,
     DeliveryFailed,
@@ -62,13 +62,14 @@ from chatsvc.core import (
     Room,
     Said,
     TopicChanged,
+    StoredMessage,
+    TokenBucket,
     Whispered,
     deliverToEach,
 )
-from chatsvc.store import StoredMessage
-from chatsvc.limits import Limits, TokenBucket
+from chatsvc.line.wire import GET_NAME, QUIT_WORDS, endsSession
+from chatsvc.sessions.limits import Limits
 from chatsvc.text import neutralize
-from chatsvc.wire import GET_NAME, endsSession
 
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
 
@@ -237,6 +238,18 @@ def _eventText(event: Event) -> str:
 def _notice(text: str) -> bytes:
     """A server notice as a line for the wire: C{*** text}."""
     return f"*** {text}\r\n".encode("utf-8")
+
+
+def _notAQuitWord(nick: str) -> str:
+    """
+    C{nick}, unless it is one of the line door's quit words, in any case: a member called C{q}
+    could never be told apart from a member leaving.
+
+    @raise ChatError: if it is one.
+    """
+    if nick.strip().lower() in QUIT_WORDS:
+        raise ChatError(f"{nick.strip()!r} is a quit word and cannot be a nickname")
+    return nick
 
 
 def _count(argument: str, usage: str) -> int:
@@ -898,7 +911,7 @@ class ChatProtocol(LineReceiver):
             self._goodbye("Goodbye!")
             return
         hub = self.factory.hub
-        self.nick = hub.arrive(self, text)
+        self.nick = hub.arrive(self, _notAQuitWord(text))
         self.current = hub.defaultRoom
         self._state = _State.CHATTING
         if self._nameTimer is not None:
@@ -925,7 +938,7 @@ class ChatProtocol(LineReceiver):
 
     def _chatLineReceived(self, text: str) -> None:
         if endsSession(text):
-            # The rule both ends share (chatsvc.wire): a quit word, or /quit [REASON].
+            # The rule both ends share (chatsvc.line.wire): a quit word, or /quit [REASON].
             reason = text[1:].partition(" ")[2].strip() if text.startswith("/") else ""
             self._quit(reason or None)
         elif text.startswith("//"):
@@ -1021,7 +1034,7 @@ class ChatProtocol(LineReceiver):
         if not argument:
             raise ChatError("usage: /nick NEWNAME")
         old = self.nick
-        self.nick = self.factory.hub.rename(self, argument)
+        self.nick = self.factory.hub.rename(self, _notAQuitWord(argument))
         _log.info(
             "member_renamed",
             old=old,

@@ -51,7 +51,7 @@ The schema is versioned with C{PRAGMA user_version}: L{MIGRATIONS} lists the ste
 taking an empty database to version 1; L{migrate} applies the missing ones in a single transaction
 and refuses a database newer than it knows (L{SchemaVersionError}).
 
-Messages are stored under their room's key (L{chatsvc.names.room_key}), which is how the server
+Messages are stored under their room's key (L{chatsvc.chat.names.room_key}), which is how the server
 finds a room's history again. The rules that make keys may change (they did, from the case-folded
 name to its confusable skeleton), so the database records which rules made its keys, in its
 C{meta} table, under C{room_key_rules}; when opened by code with other rules (L{ROOM_KEY_RULES}),
@@ -96,21 +96,23 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
-from chatsvc.names import KEY_RULES, room_key
+from chatsvc.chat import (
+    KEY_RULES,
+    IHistoryStore,
+    StoredMessage,
+    StoreError,
+    room_key,
+)
 
 __all__ = [
-    "IHistoryStore",
     "MIGRATIONS",
-    "NullStore",
     "ROOM_KEY_RULES",
     "SCHEMA_VERSION",
     "DEFAULT_MAX_BYTES",
     "SQLiteStore",
     "SchemaVersionError",
-    "StoreError",
-    "StoredMessage",
     "migrate",
     "rekeyRooms",
 ]
@@ -118,100 +120,6 @@ __all__ = [
 _log = structlog.get_logger("chatsvc.store")
 
 _T = TypeVar("_T")
-
-
-@frozen
-class StoredMessage:
-    """One line of a room's history: a plain message or a C{/me} action."""
-
-    roomKey: str
-    """The room's key (made by the caller with L{room_key}); history is looked up by it."""
-    room: str
-    """The room's name as shown."""
-    time: float
-    """When it was said, in POSIX seconds."""
-    nick: str
-    """Who said it."""
-    text: str
-    """What was said (for an action, what was done)."""
-    action: bool
-    """C{True} for a C{/me} action, C{False} for a plain message."""
-
-
-class IHistoryStore(Interface):
-    """
-    Where the rooms' history is kept between runs of the server.
-
-    The server reads it once, before accepting connections (L{recent}), then starts it
-    (L{start}), hands it every message as it is said (L{add}) and stops it on shutdown
-    (L{stop}).
-    """
-
-    written = Attribute("Messages written so far (read-only).")
-    failed = Attribute(
-        "Write attempts that failed, counted in messages: a batch of 10 failing twice counts 20 "
-        "(read-only)."
-    )
-    dropped = Attribute("Messages given up on, never to be written (read-only).")
-
-    def recent(perRoom: int) -> dict[str, list[StoredMessage]]:
-        """
-        Up to C{perRoom} most recent messages of every room, oldest first, keyed by C{roomKey}.
-
-        Called once at start-up, before the server accepts connections: it reads synchronously.
-
-        @raise StoreError: if the store cannot be used; the message says why.
-        """
-
-    def start(reactor: IReactorCore) -> None:
-        """
-        Begin writing in the background (after L{recent}).
-
-        @param reactor: the reactor to schedule on and deliver results through: also an
-            L{IReactorTime} and an L{IReactorFromThreads}, as every real reactor is.
-        """
-
-    def add(message: StoredMessage) -> None:
-        """
-        Queue C{message} for writing. Never blocks, never raises, takes constant time: it is on
-        the path of every chat message.
-        """
-
-    def stop() -> Deferred[None]:
-        """
-        Write what is still queued (giving up after a bounded time), then close. Safe to call
-        whether or not L{start} was called, and more than once.
-        """
-
-
-@implementer(IHistoryStore)
-class NullStore:
-    """A history store that keeps nothing: no history survives a restart (C{--db :memory:})."""
-
-    written = 0
-    """Always 0."""
-    failed = 0
-    """Always 0."""
-    dropped = 0
-    """Always 0: a message not kept on purpose is not given up on."""
-
-    def recent(self, perRoom: int) -> dict[str, list[StoredMessage]]:
-        """No history: an empty dictionary."""
-        return {}
-
-    def start(self, reactor: IReactorCore) -> None:
-        """Nothing to start."""
-
-    def add(self, message: StoredMessage) -> None:
-        """Forget C{message}."""
-
-    def stop(self) -> Deferred[None]:
-        """Nothing to write: already stopped."""
-        return succeed(None)
-
-
-class StoreError(Exception):
-    """The history store cannot be used (at start-up): the message says why, naming the file."""
 
 
 class SchemaVersionError(StoreError):
@@ -273,7 +181,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes."""
 
 ROOM_KEY_RULES = KEY_RULES
-"""The rules by which room keys are made now (L{chatsvc.names.KEY_RULES})."""
+"""The rules by which room keys are made now (L{chatsvc.chat.names.KEY_RULES})."""
 
 _MAX_ID = 2**63 - 1
 """SQLite's largest rowid."""

@@ -1,0 +1,160 @@
+"""
+The ports the core talks through: what a member is (L{IMember}), and where history is kept
+(L{IHistoryStore}, with L{NullStore}, which keeps nothing). Doors implement the first; storage
+backends the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Union
+
+from attrs import frozen
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorCore
+from zope.interface import Attribute, Interface, implementer
+
+from chatsvc.chat.events import Event
+
+__all__ = [
+    "DeliverToMany",
+    "DeliveryFailed",
+    "IHistoryStore",
+    "IMember",
+    "NullStore",
+    "StoreError",
+    "StoredMessage",
+    "deliverToEach",
+]
+
+
+class IMember(Interface):
+    """
+    Anything that can be in a room: a connection, a test double, a bridge to another server.
+    """
+
+    def deliver(event: Event) -> None:
+        """
+        Take one event. Must not raise for ordinary trouble (a closed connection); the hub
+        isolates the other members from an exception here anyway.
+
+        A member's class may also have a static C{deliverToMany}, with the signature and the
+        effect of L{deliverToEach} for members of that class, only faster: a broadcast hands
+        it all the room's members of that class at once (see L{Room.fanOut}).
+        """
+
+
+DeliveryFailed = Callable[[IMember, Event, Exception], None]
+"""Told of a member whose C{deliver} raised: the member, the event and the exception."""
+
+DeliverToMany = Callable[[Sequence[IMember], Event, Union[IMember, None], DeliveryFailed], None]
+"""Delivers an event to many members but one left out, as L{deliverToEach} does."""
+
+
+def deliverToEach(
+    members: Sequence[IMember], event: Event, exclude: IMember | None, failed: DeliveryFailed
+) -> None:
+    """
+    Deliver C{event} to each of C{members} but C{exclude}, with one C{deliver} call each; a
+    member that raises is reported to C{failed}, and the others still get the event.
+    """
+    for member in members:
+        if member is not exclude:
+            try:
+                member.deliver(event)
+            except Exception as error:
+                failed(member, event, error)
+
+
+@frozen
+class StoredMessage:
+    """One line of a room's history: a plain message or a C{/me} action."""
+
+    roomKey: str
+    """The room's key (made by the caller with L{room_key}); history is looked up by it."""
+    room: str
+    """The room's name as shown."""
+    time: float
+    """When it was said, in POSIX seconds."""
+    nick: str
+    """Who said it."""
+    text: str
+    """What was said (for an action, what was done)."""
+    action: bool
+    """C{True} for a C{/me} action, C{False} for a plain message."""
+
+
+class IHistoryStore(Interface):
+    """
+    Where the rooms' history is kept between runs of the server.
+
+    The server reads it once, before accepting connections (L{recent}), then starts it
+    (L{start}), hands it every message as it is said (L{add}) and stops it on shutdown
+    (L{stop}).
+    """
+
+    written = Attribute("Messages written so far (read-only).")
+    failed = Attribute(
+        "Write attempts that failed, counted in messages: a batch of 10 failing twice counts 20 "
+        "(read-only)."
+    )
+    dropped = Attribute("Messages given up on, never to be written (read-only).")
+
+    def recent(perRoom: int) -> dict[str, list[StoredMessage]]:
+        """
+        Up to C{perRoom} most recent messages of every room, oldest first, keyed by C{roomKey}.
+
+        Called once at start-up, before the server accepts connections: it reads synchronously.
+
+        @raise StoreError: if the store cannot be used; the message says why.
+        """
+
+    def start(reactor: IReactorCore) -> None:
+        """
+        Begin writing in the background (after L{recent}).
+
+        @param reactor: the reactor to schedule on and deliver results through: also an
+            L{IReactorTime} and an L{IReactorFromThreads}, as every real reactor is.
+        """
+
+    def add(message: StoredMessage) -> None:
+        """
+        Queue C{message} for writing. Never blocks, never raises, takes constant time: it is on
+        the path of every chat message.
+        """
+
+    def stop() -> Deferred[None]:
+        """
+        Write what is still queued (giving up after a bounded time), then close. Safe to call
+        whether or not L{start} was called, and more than once.
+        """
+
+
+@implementer(IHistoryStore)
+class NullStore:
+    """A history store that keeps nothing: no history survives a restart (C{--db :memory:})."""
+
+    written = 0
+    """Always 0."""
+    failed = 0
+    """Always 0."""
+    dropped = 0
+    """Always 0: a message not kept on purpose is not given up on."""
+
+    def recent(self, perRoom: int) -> dict[str, list[StoredMessage]]:
+        """No history: an empty dictionary."""
+        return {}
+
+    def start(self, reactor: IReactorCore) -> None:
+        """Nothing to start."""
+
+    def add(self, message: StoredMessage) -> None:
+        """Forget C{message}."""
+
+    def stop(self) -> Deferred[None]:
+        """Nothing to write: already stopped."""
+        return succeed(None)
+
+
+class StoreError(Exception):
+    """The history store cannot be used (at start-up): the message says why, naming the file."""

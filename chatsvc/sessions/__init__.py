@@ -1,0 +1,1 @@
+"""What every connection of every door shares: today, the limits connections are held to."""

@@ -1,0 +1,1 @@
+"""Storage backends that implement the core's ports: SQLite, the default."""
