@@ -58,7 +58,7 @@ DEFAULT_LIMITS = {
     "backlog": 4096,
     "crowd": 100,
 }
-"""chatsvc's defaults (chatsvc.limits.Limits) for the limits a load may need raised."""
+"""chatsvc's defaults (chatsvc.sessions.limits.Limits) for the limits a load may need raised."""
 
 LISTENING = re.compile(r"server_listening.*127\.0\.0\.1:(\d+)")
 """chatsvc's log line that it is listening; its first group is the port."""
