@@ -17,7 +17,7 @@ import chatsvc.chat
 import chatsvc.chat.errors
 import chatsvc.chat.names
 from chatsvc.chat import ChatError, nick_key, room_key, validate_nick, validate_room_name
-from tests.test_core import Recorder, hubWith
+from tests.chat.test_hub import Recorder, hubWith
 from tests.test_layers import importsOf
 
 # The look-alikes of "alice" and the blank names a security review found accepted, each with

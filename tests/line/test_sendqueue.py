@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatsvc.chat import Hub
 from chatsvc.sessions.limits import Limits
 from chatsvc.line.protocol import REPLY_CHUNK, ROOMS_PER_PAGE, ChatFactory, ChatProtocol, unsentBytes
-from tests.test_protocol import BufferedTransport, Client, LoopbackConnection, ProtocolTestCase
+from tests.line.test_protocol import BufferedTransport, Client, LoopbackConnection, ProtocolTestCase
 
 LONG = "p" * 3993
 """A chat line that goes out as 4002 bytes: C{Alice: } + 3993 + CRLF."""

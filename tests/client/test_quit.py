@@ -21,7 +21,7 @@ from chatsvc.line import protocol, wire
 from chatsvc.chat import Hub
 from chatsvc.line.protocol import ChatFactory
 from chatsvc.line.wire import QUIT_WORDS, endsSession
-from tests.test_client import MemoryClient
+from tests.client.test_client import MemoryClient
 from tests.test_layers import importsOf
 
 

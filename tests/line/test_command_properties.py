@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatsvc.sessions.limits import Limits
 from chatsvc.line.protocol import HELP
-from tests.test_properties import World, examples
+from tests.line.test_properties import World, examples
 
 COMMANDS = sorted(
     line.split()[0][1:] for line in HELP if line.startswith("  /") and line[3] != "/"

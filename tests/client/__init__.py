@@ -1,0 +1,1 @@
+"""Tests of the terminal client, in memory and as a real process."""
