@@ -42,6 +42,7 @@ from chatsvc.chat.names import (
 from chatsvc.chat.ports import (
     DeliverToMany,
     DeliveryFailed,
+    IBatchDelivery,
     IHistoryStore,
     IMember,
     NullStore,
@@ -61,6 +62,7 @@ __all__ = [
     "DeliveryFailed",
     "Event",
     "Hub",
+    "IBatchDelivery",
     "IHistoryStore",
     "IMember",
     "Joined",

@@ -36,6 +36,7 @@ from chatsvc.chat.events import (
 from chatsvc.chat.names import nick_key, room_key, validate_nick, validate_room_name
 from chatsvc.chat.ports import (
     DeliverToMany,
+    IBatchDelivery,
     IHistoryStore,
     IMember,
     NullStore,
@@ -176,8 +177,8 @@ class Room:
     @property
     def fanOut(self) -> tuple[tuple[DeliverToMany, tuple[IMember, ...]], ...]:
         """
-        The members grouped by how a broadcast reaches them: those whose class has a
-        C{deliverToMany} (see L{IMember.deliver}) with it, the others with L{deliverToEach};
+        The members grouped by how a broadcast reaches them: those whose class provides
+        L{IBatchDelivery} with its C{deliverToMany}, the others with L{deliverToEach};
         each group in the order its members joined. Taken again, like L{recipients}, only
         after the membership changed.
         """
@@ -185,7 +186,10 @@ class Room:
         if fanOut is None:
             groups: dict[DeliverToMany, list[IMember]] = {}
             for member in self.recipients:
-                deliver = getattr(type(member), "deliverToMany", deliverToEach)
+                kind = type(member)
+                deliver = (
+                    kind.deliverToMany if IBatchDelivery.providedBy(kind) else deliverToEach
+                )
                 groups.setdefault(deliver, []).append(member)
             fanOut = self._fanOut = tuple(
                 (deliver, tuple(members)) for deliver, members in groups.items()

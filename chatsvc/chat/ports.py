@@ -19,6 +19,7 @@ from chatsvc.chat.events import Event
 __all__ = [
     "DeliverToMany",
     "DeliveryFailed",
+    "IBatchDelivery",
     "IHistoryStore",
     "IMember",
     "NullStore",
@@ -26,6 +27,10 @@ __all__ = [
     "StoredMessage",
     "deliverToEach",
 ]
+
+
+DeliveryFailed = Callable[["IMember", Event, Exception], None]
+"""Told of a member whose C{deliver} raised: the member, the event and the exception."""
 
 
 class IMember(Interface):
@@ -38,14 +43,33 @@ class IMember(Interface):
         Take one event. Must not raise for ordinary trouble (a closed connection); the hub
         isolates the other members from an exception here anyway.
 
-        A member's class may also have a static C{deliverToMany}, with the signature and the
-        effect of L{deliverToEach} for members of that class, only faster: a broadcast hands
-        it all the room's members of that class at once (see L{Room.fanOut}).
+        A member's class may also provide L{IBatchDelivery}, to be handed a broadcast for all
+        the room's members of that class at once.
         """
 
 
-DeliveryFailed = Callable[[IMember, Event, Exception], None]
-"""Told of a member whose C{deliver} raised: the member, the event and the exception."""
+class IBatchDelivery(Interface):
+    """
+    Provided by a class of members (C{@provider(IBatchDelivery)}) that can take one event for
+    many of its members in one call, faster than a L{IMember.deliver} call each: a door that
+    renders an event once and adds the same bytes to what each of its connections is sent. A
+    broadcast hands each such class all of the room's members of that class at once (see
+    L{chatsvc.chat.hub.Room.fanOut}); other members get L{deliverToEach}.
+    """
+
+    def deliverToMany(
+        members: Sequence[IMember],
+        event: Event,
+        exclude: IMember | None,
+        failed: DeliveryFailed,
+    ) -> None:
+        """
+        Deliver C{event} to each of C{members} but C{exclude}, exactly as L{deliverToEach}
+        would: a member whose delivery raises is reported to C{failed}, and the others still
+        get the event.
+        """
+
+
 
 DeliverToMany = Callable[[Sequence[IMember], Event, Union[IMember, None], DeliveryFailed], None]
 """Delivers an event to many members but one left out, as L{deliverToEach} does."""

@@ -10,10 +10,11 @@ from typing import cast
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
+from zope.interface import implementer, provider
 from zope.interface.verify import verifyObject
 
 from chatsvc.chat import (
+    IBatchDelivery,
     MAX_NICK_LENGTH,
     MAX_ROOM_NAME_LENGTH,
     MAX_TOPIC_LENGTH,
@@ -280,10 +281,11 @@ class HubTests(SynchronousTestCase):
 
 
 @implementer(IMember)
+@provider(IBatchDelivery)
 class Batched(Recorder):
     """
-    A member whose class delivers to many at once (see L{IMember.deliver}), remembering each
-    batch it was given.
+    A member whose class delivers to many at once (L{IBatchDelivery}), remembering each batch
+    it was given.
     """
 
     batches: list[tuple[tuple[IMember, ...], Event, IMember | None]] = []
@@ -318,6 +320,27 @@ class FanOutTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         Batched.batches = []
+
+    def test_onlyWhatProvidesTheInterface(self) -> None:
+        """
+        A class with a method named C{deliverToMany} but not providing L{IBatchDelivery} is
+        delivered to one member at a time: batch delivery is declared, not guessed.
+        """
+
+        @implementer(IMember)
+        class LooksBatched(Recorder):
+            deliverToMany = staticmethod(Batched.deliverToMany)
+
+        hub = Hub(Clock())
+        alice, bob = LooksBatched(), Batched()
+        hub.arrive(alice, "Alice")
+        hub.arrive(bob, "Bob")
+        room = hub.room("lobby")
+        self.assertEqual(
+            room.fanOut, ((deliverToEach, (alice,)), (Batched.deliverToMany, (bob,)))
+        )
+        self.assertTrue(IBatchDelivery.providedBy(Batched))
+        self.assertFalse(IBatchDelivery.providedBy(LooksBatched))
 
     def test_groups(self) -> None:
         """
