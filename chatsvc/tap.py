@@ -31,8 +31,11 @@ from chatsvc.chat import (
     validate_room_name,
 )
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
+from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
-from chatsvc.line.protocol import ChatFactory, describeAddress
+from chatsvc.sessions.outbox import Outbox
+from chatsvc.line.protocol import ChatFactory
+from chatsvc.sessions.addresses import describeAddress
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 
 __all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
@@ -569,5 +572,13 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         roomsPerMember=options["rooms-per-member"],
         roomsPerAddress=options["rooms-per-address"],
     )
-    factory = ChatFactory(hub, limits, historyLines=options["history-lines"])
+    # What every door shares: one admission (the caps count every door's connections together)
+    # and one outbox (writes gathered per reactor turn, whichever door caused them).
+    factory = ChatFactory(
+        hub,
+        limits,
+        historyLines=options["history-lines"],
+        admission=Admission(reactor, limits),  # type: ignore[arg-type]
+        outbox=Outbox(reactor),  # type: ignore[arg-type]
+    )
     return ChatService(reactor, options["endpoints"], factory, observer)

@@ -14,7 +14,7 @@ from typing import Any, cast
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.line.protocol import FLUSH_CHUNK
+from chatsvc.sessions.outbox import FLUSH_CHUNK
 from tests.processes import ROOT, environment, runScript
 
 BENCHMARKS = ROOT / "benchmarks"

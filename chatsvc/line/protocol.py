@@ -25,7 +25,6 @@ This module only frames, decodes, parses and renders; every chat rule is in L{ch
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from collections import deque
@@ -69,7 +68,11 @@ from chatsvc.chat import (
     deliverToEach,
 )
 from chatsvc.line.wire import GET_NAME, QUIT_WORDS, endsSession
+from chatsvc.sessions.addresses import addressOf, describeAddress
+from chatsvc.sessions.admission import Admission
+from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
+from chatsvc.sessions.outbox import FLUSH_CHUNK, Outbox
 from chatsvc.text import neutralize
 
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
@@ -79,9 +82,6 @@ NAMES_PER_LINE = 50
 
 MEMBERS_PER_LINE = 100
 """The most nicknames on one line of a member list; more go on continuation lines."""
-
-FLUSH_CHUNK = 100
-"""The most members written to before the reactor may read again (see L{ChatFactory.flush})."""
 
 REPLY_CHUNK = 16 * 1024
 """Bytes of a long reply (history, member and room lists) written at a time; the next part is
@@ -299,44 +299,6 @@ def renderHistory(message: StoredMessage) -> str:
     return f"*** [{stamp} UTC] {shown}"
 
 
-def describeAddress(address: IAddress) -> str:
-    """A short, readable form of a connection's address: C{host:port}, or a socket path."""
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is not None and port is not None:
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    name = getattr(address, "name", None)
-    if name is not None:
-        return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-    return str(address)
-
-
-IPV6_PREFIX = 64
-"""IPv6 addresses count as one address per network of this prefix length: one home, one phone
-or one virtual machine is given a whole /64, from which it may use as many addresses as it likes."""
-
-
-def addressOf(address: IAddress) -> str | None:
-    """
-    What the limits that count an address's connections together (the per-address connection
-    cap, the address's flood limit, its room budget) count a connection's peer as: its IPv4
-    address (also when seen as an IPv4-mapped IPv6 address), or its IPv6 /64 network; L{None}
-    for a peer without an IP address (a UNIX socket's).
-    """
-    host = getattr(address, "host", None)
-    if not isinstance(host, str):
-        return None
-    try:
-        ip = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
-    return str(ip)
-
-
 def _notConnected(*args: object) -> None:
     raise RuntimeError("not connected")
 
@@ -419,7 +381,7 @@ class _SendQueueWatch:
         pass
 
 
-@implementer(IMember)
+@implementer(IMember, ISession)
 @provider(IBatchDelivery)
 class ChatProtocol(LineReceiver):
     """
@@ -452,6 +414,7 @@ class ChatProtocol(LineReceiver):
         "_addressBucket",
         "_replies",
         "_replyBytes",
+        "_gatherer",
     )
 
     def __init__(self) -> None:
@@ -506,9 +469,10 @@ class ChatProtocol(LineReceiver):
         self.MAX_LENGTH = limits.maxLineLength + 1  # room for a "\r" before the "\n"
         now = factory.clock.seconds()
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, now)
-        self._addressBucket = factory.addressBucket(self.host)
+        self._gatherer = factory.outbox
+        self._addressBucket = factory.admission.addressBucket(self.host)
         self._nameTimer = factory.clock.callLater(limits.nameTimeout, self._nameTimedOut)
-        factory.connectionOpened(self)
+        factory.admission.connectionOpened(self)
         self.sendText(GET_NAME)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -522,7 +486,7 @@ class ChatProtocol(LineReceiver):
                 timer.cancel()
         self._nameTimer = self._floodTimer = self._closeTimer = None
         self._leave("connection lost")
-        self.factory.connectionClosed(self)
+        self.factory.admission.connectionClosed(self)
 
     def _nameTimedOut(self) -> None:
         self._nameTimer = None
@@ -542,9 +506,9 @@ class ChatProtocol(LineReceiver):
                 return
             self._discarding = False
             data = data[end + len(self.delimiter) :]
-        factory = self.factory
-        if not factory.gathering:
-            factory.gather()
+        gatherer = self._gatherer
+        if not gatherer.gathering:
+            gatherer.gather()
         self._parse(data)
 
     def _parse(self, data: bytes) -> None:
@@ -818,9 +782,9 @@ class ChatProtocol(LineReceiver):
         # turn in the round comes; otherwise each goes straight out.
         if self._outbox:
             self._outbox.append(data)
-        elif self.factory.gathering:
+        elif self._gatherer.gathering:
             self._outbox = [data]
-            self.factory.unflushed.append(self)
+            self._gatherer.unflushed.append(self)
         else:
             self._write(data)
 
@@ -1185,49 +1149,54 @@ class Refusal(Protocol):
 
 class ChatFactory(ServerFactory):
     """
-    Holds what all connections share: the hub (members and rooms), the limits, the clock, and
-    the open connections.
+    The line door's factory: builds a L{ChatProtocol} for each connection the sessions'
+    L{Admission} takes, and holds what they share: the hub (members and rooms), the limits, the
+    clock, the admission (with every door's open connections) and the process's L{Outbox}.
     """
 
     protocol = ChatProtocol  # type: ignore[assignment]
     noisy = False  # connections and members are logged by chatsvc's own events
 
-    def __init__(self, hub: Hub, limits: Limits = Limits(), historyLines: int = 20) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        limits: Limits = Limits(),
+        historyLines: int = 20,
+        admission: Admission | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         """
         @param hub: the members and rooms every connection joins; its clock is the source of
             time for every timeout and rate limit too.
         @param limits: the limits each connection, and the server, are held to.
         @param historyLines: how many recent messages a member is shown on joining a room (and
             by C{/history} without a number).
+        @param admission: the connections of every door, counted together (a new one by
+            default: this door alone).
+        @param outbox: the process's outbox, which every door's connections share (a new one by
+            default).
         """
         self.hub = hub
         self.clock: IReactorTime = hub.clock
         self.limits = limits
         self.historyLines = historyLines
-        self.connections: set[ChatProtocol] = set()
-        self.gathering = False
-        """Whether lines for members are being gathered, to be written by L{flush}."""
-        self.unflushed: deque[ChatProtocol] = deque()
-        """The connections with lines gathered, in the order they are to be written to."""
-        self._perAddress: dict[str, int] = {}
-        self._addressBuckets: dict[str, TokenBucket] = {}
-        self._waitingForClose: list[Deferred[None]] = []
+        self.admission = admission if admission is not None else Admission(hub.clock, limits)
+        self.outbox = outbox if outbox is not None else Outbox(hub.clock)
+
+    @property
+    def connections(self) -> set[ChatProtocol]:
+        """This door's open connections (of those L{Admission.connections} counts)."""
+        return {c for c in self.admission.connections if isinstance(c, ChatProtocol)}
 
     @property
     def connectionCount(self) -> int:
-        """The number of open connections, named or not."""
-        return len(self.connections)
+        """The number of open connections, named or not, of every door."""
+        return self.admission.connectionCount
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         """A L{ChatProtocol}, or a L{Refusal} when a connection limit is reached."""
-        host = addressOf(addr) if addr is not None else None
-        if len(self.connections) >= self.limits.maxConnections:
-            reason = "the server is full, try again later"
-        elif host is not None and self._perAddress.get(host, 0) >= (
-            self.limits.maxConnectionsPerAddress
-        ):
-            reason = "too many connections from your address"
-        else:
+        reason = self.admission.refusal(addr)
+        if reason is None:
             return super().buildProtocol(addr)  # type: ignore[return-value]
         _log.warning(
             "connection_refused",
@@ -1237,129 +1206,6 @@ class ChatFactory(ServerFactory):
         )
         return Refusal(reason)
 
-    def addressBucket(self, host: str | None) -> TokenBucket | None:
-        """
-        The flood bucket that every connection from C{host} shares (none for a connection
-        without an IP address, a UNIX socket's say). An address's bucket outlives its
-        connections until it has filled up again, so that reconnecting does not refill it.
-        """
-        if host is None:
-            return None
-        bucket = self._addressBuckets.get(host)
-        if bucket is None:
-            now = self.clock.seconds()
-            if len(self._addressBuckets) >= self.limits.maxConnections:
-                self._forgetIdleAddresses(now)
-            limits = self.limits
-            bucket = TokenBucket(limits.addressFloodRate, limits.addressFloodBurst, now)
-            self._addressBuckets[host] = bucket
-        return bucket
-
-    def _forgetIdleAddresses(self, now: float) -> None:
-        for host, bucket in list(self._addressBuckets.items()):
-            if host not in self._perAddress and bucket.full(now):
-                del self._addressBuckets[host]
-
-    def connectionOpened(self, protocol: ChatProtocol) -> None:
-        """Count a new connection and log it."""
-        self.connections.add(protocol)
-        if protocol.host is not None:
-            self._perAddress[protocol.host] = self._perAddress.get(protocol.host, 0) + 1
-        _log.info("connection_opened", peer=protocol.peer, connections=self.connectionCount)
-
-    def connectionClosed(self, protocol: ChatProtocol) -> None:
-        """Forget a closed connection and log it."""
-        if protocol not in self.connections:
-            return
-        self.connections.remove(protocol)
-        if protocol.host is not None:
-            remaining = self._perAddress.pop(protocol.host) - 1
-            if remaining:
-                self._perAddress[protocol.host] = remaining
-            else:
-                bucket = self._addressBuckets.get(protocol.host)
-                if bucket is not None and bucket.full(self.clock.seconds()):
-                    del self._addressBuckets[protocol.host]
-        _log.info(
-            "connection_closed",
-            peer=protocol.peer,
-            nick=protocol.nick,
-            connections=self.connectionCount,
-        )
-        if not self.connections:
-            waiting, self._waitingForClose = self._waitingForClose, []
-            for deferred in waiting:
-                deferred.callback(None)
-
-    def gather(self) -> None:
-        """
-        Gather the lines for members until the reactor's next turn, then write each member's
-        with one write (L{flush}).
-
-        Called when a connection brings data. The reactor hands over everything it read in
-        one turn before it runs the calls that are due, this flush among them, and only then
-        waits for more: what the gathered lines would have waited for anyway. So a line
-        alone in its turn goes out as soon as ever, and under load, when a turn brings lines
-        from many members (or a paste brings many at once), each member gets them all in one
-        write, and the cost of a line falls as the load rises.
-        """
-        self.gathering = True
-        self.clock.callLater(0, self.flush)
-
-    def flush(self) -> None:
-        """
-        Write what the next L{FLUSH_CHUNK} connections in line have gathered. If more are
-        waiting, go on in the reactor's next turn, after it has read what came meanwhile;
-        otherwise stop gathering.
-
-        A write costs the server a system call, about 10 microseconds here, so writing to the
-        500 members of a busy room takes 5 ms, and a line that arrived meanwhile would wait for
-        all of it before it was even read. Read between chunks, it is given at once to every
-        member still waiting to be written to in this round, and queued at the back for those
-        written to already: no member waits for more than one round, and each still gets one
-        write per round.
-        """
-        unflushed = self.unflushed
-        for _ in range(min(FLUSH_CHUNK, len(unflushed))):
-            protocol = unflushed.popleft()
-            try:
-                protocol.flush()
-            except Exception as error:  # one member's trouble is not everyone's
-                _log.error("write_failed", peer=protocol.peer, nick=protocol.nick, exc_info=error)
-        if unflushed:
-            self.clock.callLater(0, self.flush)
-        else:
-            self.gathering = False
-
     def closeAll(self, reason: str) -> Deferred[None]:
-        """
-        Tell every connection C{reason} and close it; connections still open after the
-        shutdown grace period are cut.
-
-        @return: fires once every connection is closed.
-        """
-        for protocol in list(self.connections):
-            protocol.disconnect(reason)
-        if not self.connections:
-            return succeed(None)
-        closed: Deferred[None] = Deferred()
-        self._waitingForClose.append(closed)
-        timer = self.clock.callLater(self.limits.shutdownGrace, self._cutRemaining)
-        closed.addBoth(_cancelling(timer))
-        return closed
-
-    def _cutRemaining(self) -> None:
-        remaining = list(self.connections)
-        if remaining:
-            _log.warning("connections_cut", connections=len(remaining))
-        for protocol in remaining:
-            protocol.abort()
-
-
-def _cancelling(timer: IDelayedCall) -> Callable[[object], object]:
-    def cancel(result: object) -> object:
-        if timer.active():
-            timer.cancel()
-        return result
-
-    return cancel
+        """Tell every connection C{reason} and close it (see L{Admission.closeAll})."""
+        return self.admission.closeAll(reason)

@@ -22,7 +22,8 @@ from zope.interface.verify import verifyObject
 
 from chatsvc.chat import MAX_NICK_LENGTH, Hub, IMember
 from chatsvc.sessions.limits import Limits
-from chatsvc.line.protocol import FLUSH_CHUNK, ChatFactory, ChatProtocol, unsentBytes
+from chatsvc.line.protocol import ChatFactory, ChatProtocol, unsentBytes
+from chatsvc.sessions.outbox import FLUSH_CHUNK
 
 _nextPort = [40000]
 
@@ -1189,8 +1190,8 @@ class GatheringTests(ProtocolTestCase):
         bob = self.recorded("Bob")
         alice.send("one\n/me two\nthree\n")
         self.assertEqual(bob.writes, [b"Alice: one\r\n* Alice two\r\nAlice: three\r\n"])
-        self.assertFalse(self.factory.gathering)
-        self.assertEqual(list(self.factory.unflushed), [])
+        self.assertFalse(self.factory.outbox.gathering)
+        self.assertEqual(list(self.factory.outbox.unflushed), [])
 
     def test_singleLineStraightThrough(self) -> None:
         """A read of one line is written to each member at once, as it is."""
@@ -1254,11 +1255,11 @@ class ChunkedFlushTests(ProtocolTestCase):
         """
         (first, _), (second, _) = self.members[:2]
         first.dataReceived(b"one\n")
-        self.factory.flush()  # the first chunk; the rest wait for the reactor's next turn
+        self.factory.outbox.flush()  # the first chunk; the rest wait for the reactor's next turn
         written = [transport.writes for _, transport in self.members[1:]]
         self.assertEqual(written[:FLUSH_CHUNK], [[b"m000: one\r\n"]] * FLUSH_CHUNK)
         self.assertEqual(written[FLUSH_CHUNK:], [[]] * 19)
-        self.assertTrue(self.factory.gathering)
+        self.assertTrue(self.factory.outbox.gathering)
         second.dataReceived(b"two\n")  # read in that next turn, before the flush goes on
         self.clock.advance(0)
         self.assertEqual(self.members[0][1].writes, [b"m001: two\r\n"])
@@ -1271,8 +1272,8 @@ class ChunkedFlushTests(ProtocolTestCase):
             [transport.writes for _, transport in self.members[FLUSH_CHUNK + 1 :]],
             [[b"m000: one\r\nm001: two\r\n"]] * 19,
         )
-        self.assertFalse(self.factory.gathering)
-        self.assertEqual(list(self.factory.unflushed), [])
+        self.assertFalse(self.factory.outbox.gathering)
+        self.assertEqual(list(self.factory.outbox.unflushed), [])
 
 
 class BreakableTransport(StringTransport):
@@ -1308,7 +1309,7 @@ class FailedWriteTests(ProtocolTestCase):
         alice.send("two\n")
         self.assertEqual(carol.lines(), ["Alice: one", "Alice: two"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
-        self.assertFalse(self.factory.gathering)
+        self.assertFalse(self.factory.outbox.gathering)
 
     def test_broadcastOutsideATurn(self) -> None:
         """

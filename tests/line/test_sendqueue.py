@@ -312,7 +312,7 @@ class AddressFloodTests(SynchronousTestCase):
         self.clock.advance(10)  # the lines held are let through
         self.clock.advance(10)  # full again, and no connection from the address: forgotten
         again.drop()
-        self.assertNotIn("10.0.0.1", self.factory._addressBuckets)
+        self.assertNotIn("10.0.0.1", self.factory.admission._addressBuckets)
 
 
 class ClosingTests(ProtocolTestCase):
@@ -349,7 +349,7 @@ class AddressGroupingTests(SynchronousTestCase):
         """IPv4 as it is; IPv4-mapped IPv6 as IPv4; other IPv6 by its /64; no IP, none."""
         from twisted.internet.address import IPv6Address, UNIXAddress
 
-        from chatsvc.line.protocol import addressOf
+        from chatsvc.sessions.addresses import addressOf
 
         self.assertEqual(addressOf(IPv4Address("TCP", "10.1.2.3", 5)), "10.1.2.3")
         self.assertEqual(addressOf(IPv6Address("TCP", "::ffff:10.1.2.3", 5)), "10.1.2.3")

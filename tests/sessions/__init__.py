@@ -1,0 +1,1 @@
+"""Tests of what every door's connections share, on their own: fake sessions and a clock."""
