@@ -28,6 +28,7 @@ from chatsvc.chat.hub import (
     ROOM_CREATION_INTERVAL,
     Hub,
     Room,
+    RoomView,
     showText,
 )
 from chatsvc.chat.names import (
@@ -79,6 +80,7 @@ __all__ = [
     "ROOM_CREATION_INTERVAL",
     "Renamed",
     "Room",
+    "RoomView",
     "Said",
     "StoreError",
     "StoredMessage",

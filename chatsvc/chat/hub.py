@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 import structlog
+from attrs import frozen
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from chatsvc.chat.errors import ChatError
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_TOPIC_LENGTH",
     "ROOM_CREATION_INTERVAL",
     "Room",
+    "RoomView",
     "showText",
 ]
 
@@ -124,6 +126,23 @@ def _clean_text(text: str, what: str, maxBytes: int = MAX_TEXT_BYTES) -> str:
                 f"are shown (this one would be {size}); it was discarded"
             )
     return shown
+
+
+@frozen
+class RoomView:
+    """What a member is shown of a room on joining it (L{Hub.view}): the same for every door."""
+
+    room: str
+    """The room's name as shown."""
+    topic: str | None
+    """Its topic, if it has one."""
+    members: int
+    """How many members it has, the newcomer included."""
+    nicks: tuple[str, ...] | None
+    """The members' nicknames, sorted as L{Hub.nicks} sorts them; L{None} in a crowded room,
+    which has too many to list."""
+    recent: tuple[StoredMessage, ...]
+    """Its latest messages, oldest first."""
 
 
 class Room:
@@ -316,6 +335,15 @@ class Hub:
         if room._sortedNicks is None:
             room._sortedNicks = self._sorted(room.recipients)
         return list(room._sortedNicks)
+
+    def view(self, room: Room, recent: int) -> RoomView:
+        """
+        What a member is shown of C{room} on joining it, for every door to render its own way:
+        its topic, its members (only their number, in a crowded room), and its last C{recent}
+        messages.
+        """
+        nicks = None if self.crowded(room) else tuple(self.nicks(room))
+        return RoomView(room.name, room.topic, len(room), nicks, tuple(room.history(recent)))
 
     def crowded(self, room: Room) -> bool:
         """Whether C{room} has so many members that it summarizes joins and leaves."""

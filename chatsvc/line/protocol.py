@@ -60,6 +60,7 @@ from chatsvc.chat import (
     Left,
     Renamed,
     Room,
+    RoomView,
     Said,
     TopicChanged,
     StoredMessage,
@@ -287,6 +288,44 @@ def _roomListLines(total: int, rooms: Sequence[Room], page: int, pages: int) -> 
         yield _notice(f"  {room.name} ({count}){topic}")
     if page < pages:
         yield _notice(f"More: /rooms {page + 1}")
+
+
+def _viewLines(view: RoomView) -> Iterator[bytes]:
+    """A room as a newcomer is shown it: the topic, the members (their number only in a crowded
+    room: /who lists them), and what was said there lately."""
+    yield from _topicLines(view.room, view.topic)
+    if view.nicks is None:
+        yield _notice(f"Members ({view.members}): too many to list here; /who shows them all")
+    else:
+        yield from _memberListLines(view.nicks)
+    yield from _historyBlock(view.room, view.recent)
+
+
+def _topicLines(room: str, topic: str | None, always: bool = False) -> Iterator[bytes]:
+    if topic is not None:
+        yield _notice(f"Topic of {room}: {topic}")
+    elif always:
+        yield _notice(f"{room} has no topic")
+
+
+def _memberListLines(nicks: Sequence[str]) -> Iterator[bytes]:
+    yield _notice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
+    for start in range(MEMBERS_PER_LINE, len(nicks), MEMBERS_PER_LINE):
+        yield _notice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
+
+
+def _historyBlock(
+    room: str, messages: Sequence[StoredMessage], always: bool = False
+) -> Iterator[bytes]:
+    if not messages:
+        if always:
+            yield _notice(f"No history in {room}")
+        return
+    plural = "" if len(messages) == 1 else "s"
+    yield _notice(f"History of {room}, last {len(messages)} message{plural}:")
+    for message in messages:
+        yield f"{renderHistory(message)}\r\n".encode("utf-8")
+    yield _notice(f"End of history of {room}")
 
 
 def renderHistory(message: StoredMessage) -> str:
@@ -1041,39 +1080,18 @@ class ChatProtocol(LineReceiver):
     # What a member is shown of a room: replies, written at the pace the member reads
 
     def _roomLines(self, room: Room) -> Iterator[bytes]:
-        # On arriving in a room: its topic, its members (their number only, in a crowded
-        # room: /who lists them), and what was said there lately.
-        yield from self._topicLines(room)
-        if self.factory.hub.crowded(room):
-            yield _notice(f"Members ({len(room)}): too many to list here; /who shows them all")
-        else:
-            yield from self._memberLines(room)
-        yield from self._historyLines(room, self.factory.historyLines)
+        # On arriving in a room: what the core says a newcomer is shown of it, as lines.
+        return _viewLines(self.factory.hub.view(room, self.factory.historyLines))
 
     def _topicLines(self, room: Room, always: bool = False) -> Iterator[bytes]:
-        if room.topic is not None:
-            yield _notice(f"Topic of {room.name}: {room.topic}")
-        elif always:
-            yield _notice(f"{room.name} has no topic")
+        return _topicLines(room.name, room.topic, always)
 
     def _memberLines(self, room: Room) -> Iterator[bytes]:
         # The names are taken when the reply's turn comes, the lines made as they are written.
-        nicks = self.factory.hub.nicks(room)
-        yield _notice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
-        for start in range(MEMBERS_PER_LINE, len(nicks), MEMBERS_PER_LINE):
-            yield _notice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
+        yield from _memberListLines(self.factory.hub.nicks(room))
 
     def _historyLines(self, room: Room, count: int, always: bool = False) -> Iterator[bytes]:
-        messages = room.history(count)
-        if not messages:
-            if always:
-                yield _notice(f"No history in {room.name}")
-            return
-        plural = "" if len(messages) == 1 else "s"
-        yield _notice(f"History of {room.name}, last {len(messages)} message{plural}:")
-        for message in messages:
-            yield f"{renderHistory(message)}\r\n".encode("utf-8")
-        yield _notice(f"End of history of {room.name}")
+        return _historyBlock(room.name, room.history(count), always)
 
     # Leaving
 

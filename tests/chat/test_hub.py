@@ -819,3 +819,31 @@ class JoinsAndLeavesTests(SynchronousTestCase):
                 (),
             ],
         )
+
+
+class RoomViewTests(SynchronousTestCase):
+    """What a member is shown of a room on joining it is one value from the core."""
+
+    def test_smallRoom(self) -> None:
+        """The topic, the count and sorted nicknames, and the latest messages, oldest first."""
+        hub = Hub(Clock(), crowdSize=3)
+        alice, bob = Recorder(), Recorder()
+        hub.arrive(bob, "bob")
+        hub.arrive(alice, "Alice")
+        room = hub.room("lobby")
+        hub.setTopic(alice, room, "welcome")
+        for text in ("one", "two", "three"):
+            hub.say(alice, room, text)
+        view = hub.view(room, 2)
+        self.assertEqual(
+            (view.room, view.topic, view.members, view.nicks), ("lobby", "welcome", 2, ("Alice", "bob"))
+        )
+        self.assertEqual([message.text for message in view.recent], ["two", "three"])
+
+    def test_crowdedRoom(self) -> None:
+        """A crowded room's view gives the number of members, not their names."""
+        hub = Hub(Clock(), crowdSize=2)
+        for nick in ("a", "b", "c"):
+            hub.arrive(Recorder(), nick)
+        view = hub.view(hub.room("lobby"), 20)
+        self.assertEqual((view.members, view.nicks, view.topic, view.recent), (3, None, None, ()))
