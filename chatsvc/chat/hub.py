@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import structlog
@@ -156,10 +156,10 @@ class Room:
         self.key = room_key(name)
         self.topic: str | None = None
         self.recent: deque[StoredMessage] = deque(maxlen=historyKept)
+        """The newest messages of the room, oldest first."""
         self.lastActive = float("-inf")
         """When something last happened in the room (set by the L{Hub}): the room left empty
         longest is the first forgotten when room is needed for a new one."""
-        """The newest messages of the room, oldest first."""
         self._members: dict[IMember, None] = {}
         self._recipients: tuple[IMember, ...] | None = ()
         self._fanOut: tuple[tuple[DeliverToMany, tuple[IMember, ...]], ...] | None = ()
@@ -226,13 +226,81 @@ class Room:
         recent = self.recent
         return list(recent)[-count:] if count < len(recent) else list(recent)
 
-    def _add(self, member: IMember) -> None:
+    def add(self, member: IMember) -> None:
+        """Count C{member} in (the L{Hub} tells the others)."""
         self._members[member] = None
         self._recipients = self._fanOut = self._sortedNicks = None
 
-    def _remove(self, member: IMember) -> None:
+    def remove(self, member: IMember) -> None:
+        """Count C{member} out (the L{Hub} tells the others)."""
         del self._members[member]
         self._recipients = self._fanOut = self._sortedNicks = None
+
+    def sortedNicks(self, nameOf: Callable[[IMember], str]) -> list[str]:
+        """
+        The members' nicknames (C{nameOf} gives each), sorted as a reader would sort them: by
+        the names shown, case-insensitively (the keys that make names look-alike-proof would
+        sort "rn" with "m"). Sorted once per change of membership or names (L{renamed}).
+        """
+        if self._sortedNicks is None:
+            self._sortedNicks = sorted((nameOf(member) for member in self.recipients), key=_readingOrder)
+        return list(self._sortedNicks)
+
+    def renamed(self, member: IMember, new: str) -> None:
+        """
+        C{member} is now called C{new}, and everyone here has been told. So a leave of the
+        member held for the next announcement (before it came back) is told under that name
+        too: the members told know it by no other.
+        """
+        self._sortedNicks = None
+        if self._held:
+            self._held = [
+                (someone, Left(held.room, new, held.reason))
+                if someone is member and isinstance(held, Left)
+                else (someone, held)
+                for someone, held in self._held
+            ]
+
+    # Crowded rooms: joins and leaves held for the next announcement (see Hub)
+
+    def hold(
+        self,
+        member: IMember,
+        event: Joined | Left,
+        crowded: bool,
+        now: float,
+        interval: float,
+        schedule: Callable[[float], IDelayedCall],
+    ) -> bool:
+        """
+        Hold C{event} for the next announcement if the room is C{crowded} and announced one
+        less than C{interval} seconds ago, or is holding others already; the first held
+        C{schedule}s the announcement, as many seconds ahead as remain of the interval.
+
+        @return: whether it was held; if not, it is to be announced now, and now counts as
+            the room's last announcement.
+        """
+        if self._held or (crowded and now - self._lastAnnounced < interval):
+            self._held.append((member, event))
+            if self._announcement is None:
+                self._announcement = schedule(max(0.0, self._lastAnnounced + interval - now))
+            return True
+        self._lastAnnounced = now
+        return False
+
+    def takeHeld(self, now: float) -> list[tuple[IMember, Joined | Left]]:
+        """The announcement is being made, at C{now}: what was held, in order, and no more."""
+        self._announcement = None
+        self._lastAnnounced = now
+        held, self._held = self._held, []
+        return held
+
+    def forgetHeld(self) -> None:
+        """Nobody is left to tell: drop what was held, and the announcement."""
+        if self._announcement is not None:
+            self._announcement.cancel()
+            self._announcement = None
+        self._held.clear()
 
 
 class Hub:
@@ -332,9 +400,7 @@ class Hub:
         """The nicknames of C{room}'s members (of every member, by default), sorted."""
         if room is None:
             return self._sorted(self._nicks)
-        if room._sortedNicks is None:
-            room._sortedNicks = self._sorted(room.recipients)
-        return list(room._sortedNicks)
+        return room.sortedNicks(self._nicks.__getitem__)
 
     def view(self, room: Room, recent: int) -> RoomView:
         """
@@ -437,7 +503,7 @@ class Hub:
             room = self._create(member, validate_room_name(name))
         if member in room:
             return room
-        room._add(member)
+        room.add(member)
         self._roomsOf[member].append(room)
         self._announce(room, member, Joined(room.name, nick))
         return room
@@ -511,18 +577,8 @@ class Hub:
         self._nicks[member] = new
         told: dict[IMember, None] = {member: None}
         for room in self._roomsOf[member]:
-            room._sortedNicks = None
+            room.renamed(member, new)
             told.update(dict.fromkeys(room.recipients))
-            if room._held:
-                # Whoever this room tells of the renaming now also knows the member under its
-                # new name: a leave of the member held for the next announcement (before it
-                # came back) is told under that name too.
-                room._held = [
-                    (someone, Left(held.room, new, held.reason))
-                    if someone is member and isinstance(held, Left)
-                    else (someone, held)
-                    for someone, held in room._held
-                ]
         event = Renamed(old, new)
         for recipient in told:
             self._deliverTo(recipient, event)
@@ -640,23 +696,19 @@ class Hub:
     def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
         nick = self._nicks[member]
         crowded = self.crowded(room)
-        room._remove(member)
+        room.remove(member)
         self._roomsOf[member].remove(room)
         if room:
             self._announce(room, member, Left(room.name, nick, reason), crowded)
             return
         # Nobody left to tell: forget what was held for them.
         room.lastActive = self.clock.seconds()
-        if room._announcement is not None:
-            room._announcement.cancel()
-            room._announcement = None
-        room._held.clear()
+        room.forgetHeld()
         if not room.recent and room.topic is None and room is not self.defaultRoom:
             del self._rooms[room.key]
 
     def _sorted(self, members: Iterable[IMember]) -> list[str]:
-        # As a reader would sort them: by the names shown, case-insensitively (the keys that
-        # make names look-alike-proof would sort "rn" with "m").
+        # As a reader would sort them (see Room.sortedNicks).
         return sorted((self._nicks[member] for member in members), key=_readingOrder)
 
     # Announcing joins and leaves
@@ -667,23 +719,22 @@ class Hub:
         # Tell the room of a join or leave (crowded: whether the room was crowded with the
         # member counted; for a join, it is in the room already), now or with the next
         # announcement (see the class's description).
-        now = self.clock.seconds()
         if crowded is None:
             crowded = self.crowded(room)
-        if room._held or (crowded and now - room._lastAnnounced < self.crowdInterval):
-            room._held.append((member, event))
-            if room._announcement is None:
-                delay = max(0.0, room._lastAnnounced + self.crowdInterval - now)
-                room._announcement = self.clock.callLater(delay, self._announceHeld, room)
-            return
-        room._lastAnnounced = now
-        self._broadcast(room, event, exclude=member)
+        held = room.hold(
+            member,
+            event,
+            crowded,
+            self.clock.seconds(),
+            self.crowdInterval,
+            lambda delay: self.clock.callLater(delay, self._announceHeld, room),
+        )
+        if not held:
+            self._broadcast(room, event, exclude=member)
 
     def _announceHeld(self, room: Room) -> None:
         # The interval of a crowded room is over: announce what was held.
-        room._announcement = None
-        room._lastAnnounced = self.clock.seconds()
-        held, room._held = room._held, []
+        held = room.takeHeld(self.clock.seconds())
         # A join is told under the name the member has now, or had on leaving again: the
         # members told have been told of any renaming since.
         nicks: list[str] = []
