@@ -33,7 +33,7 @@ from enum import Enum, auto
 from typing import assert_never, cast
 
 import structlog
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -73,7 +73,7 @@ from chatsvc.sessions.addresses import addressOf, describeAddress
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
-from chatsvc.sessions.outbox import FLUSH_CHUNK, Outbox
+from chatsvc.sessions.outbox import Outbox
 from chatsvc.text import neutralize
 
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]

@@ -37,7 +37,7 @@ from chatsvc.client import (
     wrapLine,
 )
 from chatsvc.chat import Hub
-from chatsvc.line.protocol import ChatFactory, ChatProtocol
+from chatsvc.line.protocol import ChatFactory
 from chatsvc.line.wire import endsSession
 from tests.processes import TIMEOUT, environment
 

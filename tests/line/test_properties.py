@@ -43,7 +43,7 @@ from chatsvc.chat import (
 )
 from chatsvc.sessions.limits import Limits
 from chatsvc.line.protocol import ChatFactory, ChatProtocol
-from chatsvc.text import UNSAFE_CHARACTERS, neutralize
+from chatsvc.text import UNSAFE_CHARACTERS
 
 MAX_LINE = 40
 """A small line length limit, so that over-long lines are cheap to generate."""
