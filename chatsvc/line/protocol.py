@@ -69,11 +69,12 @@ from chatsvc.chat import (
     deliverToEach,
 )
 from chatsvc.line.wire import GET_NAME, QUIT_WORDS, endsSession
-from chatsvc.sessions.addresses import addressOf, describeAddress
+from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
+from chatsvc.sessions.session import Session, State, unsentBytes
 from chatsvc.text import neutralize
 
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
@@ -83,14 +84,6 @@ NAMES_PER_LINE = 50
 
 MEMBERS_PER_LINE = 100
 """The most nicknames on one line of a member list; more go on continuation lines."""
-
-REPLY_CHUNK = 16 * 1024
-"""Bytes of a long reply (history, member and room lists) written at a time; the next part is
-written once the member has read enough of what waits (see L{ChatProtocol.reply})."""
-
-REPLY_TOKEN_BYTES = 8 * 1024
-"""A reply costs the member who asked for it one line of its flood budget for every this many
-bytes, so that asking for long replies over and over is held to the flood rate like talking."""
 
 ROOMS_PER_PAGE = 50
 """Rooms listed by one C{/rooms}; C{/rooms 2} shows the next ones."""
@@ -338,93 +331,12 @@ def renderHistory(message: StoredMessage) -> str:
     return f"*** [{stamp} UTC] {shown}"
 
 
-def _notConnected(*args: object) -> None:
-    raise RuntimeError("not connected")
-
-
-def _discard(data: bytes) -> None:
-    """Where writes go once a connection is being cut."""
-
-
-def enableKeepAlive(transport: ITCPTransport, idle: int) -> None:
-    """
-    Have the kernel find dead peers: TCP keepalive probes after C{idle} seconds of silence, every
-    10 seconds, 6 times; and data left unacknowledged for C{idle} + 60 seconds drops the
-    connection. Clients need nothing for this: their kernel answers the probes.
-    """
-    transport.setTcpKeepAlive(True)
-    # The socket itself: a TCP transport's, or (TLS) the one beneath the protocol wrapper,
-    # which hands attributes on from its own transport; whereas getHandle() there is the
-    # OpenSSL connection. An in-memory transport has none: nothing more to tune.
-    handle = getattr(transport, "socket", None)
-    if not isinstance(handle, socket.socket):
-        return
-    options = [
-        ("TCP_KEEPIDLE", idle),
-        ("TCP_KEEPINTVL", 10),
-        ("TCP_KEEPCNT", 6),
-        ("TCP_USER_TIMEOUT", (idle + 60) * 1000),
-    ]
-    for name, value in options:
-        option = getattr(socket, name, None)
-        if option is not None:  # Linux has them all; elsewhere, keepalive's own defaults
-            handle.setsockopt(socket.IPPROTO_TCP, option, value)
-
-
-class _State(Enum):
-    AWAITING_NAME = auto()
-    CHATTING = auto()
-    CLOSING = auto()
-
-
-def unsentBytes(transport: object) -> int | None:
-    """
-    How many bytes written to C{transport} it still holds, not yet handed to the kernel; or
-    L{None} if it keeps no buffer this function knows how to measure.
-
-    Twisted's TCP and UNIX transports (L{twisted.internet.abstract.FileDescriptor}) keep what
-    the kernel has not taken yet in C{dataBuffer}, of which the first C{offset} bytes are
-    already sent, plus C{_tempDataLen} bytes written since their last attempt to send. TLS, and
-    any other L{twisted.protocols.policies.ProtocolWrapper}, hands these attributes on from the
-    transport beneath it, so there the encrypted bytes waiting are measured.
-    """
-    try:
-        buffered: bytes = transport.dataBuffer  # type: ignore[attr-defined]
-        offset: int = transport.offset  # type: ignore[attr-defined]
-        pending: int = transport._tempDataLen  # type: ignore[attr-defined]
-    except AttributeError:
-        return None
-    return len(buffered) - offset + pending
-
-
-@implementer(IPushProducer)
-class _SendQueueWatch:
-    """
-    Registered as the producer of a connection's transport, which pauses it when its write
-    buffer passes its own size (64 KiB for Twisted's), and resumes it only once that buffer is
-    empty again: the protocol writes the next part of a long reply only then.
-    """
-
-    __slots__ = ("_protocol",)
-
-    def __init__(self, protocol: ChatProtocol) -> None:
-        self._protocol = protocol
-
-    def pauseProducing(self) -> None:
-        self._protocol.sendBlocked()
-
-    def resumeProducing(self) -> None:
-        self._protocol.sendUnblocked()
-
-    def stopProducing(self) -> None:
-        pass
-
-
 @implementer(IMember, ISession)
 @provider(IBatchDelivery)
-class ChatProtocol(LineReceiver):
+class ChatProtocol(Session, LineReceiver):
     """
-    One client connection: turns lines into calls on the room, and room events into lines.
+    One client connection of the line door: turns lines into calls on the hub, and the hub's
+    events into lines. What every door's connections share is L{Session}'s.
     """
 
     delimiter = b"\n"
@@ -432,56 +344,16 @@ class ChatProtocol(LineReceiver):
 
     # Kept in slots rather than in the instance's dictionary (which still holds what Twisted's
     # classes set): a server holds thousands of these.
-    __slots__ = (
-        "_state",
-        "nick",
-        "current",
-        "peer",
-        "host",
-        "_discarding",
-        "_leftover",
-        "_write",
-        "_outbox",
-        "_blocked",
-        "_queuedWhileBlocked",
-        "_nameTimer",
-        "_floodTimer",
-        "_closeTimer",
-        "_lastFloodNotice",
-        "_held",
-        "_bucket",
-        "_addressBucket",
-        "_replies",
-        "_replyBytes",
-        "_gatherer",
-    )
+    __slots__ = ("current", "_discarding", "_leftover")
 
     def __init__(self) -> None:
-        self._state = _State.AWAITING_NAME
-        self.nick: str | None = None
+        Session.__init__(self)
         self.current: Room | None = None
         """The room plain text goes to: the one joined, or switched to, last."""
-        self.peer = "-"
-        self.host: str | None = None
-        """The address the limits count this connection under (L{addressOf})."""
         # True while the rest of an over-long line is still arriving and must be skipped.
         self._discarding = False
         # What followed an over-long line in the same read, still to be parsed.
         self._leftover = b""
-        self._write: Callable[[bytes], object] = _notConnected
-        self._outbox: list[bytes] = []
-        self._blocked = False
-        self._queuedWhileBlocked = 0
-        self._nameTimer: IDelayedCall | None = None
-        self._floodTimer: IDelayedCall | None = None
-        self._closeTimer: IDelayedCall | None = None
-        self._lastFloodNotice: float | None = None
-        self._held: bytes | None = None
-        self._addressBucket: TokenBucket | None = None
-        # The parts of long replies still to be written, oldest first (see reply()); made
-        # only when a reply has to wait, since an empty deque costs 600 bytes a connection.
-        self._replies: deque[Iterator[bytes]] | None = None
-        self._replyBytes = 0
 
     # Connection life cycle
 
@@ -490,47 +362,37 @@ class ChatProtocol(LineReceiver):
         transport = self.transport
         assert transport is not None
         factory = self.factory
-        limits = factory.limits
-        if ITCPTransport.providedBy(transport):
-            # Chat is many small writes that must go out now: without this, Nagle's algorithm
-            # meeting delayed ACKs adds tens of milliseconds to each line.
-            transport.setTcpNoDelay(True)
-            enableKeepAlive(transport, limits.keepAliveIdle)
-        # Bound once: writing is the hot path of every broadcast.
-        if isinstance(transport, TCPConnection):
-            self._write = self._writeThrough
-        else:
-            self._write = self._writeMeasured
-        transport.registerProducer(_SendQueueWatch(self), True)  # type: ignore[attr-defined]
-        address = transport.getPeer()
-        self.host = addressOf(address)
-        self.peer = describeAddress(address)
-        self.MAX_LENGTH = limits.maxLineLength + 1  # room for a "\r" before the "\n"
-        now = factory.clock.seconds()
-        self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, now)
-        self._gatherer = factory.outbox
-        self._addressBucket = factory.admission.addressBucket(self.host)
-        self._nameTimer = factory.clock.callLater(limits.nameTimeout, self._nameTimedOut)
-        factory.admission.connectionOpened(self)
+        self.MAX_LENGTH = factory.limits.maxLineLength + 1  # room for a "\r" before the "\n"
+        self._startSession(transport, factory.limits, factory.clock, factory.admission, factory.outbox)
         self.sendText(GET_NAME)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """A dropped connection is a leave too, announced once."""
-        self._state = _State.CLOSING
-        self._write = _discard
-        self._outbox = []
-        self._replies = None
-        for timer in (self._nameTimer, self._floodTimer, self._closeTimer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._nameTimer = self._floodTimer = self._closeTimer = None
-        self._leave("connection lost")
-        self.factory.admission.connectionClosed(self)
+        self._endSession()
 
     def _nameTimedOut(self) -> None:
         self._nameTimer = None
         timeout = self.factory.limits.nameTimeout
         self.disconnect(f"no nickname within {timeout:g} second{'' if timeout == 1 else 's'}")
+
+    # What the session asks of the door
+
+    def _stopReading(self) -> None:
+        # LineReceiver's pause: it stops parsing what it has buffered, and reading the socket.
+        self.pauseProducing()
+
+    def _startReading(self) -> None:
+        self.resumeProducing()
+
+    def _reading(self) -> bool:
+        return not self.paused
+
+    def _handleHeld(self, held: object) -> None:
+        assert held is None or isinstance(held, bytes)
+        self._handleLine(held)
+
+    def _tellDelayed(self) -> None:
+        self.sendNotice("You are sending too fast; your lines are being delayed.")
 
     # Framing: lines, over-long lines, decoding
 
@@ -552,7 +414,7 @@ class ChatProtocol(LineReceiver):
 
     def _parse(self, data: bytes) -> None:
         super().dataReceived(data)
-        while self._leftover and self._state is not _State.CLOSING:
+        while self._leftover and self._state is not State.CLOSING:
             data, self._leftover = self._leftover, b""
             super().dataReceived(data)
 
@@ -566,7 +428,7 @@ class ChatProtocol(LineReceiver):
             self._leftover = rest
         else:
             self._discarding = True
-        if self._state is _State.CLOSING:
+        if self._state is State.CLOSING:
             return
         delay = self._takeToken()
         if delay:
@@ -583,12 +445,12 @@ class ChatProtocol(LineReceiver):
         # One place for every refused line: the error, and the question again if it was the
         # answer to GET_NAME.
         self.sendError(message)
-        if self._state is _State.AWAITING_NAME:
+        if self._state is State.AWAITING_NAME:
             self.sendText(GET_NAME)
 
     def lineReceived(self, line: bytes) -> None:
         """Take one line, when the flood limit allows, and act on it."""
-        if self._state is _State.CLOSING:
+        if self._state is State.CLOSING:
             return
         delay = self._takeToken()
         if delay:
@@ -604,7 +466,7 @@ class ChatProtocol(LineReceiver):
             self._dispatch(line)
         except Exception as error:
             _log.error("line_failed", peer=self.peer, nick=self.nick, exc_info=error)
-            if self._state is not _State.CLOSING:
+            if self._state is not State.CLOSING:
                 self.sendError("the server failed to handle that line; it was dropped")
 
     def _dispatch(self, line: bytes | None) -> None:
@@ -624,7 +486,7 @@ class ChatProtocol(LineReceiver):
         if not text.strip(" \t"):
             return
         try:
-            if self._state is _State.AWAITING_NAME:
+            if self._state is State.AWAITING_NAME:
                 self._nameReceived(text)
             else:
                 self._chatLineReceived(text)
@@ -632,69 +494,6 @@ class ChatProtocol(LineReceiver):
             self._refuse(str(error))
 
     # Flood control: past the burst, lines are delayed (by not reading), never dropped
-
-    def _takeToken(self) -> float:
-        # A line costs a token of this connection's bucket and one of its address's, which
-        # all the connections from that address share: 0.0 if both could be spent, else how
-        # long until both can (and nothing is spent).
-        now = self.factory.clock.seconds()
-        shared = self._addressBucket
-        delay = self._bucket.wait(now)
-        if shared is not None:
-            delay = max(delay, shared.wait(now))
-        if delay:
-            return delay
-        self._bucket.spend()
-        if shared is not None:
-            shared.spend()
-        return 0.0
-
-    def _charge(self, size: int) -> None:
-        # A long reply costs its asker's flood budget by its size: a line for every whole
-        # REPLY_TOKEN_BYTES of the replies written since the connection last had none waiting
-        # (so a short reply costs nothing beyond the line that asked for it).
-        before = self._replyBytes // REPLY_TOKEN_BYTES
-        self._replyBytes += size
-        tokens = self._replyBytes // REPLY_TOKEN_BYTES - before
-        if tokens:
-            self._bucket.spend(tokens)
-            if self._addressBucket is not None:
-                self._addressBucket.spend(tokens)
-
-    def _hold(self, line: bytes | None, delay: float) -> None:
-        # Keep the line, stop parsing and stop reading the socket until the bucket has a token
-        # again: the flooder's further lines wait in its own kernel buffers, at no cost to us.
-        self._held = line
-        self.pauseProducing()
-        clock = self.factory.clock
-        self._floodTimer = clock.callLater(delay, self._floodPauseOver)
-        now = clock.seconds()
-        if self._lastFloodNotice is None or now - self._lastFloodNotice >= 30:
-            self._lastFloodNotice = now
-            self.sendNotice("You are sending too fast; your lines are being delayed.")
-
-    def _floodPauseOver(self) -> None:
-        self._floodTimer = None
-        if self._state is _State.CLOSING:
-            return
-        delay = self._takeToken()
-        if delay:  # not yet, after all
-            self._floodTimer = self.factory.clock.callLater(delay, self._floodPauseOver)
-            return
-        line, self._held = self._held, None
-        self._handleLine(line)
-        self._resumeReading()
-
-    def _resumeReading(self) -> None:
-        # Read again, unless a held line or an unfinished reply still keeps this connection
-        # from reading, or it is closing.
-        if (
-            self.paused
-            and self._state is not _State.CLOSING
-            and self._floodTimer is None
-            and not self._replies
-        ):
-            self.resumeProducing()
 
     # Writing, and members that do not read
 
@@ -709,64 +508,9 @@ class ChatProtocol(LineReceiver):
         """Send a server notice: C{*** text}."""
         self._sendReplyLine(_notice(text))
 
-    def _sendReplyLine(self, data: bytes) -> None:
-        if self._replies:
-            self._replies.append(iter((data,)))
-        else:
-            self._send(data)
-
     def sendError(self, message: str) -> None:
         """Tell this member (only) that their last line was refused."""
         self.sendText("*** Error: " + message)
-
-    def reply(self, lines: Iterable[bytes]) -> None:
-        """
-        Send C{lines} (each with its line ending), which this member asked for, at the pace it
-        reads them: L{REPLY_CHUNK} bytes at a time, the next once the transport's buffer has
-        room again (L{sendUnblocked}). Meanwhile the connection is not read, so that the member's
-        next requests wait in its own socket buffers. A member who does not read thus costs the
-        server one chunk and Twisted's buffer at most, however much it asks for; and each chunk
-        is charged to its flood budget (L{REPLY_TOKEN_BYTES}).
-
-        What others say meanwhile still reaches the member at once; what the server tells it
-        meanwhile (L{sendText}) comes after the reply.
-        """
-        if self._replies:
-            self._replies.append(iter(lines))
-        else:
-            self._replies = deque((iter(lines),))
-            self._writeReplies()
-
-    def _writeReplies(self) -> None:
-        replies = self._replies
-        if replies is None:
-            return
-        while replies and self._state is not _State.CLOSING:
-            if self._blocked:
-                self.pauseProducing()  # until the transport's buffer is empty again
-                return
-            chunk: list[bytes] = []
-            size = 0
-            while replies and size < REPLY_CHUNK:
-                for line in replies[0]:
-                    chunk.append(line)
-                    size += len(line)
-                    if size >= REPLY_CHUNK:
-                        break
-                else:
-                    replies.popleft()
-            if chunk:
-                self._charge(size)
-                self._send(b"".join(chunk))
-            if replies and self._outbox:
-                # Gathered, to be written with this turn's other lines for the member: the
-                # next part follows from flush().
-                self.pauseProducing()
-                return
-        if not replies:
-            self._replies = None
-            self._replyBytes = 0
-            self._resumeReading()
 
     def deliver(self, event: Event) -> None:
         """Write an event to this member, marked with its room if that is not the current one."""
@@ -814,108 +558,6 @@ class ChatProtocol(LineReceiver):
             except Exception as error:
                 failed(member, event, error)
 
-    def _send(self, data: bytes) -> None:
-        # Every line for this member comes here. While the factory is gathering (what the
-        # reactor read in this turn is being handled, or a big room's round of writes is
-        # still going on), lines are kept and written with one write per member when its
-        # turn in the round comes; otherwise each goes straight out.
-        if self._outbox:
-            self._outbox.append(data)
-        elif self._gatherer.gathering:
-            self._outbox = [data]
-            self._gatherer.unflushed.append(self)
-        else:
-            self._write(data)
-
-    def flush(self) -> None:
-        """Write what has been gathered for this member."""
-        outbox = self._outbox
-        if outbox:
-            self._outbox = []
-            self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
-            if self._replies:
-                self._writeReplies()
-
-    def _writeThrough(self, data: bytes) -> None:
-        # How a TCP or UNIX connection is written to. Twisted's write() only appends to the
-        # connection's buffer and asks the reactor to watch the socket for writing; the data
-        # goes out in the next turn, after which the reactor stops watching again: two
-        # epoll_ctl calls besides the send, for every line to every member. When nothing is
-        # waiting in that buffer, this sends at once, and leaves to Twisted only what the
-        # kernel did not take (or a failure, which Twisted then meets and handles as ever).
-        # The socket is sent to directly: Twisted's writeSomeData adds two calls and a retry
-        # loop for EINTR, which Python's send() already retries, to every line.
-        transport: TCPConnection = self.transport  # type: ignore[assignment]
-        if transport.dataBuffer or transport._tempDataLen or transport.disconnecting:
-            self._writeBehind(data)
-            return
-        try:
-            sent = transport.socket.send(data)
-        except OSError:  # the kernel's buffer is full, or the connection failed
-            self._writeBehind(data)
-            return
-        if sent < len(data):
-            self._writeBehind(data[sent:])
-
-    def _writeBehind(self, data: bytes) -> None:
-        # What the kernel did not take waits in the server, in Twisted's buffer for this
-        # connection: every byte of it counts against the bound, from the first.
-        transport: TCPConnection = self.transport  # type: ignore[assignment]
-        queued = len(transport.dataBuffer) - transport.offset + transport._tempDataLen + len(data)
-        if queued <= self.factory.limits.maxSendQueue:
-            transport.write(data)
-        else:
-            self._cut("send queue exceeded", queued)
-
-    def _writeMeasured(self, data: bytes) -> None:
-        # Any other transport (TLS, say): what would wait for the peer with this write, which
-        # falls as the peer reads, so a member who keeps reading under heavy traffic is never
-        # cut; or, for a transport whose buffer cannot be measured, everything written since
-        # it last said it was full.
-        transport = self.transport
-        assert transport is not None
-        unsent = unsentBytes(transport)
-        if unsent is None:
-            if not self._blocked:
-                transport.write(data)
-                return
-            self._queuedWhileBlocked += len(data)
-            queued = self._queuedWhileBlocked
-        else:
-            queued = unsent + len(data)
-        if queued <= self.factory.limits.maxSendQueue:
-            transport.write(data)
-        else:
-            self._cut("send queue exceeded", queued)
-
-    def sendBlocked(self) -> None:
-        """
-        The transport's buffer is full: hold the rest of any long reply until it is empty
-        again. (Twisted says so again on every write while it stays full.)
-        """
-        if not self._blocked and self._state is not _State.CLOSING:
-            self._blocked = True
-            self._queuedWhileBlocked = 0
-
-    def sendUnblocked(self) -> None:
-        """The peer has caught up: write the next part of a long reply, if there is one."""
-        if self._blocked and self._state is not _State.CLOSING:
-            self._blocked = False
-            if self._replies:
-                self._writeReplies()
-
-    def _cut(self, reason: str, queued: int) -> None:
-        # The peer cannot be told (it is not reading): drop it now, unsent data and all.
-        self._state = _State.CLOSING
-        self._write = _discard
-        self._outbox = []
-        self._replies = None
-        _log.warning(
-            "connection_cut", peer=self.peer, nick=self.nick, reason=reason, queued=queued,
-        )
-        self.transport.abortConnection()  # type: ignore[union-attr]
-        self._leave(reason)
-
     # The nickname
 
     def _nameReceived(self, text: str) -> None:
@@ -925,13 +567,7 @@ class ChatProtocol(LineReceiver):
         hub = self.factory.hub
         self.nick = hub.arrive(self, _notAQuitWord(text))
         self.current = hub.defaultRoom
-        self._state = _State.CHATTING
-        if self._nameTimer is not None:
-            self._nameTimer.cancel()
-            self._nameTimer = None
-        # Choosing a nickname does not eat into the member's first burst of lines.
-        limits = self.factory.limits
-        self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.factory.clock.seconds())
+        self._named()
         _log.info(
             "member_joined",
             nick=self.nick,
@@ -1100,43 +736,14 @@ class ChatProtocol(LineReceiver):
         self._leave(reason, quitting=True)
 
     def _goodbye(self, notice: str) -> None:
-        # The last line, after what was gathered for the member but instead of the rest of
-        # any reply still being written; then close, giving the peer --shutdown-grace seconds
-        # to take what is unsent (and, over TLS, to answer the close alert) before the
-        # connection is cut, so that no closing connection lingers.
-        self._replies = None
-        self.sendNotice(notice)
-        self.flush()
-        self._state = _State.CLOSING
-        transport = self.transport
-        assert transport is not None
-        # A registered producer keeps Twisted's TLS layer from ever sending its close alert
-        # (it waits for the producer to go), so the connection would stay open; a plain TCP
-        # transport closes either way. Nothing more is written to this connection.
-        transport.unregisterProducer()  # type: ignore[attr-defined]
-        transport.loseConnection()
-        clock = self.factory.clock
-        self._closeTimer = clock.callLater(self.factory.limits.shutdownGrace, self._closeTimedOut)
-
-    def _closeTimedOut(self) -> None:
-        self._closeTimer = None
-        _log.warning("connection_close_timed_out", peer=self.peer, nick=self.nick)
-        self.abort()
+        self._closeWith(_notice(notice))
 
     def disconnect(self, reason: str) -> None:
         """Close this connection for the server's own C{reason}, telling the member why."""
-        if self._state is _State.CLOSING:
+        if self._state is State.CLOSING:
             return
         self._goodbye(f"Disconnected: {reason}")
         self._leave(reason)
-
-    def abort(self) -> None:
-        """Cut this connection at once, whatever is still unsent."""
-        self._state = _State.CLOSING
-        self._write = _discard
-        self._outbox = []
-        self._replies = None
-        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _leave(self, reason: str | None, quitting: bool = False) -> None:
         hub = self.factory.hub

@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatsvc.chat import Hub
 from chatsvc.sessions.limits import Limits
-from chatsvc.line.protocol import REPLY_CHUNK, ROOMS_PER_PAGE, ChatFactory, ChatProtocol, unsentBytes
+from chatsvc.line.protocol import ROOMS_PER_PAGE, ChatFactory, ChatProtocol
+from chatsvc.sessions.session import REPLY_CHUNK, unsentBytes
 from tests.line.test_protocol import BufferedTransport, Client, LoopbackConnection, ProtocolTestCase
 
 LONG = "p" * 3993
