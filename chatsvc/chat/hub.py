@@ -55,6 +55,7 @@ __all__ = [
     "MAX_BLANK_RUN",
     "MAX_TEXT_BYTES",
     "MAX_TOPIC_LENGTH",
+    "MemberRecord",
     "ROOM_CREATION_INTERVAL",
     "Room",
     "RoomView",
@@ -303,6 +304,24 @@ class Room:
         self._held.clear()
 
 
+class MemberRecord:
+    """
+    What the hub knows of one member: its nickname, the key it is unique by, and its rooms in
+    the order joined. One per member, so that what a member is given later (an account, roles)
+    has one place to go.
+    """
+
+    __slots__ = ("nick", "key", "rooms")
+
+    def __init__(self, nick: str, key: str) -> None:
+        self.nick = nick
+        """The nickname as shown."""
+        self.key = key
+        """The nickname's key (L{nick_key}), by which it is unique."""
+        self.rooms: list[Room] = []
+        """The rooms the member is in, in the order joined."""
+
+
 class Hub:
     """
     Every member and every room, and the rules for what members do to each other.
@@ -363,22 +382,20 @@ class Hub:
         self.roomsPerAddress = roomsPerAddress
         self._memberCreations: dict[IMember, TokenBucket] = {}
         self._addressCreations: dict[str, TokenBucket] = {}
-        self._nicks: dict[IMember, str] = {}
-        self._keys: dict[IMember, str] = {}
+        self._records: dict[IMember, MemberRecord] = {}
         self._byKey: dict[str, IMember] = {}
         self._rooms: dict[str, Room] = {}
-        self._roomsOf: dict[IMember, list[Room]] = {}  # in the order joined
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
 
     # Looking things up
 
     def __len__(self) -> int:
         """The number of members (named connections)."""
-        return len(self._nicks)
+        return len(self._records)
 
     def __contains__(self, member: object) -> bool:
         """Whether C{member} has arrived and not yet gone."""
-        return member in self._nicks
+        return member in self._records
 
     def nickOf(self, member: IMember) -> str:
         """
@@ -386,7 +403,7 @@ class Hub:
 
         @raise KeyError: if C{member} is not here.
         """
-        return self._nicks[member]
+        return self._records[member].nick
 
     def memberNamed(self, nick: str) -> IMember | None:
         """The member whose nickname matches C{nick} case-insensitively, if any."""
@@ -394,13 +411,13 @@ class Hub:
 
     def members(self) -> Iterable[IMember]:
         """Every member, in the order they arrived."""
-        return tuple(self._nicks)
+        return tuple(self._records)
 
     def nicks(self, room: Room | None = None) -> list[str]:
         """The nicknames of C{room}'s members (of every member, by default), sorted."""
         if room is None:
-            return self._sorted(self._nicks)
-        return room.sortedNicks(self._nicks.__getitem__)
+            return self._sorted(self._records)
+        return room.sortedNicks(self.nickOf)
 
     def view(self, room: Room, recent: int) -> RoomView:
         """
@@ -432,7 +449,8 @@ class Hub:
 
     def roomsOf(self, member: IMember) -> list[Room]:
         """The rooms C{member} is in, in the order joined."""
-        return list(self._roomsOf.get(member, ()))
+        record = self._records.get(member)
+        return [] if record is None else list(record.rooms)
 
     # Arriving and going
 
@@ -443,16 +461,14 @@ class Hub:
         @return: the nickname as it will be shown.
         @raise ChatError: if the nickname is invalid or in use.
         """
-        if member in self._nicks:
+        if member in self._records:
             raise ChatError("you already have a nickname")
         nick = validate_nick(nick)
         key = nick_key(nick)
         if key in self._byKey:
             raise self._taken(nick, key)
         self._byKey[key] = member
-        self._keys[member] = key
-        self._nicks[member] = nick
-        self._roomsOf[member] = []
+        self._records[member] = MemberRecord(nick, key)
         self.join(member, self.defaultRoom.name)
         return nick
 
@@ -463,21 +479,19 @@ class Hub:
 
         @return: whether C{member} was here.
         """
-        if member not in self._nicks:
+        if member not in self._records:
             return False
         reason = _clean_reason(reason)
         for room in self.roomsOf(member):
             self._leaveRoom(member, room, reason)
-        del self._nicks[member]
-        del self._byKey[self._keys.pop(member)]
-        del self._roomsOf[member]
+        del self._byKey[self._records.pop(member).key]
         self._memberCreations.pop(member, None)
         return True
 
     def _taken(self, nick: str, key: str) -> ChatError:
         # The refusal of a nickname whose key is taken: naming the holder when the two names
         # differ by more than case, since the newcomer may not see why they are one name.
-        holder = self._nicks[self._byKey[key]]
+        holder = self._records[self._byKey[key]].nick
         if holder.casefold() == nick.casefold():
             return ChatError(f"nickname {nick!r} is already in use")
         return ChatError(f"nickname {nick!r} is already in use: it looks too like {holder!r}")
@@ -497,15 +511,15 @@ class Hub:
         @raise ChatError: if the name is invalid, the member or its address has created too
             many rooms lately, or every one of L{maxRooms} rooms has members.
         """
-        nick = self._nicks[member]
+        record = self._records[member]
         room = self._rooms.get(room_key(name))
         if room is None:
             room = self._create(member, validate_room_name(name))
         if member in room:
             return room
         room.add(member)
-        self._roomsOf[member].append(room)
-        self._announce(room, member, Joined(room.name, nick))
+        record.rooms.append(room)
+        self._announce(room, member, Joined(room.name, record.nick))
         return room
 
     def part(self, member: IMember, name: str, reason: str | None = None) -> Room:
@@ -533,7 +547,7 @@ class Hub:
                 raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
         room.topic = topic
         room.lastActive = self.clock.seconds()
-        self._broadcast(room, TopicChanged(room.name, self._nicks[member], topic))
+        self._broadcast(room, TopicChanged(room.name, self._records[member].nick, topic))
 
     # Talking
 
@@ -543,7 +557,7 @@ class Hub:
     def say(self, member: IMember, room: Room, text: str) -> None:
         """Send C{text} from C{member} to the other members of a room it is in (C{Said})."""
         _checkIn(member, room)
-        nick = self._nicks[member]
+        nick = self._records[member].nick
         text = _clean_text(text, "a message", self.maxTextBytes)
         self._record(room, nick, text, action=False)
         self._broadcast(room, Said(room.name, nick, text), exclude=member)
@@ -551,7 +565,7 @@ class Hub:
     def act(self, member: IMember, room: Room, action: str) -> None:
         """Send an action of C{member} to the other members of a room it is in (C{Acted})."""
         _checkIn(member, room)
-        nick = self._nicks[member]
+        nick = self._records[member].nick
         action = _clean_text(action, "an action", self.maxTextBytes)
         self._record(room, nick, action, action=True)
         self._broadcast(room, Acted(room.name, nick, action), exclude=member)
@@ -564,19 +578,20 @@ class Hub:
         @return: the new nickname as it will be shown.
         @raise ChatError: if the nickname is invalid, in use, or already C{member}'s.
         """
-        old = self._nicks[member]
+        record = self._records[member]
+        old = record.nick
         new = validate_nick(newNick)
         if new == old:
             raise ChatError(f"you are already called {old}")
-        oldKey, newKey = self._keys[member], nick_key(new)
+        oldKey, newKey = record.key, nick_key(new)
         if newKey != oldKey and newKey in self._byKey:
             raise self._taken(new, newKey)
         del self._byKey[oldKey]
         self._byKey[newKey] = member
-        self._keys[member] = newKey
-        self._nicks[member] = new
+        record.key = newKey
+        record.nick = new
         told: dict[IMember, None] = {member: None}
-        for room in self._roomsOf[member]:
+        for room in record.rooms:
             room.renamed(member, new)
             told.update(dict.fromkeys(room.recipients))
         event = Renamed(old, new)
@@ -592,11 +607,11 @@ class Hub:
         @return: the event as delivered, for the sender's receipt.
         @raise ChatError: if there is no such member or nothing to send.
         """
-        sender = self._nicks[member]
+        sender = self._records[member].nick
         recipient = self.memberNamed(recipientNick)
         if recipient is None:
             raise ChatError(f"no such member: {neutralize(recipientNick)}")
-        event = Whispered(sender, self._nicks[recipient], _clean_text(text, "a message", self.maxTextBytes))
+        event = Whispered(sender, self._records[recipient].nick, _clean_text(text, "a message", self.maxTextBytes))
         self._deliverTo(recipient, event)
         return event
 
@@ -631,7 +646,7 @@ class Hub:
         """
         _log.error(
             "delivery_failed",
-            nick=self._nicks.get(member),
+            nick=self._nickIfHere(member),
             kind=type(event).__name__,
             exc_info=error,
         )
@@ -694,12 +709,12 @@ class Hub:
         return room
 
     def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
-        nick = self._nicks[member]
+        record = self._records[member]
         crowded = self.crowded(room)
         room.remove(member)
-        self._roomsOf[member].remove(room)
+        record.rooms.remove(room)
         if room:
-            self._announce(room, member, Left(room.name, nick, reason), crowded)
+            self._announce(room, member, Left(room.name, record.nick, reason), crowded)
             return
         # Nobody left to tell: forget what was held for them.
         room.lastActive = self.clock.seconds()
@@ -707,9 +722,14 @@ class Hub:
         if not room.recent and room.topic is None and room is not self.defaultRoom:
             del self._rooms[room.key]
 
+    def _nickIfHere(self, member: IMember) -> str | None:
+        record = self._records.get(member)
+        return None if record is None else record.nick
+
     def _sorted(self, members: Iterable[IMember]) -> list[str]:
         # As a reader would sort them (see Room.sortedNicks).
-        return sorted((self._nicks[member] for member in members), key=_readingOrder)
+        records = self._records
+        return sorted((records[member].nick for member in members), key=_readingOrder)
 
     # Announcing joins and leaves
 
@@ -744,7 +764,7 @@ class Hub:
                 leftAs[member] = event.nick
                 nicks.append(event.nick)
             else:
-                nicks.append(leftAs.get(member) or self._nicks.get(member, event.nick))
+                nicks.append(leftAs.get(member) or self._nickIfHere(member) or event.nick)
         nicks.reverse()
         if len(held) == 1:  # told as itself: a lone leave keeps its reason
             member, event = held[0]
