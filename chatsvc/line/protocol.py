@@ -25,24 +25,17 @@ This module only frames, decodes, parses and renders; every chat rule is in L{ch
 
 from __future__ import annotations
 
-import socket
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from enum import Enum, auto
+from collections.abc import Iterator, Sequence
 from typing import assert_never, cast
 
 import structlog
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
-    IDelayedCall,
-    IPushProducer,
     IReactorTime,
-    ITCPTransport,
 )
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
-from twisted.internet.tcp import Connection as TCPConnection
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
@@ -64,7 +57,6 @@ from chatsvc.chat import (
     Said,
     TopicChanged,
     StoredMessage,
-    TokenBucket,
     Whispered,
     deliverToEach,
 )
