@@ -51,10 +51,11 @@ from chatsvc.chat.ports import (
     StoreError,
     deliverToEach,
 )
-from chatsvc.chat.rate import MAX_DEBT, TokenBucket
+from chatsvc.chat.rate import MAX_DEBT, Buckets, TokenBucket
 
 __all__ = [
     "Acted",
+    "Buckets",
     "CROWD_INTERVAL",
     "CROWD_SIZE",
     "ChatError",

@@ -16,7 +16,6 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 
 import structlog
 from attrs import frozen
@@ -44,7 +43,7 @@ from chatsvc.chat.ports import (
     StoredMessage,
     deliverToEach,
 )
-from chatsvc.chat.rate import TokenBucket
+from chatsvc.chat.rate import Buckets
 from chatsvc.text import neutralize
 
 __all__ = [
@@ -75,8 +74,6 @@ CROWD_INTERVAL = 1.0
 """How often, at most, a crowded room announces joins and leaves, in seconds."""
 
 _log = structlog.get_logger("chatsvc.core")  # the namespace logs have always had
-
-_K = TypeVar("_K")
 
 
 MAX_TEXT_BYTES = 4096
@@ -380,8 +377,9 @@ class Hub:
         self.maxTextBytes = maxTextBytes
         self.roomsPerMember = roomsPerMember
         self.roomsPerAddress = roomsPerAddress
-        self._memberCreations: dict[IMember, TokenBucket] = {}
-        self._addressCreations: dict[str, TokenBucket] = {}
+        perMinute = 1 / ROOM_CREATION_INTERVAL
+        self._memberCreations: Buckets[IMember] = Buckets(perMinute, roomsPerMember, 4 * maxRooms)
+        self._addressCreations: Buckets[str] = Buckets(perMinute, roomsPerAddress, 4 * maxRooms)
         self._records: dict[IMember, MemberRecord] = {}
         self._byKey: dict[str, IMember] = {}
         self._rooms: dict[str, Room] = {}
@@ -485,7 +483,7 @@ class Hub:
         for room in self.roomsOf(member):
             self._leaveRoom(member, room, reason)
         del self._byKey[self._records.pop(member).key]
-        self._memberCreations.pop(member, None)
+        self._memberCreations.discard(member)
         return True
 
     def _taken(self, nick: str, key: str) -> ChatError:
@@ -662,11 +660,11 @@ class Hub:
     def _create(self, member: IMember, name: str) -> Room:
         # A new room, within the creator's budgets and the server's bound.
         now = self.clock.seconds()
-        budgets = [self._creationBudget(self._memberCreations, member, self.roomsPerMember, now)]
+        budgets = [self._memberCreations.get(member, now)]
         host = getattr(member, "host", None)
         if isinstance(host, str):
             budgets.append(
-                self._creationBudget(self._addressCreations, host, self.roomsPerAddress, now)
+                self._addressCreations.get(host, now)
             )
         wait = max(budget.wait(now) for budget in budgets)
         if wait:
@@ -679,18 +677,6 @@ class Hub:
         for budget in budgets:
             budget.spend()
         return self._room(name)
-
-    def _creationBudget(
-        self, budgets: dict[_K, TokenBucket], owner: _K, size: int, now: float
-    ) -> TokenBucket:
-        budget = budgets.get(owner)
-        if budget is None:
-            if len(budgets) >= 4 * self.maxRooms:  # forget those that have filled up again
-                for known, old in list(budgets.items()):
-                    if old.full(now):
-                        del budgets[known]
-            budget = budgets[owner] = TokenBucket(1 / ROOM_CREATION_INTERVAL, size, now)
-        return budget
 
     def _forgetIdleRoom(self) -> bool:
         # Make room for a new room: forget the one left empty longest, if any is empty.

@@ -5,7 +5,12 @@ budgets for creating rooms. Plain Python: time is passed in, never read here.
 
 from __future__ import annotations
 
-__all__ = ["MAX_DEBT", "TokenBucket"]
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["Buckets", "MAX_DEBT", "TokenBucket"]
+
+_Owner = TypeVar("_Owner")
 
 MAX_DEBT = 60.0
 """The most a bucket can be in debt, in seconds of its rate: what one costly reply can cost."""
@@ -66,3 +71,62 @@ class TokenBucket:
     def full(self, now: float) -> bool:
         """Whether the bucket would be full at C{now}: nothing remembered of its past use."""
         return self._tokens + (now - self._updated) * self.rate >= self.burst
+
+
+class Buckets(Generic[_Owner]):
+    """
+    A token bucket for each owner (a member, an address), made full on first use and forgotten
+    once it has filled up again: a full bucket is just what a new one would be, so forgetting it
+    changes nothing but the memory it took. Owners that are C{inUse} keep theirs even when full,
+    for those who hold a reference to it (a connection holds its address's).
+    """
+
+    __slots__ = ("rate", "burst", "most", "_inUse", "_buckets")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        most: int,
+        inUse: Callable[[_Owner], bool] = lambda owner: False,
+    ) -> None:
+        """
+        @param rate: tokens added per second to each bucket.
+        @param burst: the most tokens each holds; each starts full.
+        @param most: how many buckets may be kept before those full again are forgotten.
+        @param inUse: whether an owner's bucket must be kept, full or not.
+        """
+        self.rate = rate
+        self.burst = burst
+        self.most = most
+        self._inUse = inUse
+        self._buckets: dict[_Owner, TokenBucket] = {}
+
+    def __contains__(self, owner: object) -> bool:
+        """Whether C{owner} has a bucket kept."""
+        return owner in self._buckets
+
+    def __len__(self) -> int:
+        """How many buckets are kept."""
+        return len(self._buckets)
+
+    def get(self, owner: _Owner, now: float) -> TokenBucket:
+        """C{owner}'s bucket: the one kept, or a new, full one."""
+        bucket = self._buckets.get(owner)
+        if bucket is None:
+            if len(self._buckets) >= self.most:
+                for known, old in list(self._buckets.items()):
+                    if old.full(now) and not self._inUse(known):
+                        del self._buckets[known]
+            bucket = self._buckets[owner] = TokenBucket(self.rate, self.burst, now)
+        return bucket
+
+    def forget(self, owner: _Owner, now: float) -> None:
+        """Forget C{owner}'s bucket if it has filled up again (and is not in use)."""
+        bucket = self._buckets.get(owner)
+        if bucket is not None and bucket.full(now) and not self._inUse(owner):
+            del self._buckets[owner]
+
+    def discard(self, owner: _Owner) -> None:
+        """Forget C{owner}'s bucket, full or not (its owner is gone for good)."""
+        self._buckets.pop(owner, None)

@@ -12,7 +12,7 @@ import structlog
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 
-from chatsvc.chat import TokenBucket
+from chatsvc.chat import Buckets, TokenBucket
 from chatsvc.sessions.addresses import addressOf
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
@@ -38,7 +38,13 @@ class Admission:
         self.connections: set[ISession] = set()
         """The open connections, named or not."""
         self._perAddress: dict[str, int] = {}
-        self._addressBuckets: dict[str, TokenBucket] = {}
+        # An address's bucket is kept while it has connections, which hold it.
+        self._addressBuckets: Buckets[str] = Buckets(
+            limits.addressFloodRate,
+            limits.addressFloodBurst,
+            most=limits.maxConnections,
+            inUse=self._perAddress.__contains__,
+        )
         self._waitingForClose: list[Deferred[None]] = []
 
     @property
@@ -66,20 +72,7 @@ class Admission:
         """
         if host is None:
             return None
-        bucket = self._addressBuckets.get(host)
-        if bucket is None:
-            now = self.clock.seconds()
-            if len(self._addressBuckets) >= self.limits.maxConnections:
-                self._forgetIdleAddresses(now)
-            limits = self.limits
-            bucket = TokenBucket(limits.addressFloodRate, limits.addressFloodBurst, now)
-            self._addressBuckets[host] = bucket
-        return bucket
-
-    def _forgetIdleAddresses(self, now: float) -> None:
-        for host, bucket in list(self._addressBuckets.items()):
-            if host not in self._perAddress and bucket.full(now):
-                del self._addressBuckets[host]
+        return self._addressBuckets.get(host, self.clock.seconds())
 
     def connectionOpened(self, connection: ISession) -> None:
         """Count a new connection and log it."""
@@ -98,9 +91,7 @@ class Admission:
             if remaining:
                 self._perAddress[connection.host] = remaining
             else:
-                bucket = self._addressBuckets.get(connection.host)
-                if bucket is not None and bucket.full(self.clock.seconds()):
-                    del self._addressBuckets[connection.host]
+                self._addressBuckets.forget(connection.host, self.clock.seconds())
         _log.info(
             "connection_closed",
             peer=connection.peer,
