@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable
 
 import structlog
 from attrs import frozen
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 
 from chatsvc.chat.errors import ChatError
 from chatsvc.chat.events import (
@@ -39,6 +41,9 @@ from chatsvc.chat.ports import (
     IBatchDelivery,
     IHistoryStore,
     IMember,
+    INicknameRegistry,
+    LocalNicknames,
+    NicknameTaken,
     NullStore,
     StoredMessage,
     deliverToEach,
@@ -348,6 +353,7 @@ class Hub:
         maxTextBytes: int = MAX_TEXT_BYTES,
         roomsPerMember: int = 5,
         roomsPerAddress: int = 20,
+        nicknames: INicknameRegistry | None = None,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -367,6 +373,8 @@ class Hub:
             one more every L{ROOM_CREATION_INTERVAL} seconds.
         @param roomsPerAddress: the same, for all the members connected from one address
             (a member's C{host}, when it has one) together.
+        @param nicknames: who holds which nickname; by default, this hub alone
+            (L{LocalNicknames}).
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
@@ -380,8 +388,15 @@ class Hub:
         perMinute = 1 / ROOM_CREATION_INTERVAL
         self._memberCreations: Buckets[IMember] = Buckets(perMinute, roomsPerMember, 4 * maxRooms)
         self._addressCreations: Buckets[str] = Buckets(perMinute, roomsPerAddress, 4 * maxRooms)
+        self.nicknames: INicknameRegistry = (
+            nicknames if nicknames is not None else LocalNicknames()
+        )
         self._records: dict[IMember, MemberRecord] = {}
         self._byKey: dict[str, IMember] = {}
+        # Nicknames being claimed (see _claim): by key, the member claiming it (None once it
+        # has departed) and the nickname as shown; and each claiming member's key.
+        self._claiming: dict[str, tuple[IMember | None, str]] = {}
+        self._claimOf: dict[IMember, str] = {}
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
 
@@ -452,19 +467,31 @@ class Hub:
 
     # Arriving and going
 
-    def arrive(self, member: IMember, nick: str) -> str:
+    def arrive(self, member: IMember, nick: str) -> Deferred[str]:
         """
-        Give C{member} the nickname C{nick}, then put it in the default room.
+        Claim the nickname C{nick} for C{member}, then put it in the default room.
 
-        @return: the nickname as it will be shown.
-        @raise ChatError: if the nickname is invalid or in use.
+        The claim goes to the nickname registry (L{INicknameRegistry}), which may answer
+        later; until it does, C{member} is not here (L{__contains__}) and the nickname is
+        refused to anyone else. A member that departs meanwhile gives the nickname back as
+        soon as the answer comes.
+
+        @return: a L{Deferred} firing with the nickname as it will be shown, or failing with
+            L{ChatError} if the nickname is invalid, in use, or cannot be claimed now.
         """
-        if member in self._records:
-            raise ChatError("you already have a nickname")
-        nick = validate_nick(nick)
+        if member in self._records or member in self._claimOf:
+            return fail(ChatError("you already have a nickname"))
+        try:
+            nick = validate_nick(nick)
+        except ChatError:
+            return fail()
         key = nick_key(nick)
-        if key in self._byKey:
-            raise self._taken(nick, key)
+        refusal = self._localRefusal(nick, key)
+        if refusal is not None:
+            return fail(refusal)
+        return self._claim(member, key, nick, self._arrived)
+
+    def _arrived(self, member: IMember, key: str, nick: str) -> str:
         self._byKey[key] = member
         self._records[member] = MemberRecord(nick, key)
         self.join(member, self.defaultRoom.name)
@@ -472,27 +499,80 @@ class Hub:
 
     def depart(self, member: IMember, reason: str | None = None) -> bool:
         """
-        Take C{member} out of every room, each room told once (C{Left}), and free its nickname.
-        Departing twice is harmless.
+        Take C{member} out of every room, each room told once (C{Left}), and free its nickname
+        (and any it is still claiming, once the registry answers). Departing twice is harmless.
 
         @return: whether C{member} was here.
         """
+        claiming = self._claimOf.pop(member, None)
+        if claiming is not None:
+            self._claiming[claiming] = (None, self._claiming[claiming][1])
         if member not in self._records:
             return False
         reason = _clean_reason(reason)
         for room in self.roomsOf(member):
             self._leaveRoom(member, room, reason)
-        del self._byKey[self._records.pop(member).key]
+        key = self._records.pop(member).key
+        del self._byKey[key]
+        self.nicknames.release(key)
         self._memberCreations.discard(member)
         return True
 
-    def _taken(self, nick: str, key: str) -> ChatError:
-        # The refusal of a nickname whose key is taken: naming the holder when the two names
-        # differ by more than case, since the newcomer may not see why they are one name.
-        holder = self._records[self._byKey[key]].nick
-        if holder.casefold() == nick.casefold():
-            return ChatError(f"nickname {nick!r} is already in use")
-        return ChatError(f"nickname {nick!r} is already in use: it looks too like {holder!r}")
+    # Claiming nicknames
+
+    def _claim(
+        self,
+        member: IMember,
+        key: str,
+        nick: str,
+        granted: Callable[[IMember, str, str], str],
+    ) -> Deferred[str]:
+        # Ask the registry for key; once it is held, granted(member, key, nick) makes it the
+        # member's. Meanwhile the key is refused here to everyone else (_localRefusal).
+        self._claiming[key] = (member, nick)
+        self._claimOf[member] = key
+        claimed = self.nicknames.claim(key, nick)
+        return claimed.addCallbacks(
+            self._granted,
+            self._refused,
+            callbackArgs=(member, key, nick, granted),
+            errbackArgs=(member, key, nick),
+        )
+
+    def _granted(
+        self,
+        result: None,
+        member: IMember,
+        key: str,
+        nick: str,
+        granted: Callable[[IMember, str, str], str],
+    ) -> str:
+        del self._claiming[key]
+        if self._claimOf.get(member) != key:  # departed meanwhile
+            self.nicknames.release(key)
+            raise ChatError(f"gone before the nickname {nick!r} was claimed")
+        del self._claimOf[member]
+        return granted(member, key, nick)
+
+    def _refused(self, failure: Failure, member: IMember, key: str, nick: str) -> str:
+        del self._claiming[key]
+        if self._claimOf.get(member) == key:
+            del self._claimOf[member]
+        if failure.check(NicknameTaken) is not None:
+            holder: str = failure.value.holder  # type: ignore[union-attr]
+            raise _taken(nick, holder)
+        _log.error("nickname_claim_failed", nick=nick, reason=failure.getErrorMessage())
+        raise ChatError(f"nickname {nick!r} cannot be claimed just now; try again")
+
+    def _localRefusal(self, nick: str, key: str) -> ChatError | None:
+        # Why key cannot be claimed, if this server's own members hold or are claiming it.
+        holder = self._byKey.get(key)
+        if holder is not None:
+            return _taken(nick, self._records[holder].nick)
+        claiming = self._claiming.get(key)
+        if claiming is not None:
+            return _taken(nick, claiming[1])
+        return None
 
     # Rooms
 
@@ -568,24 +648,43 @@ class Hub:
         self._record(room, nick, action, action=True)
         self._broadcast(room, Acted(room.name, nick, action), exclude=member)
 
-    def rename(self, member: IMember, newNick: str) -> str:
+    def rename(self, member: IMember, newNick: str) -> Deferred[str]:
         """
         Rename C{member} and tell it and everyone who shares a room with it, each once
-        (C{Renamed}). A change of case only is allowed.
+        (C{Renamed}). A change of case only is allowed. The new nickname is claimed as on
+        arrival (L{arrive}); until the claim is answered, C{member} keeps its old one.
 
-        @return: the new nickname as it will be shown.
-        @raise ChatError: if the nickname is invalid, in use, or already C{member}'s.
+        @return: a L{Deferred} firing with the new nickname as it will be shown, or failing
+            with L{ChatError} if the nickname is invalid, in use, already C{member}'s, or
+            cannot be claimed now.
+        @raise KeyError: if C{member} is not here.
         """
         record = self._records[member]
+        if member in self._claimOf:
+            return fail(ChatError("your last change of nickname is not done yet"))
         old = record.nick
-        new = validate_nick(newNick)
+        try:
+            new = validate_nick(newNick)
+        except ChatError:
+            return fail()
         if new == old:
-            raise ChatError(f"you are already called {old}")
-        oldKey, newKey = record.key, nick_key(new)
-        if newKey != oldKey and newKey in self._byKey:
-            raise self._taken(new, newKey)
-        del self._byKey[oldKey]
-        self._byKey[newKey] = member
+            return fail(ChatError(f"you are already called {old}"))
+        newKey = nick_key(new)
+        if newKey == record.key:
+            self.nicknames.relabel(newKey, new)
+            return succeed(self._renamed(member, newKey, new))
+        refusal = self._localRefusal(new, newKey)
+        if refusal is not None:
+            return fail(refusal)
+        return self._claim(member, newKey, new, self._renamed)
+
+    def _renamed(self, member: IMember, newKey: str, new: str) -> str:
+        record = self._records[member]
+        old, oldKey = record.nick, record.key
+        if newKey != oldKey:
+            del self._byKey[oldKey]
+            self.nicknames.release(oldKey)
+            self._byKey[newKey] = member
         record.key = newKey
         record.nick = new
         told: dict[IMember, None] = {member: None}
@@ -794,6 +893,14 @@ class Hub:
         failed = self.onDeliveryError
         for deliverToMany, members in room.fanOut:
             deliverToMany(members, event, exclude, failed)
+
+
+def _taken(nick: str, holder: str) -> ChatError:
+    # The refusal of a nickname whose key is held: naming the holder when the two names differ
+    # by more than case, since the newcomer may not see why they are one name.
+    if holder.casefold() == nick.casefold():
+        return ChatError(f"nickname {nick!r} is already in use")
+    return ChatError(f"nickname {nick!r} is already in use: it looks too like {holder!r}")
 
 
 def _readingOrder(name: str) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """
-The ports the core talks through: what a member is (L{IMember}), and where history is kept
-(L{IHistoryStore}, with L{NullStore}, which keeps nothing). Doors implement the first; storage
-backends the second.
+The ports the core talks through: what a member is (L{IMember}), where history is kept
+(L{IHistoryStore}, with L{NullStore}, which keeps nothing), and who holds which nickname
+(L{INicknameRegistry}, with L{LocalNicknames} for a server on its own). Doors implement the
+first; storage backends the second; a cluster backend the third.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Union
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore
 from zope.interface import Attribute, Interface, implementer
 
@@ -22,6 +23,9 @@ __all__ = [
     "IBatchDelivery",
     "IHistoryStore",
     "IMember",
+    "INicknameRegistry",
+    "LocalNicknames",
+    "NicknameTaken",
     "NullStore",
     "StoreError",
     "StoredMessage",
@@ -182,3 +186,76 @@ class NullStore:
 
 class StoreError(Exception):
     """The history store cannot be used (at start-up): the message says why, naming the file."""
+
+
+class NicknameTaken(Exception):
+    """A registry's refusal of a claim: the nickname's key is held already."""
+
+    def __init__(self, holder: str) -> None:
+        """
+        @param holder: the nickname, as shown, of whoever holds the key: the newcomer is told
+            it when it differs by more than case (it may not see why the two are one name).
+        """
+        super().__init__(holder)
+        self.holder = holder
+
+
+class INicknameRegistry(Interface):
+    """
+    Who holds which nickname, by its key (L{chatsvc.chat.names.nick_key}): the one authority on
+    a nickname being free, for this server alone or for every node of a cluster.
+
+    The hub asks it only for keys none of its own members holds or is claiming, and releases
+    every key it was granted exactly once. A claim may be answered later (a cluster asks the
+    other nodes); meanwhile the member waits, and its door does not read from it.
+    """
+
+    def claim(key: str, nick: str) -> Deferred[None]:
+        """
+        Hold C{key} for a member of this server, shown as C{nick}.
+
+        @return: a L{Deferred} that fires with L{None} once the key is held, or fails with
+            L{NicknameTaken} if it is held already (any other failure: the registry cannot
+            answer now).
+        """
+
+    def relabel(key: str, nick: str) -> None:
+        """A held key is now shown as C{nick} (a change of case, or of look-alike letters)."""
+
+    def release(key: str) -> None:
+        """Give up C{key}, held since its claim: anyone may claim it now."""
+
+
+@implementer(INicknameRegistry)
+class LocalNicknames:
+    """The nicknames of a server on its own: held in memory, every claim answered at once."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        """The number of keys held."""
+        return len(self._held)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether C{key} is held."""
+        return key in self._held
+
+    def claim(self, key: str, nick: str) -> Deferred[None]:
+        """Hold C{key} at once, unless it is held already."""
+        holder = self._held.get(key)
+        if holder is not None:
+            return fail(NicknameTaken(holder))
+        self._held[key] = nick
+        return succeed(None)
+
+    def relabel(self, key: str, nick: str) -> None:
+        """Show C{key} as C{nick} from now on."""
+        if key in self._held:
+            self._held[key] = nick
+
+    def release(self, key: str) -> None:
+        """Forget C{key}."""
+        self._held.pop(key, None)

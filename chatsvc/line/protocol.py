@@ -457,9 +457,12 @@ class ChatProtocol(Session, LineReceiver):
         try:
             self._dispatch(line)
         except Exception as error:
-            _log.error("line_failed", peer=self.peer, nick=self.nick, exc_info=error)
-            if self._state is not State.CLOSING:
-                self.sendError("the server failed to handle that line; it was dropped")
+            self._lineFailed(error)
+
+    def _lineFailed(self, error: BaseException) -> None:
+        _log.error("line_failed", peer=self.peer, nick=self.nick, exc_info=error)
+        if self._state is not State.CLOSING:
+            self.sendError("the server failed to handle that line; it was dropped")
 
     def _dispatch(self, line: bytes | None) -> None:
         if line is None:
@@ -556,8 +559,16 @@ class ChatProtocol(Session, LineReceiver):
         if endsSession(text):
             self._goodbye("Goodbye!")
             return
+        claimed = self.factory.hub.arrive(self, _notAQuitWord(text))
+        self._whenAnswered(claimed, self._nameAnswered, self._lineFailed)
+
+    def _nameAnswered(self, result: str | Failure) -> None:
+        if isinstance(result, Failure):
+            result.trap(ChatError)
+            self._refuse(str(result.value))
+            return
         hub = self.factory.hub
-        self.nick = hub.arrive(self, _notAQuitWord(text))
+        self.nick = result
         self.current = hub.defaultRoom
         self._named()
         _log.info(
@@ -673,8 +684,15 @@ class ChatProtocol(Session, LineReceiver):
         """C{/nick NEWNAME}: change nickname."""
         if not argument:
             raise ChatError("usage: /nick NEWNAME")
-        old = self.nick
-        self.nick = self.factory.hub.rename(self, _notAQuitWord(argument))
+        renamed = self.factory.hub.rename(self, _notAQuitWord(argument))
+        self._whenAnswered(renamed, self._renameAnswered, self._lineFailed)
+
+    def _renameAnswered(self, result: str | Failure) -> None:
+        if isinstance(result, Failure):
+            result.trap(ChatError)
+            self.sendError(str(result.value))
+            return
+        old, self.nick = self.nick, result
         _log.info(
             "member_renamed",
             old=old,

@@ -17,6 +17,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum, auto
+from typing import TypeVar
 
 import structlog
 from twisted.internet.interfaces import (
@@ -26,7 +27,9 @@ from twisted.internet.interfaces import (
     ITCPTransport,
     ITransport,
 )
+from twisted.internet.defer import Deferred
 from twisted.internet.tcp import Connection as TCPConnection
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatsvc.chat import TokenBucket
@@ -52,6 +55,8 @@ written once the member has read enough of what waits (see L{Session.reply})."""
 REPLY_TOKEN_BYTES = 8 * 1024
 """A reply costs the member who asked for it one line of its flood budget for every this many
 bytes, so that asking for long replies over and over is held to the flood rate like talking."""
+
+T = TypeVar("T")
 
 # The namespace these events have always been logged under.
 _log = structlog.get_logger("chatsvc.protocol")
@@ -170,6 +175,7 @@ class Session:
         "_addressBucket",
         "_replies",
         "_replyBytes",
+        "_waiting",
     )
 
     transport: ITransport | None
@@ -194,6 +200,8 @@ class Session:
         # only when a reply has to wait, since an empty deque costs 600 bytes a connection.
         self._replies: deque[Iterator[bytes]] | None = None
         self._replyBytes = 0
+        # Whether the connection waits for an answer (see _whenAnswered), and is not read.
+        self._waiting = False
 
     # What the door provides
 
@@ -375,15 +383,58 @@ class Session:
         self._resumeReading()
 
     def _resumeReading(self) -> None:
-        # Read again, unless a held line or an unfinished reply still keeps this connection
-        # from reading, or it is closing.
+        # Read again, unless a held line, an unfinished reply or an answer still to come keeps
+        # this connection from reading, or it is closing.
         if (
             not self._reading()
             and self._state is not State.CLOSING
             and self._floodTimer is None
             and not self._replies
+            and not self._waiting
         ):
             self._startReading()
+
+    # Waiting for answers: what may take a round trip (claiming a nickname in a cluster)
+
+    def _whenAnswered(
+        self,
+        answer: Deferred[T],
+        handle: Callable[[T | Failure], None],
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        """
+        Call C{handle} with what C{answer} fires with (a result, or a L{Failure}); meanwhile,
+        stop reading, so that what the member sends next waits until it has been answered, in
+        the order it was sent. An answer given at once (by a server on its own) is handled
+        at once, within the line that asked.
+
+        Nothing is handled if the connection closed meanwhile. What C{handle} raises goes to
+        C{failed}, and reading goes on.
+        """
+        now = True
+        done = False
+
+        def answered(result: T | Failure) -> None:
+            nonlocal done
+            done = True
+            if not now:
+                self._waiting = False
+                gatherer = self._gatherer
+                if not gatherer.gathering:
+                    gatherer.gather()
+            if self._state is not State.CLOSING:
+                try:
+                    handle(result)
+                except Exception as error:
+                    failed(error)
+            if not now:
+                self._resumeReading()
+
+        answer.addBoth(answered)
+        now = False
+        if not done:
+            self._waiting = True
+            self._stopReading()
 
 
     # Writing, and members that do not read

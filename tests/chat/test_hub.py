@@ -6,9 +6,11 @@ protocol.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import TypeVar, cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer, provider
 from zope.interface.verify import verifyObject
@@ -69,13 +71,38 @@ class MemoryStore:
         self.added.append(message)
 
 
+T = TypeVar("T")
+
+
+def settled(answer: Deferred[T]) -> T:
+    """What C{answer} has already fired with; its failure's exception raised, if it failed."""
+    results: list[T | Failure] = []
+    answer.addBoth(results.append)
+    if not results:
+        raise AssertionError(f"{answer!r} has not been answered")
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def arrive(hub: Hub, member: IMember, nick: str) -> str:
+    """L{Hub.arrive}, answered at once (as this server's own registry answers)."""
+    return settled(hub.arrive(member, nick))
+
+
+def rename(hub: Hub, member: IMember, nick: str) -> str:
+    """L{Hub.rename}, answered at once."""
+    return settled(hub.rename(member, nick))
+
+
 def hubWith(*nicks: str, **options: object) -> tuple[Hub, list[Recorder]]:
     """A hub with one L{Recorder} per nickname in the default room, their events cleared."""
     hub = Hub(Clock(), **options)  # type: ignore[arg-type]
     members = []
     for nick in nicks:
         member = Recorder()
-        hub.arrive(member, nick)
+        arrive(hub, member, nick)
         members.append(member)
     for member in members:
         member.events.clear()
@@ -140,7 +167,7 @@ class HubTests(SynchronousTestCase):
         """A newcomer lands in the lobby; the join reaches everyone already there, not it."""
         hub, (alice,) = hubWith("Alice")
         bob = Recorder()
-        self.assertEqual(hub.arrive(bob, " Bob "), "Bob")
+        self.assertEqual(arrive(hub, bob, " Bob "), "Bob")
         self.assertEqual(alice.events, [Joined("lobby", "Bob")])
         self.assertEqual(bob.events, [])
         self.assertEqual(hub.nicks(), ["Alice", "Bob"])
@@ -157,7 +184,7 @@ class HubTests(SynchronousTestCase):
     def test_nickInUseCaseInsensitively(self) -> None:
         """A nickname taken in another case is refused, and nothing is announced."""
         hub, (alice,) = hubWith("Alice")
-        error = self.assertRaises(ChatError, hub.arrive, Recorder(), "ALICE")
+        error = self.assertRaises(ChatError, arrive, hub, Recorder(), "ALICE")
         self.assertIn("already in use", str(error))
         self.assertEqual(alice.events, [])
         self.assertEqual(len(hub), 1)
@@ -165,7 +192,7 @@ class HubTests(SynchronousTestCase):
     def test_arriveTwice(self) -> None:
         """A member cannot take a second nickname by arriving again."""
         hub, (alice,) = hubWith("Alice")
-        self.assertRaises(ChatError, hub.arrive, alice, "Other")
+        self.assertRaises(ChatError, arrive, hub, alice, "Other")
 
     def test_sayReachesOthersOnly(self) -> None:
         """A message reaches every other member of the room once, and not its sender."""
@@ -208,13 +235,13 @@ class HubTests(SynchronousTestCase):
         """A nickname is free again once its member has gone."""
         hub, (alice,) = hubWith("Alice")
         hub.depart(alice)
-        hub.arrive(Recorder(), "alice")
+        arrive(hub, Recorder(), "alice")
         self.assertEqual(hub.nicks(), ["alice"])
 
     def test_rename(self) -> None:
         """A rename reaches everyone, the renamed member included, and moves the name."""
         hub, (alice, bob) = hubWith("Alice", "Bob")
-        self.assertEqual(hub.rename(alice, "Alicia"), "Alicia")
+        self.assertEqual(rename(hub, alice, "Alicia"), "Alicia")
         self.assertEqual(alice.events, [Renamed("Alice", "Alicia")])
         self.assertEqual(bob.events, [Renamed("Alice", "Alicia")])
         self.assertIs(hub.memberNamed("alicia"), alice)
@@ -224,15 +251,15 @@ class HubTests(SynchronousTestCase):
     def test_renameCaseOnly(self) -> None:
         """Changing only the case of one's own nickname is allowed."""
         hub, (alice,) = hubWith("Alice")
-        self.assertEqual(hub.rename(alice, "ALICE"), "ALICE")
+        self.assertEqual(rename(hub, alice, "ALICE"), "ALICE")
         self.assertIs(hub.memberNamed("alice"), alice)
 
     def test_renameRefused(self) -> None:
         """Renaming to a taken, invalid or identical nickname is refused, quietly for others."""
         hub, (alice, bob) = hubWith("Alice", "Bob")
-        self.assertRaises(ChatError, hub.rename, alice, "bob")
-        self.assertRaises(ChatError, hub.rename, alice, "no way")
-        self.assertRaises(ChatError, hub.rename, alice, "Alice")
+        self.assertRaises(ChatError, rename, hub, alice, "bob")
+        self.assertRaises(ChatError, rename, hub, alice, "no way")
+        self.assertRaises(ChatError, rename, hub, alice, "Alice")
         self.assertEqual(bob.events, [])
         self.assertEqual(hub.nicks(), ["Alice", "Bob"])
 
@@ -254,9 +281,9 @@ class HubTests(SynchronousTestCase):
     def test_brokenMemberIsolated(self) -> None:
         """One member failing to take an event does not keep it from the others."""
         hub, (alice,) = hubWith("Alice")
-        hub.arrive(Broken(), "Broken")
+        arrive(hub, Broken(), "Broken")
         bob = Recorder()
-        hub.arrive(bob, "Bob")
+        arrive(hub, bob, "Bob")
         hub.say(alice, hub.room("lobby"), "still here")
         self.assertEqual(bob.events, [Said("lobby", "Alice", "still here")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
@@ -271,9 +298,9 @@ class HubTests(SynchronousTestCase):
                 if isinstance(event, Said):
                     hub.depart(self)
 
-        hub.arrive(Leaver(), "Leaver")
+        arrive(hub, Leaver(), "Leaver")
         carol = Recorder()
-        hub.arrive(carol, "Carol")
+        arrive(hub, carol, "Carol")
         bob.events.clear()
         hub.say(alice, hub.room("lobby"), "hi")
         self.assertEqual(bob.events, [Said("lobby", "Alice", "hi"), Left("lobby", "Leaver")])
@@ -333,8 +360,8 @@ class FanOutTests(SynchronousTestCase):
 
         hub = Hub(Clock())
         alice, bob = LooksBatched(), Batched()
-        hub.arrive(alice, "Alice")
-        hub.arrive(bob, "Bob")
+        arrive(hub, alice, "Alice")
+        arrive(hub, bob, "Bob")
         room = hub.room("lobby")
         self.assertEqual(
             room.fanOut, ((deliverToEach, (alice,)), (Batched.deliverToMany, (bob,)))
@@ -350,7 +377,7 @@ class FanOutTests(SynchronousTestCase):
         hub = Hub(Clock())
         alice, bob, carol, dave = Batched(), Recorder(), Batched(), Recorder()
         for member, nick in [(alice, "Alice"), (bob, "Bob"), (carol, "Carol"), (dave, "Dave")]:
-            hub.arrive(member, nick)
+            arrive(hub, member, nick)
         room = hub.room("lobby")
         self.assertEqual(
             room.fanOut,
@@ -369,7 +396,7 @@ class FanOutTests(SynchronousTestCase):
         hub = Hub(Clock())
         alice, bob, carol = Batched(), Recorder(), Batched()
         for member, nick in [(alice, "Alice"), (bob, "Bob"), (carol, "Carol")]:
-            hub.arrive(member, nick)
+            arrive(hub, member, nick)
         for member in (alice, bob, carol):
             member.events.clear()
         Batched.batches.clear()
@@ -386,7 +413,7 @@ class FanOutTests(SynchronousTestCase):
         hub = Hub(Clock())
         alice, broken, carol, dave = Batched(), Batched(), Batched(), Recorder()
         for member, nick in [(alice, "Alice"), (broken, "Broken"), (carol, "Carol"), (dave, "Dave")]:
-            hub.arrive(member, nick)
+            arrive(hub, member, nick)
         for member in (carol, dave):
             member.events.clear()
         broken.broken = True
@@ -538,11 +565,11 @@ class RoomsTests(SynchronousTestCase):
         hub.join(bob, "games")
         hub.part(alice, "lobby")
         loner = Recorder()
-        hub.arrive(loner, "Loner")
+        arrive(hub, loner, "Loner")
         hub.part(loner, "lobby")
         for member in (alice, bob, loner):
             member.events.clear()
-        hub.rename(alice, "Alicia")
+        rename(hub, alice, "Alicia")
         self.assertEqual(bob.events, [Renamed("Alice", "Alicia")])
         self.assertEqual(alice.events, [Renamed("Alice", "Alicia")])
         self.assertEqual(loner.events, [])
@@ -656,7 +683,7 @@ class CrowdTests(SynchronousTestCase):
 
     def newcomer(self, hub: Hub, nick: str) -> Recorder:
         member = Recorder()
-        hub.arrive(member, nick)
+        arrive(hub, member, nick)
         return member
 
     def test_smallRoomUnchanged(self) -> None:
@@ -738,7 +765,7 @@ class CrowdTests(SynchronousTestCase):
         self.newcomer(hub, "Dave")
         erin = self.newcomer(hub, "Erin")
         frank = self.newcomer(hub, "Frank")
-        hub.rename(erin, "Erin2")
+        rename(hub, erin, "Erin2")
         clock.advance(1)
         self.assertEqual(
             alice.events[-1], JoinsAndLeaves("lobby", ((True, ("Erin2", "Frank")),))
@@ -753,11 +780,11 @@ class CrowdTests(SynchronousTestCase):
         hub, clock, (alice, bob, carol) = self.crowd("Alice", "Bob", "Carol")
         self.newcomer(hub, "Dave")
         erin = self.newcomer(hub, "Erin")
-        hub.rename(erin, "Erin2")
+        rename(hub, erin, "Erin2")
         hub.depart(erin)
         frank = self.newcomer(hub, "Frank")
         hub.part(frank, "lobby")
-        hub.rename(frank, "Frank2")
+        rename(hub, frank, "Frank2")
         clock.advance(1)
         self.assertEqual(
             alice.events[-1],
@@ -791,7 +818,7 @@ class CrowdTests(SynchronousTestCase):
         hub, clock, (alice, bob) = self.crowd("Alice", "bob")
         room = hub.defaultRoom
         self.assertEqual(hub.nicks(room), ["Alice", "bob"])
-        hub.rename(alice, "carol")
+        rename(hub, alice, "carol")
         self.assertEqual(hub.nicks(room), ["bob", "carol"])
         self.newcomer(hub, "Able")
         self.assertEqual(hub.nicks(room), ["Able", "bob", "carol"])
@@ -828,8 +855,8 @@ class RoomViewTests(SynchronousTestCase):
         """The topic, the count and sorted nicknames, and the latest messages, oldest first."""
         hub = Hub(Clock(), crowdSize=3)
         alice, bob = Recorder(), Recorder()
-        hub.arrive(bob, "bob")
-        hub.arrive(alice, "Alice")
+        arrive(hub, bob, "bob")
+        arrive(hub, alice, "Alice")
         room = hub.room("lobby")
         hub.setTopic(alice, room, "welcome")
         for text in ("one", "two", "three"):
@@ -844,6 +871,6 @@ class RoomViewTests(SynchronousTestCase):
         """A crowded room's view gives the number of members, not their names."""
         hub = Hub(Clock(), crowdSize=2)
         for nick in ("a", "b", "c"):
-            hub.arrive(Recorder(), nick)
+            arrive(hub, Recorder(), nick)
         view = hub.view(hub.room("lobby"), 20)
         self.assertEqual((view.members, view.nicks, view.topic, view.recent), (3, None, None, ()))

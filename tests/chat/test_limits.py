@@ -22,6 +22,7 @@ from chatsvc.chat import (
     showText,
 )
 from chatsvc.chat import StoredMessage
+from tests.chat.test_hub import arrive, rename
 
 
 @implementer(IMember)
@@ -42,8 +43,8 @@ class ShownSizeTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.hub = Hub(Clock())
         self.alice, self.bob = Member(), Member()
-        self.hub.arrive(self.alice, "Alice")
-        self.hub.arrive(self.bob, "Bob")
+        arrive(self.hub, self.alice, "Alice")
+        arrive(self.hub, self.bob, "Bob")
         self.room = self.hub.defaultRoom
 
     def test_controlCharactersExpand(self) -> None:
@@ -103,8 +104,8 @@ class BlankRunTests(SynchronousTestCase):
         """What a member says is shown that way to the others."""
         hub = Hub(Clock())
         alice, bob = Member(), Member()
-        hub.arrive(alice, "Alice")
-        hub.arrive(bob, "Bob")
+        arrive(hub, alice, "Alice")
+        arrive(hub, bob, "Bob")
         hub.say(alice, hub.defaultRoom, " " * 75 + "Bob: hi")
         self.assertEqual(bob.events[-1], Said("lobby", "Alice", "    Bob: hi"))
 
@@ -118,7 +119,7 @@ class RoomCreationTests(SynchronousTestCase):
 
     def member(self, nick: str, host: str | None = "10.0.0.1") -> Member:
         member = Member(host)
-        self.hub.arrive(member, nick)
+        arrive(self.hub, member, nick)
         return member
 
     def test_perMember(self) -> None:
@@ -176,7 +177,7 @@ class IdleRoomTests(SynchronousTestCase):
         self.clock = Clock()
         self.hub = Hub(self.clock, maxRooms=3, roomsPerMember=100, roomsPerAddress=100)
         self.alice = Member()
-        self.hub.arrive(self.alice, "Alice")
+        arrive(self.hub, self.alice, "Alice")
 
     def test_emptyRoomsMakeWay(self) -> None:
         """
@@ -215,7 +216,7 @@ class IdleRoomTests(SynchronousTestCase):
             }
         )
         member = Member()
-        hub.arrive(member, "Alice")
+        arrive(hub, member, "Alice")
         hub.join(member, "new")
         self.assertEqual([room.name for room in hub.rooms()], ["lobby", "new", "recent"])
 
@@ -229,17 +230,17 @@ class LookAlikeRefusalTests(SynchronousTestCase):
         is a fullwidth C{ａｌｉｃｅ}; a change of case only gets the plain refusal.
         """
         hub = Hub(Clock())
-        hub.arrive(Member(), "alice")
+        arrive(hub, Member(), "alice")
         with self.assertRaises(ChatError) as caught:
-            hub.arrive(Member(), "a1ice")
+            arrive(hub, Member(), "a1ice")
         self.assertEqual(
             str(caught.exception), "nickname 'a1ice' is already in use: it looks too like 'alice'"
         )
         with self.assertRaises(ChatError) as caught:
-            hub.arrive(Member(), "ALICE")
+            arrive(hub, Member(), "ALICE")
         self.assertEqual(str(caught.exception), "nickname 'ALICE' is already in use")
         bob = Member()
-        hub.arrive(bob, "bob")
+        arrive(hub, bob, "bob")
         with self.assertRaises(ChatError) as caught:
-            hub.rename(bob, "ａｌｉｃｅ")
+            rename(hub, bob, "ａｌｉｃｅ")
         self.assertIn("looks too like 'alice'", str(caught.exception))

@@ -17,7 +17,7 @@ import chatsvc.chat
 import chatsvc.chat.errors
 import chatsvc.chat.names
 from chatsvc.chat import ChatError, nick_key, room_key, validate_nick, validate_room_name
-from tests.chat.test_hub import Recorder, hubWith
+from tests.chat.test_hub import Recorder, arrive, hubWith, rename
 from tests.test_layers import importsOf
 
 # The look-alikes of "alice" and the blank names a security review found accepted, each with
@@ -158,7 +158,7 @@ class LookAlikeTests(SynchronousTestCase):
         self.assertEqual(validate_nick(cyrillic), cyrillic)
         hub, (ape,) = hubWith("ape")
         newcomer = Recorder()
-        error = self.assertRaises(ChatError, hub.arrive, newcomer, cyrillic)
+        error = self.assertRaises(ChatError, arrive, hub, newcomer, cyrillic)
         self.assertIn("already in use", str(error))
         self.assertNotIn(newcomer, hub)
         self.assertIs(hub.memberNamed(cyrillic), ape)
@@ -166,7 +166,7 @@ class LookAlikeTests(SynchronousTestCase):
     def test_renameToLookAlike(self) -> None:
         """Renaming to a name that looks like another member's is refused."""
         hub, (bob, _) = hubWith("Bob", "ml")
-        error = self.assertRaises(ChatError, hub.rename, bob, "rn1")
+        error = self.assertRaises(ChatError, rename, hub, bob, "rn1")
         self.assertIn("already in use", str(error))
         self.assertEqual(hub.nickOf(bob), "Bob")
 
@@ -382,8 +382,8 @@ class PropertyTests(SynchronousTestCase):
             return
         newcomer = Recorder()
         if nick_key(nick) == nick_key("alice"):
-            self.assertRaises(ChatError, hub.arrive, newcomer, nick)
+            self.assertRaises(ChatError, arrive, hub, newcomer, nick)
             self.assertIs(hub.memberNamed(nick), alice)
         else:
-            hub.arrive(newcomer, nick)
+            arrive(hub, newcomer, nick)
             self.assertIs(hub.memberNamed(nick_key(nick)), newcomer)

@@ -44,6 +44,7 @@ from chatsvc.chat import (
 from chatsvc.sessions.limits import Limits
 from chatsvc.line.protocol import ChatFactory, ChatProtocol
 from chatsvc.text import UNSAFE_CHARACTERS
+from tests.chat.test_hub import arrive, rename
 
 MAX_LINE = 40
 """A small line length limit, so that over-long lines are cheap to generate."""
@@ -743,7 +744,7 @@ class Onlooker:
 
     def __init__(self, hub: Hub, nick: str) -> None:
         self.errors: list[str] = []
-        hub.arrive(self, nick)
+        arrive(hub, self, nick)
         self.picture = set(hub.nicks(hub.defaultRoom))
 
     def deliver(self, event: Event) -> None:
@@ -826,7 +827,7 @@ class CrowdTests(SynchronousTestCase):
                 onlooker.picture = set(hub.nicks(room))
             elif kind == "rename":
                 serial += 1
-                hub.rename(onlooker, f"m{serial}")
+                rename(hub, onlooker, f"m{serial}")
         clock.advance(1)
         members = set(hub.nicks(room))
         for onlooker in onlookers:

@@ -20,10 +20,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 from zope.interface.verify import verifyObject
 
-from chatsvc.chat import MAX_NICK_LENGTH, Hub, IMember
+from chatsvc.chat import MAX_NICK_LENGTH, Hub, IMember, NicknameTaken
 from chatsvc.sessions.limits import Limits
 from chatsvc.line.protocol import ChatFactory, ChatProtocol, unsentBytes
 from chatsvc.sessions.outbox import FLUSH_CHUNK
+from tests.chat.test_nicknames import SlowNicknames
 
 _nextPort = [40000]
 
@@ -630,6 +631,119 @@ class NameTimeoutTests(ProtocolTestCase):
         self.clock.advance(3600)
         self.assertFalse(alice.closing)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class LaterNicknameTests(ProtocolTestCase):
+    """
+    A nickname registry that answers later (as a cluster's does): the connection waits for the
+    answer without reading, and then goes on with what it was sent meanwhile, in order.
+    """
+
+    limits = Limits(nameTimeout=30)
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.registry = SlowNicknames()
+        self.room = Hub(self.clock, nicknames=self.registry)
+        self.factory = ChatFactory(self.room, self.limits)
+        self.alice = self.connect()
+        self.alice.send("Alice\n")
+        self.grant("alice")
+        self.alice.lines()
+
+    def grant(self, key: str) -> None:
+        """The registry grants C{key}; the reactor then writes what that caused."""
+        self.registry.grant(key)
+        self.clock.advance(0)
+
+    def refuse(self, key: str, error: Exception) -> None:
+        """The registry refuses C{key}; the reactor then writes what that caused."""
+        self.registry.refuse(key, error)
+        self.clock.advance(0)
+
+    def test_linesWaitForTheAnswer(self) -> None:
+        """
+        Lines sent with the nickname are not read until it is granted, then handled in order:
+        the welcome, the line said, the rename (itself waiting for its answer).
+        """
+        bob = self.connect()
+        bob.send("Bob\nhello\n/nick Robert\nbye\n")
+        self.assertEqual(bob.lines(), [])
+        self.assertEqual(bob.transport.producerState, "paused")
+        self.assertEqual(self.alice.lines(), [])
+        self.grant("bob")
+        self.assertEqual(
+            bob.lines(),
+            [
+                "Bob connected to server!",
+                "*** Members (2): Alice, Bob",
+                "*** Type /help for commands, /quit to leave.",
+            ],
+        )
+        self.assertEqual(self.alice.lines(), ["Bob joined!", "Bob: hello"])
+        self.assertEqual(list(self.registry.pending), ["robert"])
+        self.assertEqual(bob.transport.producerState, "paused")
+        self.grant("robert")
+        self.clock.advance(0)
+        self.assertEqual(bob.lines(), ["*** Bob is now known as Robert"])
+        self.assertEqual(
+            self.alice.lines(), ["*** Bob is now known as Robert", "Robert: bye"]
+        )
+        self.assertEqual(bob.transport.producerState, "producing")
+        self.assertEqual(bob.protocol.nick, "Robert")
+
+    def test_refused(self) -> None:
+        """A nickname the registry refuses is an error and C{GET_NAME} again; reading goes on."""
+        bob = self.connect()
+        bob.send("Bob\n")
+        self.refuse("bob", NicknameTaken("Bob"))
+        self.assertEqual(
+            bob.lines(), ["*** Error: nickname 'Bob' is already in use", "GET_NAME"]
+        )
+        self.assertEqual(bob.transport.producerState, "producing")
+        bob.send("Bobby\n")
+        self.grant("bobby")
+        self.assertEqual(bob.lines()[0], "Bobby connected to server!")
+
+    def test_renameRefused(self) -> None:
+        """A rename the registry refuses is an error; the member keeps its nickname."""
+        self.alice.send("/nick Bob\n")
+        self.refuse("bob", ConnectionError("out of reach"))
+        self.assertEqual(
+            self.alice.lines(), ["*** Error: nickname 'Bob' cannot be claimed just now; try again"]
+        )
+        self.assertEqual(self.alice.protocol.nick, "Alice")
+        self.assertEqual(self.alice.transport.producerState, "producing")
+
+    def test_nameTimeoutWhileWaiting(self) -> None:
+        """
+        The name timeout still holds while the answer is awaited; a claim granted after the
+        connection closed is given back, and nobody is told of a member who never arrived.
+        """
+        bob = self.connect()
+        bob.send("Bob\n")
+        self.clock.advance(30)
+        self.assertEqual(bob.lines(), ["*** Disconnected: no nickname within 30 seconds"])
+        bob.drop()
+        self.grant("bob")
+        self.clock.advance(0)
+        self.assertEqual(bob.lines(), [])
+        self.assertEqual(self.alice.lines(), [])
+        self.assertEqual(self.registry.released, ["bob"])
+        self.assertEqual(len(self.room), 1)
+
+    def test_dropWhileRenaming(self) -> None:
+        """A member gone during its rename gives both nicknames back, and is announced as left."""
+        bob = self.connect()
+        bob.send("Bob\n")
+        self.grant("bob")
+        self.alice.lines()
+        bob.send("/nick Robert\n")
+        bob.drop()
+        self.assertEqual(self.alice.lines(), ["Bob left! (connection lost)"])
+        self.grant("robert")
+        self.assertEqual(self.registry.released, ["bob", "robert"])
+        self.assertEqual(self.alice.lines(), [])
 
 
 class SlowReaderTests(ProtocolTestCase):

@@ -6,9 +6,11 @@ read a message, no framing), on in-memory transports and a L{Clock}.
 from __future__ import annotations
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatsvc.sessions.admission import Admission
@@ -127,3 +129,81 @@ class SessionTests(SynchronousTestCase):
         self.door.connectionLost()
         self.assertEqual(self.door.left, ["connection lost"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class AnswerTests(SynchronousTestCase):
+    """Waiting for an answer that may come later (L{Session._whenAnswered})."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        self.door = TinyDoor()
+        self.door.start(self.transport, self.clock, Limits())
+        self.results: list[object] = []
+        self.failures: list[BaseException] = []
+
+    def wait(self, answer: Deferred[str]) -> None:
+        self.door._whenAnswered(answer, self.results.append, self.failures.append)
+
+    def test_answeredAtOnce(self) -> None:
+        """An answer given at once is handled at once, and reading never stops."""
+        self.wait(succeed("yes"))
+        self.assertEqual(self.results, ["yes"])
+        self.assertFalse(self.door.paused)
+
+    def test_answeredLater(self) -> None:
+        """
+        Until the answer comes, the session is not read; once handled (within a gathered turn,
+        so what it causes is written once per connection), reading starts again.
+        """
+        answer: Deferred[str] = Deferred()
+        self.wait(answer)
+        self.assertTrue(self.door.paused)
+        self.assertEqual(self.results, [])
+        answer.callback("later")
+        self.assertEqual(self.results, ["later"])
+        self.assertTrue(self.door._gatherer.gathering)
+        self.assertFalse(self.door.paused)
+
+    def test_failureHandled(self) -> None:
+        """A failed answer is handed over as a L{Failure}."""
+        answer: Deferred[str] = Deferred()
+        self.wait(answer)
+        answer.errback(ValueError("no"))
+        [failure] = self.results
+        assert isinstance(failure, Failure)
+        self.assertIsInstance(failure.value, ValueError)
+        self.assertFalse(self.door.paused)
+
+    def test_handlerRaises(self) -> None:
+        """What the handler raises goes to the failure callback; reading goes on."""
+        def broken(result: object) -> None:
+            raise ZeroDivisionError()
+
+        self.door._whenAnswered(succeed("x"), broken, self.failures.append)
+        [error] = self.failures
+        self.assertIsInstance(error, ZeroDivisionError)
+        answer: Deferred[str] = Deferred()
+        self.door._whenAnswered(answer, broken, self.failures.append)
+        answer.callback("y")
+        self.assertEqual(len(self.failures), 2)
+        self.assertFalse(self.door.paused)
+
+    def test_floodHoldOutlastsAnswer(self) -> None:
+        """An answer does not start reading a session the flood gate is holding."""
+        answer: Deferred[str] = Deferred()
+        self.wait(answer)
+        self.door._hold(b"held", 5)
+        answer.callback("done")
+        self.assertTrue(self.door.paused)
+        self.clock.advance(5)
+        self.assertFalse(self.door.paused)
+        self.assertEqual(self.door.handled, [b"held"])
+
+    def test_closedMeanwhile(self) -> None:
+        """Nothing is handled for a session that closed while it waited."""
+        answer: Deferred[str] = Deferred()
+        self.wait(answer)
+        self.door.connectionLost()
+        answer.callback("too late")
+        self.assertEqual(self.results, [])
