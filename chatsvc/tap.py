@@ -4,20 +4,13 @@ The twistd plugin's options and service: C{twistd -n chatroom --port 5051}.
 
 from __future__ import annotations
 
-import gc
 import resource
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import structlog
-from twisted.application import service
-from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IReactorCore
-from twisted.logger import ILogObserver
+from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
-from twisted.python.components import Componentized
-from twisted.python.failure import Failure
 
 from chatsvc.chat import (
     CROWD_INTERVAL,
@@ -27,7 +20,6 @@ from chatsvc.chat import (
     Hub,
     IHistoryStore,
     NullStore,
-    StoreError,
     validate_room_name,
 )
 from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
@@ -35,10 +27,17 @@ from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.line.protocol import ChatFactory
-from chatsvc.sessions.addresses import describeAddress
+from chatsvc.service import ChatService, Door, StartupFailed, freezeStartupObjects
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 
-__all__ = ["ChatService", "DEFAULT_PORT", "Options", "makeService"]
+__all__ = [
+    "ChatService",
+    "DEFAULT_PORT",
+    "Options",
+    "StartupFailed",
+    "freezeStartupObjects",
+    "makeService",
+]
 
 DEFAULT_PORT = 5051
 MIN_LINE_LENGTH = 256
@@ -365,163 +364,6 @@ def ensureFileLimit(needed: int) -> None:
         )
 
 
-class ChatService(service.Service):
-    """
-    Listens on every configured endpoint with one L{ChatFactory}; on stop, closes the listening
-    ports and tells every member that the server is going down.
-    """
-
-    class StartupFailed(SystemExit, Exception):
-        """
-        The server cannot start, for a reason already logged as one clear event
-        (C{history_open_failed}, C{listen_failed}): twistd is to exit with status 1, and no
-        traceback, since there is no bug to show.
-
-        twistd catches no exception from starting the application (a L{usage.UsageError}
-        raised there is printed with its traceback too), and Python prints a traceback for
-        every exception left uncaught except L{SystemExit}. This one is both: as an
-        L{Exception}, twistd's own handler sees it first, removes its PID file and, when
-        daemonized, passes the message to the waiting parent, which prints it and exits 1;
-        as a L{SystemExit} with code 1, it then ends the process quietly.
-        """
-
-        def __init__(self, message: str) -> None:
-            """
-            @param message: why the server cannot start, naming the file or endpoint.
-            """
-            super().__init__(message)
-            self.code = 1
-
-    def __init__(
-        self,
-        reactor: IReactorCore,
-        descriptions: Sequence[str],
-        factory: ChatFactory,
-        logObserver: ILogObserver | None = None,
-    ) -> None:
-        """
-        @param descriptions: endpoint descriptions to listen on.
-        @param logObserver: a log observer to give the twistd application, if any.
-        """
-        self._reactor = reactor
-        self.descriptions = list(descriptions)
-        self.factory = factory
-        self.ports: list[IListeningPort] = []
-        self._logObserver = logObserver
-
-    def setServiceParent(self, parent: Any) -> None:
-        """
-        Join the application; twistd uses an L{ILogObserver} component of the application, when
-        there is one, as its log observer, which is how C{--log-format json} takes effect.
-        """
-        if self._logObserver is not None and isinstance(parent, Componentized):
-            parent.setComponent(ILogObserver, self._logObserver)
-        super().setServiceParent(parent)
-
-    def privilegedStartService(self) -> None:
-        """
-        Read the history and listen on every endpoint (before twistd drops privileges, so low
-        ports work). A history that cannot be read, or an endpoint that cannot be listened on,
-        is logged and raised here as L{StartupFailed}, so that twistd stops with the error
-        instead of running deaf or forgetful.
-        """
-        super().privilegedStartService()
-        ensureFileLimit(self.factory.limits.maxConnections + _SPARE_FILES)
-        self._openHistory()
-        failures: list[tuple[str, Failure]] = []
-        for description in self.descriptions:
-            endpoint = serverFromString(self._reactor, description)
-            listening = endpoint.listen(self.factory)
-            listening.addCallback(self._listening, description)
-            listening.addErrback(self._cannotListen, description, failures)
-        if failures:
-            for port in self.ports:
-                port.stopListening()
-            self.ports = []
-            reasons = "; ".join(
-                f"cannot listen on {description}: {failure.getErrorMessage()}"
-                for description, failure in failures
-            )
-            raise self.StartupFailed(reasons) from failures[0][1].value
-        self.factory.hub.store.start(self._reactor)
-
-    def _openHistory(self) -> None:
-        # Before any member can arrive: the rooms' recent history comes back from the store,
-        # read once here, while nothing is being served yet; once listening, the store writes
-        # on a thread of its own.
-        hub = self.factory.hub
-        try:
-            history = hub.store.recent(hub.historyKept)
-        except StoreError as error:
-            _log.error("history_open_failed", reason=str(error))
-            raise self.StartupFailed(str(error)) from error
-        except Exception as error:
-            # Not a database this server cannot use, but a mistake: worth its traceback.
-            _log.error("history_open_failed", reason=str(error))
-            raise
-        hub.restore(history)
-
-    def startService(self) -> None:
-        """
-        Start the service (listening happens in L{privilegedStartService}); once the reactor
-        runs, set aside what starting up made (L{freezeStartupObjects}).
-        """
-        if not self.ports:
-            self.privilegedStartService()
-        super().startService()
-        self._reactor.callWhenRunning(freezeStartupObjects)
-
-    def _listening(self, port: IListeningPort, description: str) -> None:
-        self.ports.append(port)
-        _log.info("server_listening", endpoint=description, address=describeAddress(port.getHost()))
-
-    def _cannotListen(
-        self, failure: Failure, description: str, failures: list[tuple[str, Failure]]
-    ) -> None:
-        _log.error("listen_failed", endpoint=description, reason=failure.getErrorMessage())
-        failures.append((description, failure))
-
-    def stopService(self) -> defer.Deferred[None]:
-        """Stop listening and say goodbye to every connection."""
-        super().stopService()
-        stopping: list[defer.Deferred[object]] = [
-            defer.maybeDeferred(port.stopListening) for port in self.ports
-        ]
-        self.ports = []
-        _log.info("server_stopping", connections=self.factory.connectionCount)
-        stopping.append(self.factory.closeAll("server shutting down"))  # type: ignore[arg-type]
-        closed = defer.gatherResults(stopping)
-        closed.addCallback(lambda _: self.factory.hub.store.stop())
-        return closed.addCallback(self._stopped)
-
-    def _stopped(self, result: object) -> None:
-        _log.info("server_stopped")
-        # A reactor stopped by SIGTERM or SIGINT remembers the signal, and twistd then kills
-        # itself with it once the reactor is done, so that the exit status reads "killed by
-        # SIGTERM". This server has shut down in order by now, every member told and every
-        # connection closed, so the stop was a success: let the process exit 0.
-        if getattr(self._reactor, "_exitSignal", None) is not None:
-            self._reactor._exitSignal = None  # type: ignore[attr-defined]
-
-
-def freezeStartupObjects() -> None:
-    """
-    Collect what starting up left behind, then move every object the garbage collector tracks
-    into its permanent generation (L{gc.freeze}), where no later collection walks them.
-
-    Those objects (the modules of Twisted, structlog, sqlite3 and this package: some 47,000
-    of them) live as long as the server does, yet every full collection would walk them all
-    again: 30 to 50 ms with the reactor stopped, every line to every member waiting. Frozen,
-    a full collection walks only what connections and rooms made since: about 4,000 objects
-    with 500 members. Objects frozen are still freed as ever when nothing refers to them;
-    only a reference cycle among them would be kept, and those made while starting were
-    collected just before.
-    """
-    gc.collect()
-    gc.freeze()
-    _log.info("startup_objects_frozen", objects=gc.get_freeze_count())
-
-
 def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatService:
     """Build the chat service from parsed L{Options}."""
     if reactor is None:
@@ -574,11 +416,20 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
     )
     # What every door shares: one admission (the caps count every door's connections together)
     # and one outbox (writes gathered per reactor turn, whichever door caused them).
-    factory = ChatFactory(
+    admission = Admission(reactor, limits)  # type: ignore[arg-type]
+    outbox = Outbox(reactor)  # type: ignore[arg-type]
+    line = ChatFactory(
         hub,
         limits,
         historyLines=options["history-lines"],
-        admission=Admission(reactor, limits),  # type: ignore[arg-type]
-        outbox=Outbox(reactor),  # type: ignore[arg-type]
+        admission=admission,
+        outbox=outbox,
     )
-    return ChatService(reactor, options["endpoints"], factory, observer)
+    return ChatService(
+        reactor,
+        hub,
+        admission,
+        [Door("line", line, tuple(options["endpoints"]))],
+        observer,
+        prepare=[lambda: ensureFileLimit(limits.maxConnections + _SPARE_FILES)],
+    )

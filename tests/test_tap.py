@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatsvc import tap
 from chatsvc.sessions.limits import Limits
-from chatsvc.line.protocol import ChatProtocol
+from chatsvc.line.protocol import ChatFactory, ChatProtocol
 from chatsvc.chat import NullStore, StoreError
 from chatsvc.storage.sqlite import SQLiteStore
 
@@ -32,6 +32,13 @@ def parse(*arguments: str) -> tap.Options:
     options = tap.Options()
     options.parseOptions(list(arguments))
     return options
+
+
+def lineDoor(service: tap.ChatService) -> ChatFactory:
+    """The line door's factory of C{service}."""
+    factory = service.doors["line"].factory
+    assert isinstance(factory, ChatFactory)
+    return factory
 
 
 class PluginTests(SynchronousTestCase):
@@ -134,7 +141,7 @@ class OptionsTests(SynchronousTestCase):
         for option, value, attribute, expected in cases:
             with self.subTest(option=option):
                 service = tap.makeService(parse(option, value), MemoryReactorClock())
-                self.assertEqual(getattr(service.factory.limits, attribute), expected)
+                self.assertEqual(getattr(lineDoor(service).limits, attribute), expected)
                 self.assertRaises(UsageError, parse, option, "0")
                 self.assertRaises(UsageError, parse, option, "lots")
 
@@ -148,9 +155,9 @@ class OptionsTests(SynchronousTestCase):
             ),
             MemoryReactorClock(),
         )
-        hub = service.factory.hub
+        hub = lineDoor(service).hub
         self.assertEqual(
-            (hub.defaultRoom.name, hub.maxRooms, hub.historyKept, service.factory.historyLines),
+            (hub.defaultRoom.name, hub.maxRooms, hub.historyKept, lineDoor(service).historyLines),
             ("Main", 7, 50, 5),
         )
         store = hub.store
@@ -166,9 +173,9 @@ class OptionsTests(SynchronousTestCase):
             parse("--rooms-per-member", "2", "--rooms-per-address", "9", "--max-line-length", "8192"),
             MemoryReactorClock(),
         )
-        hub = service.factory.hub
+        hub = lineDoor(service).hub
         self.assertEqual((hub.roomsPerMember, hub.roomsPerAddress, hub.maxTextBytes), (2, 9, 8192))
-        defaults = tap.makeService(parse(), MemoryReactorClock()).factory.hub
+        defaults = lineDoor(tap.makeService(parse(), MemoryReactorClock())).hub
         self.assertEqual((defaults.roomsPerMember, defaults.roomsPerAddress), (5, 20))
         for option in ("--rooms-per-member", "--rooms-per-address"):
             self.assertRaises(UsageError, parse, option, "0")
@@ -176,19 +183,20 @@ class OptionsTests(SynchronousTestCase):
     def test_historyDefaults(self) -> None:
         """By default: the lobby, 20 lines on joining, 100 at most, a file kept 30 days."""
         service = tap.makeService(parse(), MemoryReactorClock())
-        store = service.factory.hub.store
+        store = lineDoor(service).hub.store
         assert isinstance(store, SQLiteStore)
         self.assertEqual((store.path, store.keepPerRoom, store.maxAge), ("chatsvc.db", 10_000, 30 * 86400))
-        self.assertEqual(service.factory.hub.defaultRoom.name, "lobby")
-        self.assertEqual(service.factory.historyLines, 20)
+        self.assertEqual(lineDoor(service).hub.defaultRoom.name, "lobby")
+        self.assertEqual(lineDoor(service).historyLines, 20)
         forever = tap.makeService(parse("--history-days", "0"), MemoryReactorClock())
-        assert isinstance(forever.factory.hub.store, SQLiteStore)
-        self.assertIsNone(forever.factory.hub.store.maxAge)
+        foreverStore = lineDoor(forever).hub.store
+        assert isinstance(foreverStore, SQLiteStore)
+        self.assertIsNone(foreverStore.maxAge)
 
     def test_memoryOnly(self) -> None:
         """--db :memory: stores nothing."""
         service = tap.makeService(parse("--db", ":memory:"), MemoryReactorClock())
-        self.assertIsInstance(service.factory.hub.store, NullStore)
+        self.assertIsInstance(lineDoor(service).hub.store, NullStore)
 
     def test_badRoomAndHistoryValues(self) -> None:
         """An invalid default room, or more lines on joining than the most kept, is refused."""
@@ -218,7 +226,7 @@ class OptionsTests(SynchronousTestCase):
     def test_defaultLimits(self) -> None:
         """Without options, the service runs with the documented default limits."""
         service = tap.makeService(parse(), MemoryReactorClock())
-        self.assertEqual(service.factory.limits, Limits())
+        self.assertEqual(lineDoor(service).limits, Limits())
 
     def test_helpDocumentsEveryOption(self) -> None:
         """C{twistd chatroom --help} describes each option."""
@@ -263,7 +271,7 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000])
         factories = {id(factory) for _, factory, *_ in memory.tcpServers}
         self.assertEqual(len(factories), 1)
-        self.assertEqual(service.factory.limits.maxLineLength, 4096)
+        self.assertEqual(lineDoor(service).limits.maxLineLength, 4096)
         service.stopService()
 
     def test_stopSaysGoodbye(self) -> None:
@@ -271,7 +279,7 @@ class ServiceTests(SynchronousTestCase):
         clock = MemoryReactorClock()
         service = tap.makeService(parse(), clock)
         service.startService()
-        protocol = service.factory.buildProtocol(None)
+        protocol = lineDoor(service).buildProtocol(None)
         assert isinstance(protocol, ChatProtocol)
         transport = StringTransport()
         protocol.makeConnection(transport)
@@ -291,7 +299,7 @@ class ServiceTests(SynchronousTestCase):
         memory._exitSignal = 15  # type: ignore[attr-defined]
         service = tap.makeService(parse(), memory)
         service.startService()
-        protocol = service.factory.buildProtocol(None)
+        protocol = lineDoor(service).buildProtocol(None)
         assert isinstance(protocol, ChatProtocol)
         transport = StringTransport()
         protocol.makeConnection(transport)
@@ -436,21 +444,21 @@ class HistorySizeOptionTests(SynchronousTestCase):
     def test_passedToStore(self) -> None:
         """The number of bytes given reaches the store as its C{maxBytes}."""
         service = tap.makeService(parse("--history-max-bytes", "1048576"), MemoryReactorClock())
-        store = service.factory.hub.store
+        store = lineDoor(service).hub.store
         assert isinstance(store, SQLiteStore)
         self.assertEqual(store.maxBytes, 1048576)
 
     def test_default(self) -> None:
         """By default the database may use 256 MiB, and the help says what the option does."""
         self.assertEqual(parse()["history-max-bytes"], 268435456)
-        store = tap.makeService(parse(), MemoryReactorClock()).factory.hub.store
+        store = lineDoor(tap.makeService(parse(), MemoryReactorClock())).hub.store
         assert isinstance(store, SQLiteStore)
         self.assertEqual(store.maxBytes, 268435456)
         self.assertIn("--history-max-bytes", str(tap.Options()))
 
     def test_zeroIsUnbounded(self) -> None:
         """0 means no bound, as --history-days 0 means no age limit."""
-        store = tap.makeService(parse("--history-max-bytes", "0"), MemoryReactorClock()).factory.hub.store
+        store = lineDoor(tap.makeService(parse("--history-max-bytes", "0"), MemoryReactorClock())).hub.store
         assert isinstance(store, SQLiteStore)
         self.assertIsNone(store.maxBytes)
 
