@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Union
 
-from attrs import frozen
+from attrs import field, frozen
 
 __all__ = [
     "Acted",
@@ -24,6 +24,10 @@ __all__ = [
 
 # Events: small immutable records delivered to members. cache_hash because a front-end may look
 # the same event up once per recipient (see chatsvc.line.protocol's renderer).
+#
+# Every event also carries, as keywords, the id and the time the hub gave it (see
+# chatsvc.chat.ids.EventIds): a door that shows them (the browser's) has them, and two events
+# that say the same thing compare equal whatever their ids, as tests compare them.
 
 
 @frozen(cache_hash=True)
@@ -32,6 +36,10 @@ class Joined:
 
     room: str
     nick: str
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -41,6 +49,10 @@ class Left:
     room: str
     nick: str
     reason: str | None = None
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -50,6 +62,10 @@ class Said:
     room: str
     nick: str
     text: str
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -59,6 +75,10 @@ class Acted:
     room: str
     nick: str
     action: str
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -68,6 +88,10 @@ class TopicChanged:
     room: str
     nick: str
     topic: str | None
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -79,6 +103,10 @@ class Renamed:
 
     old: str
     new: str
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -91,6 +119,10 @@ class Whispered:
     sender: str
     recipient: str
     text: str
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
 
 @frozen(cache_hash=True)
@@ -108,6 +140,10 @@ class JoinsAndLeaves:
     room: str
     runs: tuple[tuple[bool, tuple[str, ...]], ...]
     since: int = 0
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
 
     def shown(self) -> tuple[tuple[bool, tuple[str, ...]], ...]:
         """The runs the recipient is told of: those after the first C{since} names."""

@@ -16,6 +16,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import structlog
 from attrs import frozen
@@ -35,6 +36,7 @@ from chatsvc.chat.events import (
     TopicChanged,
     Whispered,
 )
+from chatsvc.chat.ids import EventIds
 from chatsvc.chat.names import nick_key, room_key, validate_nick, validate_room_name
 from chatsvc.chat.ports import (
     DeliverToMany,
@@ -397,6 +399,8 @@ class Hub:
         # has departed) and the nickname as shown; and each claiming member's key.
         self._claiming: dict[str, tuple[IMember | None, str]] = {}
         self._claimOf: dict[IMember, str] = {}
+        self.ids = EventIds()
+        """Where every event's id comes from."""
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
 
@@ -597,7 +601,7 @@ class Hub:
             return room
         room.add(member)
         record.rooms.append(room)
-        self._announce(room, member, Joined(room.name, record.nick))
+        self._announce(room, member, Joined(room.name, record.nick, **self._stamp()))
         return room
 
     def part(self, member: IMember, name: str, reason: str | None = None) -> Room:
@@ -625,28 +629,42 @@ class Hub:
                 raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
         room.topic = topic
         room.lastActive = self.clock.seconds()
-        self._broadcast(room, TopicChanged(room.name, self._records[member].nick, topic))
+        self._broadcast(
+            room, TopicChanged(room.name, self._records[member].nick, topic, **self._stamp())
+        )
 
     # Talking
 
     # The rooms a member talks in are passed as the Room objects its front-end holds: a name
     # would be looked up again (normalized and case-folded) for every line.
 
-    def say(self, member: IMember, room: Room, text: str) -> None:
-        """Send C{text} from C{member} to the other members of a room it is in (C{Said})."""
+    def say(self, member: IMember, room: Room, text: str) -> Said:
+        """
+        Send C{text} from C{member} to the other members of a room it is in (C{Said}).
+
+        @return: the event as delivered, for a door that shows members their own lines.
+        """
         _checkIn(member, room)
         nick = self._records[member].nick
         text = _clean_text(text, "a message", self.maxTextBytes)
-        self._record(room, nick, text, action=False)
-        self._broadcast(room, Said(room.name, nick, text), exclude=member)
+        event = Said(room.name, nick, text, **self._stamp())
+        self._record(room, event.nick, text, False, event.id, event.time)
+        self._broadcast(room, event, exclude=member)
+        return event
 
-    def act(self, member: IMember, room: Room, action: str) -> None:
-        """Send an action of C{member} to the other members of a room it is in (C{Acted})."""
+    def act(self, member: IMember, room: Room, action: str) -> Acted:
+        """
+        Send an action of C{member} to the other members of a room it is in (C{Acted}).
+
+        @return: the event as delivered.
+        """
         _checkIn(member, room)
         nick = self._records[member].nick
         action = _clean_text(action, "an action", self.maxTextBytes)
-        self._record(room, nick, action, action=True)
-        self._broadcast(room, Acted(room.name, nick, action), exclude=member)
+        event = Acted(room.name, nick, action, **self._stamp())
+        self._record(room, nick, action, True, event.id, event.time)
+        self._broadcast(room, event, exclude=member)
+        return event
 
     def rename(self, member: IMember, newNick: str) -> Deferred[str]:
         """
@@ -691,7 +709,7 @@ class Hub:
         for room in record.rooms:
             room.renamed(member, new)
             told.update(dict.fromkeys(room.recipients))
-        event = Renamed(old, new)
+        event = Renamed(old, new, **self._stamp())
         for recipient in told:
             self._deliverTo(recipient, event)
         return new
@@ -708,7 +726,12 @@ class Hub:
         recipient = self.memberNamed(recipientNick)
         if recipient is None:
             raise ChatError(f"no such member: {neutralize(recipientNick)}")
-        event = Whispered(sender, self._records[recipient].nick, _clean_text(text, "a message", self.maxTextBytes))
+        event = Whispered(
+            sender,
+            self._records[recipient].nick,
+            _clean_text(text, "a message", self.maxTextBytes),
+            **self._stamp(),
+        )
         self._deliverTo(recipient, event)
         return event
 
@@ -718,8 +741,11 @@ class Hub:
         """
         Take back the stored recent messages of each room (at start-up, from the store), so
         that members see them on joining. Rooms beyond L{maxRooms} are left out, those with
-        the oldest last message first.
+        the oldest last message first. Every id given from now on is larger than theirs.
         """
+        for messages in history.values():
+            for message in messages:
+                self.ids.seen(message.id)
         newestFirst = sorted(
             (messages for messages in history.values() if messages),
             key=lambda messages: messages[-1].time,
@@ -799,7 +825,7 @@ class Hub:
         room.remove(member)
         record.rooms.remove(room)
         if room:
-            self._announce(room, member, Left(room.name, record.nick, reason), crowded)
+            self._announce(room, member, Left(room.name, record.nick, reason, **self._stamp()), crowded)
             return
         # Nobody left to tell: forget what was held for them.
         room.lastActive = self.clock.seconds()
@@ -854,7 +880,7 @@ class Hub:
         if len(held) == 1:  # told as itself: a lone leave keeps its reason
             member, event = held[0]
             if isinstance(event, Joined) and event.nick != nicks[0]:
-                event = Joined(room.name, nicks[0])
+                event = Joined(room.name, nicks[0], id=event.id, time=event.time)
             self._broadcast(room, event, exclude=member)
             return
         # Runs of joins and of leaves, in order.
@@ -868,17 +894,30 @@ class Hub:
                 runs[-1][1].append(nicks[position])
             else:
                 runs.append((joined, [nicks[position]]))
-        everything = JoinsAndLeaves(room.name, tuple((joined, tuple(run)) for joined, run in runs))
+        stamp = self._stamp()
+        everything = JoinsAndLeaves(
+            room.name, tuple((joined, tuple(run)) for joined, run in runs), **stamp
+        )
         for recipient in room.recipients:
             joinedAsHeld = joinedAt.get(recipient)
             if joinedAsHeld is None:  # in the room before any of it
                 self._deliverTo(recipient, everything)
             elif joinedAsHeld + 1 < len(held):  # only what came after its own join
-                self._deliverTo(recipient, JoinsAndLeaves(room.name, everything.runs, joinedAsHeld + 1))
+                self._deliverTo(
+                    recipient,
+                    JoinsAndLeaves(room.name, everything.runs, joinedAsHeld + 1, **stamp),
+                )
 
-    def _record(self, room: Room, nick: str, text: str, action: bool) -> None:
-        message = StoredMessage(room.key, room.name, self.clock.seconds(), nick, text, action)
-        room.lastActive = message.time
+    def _stamp(self) -> dict[str, Any]:
+        # The id and time of a new event, as its keywords.
+        now = self.clock.seconds()
+        return {"id": self.ids.next(now), "time": now}
+
+    def _record(
+        self, room: Room, nick: str, text: str, action: bool, id: int, when: float
+    ) -> None:
+        message = StoredMessage(room.key, room.name, when, nick, text, action, id=id)
+        room.lastActive = when
         room.recent.append(message)
         self.store.add(message)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Union
 
-from attrs import frozen
+from attrs import field, frozen
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore
 from zope.interface import Attribute, Interface, implementer
@@ -110,6 +110,10 @@ class StoredMessage:
     """What was said (for an action, what was done)."""
     action: bool
     """C{True} for a C{/me} action, C{False} for a plain message."""
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The id it was said with (that of its L{Said} or L{Acted} event): the store keeps it under
+    this id, and a room's history is in the order of its ids. 0: none given (the store then
+    gives it one larger than any before). Two messages that say the same compare equal."""
 
 
 class IHistoryStore(Interface):

@@ -342,8 +342,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+# A message is stored under the id it was said with (its event's, see chatsvc.chat.ids), which
+# is the table's rowid; one with none (0) is given the next rowid.
 _INSERT = (
-    "INSERT INTO messages (room_key, room, time, nick, text, action) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO messages (id, room_key, room, time, nick, text, action) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 # What the database (or sqlite3's binding of parameters) raises for a message it will not take,
@@ -371,7 +374,7 @@ _ROOM_KEYS = """
 
 # A room's messages, newest first; recent() reads only as many as it keeps.
 _LATEST = """
-    SELECT room, time, nick, text, action FROM messages
+    SELECT id, room, time, nick, text, action FROM messages
     WHERE room_key = ? AND time >= ?
     ORDER BY id DESC
 """
@@ -408,10 +411,18 @@ def _insertMessages(connection: sqlite3.Connection, batch: Sequence[StoredMessag
     keep the others from being written, nor be retried for ever.
     """
     rows = [
-        (message.roomKey, message.room, message.time, message.nick, message.text, message.action)
+        (
+            message.id or None,
+            message.roomKey,
+            message.room,
+            message.time,
+            message.nick,
+            message.text,
+            message.action,
+        )
         for message in batch
     ]
-    rooms = frozenset(row[0] for row in rows)
+    rooms = frozenset(row[1] for row in rows)
     try:
         with _transaction(connection):
             connection.executemany(_INSERT, rows)
@@ -752,11 +763,13 @@ class SQLiteStore:
                 messages: list[StoredMessage] = []
                 cursor = connection.execute(_LATEST, (key, cutoff))
                 try:
-                    for room, when, nick, text, action in cursor:
+                    for rowid, room, when, nick, text, action in cursor:
                         if not _isShowable(when):
                             skipped[key] = skipped.get(key, 0) + 1
                             continue
-                        messages.append(StoredMessage(key, room, when, nick, text, bool(action)))
+                        messages.append(
+                            StoredMessage(key, room, when, nick, text, bool(action), id=rowid)
+                        )
                         if len(messages) == perRoom:
                             break
                 finally:

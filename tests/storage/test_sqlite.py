@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -432,6 +433,24 @@ class WritingTests(DatabaseFiles, TestCase):
         self.assertEqual(history["games"], written[5::2][-3:])
         self.assertEqual(fields(self.observer, "history_opened")[-1]["messages"], 10)
         self.assertEqual(fields(self.observer, "history_closed")[0]["written"], 10)
+
+    async def test_keptUnderTheirIds(self) -> None:
+        """
+        A message is stored under the id it was said with and read back with it; one with no
+        id (stored before messages had them) gets the next rowid, so the order holds.
+        """
+        path = self.newPath()
+        store = self.started(path)
+        legacy = message(1)
+        store.add(legacy)
+        await waitUntil(lambda: store.written == 1, "the first message written")
+        stamped = [attrs.evolve(message(n), id=(1_800_000_000_000 + n) << 10) for n in (2, 3)]
+        for each in stamped:
+            store.add(each)
+        await store.stop()
+        history = SQLiteStore(path).recent(10)["lobby"]
+        self.assertEqual(history, [legacy, *stamped])
+        self.assertEqual([each.id for each in history], [1, *(each.id for each in stamped)])
 
     async def test_batching(self) -> None:
         """Many messages added at once are written in few transactions, in order."""
