@@ -331,6 +331,7 @@ def chatroomCommand(
         "chatroom",
         "--listen",
         listen,
+        *(() if "--web-listen" in options else ("--no-web",)),
         *options,
     ]
 

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 5051
+DEFAULT_WEB_PORT = 8080
 MIN_LINE_LENGTH = 256
 _DEFAULTS = Limits()
 
@@ -80,10 +81,12 @@ def _positiveFloat(value: str) -> float:
 class Options(usage.Options):
     """Command-line options of C{twistd chatroom}."""
 
-    synopsis = "[--port N | --listen ENDPOINT ...] [options]"
+    synopsis = "[--port N | --listen ENDPOINT ...] [--web-port N | --web-listen ENDPOINT ... | --no-web] [options]"
     longdesc = (
-        "A line-based chat room. Connect with `python -m chatsvc.client NICK` or `nc HOST PORT`. "
-        "With neither --port nor --listen it listens on TCP port 5051 on all interfaces."
+        "A chat server. Open http://HOST:8080/ in a browser, or connect with "
+        "`python -m chatsvc.client NICK` or `nc HOST 5051`. With neither --port nor --listen "
+        "the line door listens on TCP port 5051, and with neither --web-port nor --web-listen "
+        "(nor --no-web) the chat page is served on TCP port 8080, on all interfaces."
     )
 
     optParameters = [
@@ -92,6 +95,14 @@ class Options(usage.Options):
             "p",
             None,
             f"TCP port to listen on, on all interfaces (default {DEFAULT_PORT}).",
+            _port,
+        ],
+        [
+            "web-port",
+            None,
+            None,
+            f"TCP port for the chat page and its WebSocket, on all interfaces (default "
+            f"{DEFAULT_WEB_PORT}).",
             _port,
         ],
         [
@@ -284,19 +295,40 @@ class Options(usage.Options):
         ],
     ]
 
+    optFlags = [
+        ["no-web", None, "Serve no chat page and no WebSocket: the line door only."],
+    ]
+
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["web-listen"] = []
+        self["web-origin"] = []
+        self["web-trusted-proxy"] = []
 
     def opt_listen(self, description: str) -> None:
         """Listen on a Twisted endpoint description, e.g. tcp:5051:interface=127.0.0.1, tcp6:5051:interface=\\:\\:1, unix:/run/chat.sock or ssl:6697:privateKey=key.pem (repeatable; --port N adds tcp:N)."""
-        from twisted.internet import reactor
+        self["listen"].append(_endpoint(description))
+
+    def opt_web_listen(self, description: str) -> None:
+        """Serve the chat page and its WebSocket on a Twisted endpoint description, e.g. tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem for https and wss (repeatable; --web-port N adds tcp:N)."""
+        self["web-listen"].append(_endpoint(description))
+
+    def opt_web_origin(self, origin: str) -> None:
+        """An origin, such as https://chat.example.org, whose pages may connect to the WebSocket besides the page's own (repeatable): the address a reverse proxy serves the page at."""
+        scheme, separator, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not separator or not rest or "/" in rest.rstrip("/"):
+            raise usage.UsageError(f"--web-origin must be like https://host[:port], not {origin!r}")
+        self["web-origin"].append(origin)
+
+    def opt_web_trusted_proxy(self, address: str) -> None:
+        """The IP address of a reverse proxy in front of the web door, whose X-Forwarded-For header then says who the client is (repeatable); from any other peer, that header is ignored."""
+        import ipaddress
 
         try:
-            serverFromString(reactor, description)
-        except (ValueError, KeyError, TypeError) as error:
-            raise usage.UsageError(f"invalid endpoint {description!r}: {error}")
-        self["listen"].append(description)
+            self["web-trusted-proxy"].append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            raise usage.UsageError(f"--web-trusted-proxy must be an IP address, not {address!r}")
 
     def postOptions(self) -> None:
         """Check the log format and work out the endpoints to listen on."""
@@ -316,6 +348,25 @@ class Options(usage.Options):
             port = DEFAULT_PORT if self["port"] is None else self["port"]
             endpoints.insert(0, f"tcp:{port}")
         self["endpoints"] = [withBacklog(endpoint, self["backlog"]) for endpoint in endpoints]
+        web = list(self["web-listen"])
+        if self["no-web"]:
+            if web or self["web-port"] is not None:
+                raise usage.UsageError("--no-web cannot be given with --web-port or --web-listen")
+        elif self["web-port"] is not None or not web:
+            port = DEFAULT_WEB_PORT if self["web-port"] is None else self["web-port"]
+            web.insert(0, f"tcp:{port}")
+        self["web-endpoints"] = [withBacklog(endpoint, self["backlog"]) for endpoint in web]
+
+
+def _endpoint(description: str) -> str:
+    # An endpoint description that Twisted can make a listening endpoint of.
+    from twisted.internet import reactor
+
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as error:
+        raise usage.UsageError(f"invalid endpoint {description!r}: {error}")
+    return description
 
 
 _BACKLOG_KINDS = frozenset({"tcp", "tcp6", "ssl", "unix"})
@@ -425,11 +476,25 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         admission=admission,
         outbox=outbox,
     )
+    doors = [Door("line", line, tuple(options["endpoints"]))]
+    if options["web-endpoints"]:
+        from chatsvc.web.protocol import WebFactory
+        from chatsvc.web.site import makeSite
+
+        web = WebFactory(
+            hub,
+            limits,
+            admission,
+            outbox,
+            origins=options["web-origin"],
+            trustedProxies=options["web-trusted-proxy"],
+        )
+        doors.append(Door("web", makeSite(web), tuple(options["web-endpoints"])))
     return ChatService(
         reactor,
         hub,
         admission,
-        [Door("line", line, tuple(options["endpoints"]))],
+        doors,
         observer,
         prepare=[lambda: ensureFileLimit(limits.maxConnections + _SPARE_FILES)],
     )

@@ -138,6 +138,11 @@ class Running:
                 pipe.close()
 
 
+def _choosesWeb(options: tuple[str, ...]) -> bool:
+    # Whether a test's own options say where the web door listens (or that it does not).
+    return any(option in ("--no-web", "--web-listen", "--web-port") for option in options)
+
+
 class Server(Running):
     """C{twistd -n chatroom} on a free port on 127.0.0.1, found from its own log."""
 
@@ -151,18 +156,26 @@ class Server(Running):
                 "chatroom",
                 "--listen",
                 "tcp:0:interface=127.0.0.1",
+                *(() if _choosesWeb(options) else ("--web-listen", "tcp:0:interface=127.0.0.1")),
                 *options,
             ],
             cwd,
             stdin=subprocess.DEVNULL,
         )
         self.port = 0
+        self.webPort = 0
 
     def waitListening(self, log: LineReader | None = None) -> int:
         """Wait until the server logs that it is listening; the port it listens on."""
-        match = (log or self.stdout).expect(r"server_listening.*127\.0\.0\.1:(\d+)")
+        match = (log or self.stdout).expect(r"server_listening.*127\.0\.0\.1:(\d+).*door='line'")
         self.port = int(match.group(1))
         return self.port
+
+    def waitWebListening(self, log: LineReader | None = None) -> int:
+        """After L{waitListening}: wait until the web door listens too; the port it listens on."""
+        match = (log or self.stdout).expect(r"server_listening.*127\.0\.0\.1:(\d+).*door='web'")
+        self.webPort = int(match.group(1))
+        return self.webPort
 
     def terminate(self, timeout: float = TIMEOUT) -> int:
         """Stop the server as an init system would (SIGTERM); its exit code."""

@@ -268,9 +268,10 @@ class ServiceTests(SynchronousTestCase):
         service = tap.makeService(parse("--port", "5051", "--listen", "tcp:6000"), memory)
         self.assertTrue(IService.providedBy(service))
         service.startService()
-        self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000])
-        factories = {id(factory) for _, factory, *_ in memory.tcpServers}
+        self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000, 8080])
+        factories = {id(factory) for _, factory, *_ in memory.tcpServers[:2]}
         self.assertEqual(len(factories), 1)
+        self.assertIs(memory.tcpServers[2][1], service.doors["web"].factory)
         self.assertEqual(lineDoor(service).limits.maxLineLength, 4096)
         service.stopService()
 
@@ -371,7 +372,7 @@ class RealListeningTests(TestCase):
     def test_listenAndStop(self) -> Deferred[None]:
         """The service listens on a real loopback port and stops listening when stopped."""
         service = tap.makeService(
-            parse("--listen", "tcp:0:interface=127.0.0.1"), reactor
+            parse("--listen", "tcp:0:interface=127.0.0.1", "--no-web"), reactor
         )
         self.addCleanup(gc.unfreeze)  # the reactor runs: starting freezes the test's objects
         service.startService()
@@ -393,7 +394,7 @@ class RealListeningTests(TestCase):
         taken.listen()
         busy = taken.getsockname()[1]
         service = tap.makeService(
-            parse("--listen", f"tcp:{busy}:interface=127.0.0.1"), reactor
+            parse("--listen", f"tcp:{busy}:interface=127.0.0.1", "--no-web"), reactor
         )
         error = self.assertRaises(tap.ChatService.StartupFailed, service.startService)
         self.assertIsInstance(error.__cause__, CannotListenError)

@@ -514,9 +514,9 @@ class ChatProtocol(Session, LineReceiver):
         marked = room is not None and current is not None and room != current.name
         if event.__class__ is JoinsAndLeaves:
             for line in renderSummary(event, marked):
-                self._send(line)
+                self._enqueue(line)
             return
-        self._send(renderEvent(event, marked))
+        self._enqueue(renderEvent(event, marked))
 
     @staticmethod
     def deliverToMany(
@@ -549,7 +549,7 @@ class ChatProtocol(Session, LineReceiver):
                 if outbox:
                     outbox.append(data)
                 else:
-                    member._send(data)
+                    member._enqueue(data)
             except Exception as error:
                 failed(member, event, error)
 

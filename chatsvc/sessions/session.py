@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import structlog
 from twisted.internet.interfaces import (
+    IAddress,
     IDelayedCall,
     IPushProducer,
     IReactorTime,
@@ -246,9 +247,11 @@ class Session:
         clock: IReactorTime,
         admission: Admission,
         outbox: Outbox,
+        address: IAddress | None = None,
     ) -> None:
         # Set the connection up: the socket's options, how it is written to, the send-queue
-        # watch, who it is from, its flood buckets and name timer; and count it in.
+        # watch, who it is from (the transport's peer, unless the door knows better: the
+        # client behind a trusted proxy), its flood buckets and name timer; and count it in.
         self._limits = limits
         self._clock = clock
         self._admission = admission
@@ -264,7 +267,8 @@ class Session:
         else:
             self._write = self._writeMeasured
         transport.registerProducer(_SendQueueWatch(self), True)  # type: ignore[attr-defined]
-        address = transport.getPeer()
+        if address is None:
+            address = transport.getPeer()
         self.host = addressOf(address)
         self.peer = describeAddress(address)
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, clock.seconds())
@@ -302,7 +306,7 @@ class Session:
         # to take what is unsent (and, over TLS, to answer the close alert) before the
         # connection is cut, so that no closing connection lingers.
         self._replies = None
-        self._send(last)
+        self._enqueue(last)
         self.flush()
         self._state = State.CLOSING
         transport = self.transport
@@ -358,7 +362,7 @@ class Session:
             if self._addressBucket is not None:
                 self._addressBucket.spend(tokens)
 
-    def _hold(self, line: bytes | None, delay: float) -> None:
+    def _hold(self, line: object, delay: float) -> None:
         # Keep the line, stop parsing and stop reading the socket until the bucket has a token
         # again: the flooder's further lines wait in its own kernel buffers, at no cost to us.
         self._held = line
@@ -443,7 +447,7 @@ class Session:
         if self._replies:
             self._replies.append(iter((data,)))
         else:
-            self._send(data)
+            self._enqueue(data)
 
     def reply(self, lines: Iterable[bytes]) -> None:
         """
@@ -483,7 +487,7 @@ class Session:
                     replies.popleft()
             if chunk:
                 self._charge(size)
-                self._send(b"".join(chunk))
+                self._enqueue(b"".join(chunk))
             if replies and self._outbox:
                 # Gathered, to be written with this turn's other lines for the member: the
                 # next part follows from flush().
@@ -494,7 +498,7 @@ class Session:
             self._replyBytes = 0
             self._resumeReading()
 
-    def _send(self, data: bytes) -> None:
+    def _enqueue(self, data: bytes) -> None:
         # Every line for this member comes here. While the factory is gathering (what the
         # reactor read in this turn is being handled, or a big room's round of writes is
         # still going on), lines are kept and written with one write per member when its

@@ -1,0 +1,725 @@
+"""
+The browser door's WebSocket: JSON objects, one per text frame, specified in
+docs/web-protocol.md.
+
+A L{WebSession} is a L{Session} (the name timeout, flood gate, send-queue guard, writing straight
+through, gathered writes, closing within the grace) and an autobahn WebSocket server protocol,
+which does the handshake, reads and checks frames (unmasking, UTF-8, the size bounds, pings and
+the closing handshake). What the server writes to a session goes through the session, as on the
+line door: events are rendered to JSON and framed once for every member they reach, and the
+frame's bytes join what is gathered for each member.
+
+This module only parses, checks and renders; every chat rule is in L{chatsvc.chat}.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from typing import Any, assert_never, cast
+
+import structlog
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.python.failure import Failure
+from zope.interface import implementer, provider
+
+from chatsvc.chat import (
+    Acted,
+    ChatError,
+    DeliveryFailed,
+    Event,
+    Hub,
+    IBatchDelivery,
+    IMember,
+    Joined,
+    JoinsAndLeaves,
+    Left,
+    Renamed,
+    Room,
+    RoomView,
+    Said,
+    StoredMessage,
+    TopicChanged,
+    Whispered,
+)
+from chatsvc.sessions.admission import Admission
+from chatsvc.sessions.interfaces import ISession
+from chatsvc.sessions.limits import Limits
+from chatsvc.sessions.outbox import Outbox
+from chatsvc.sessions.session import Session, State
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "WebFactory",
+    "WebSession",
+    "formatTime",
+    "frame",
+]
+
+PROTOCOL_VERSION = 1
+"""The version of docs/web-protocol.md this module speaks, sent in C{hello}."""
+
+MAX_FRAME_BYTES = 64 * 1024
+"""The longest frame, and message, read from a client; longer ones close the connection (1009).
+A message of the longest text, every character escaped by JSON as six, still fits."""
+
+HISTORY_PAGE = 50
+"""The most messages in one C{history} reply."""
+
+MAX_LABEL_LENGTH = 64
+"""The longest C{label} or C{cid} a client may give."""
+
+REMEMBERED_CIDS = 10_000
+"""How many client ids of messages said (see C{cid}) the door remembers, newest kept."""
+
+CLOSE_NORMAL = 1000
+CLOSE_TRY_AGAIN_LATER = 1013
+
+_log = structlog.get_logger("chatsvc.web")
+
+
+class _Refused(Exception):
+    """A client message that cannot be handled: its error message says why."""
+
+
+def formatTime(when: float) -> str:
+    """A POSIX time as the protocol gives times: ISO 8601, UTC, with milliseconds."""
+    whole = int(when)
+    millis = min(999, int(round((when - whole) * 1000)))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """
+    One unmasked, final WebSocket frame (RFC 6455, 5.2) carrying C{payload}: what a server
+    sends. Server frames are never masked, so one frame's bytes serve every member a message
+    goes to; with no extension negotiated (none is offered), they are the whole of it.
+    """
+    length = len(payload)
+    head = 0x80 | opcode
+    if length < 126:
+        return struct.pack("!BB", head, length) + payload
+    if length < 65536:
+        return struct.pack("!BBH", head, 126, length) + payload
+    return struct.pack("!BBQ", head, 127, length) + payload
+
+
+def _closeFrame(code: int) -> bytes:
+    return frame(struct.pack("!H", code), opcode=0x8)
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    # Compact, and UTF-8 as it is: JSON's \\u escapes would make every non-ASCII letter six bytes.
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _message(message: StoredMessage) -> dict[str, Any]:
+    """A stored message as the protocol shows one."""
+    return {
+        "id": str(message.id),
+        "time": formatTime(message.time),
+        "nick": message.nick,
+        "text": message.text,
+        "action": message.action,
+    }
+
+
+def eventMessage(event: Event) -> dict[str, Any]:
+    """
+    The protocol's message for C{event}. Every kind of event has its own case: a new kind makes
+    mypy name this function (assert_never) until the browser door says how it looks.
+    """
+    stamp = {"id": str(event.id), "time": formatTime(event.time)}
+    match event:
+        case Said(room=room, nick=nick, text=text):
+            return {"type": "said", "room": room, **stamp, "nick": nick, "text": text}
+        case Acted(room=room, nick=nick, action=action):
+            return {"type": "acted", "room": room, **stamp, "nick": nick, "text": action}
+        case Joined(room=room, nick=nick):
+            return {"type": "joined", "room": room, **stamp, "nick": nick}
+        case Left(room=room, nick=nick, reason=reason):
+            return {"type": "left", "room": room, **stamp, "nick": nick, "reason": reason}
+        case TopicChanged(room=room, nick=nick, topic=topic):
+            return {"type": "topic", "room": room, **stamp, "nick": nick, "topic": topic}
+        case Renamed(old=old, new=new):
+            return {"type": "renamed", **stamp, "old": old, "new": new}
+        case Whispered(sender=sender, recipient=recipient, text=text):
+            return {"type": "whisper", **stamp, "from": sender, "to": recipient, "text": text}
+        case JoinsAndLeaves(room=room):
+            runs = [{"joined": joined, "nicks": list(nicks)} for joined, nicks in event.shown()]
+            return {"type": "crowd", "room": room, **stamp, "runs": runs}
+        case _:
+            assert_never(event)
+
+
+class _Renderer:
+    """
+    Renders an event to the bytes of its frame once, however many members it reaches: a
+    broadcast hands the same event to every recipient in turn, so the last event is remembered
+    (by identity), and nothing else.
+    """
+
+    def __init__(self) -> None:
+        self._event: Event | None = None
+        self._frame = b""
+
+    def __call__(self, event: Event) -> bytes:
+        if event is not self._event:
+            self._frame = frame(_encode(eventMessage(event)))
+            self._event = event
+        return self._frame
+
+
+renderEvent = _Renderer()
+
+
+def _text(message: dict[str, Any], field: str, optional: bool = False) -> Any:
+    # A string field of a client message, or (optional) None when absent.
+    value = message.get(field)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _Refused(f"{field!r} must be a string")
+    return value
+
+
+def _id(message: dict[str, Any], field: str) -> int | None:
+    # An event id a client gives back (a string of digits), or None when absent.
+    value = message.get(field)
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20):
+        raise _Refused(f"{field!r} must be an id: a string of digits")
+    return int(value)
+
+
+def _short(message: dict[str, Any], field: str) -> str | None:
+    value: str | None = _text(message, field, optional=True)
+    if value is not None and len(value) > MAX_LABEL_LENGTH:
+        raise _Refused(f"{field!r} may be at most {MAX_LABEL_LENGTH} characters long")
+    return value
+
+
+@implementer(IMember, ISession)
+@provider(IBatchDelivery)
+class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
+    """
+    One browser connection: turns the client's JSON messages into calls on the hub, and the
+    hub's events into JSON frames. What every door's connections share is L{Session}'s.
+    """
+
+    factory: WebFactory
+
+    def __init__(self) -> None:
+        Session.__init__(self)
+        WebSocketServerProtocol.__init__(self)
+        self._paused = False
+        # Messages read while the session was not to be read (autobahn hands over every whole
+        # message of a read at once), handled in order once it is again.
+        self._backlog: deque[str] = deque()
+        self._opened = False
+        self._address: IAddress | None = None
+
+    # The WebSocket's life
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        """The handshake: refuse a page of another origin (cross-site WebSocket hijacking)."""
+        factory = self.factory
+        origin = request.headers.get("origin")
+        host = request.headers.get("host", "")
+        if origin is not None and not factory.originAllowed(origin, host):
+            _log.warning("web_origin_refused", peer=self.peer, origin=origin)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "this page's origin may not connect")
+        self._address = factory.clientAddress(self._tcp.getPeer(), request.headers)
+
+    def onOpen(self) -> None:
+        """Count the connection in (or refuse it, over a limit), and say hello."""
+        factory = self.factory
+        transport = self._tcp
+        address = self._address or transport.getPeer()
+        refusal = factory.admission.refusal(address)
+        if refusal is not None:
+            _log.warning("connection_refused", peer=str(address), reason=refusal, door="web")
+            transport.write(self._byeFrame(refusal) + _closeFrame(CLOSE_TRY_AGAIN_LATER))
+            transport.loseConnection()
+            return
+        # The HTTP channel registered itself as the producer of the connection it no longer
+        # has; the session's own watch of the send queue takes its place.
+        transport.unregisterProducer()
+        self._startSession(
+            transport, factory.limits, factory.clock, factory.admission, factory.outbox, address
+        )
+        self._opened = True
+        limits = factory.limits
+        self._sendMessage(
+            {
+                "type": "hello",
+                "version": PROTOCOL_VERSION,
+                "server": "chatsvc",
+                "limits": {
+                    "lineBytes": limits.maxLineLength,
+                    "floodRate": limits.floodRate,
+                    "floodBurst": limits.floodBurst,
+                    "historyPage": HISTORY_PAGE,
+                    "frameBytes": MAX_FRAME_BYTES,
+                    "nameTimeout": limits.nameTimeout,
+                },
+            }
+        )
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        """A dropped connection is a leave too, announced once."""
+        WebSocketServerProtocol.connectionLost(self, reason)
+        if self._opened:
+            self._opened = False
+            self._endSession()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """One whole message from the client: handled now, or when the session is read again."""
+        if self._state is State.CLOSING or not self._opened:
+            return
+        if isBinary:
+            self._sendError("binary frames are not part of this protocol; send JSON text", None)
+            return
+        text = payload.decode("utf-8")  # autobahn has checked it is UTF-8
+        if self._backlog or self._paused:
+            self._backlog.append(text)
+            return
+        self._take(text)
+
+    def _take(self, text: str) -> None:
+        delay = self._takeToken()
+        if delay:
+            self._hold(text, delay)
+        else:
+            self._handle(text)
+
+    # What the session asks of the door
+
+    @property
+    def _tcp(self) -> Any:
+        # The connection beneath the WebSocket (TCP, or TLS over it), which this protocol
+        # took over from the HTTP channel.
+        return self.transport
+
+    def _stopReading(self) -> None:
+        self._paused = True
+        self._tcp.pauseProducing()
+
+    def _startReading(self) -> None:
+        self._paused = False
+        while self._backlog and not self._paused and self._state is not State.CLOSING:
+            self._take(self._backlog.popleft())
+        if not self._paused:
+            self._tcp.resumeProducing()
+
+    def _reading(self) -> bool:
+        return not self._paused
+
+    def _handleHeld(self, held: object) -> None:
+        assert isinstance(held, str)
+        self._handle(held)
+
+    def _tellDelayed(self) -> None:
+        self._sendMessage(
+            {"type": "notice", "text": "You are sending too fast; your messages are being delayed."}
+        )
+
+    def _nameTimedOut(self) -> None:
+        self._nameTimer = None
+        timeout = self.factory.limits.nameTimeout
+        self.disconnect(f"no nickname within {timeout:g} second{'' if timeout == 1 else 's'}")
+
+    def disconnect(self, reason: str) -> None:
+        """Close this connection for the server's own C{reason}, telling the member why."""
+        if self._state is State.CLOSING:
+            return
+        self._goodbye(f"Disconnected: {reason}")
+        self._leave(reason)
+
+    def _goodbye(self, reason: str) -> None:
+        self._closeWith(self._byeFrame(reason) + _closeFrame(CLOSE_NORMAL))
+
+    def _leave(self, reason: str | None, quitting: bool = False) -> None:
+        hub = self.factory.hub
+        if hub.depart(self, reason):
+            _log.info(
+                "member_left",
+                nick=self.nick,
+                peer=self.peer,
+                reason=reason,
+                quit=quitting,
+                members=len(hub),
+                connections=self.factory.admission.connectionCount,
+                door="web",
+            )
+
+    # Writing
+
+    def _sendMessage(self, message: dict[str, Any]) -> None:
+        self._sendReplyLine(frame(_encode(message)))
+
+    def _byeFrame(self, reason: str) -> bytes:
+        return frame(_encode({"type": "bye", "reason": reason}))
+
+    def _sendError(self, text: str, request: dict[str, Any] | None) -> None:
+        error: dict[str, Any] = {"type": "error", "message": text}
+        if request is not None:
+            kind = request.get("type")
+            if isinstance(kind, str):
+                error["for"] = kind[:MAX_LABEL_LENGTH]
+            label = request.get("label")
+            if isinstance(label, str) and len(label) <= MAX_LABEL_LENGTH:
+                error["label"] = label
+        self._sendMessage(error)
+
+    def deliver(self, event: Event) -> None:
+        """Write an event to this member."""
+        self._enqueue(renderEvent(event))
+
+    @staticmethod
+    def deliverToMany(
+        members: Sequence[IMember],
+        event: Event,
+        exclude: IMember | None,
+        failed: DeliveryFailed,
+    ) -> None:
+        """
+        L{deliver} to many members at once (L{IBatchDelivery}): the event is rendered and
+        framed once, and the same bytes join what is gathered for each member.
+        """
+        data = renderEvent(event)
+        for member in cast("Sequence[WebSession]", members):
+            if member is exclude:
+                continue
+            try:
+                outbox = member._outbox
+                if outbox:
+                    outbox.append(data)
+                else:
+                    member._enqueue(data)
+            except Exception as error:
+                failed(member, event, error)
+
+    # Reading
+
+    def _handle(self, text: str) -> None:
+        # One client message. Whatever happens, the session goes on: a message the server fails
+        # to handle is reported to its sender and logged, never left to stop the connection.
+        request: dict[str, Any] | None = None
+        try:
+            try:
+                parsed = json.loads(text)
+            except ValueError as error:
+                raise _Refused(f"not JSON: {error}") from None
+            if not isinstance(parsed, dict):
+                raise _Refused("a message must be a JSON object")
+            request = parsed
+            kind = parsed.get("type")
+            if not isinstance(kind, str):
+                raise _Refused("a message must have a string 'type'")
+            label = _short(parsed, "label")
+            if self._state is State.AWAITING_NAME:
+                if kind == "name":
+                    self._handleName(parsed, label)
+                elif kind == "quit":
+                    self._goodbye("Goodbye!")
+                else:
+                    raise _Refused("choose a nickname first")
+                return
+            handler = getattr(self, "handle_" + kind, None)
+            if handler is None:
+                return  # unknown types are ignored, as the protocol says
+            handler(parsed, label)
+        except (_Refused, ChatError) as error:
+            if self._state is not State.CLOSING:
+                self._sendError(str(error), request)
+        except Exception as error:
+            self._failed(error, request)
+
+    def _failed(self, error: BaseException, request: dict[str, Any] | None = None) -> None:
+        _log.error("message_failed", peer=self.peer, nick=self.nick, exc_info=error)
+        if self._state is not State.CLOSING:
+            self._sendError("the server failed to handle that message; it was dropped", request)
+
+    def _reply(self, message: dict[str, Any], label: str | None) -> None:
+        if label is not None:
+            message["label"] = label
+        self._sendMessage(message)
+
+    # The nickname
+
+    def _handleName(self, request: dict[str, Any], label: str | None) -> None:
+        nick = _text(request, "nick")
+        claimed = self.factory.hub.arrive(self, nick)
+
+        def answered(result: str | Failure) -> None:
+            if isinstance(result, Failure):
+                result.trap(ChatError)
+                self._sendError(str(result.value), request)
+                return
+            self._named()
+            self.nick = result
+            hub = self.factory.hub
+            _log.info(
+                "member_joined",
+                nick=result,
+                peer=self.peer,
+                room=hub.defaultRoom.name,
+                members=len(hub),
+                connections=self.factory.admission.connectionCount,
+                door="web",
+            )
+            self._reply({"type": "welcome", "nick": result}, label)
+            self._sendRoom(hub.defaultRoom, None, None)
+
+        self._whenAnswered(claimed, answered, self._failed)
+
+    # Rooms
+
+    def _room(self, request: dict[str, Any]) -> Room:
+        return self.factory.hub.room(_text(request, "room"))
+
+    def _sendRoom(self, room: Room, after: int | None, label: str | None) -> None:
+        view: RoomView = self.factory.hub.view(room, HISTORY_PAGE)
+        if after is None:
+            history, more = list(view.recent), self._olderExist(room, view.recent)
+        else:
+            history, more = self._after(room, after, HISTORY_PAGE)
+        message: dict[str, Any] = {
+            "type": "room",
+            "room": view.room,
+            "topic": view.topic,
+            "count": view.members,
+            "members": None if view.nicks is None else list(view.nicks),
+            "history": [_message(each) for each in history],
+            "more": more,
+        }
+        self._reply(message, label)
+
+    def _olderExist(self, room: Room, shown: Sequence[StoredMessage]) -> bool:
+        return bool(shown) and len(room.recent) > len(shown)
+
+    def _after(self, room: Room, after: int, limit: int) -> tuple[list[StoredMessage], bool]:
+        later = [message for message in room.recent if message.id > after]
+        return later[:limit], len(later) > limit
+
+    def _before(self, room: Room, before: int | None, limit: int) -> tuple[list[StoredMessage], bool]:
+        earlier = [m for m in room.recent if before is None or m.id < before]
+        return earlier[-limit:], len(earlier) > limit
+
+    def handle_join(self, request: dict[str, Any], label: str | None) -> None:
+        """C{join}: join (or create) a room, and be shown it."""
+        name = _text(request, "room")
+        after = _id(request, "after")
+        hub = self.factory.hub
+        room = hub.join(self, name)
+        _log.info("room_joined", nick=self.nick, room=room.name, members=len(room), door="web")
+        self._sendRoom(room, after, label)
+
+    def handle_part(self, request: dict[str, Any], label: str | None) -> None:
+        """C{part}: leave a room."""
+        room = self.factory.hub.part(
+            self, _text(request, "room"), _text(request, "reason", optional=True)
+        )
+        self._reply({"type": "parted", "room": room.name}, label)
+
+    def handle_say(self, request: dict[str, Any], label: str | None) -> None:
+        """C{say}: say something in a room."""
+        self._speak(request, label, self.factory.hub.say)
+
+    def handle_act(self, request: dict[str, Any], label: str | None) -> None:
+        """C{act}: a C{/me} action in a room."""
+        self._speak(request, label, self.factory.hub.act)
+
+    def _speak(
+        self,
+        request: dict[str, Any],
+        label: str | None,
+        speak: Callable[[IMember, Room, str], Said | Acted],
+    ) -> None:
+        room = self._room(request)
+        text = _text(request, "text")
+        if len(text.encode("utf-8")) > self.factory.limits.maxLineLength:
+            raise _Refused(f"text too long (over {self.factory.limits.maxLineLength} bytes)")
+        cid = _short(request, "cid")
+        factory = self.factory
+        if cid is not None:
+            said = factory.saidBefore(self.nick, room.key, cid)
+            if said is not None:
+                self._sendOwn(said, cid, label)
+                return
+        event = speak(self, room, text)
+        if cid is not None:
+            factory.rememberSaid(self.nick, room.key, cid, event)
+        self._sendOwn(event, cid, label)
+
+    def _sendOwn(self, event: Said | Acted, cid: str | None, label: str | None) -> None:
+        message = eventMessage(event)
+        if cid is not None:
+            message["cid"] = cid
+        self._reply(message, label)
+
+    def handle_topic(self, request: dict[str, Any], label: str | None) -> None:
+        """C{topic}: set or clear a room's topic."""
+        if "topic" not in request:
+            raise _Refused("'topic' must be a string, or null to clear it")
+        self.factory.hub.setTopic(self, self._room(request), _text(request, "topic", optional=True))
+
+    def handle_nick(self, request: dict[str, Any], label: str | None) -> None:
+        """C{nick}: change nickname."""
+        renamed = self.factory.hub.rename(self, _text(request, "nick"))
+
+        def answered(result: str | Failure) -> None:
+            if isinstance(result, Failure):
+                result.trap(ChatError)
+                self._sendError(str(result.value), request)
+                return
+            old, self.nick = self.nick, result
+            _log.info("member_renamed", old=old, nick=result, peer=self.peer, door="web")
+
+        self._whenAnswered(renamed, answered, self._failed)
+
+    def handle_msg(self, request: dict[str, Any], label: str | None) -> None:
+        """C{msg}: a private message."""
+        sent = self.factory.hub.whisper(self, _text(request, "to"), _text(request, "text"))
+        self._reply(eventMessage(sent), label)
+
+    def handle_who(self, request: dict[str, Any], label: str | None) -> None:
+        """C{who}: the members of a room."""
+        room = self._room(request)
+        members = self.factory.hub.nicks(room)
+        self._reply({"type": "who", "room": room.name, "members": members}, label)
+
+    def handle_rooms(self, request: dict[str, Any], label: str | None) -> None:
+        """C{rooms}: every room, with its member count and topic."""
+        rooms = [
+            {"room": room.name, "count": len(room), "topic": room.topic}
+            for room in self.factory.hub.rooms()
+        ]
+        self._reply({"type": "rooms", "rooms": rooms}, label)
+
+    def handle_history(self, request: dict[str, Any], label: str | None) -> None:
+        """C{history}: a page of a room's messages, before or after an id, or the latest."""
+        room = self._room(request)
+        before, after = _id(request, "before"), _id(request, "after")
+        if before is not None and after is not None:
+            raise _Refused("give 'before' or 'after', not both")
+        limit = request.get("limit", HISTORY_PAGE)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= HISTORY_PAGE:
+            raise _Refused(f"'limit' must be a whole number from 1 to {HISTORY_PAGE}")
+        if after is not None:
+            messages, more = self._after(room, after, limit)
+        else:
+            messages, more = self._before(room, before, limit)
+        reply: dict[str, Any] = {
+            "type": "history",
+            "room": room.name,
+            "messages": [_message(each) for each in messages],
+            "more": more,
+        }
+        if before is not None:
+            reply["before"] = str(before)
+        if after is not None:
+            reply["after"] = str(after)
+        self._reply(reply, label)
+
+    def handle_quit(self, request: dict[str, Any], label: str | None) -> None:
+        """C{quit}: leave."""
+        reason = _text(request, "reason", optional=True)
+        self._goodbye(f"Goodbye, {self.nick}!")
+        self._leave(reason or None, quitting=True)
+
+
+class WebFactory(WebSocketServerFactory):
+    """
+    Builds a L{WebSession} for each WebSocket, and holds what they share: the hub, the limits,
+    the clock, the sessions' admission and outbox, the origins allowed besides the page's own,
+    and the proxies trusted to say who a client is.
+    """
+
+    protocol = WebSession  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        hub: Hub,
+        limits: Limits,
+        admission: Admission,
+        outbox: Outbox,
+        origins: Sequence[str] = (),
+        trustedProxies: Sequence[str] = (),
+    ) -> None:
+        """
+        @param origins: origins (C{https://chat.example.org}) allowed to connect besides the
+            page's own.
+        @param trustedProxies: addresses of reverse proxies whose C{X-Forwarded-For} says who
+            the client is; from any other peer, that header is ignored.
+        """
+        super().__init__()
+        self.hub = hub
+        self.clock: IReactorTime = hub.clock
+        self.limits = limits
+        self.admission = admission
+        self.outbox = outbox
+        self.origins = frozenset(origin.rstrip("/").lower() for origin in origins)
+        self.trustedProxies = frozenset(trustedProxies)
+        self._said: OrderedDict[tuple[str | None, str, str], Said | Acted] = OrderedDict()
+        self.setProtocolOptions(
+            maxFramePayloadSize=MAX_FRAME_BYTES,
+            maxMessagePayloadSize=MAX_FRAME_BYTES,
+            autoPingInterval=30,
+            autoPingTimeout=30,
+            openHandshakeTimeout=limits.nameTimeout,
+            closeHandshakeTimeout=limits.shutdownGrace,
+            # A client that breaks the protocol (a frame too big) is told why, with the
+            # close code, before the connection goes.
+            failByDrop=False,
+            # The session writes every frame itself (see frame()); no extension is accepted.
+            perMessageCompressionAccept=lambda offers: None,
+        )
+
+    def originAllowed(self, origin: str, host: str) -> bool:
+        """Whether a page from C{origin} may connect to this server, reached as C{host}."""
+        origin = origin.rstrip("/").lower()
+        if origin in self.origins:
+            return True
+        scheme, _, rest = origin.partition("://")
+        return scheme in ("http", "https") and rest == host.lower()
+
+    def clientAddress(self, peer: IAddress, headers: dict[str, str]) -> IAddress:
+        """
+        Who the client is: the peer, unless the peer is a trusted proxy, in which case the
+        last address in C{X-Forwarded-For} (the one that proxy saw).
+        """
+        host = getattr(peer, "host", None)
+        forwarded = headers.get("x-forwarded-for")
+        if host not in self.trustedProxies or not forwarded:
+            return peer
+        client = forwarded.split(",")[-1].strip()
+        from twisted.internet.address import IPv4Address, IPv6Address
+        import ipaddress
+
+        try:
+            parsed = ipaddress.ip_address(client)
+        except ValueError:
+            return peer
+        if parsed.version == 6:
+            return IPv6Address("TCP", client, 0)
+        return IPv4Address("TCP", client, 0)
+
+    def saidBefore(self, nick: str | None, roomKey: str, cid: str) -> Said | Acted | None:
+        """What C{nick} said in a room with the client id C{cid}, if it is remembered."""
+        return self._said.get((nick, roomKey, cid))
+
+    def rememberSaid(self, nick: str | None, roomKey: str, cid: str, event: Said | Acted) -> None:
+        """Remember what was said with a client id, forgetting the oldest past the bound."""
+        said = self._said
+        said[(nick, roomKey, cid)] = event
+        if len(said) > REMEMBERED_CIDS:
+            said.popitem(last=False)
