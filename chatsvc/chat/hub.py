@@ -760,6 +760,45 @@ class Hub:
             room.recent.extend(messages[-self.historyKept :])
             room.lastActive = max(room.lastActive, messages[-1].time)
 
+    def history(
+        self, room: Room, before: int | None, after: int | None, limit: int
+    ) -> Deferred[tuple[list[StoredMessage], bool]]:
+        """
+        A page of C{room}'s messages, oldest first: the C{limit} just after the id C{after},
+        or else the C{limit} just before C{before} (the latest, if neither is given). Fires
+        with the page and whether there is more beyond it (later messages, for C{after};
+        earlier ones otherwise).
+
+        What the room keeps at hand answers at once, and so does a room that has never had
+        more messages than it keeps (nothing older exists); what is older comes from the store.
+
+        @raise ChatError: if the store cannot answer (the failure of the L{Deferred}).
+        """
+        recent = list(room.recent)
+        first = recent[0].id if recent else None
+        # A room that keeps fewer messages than it may has never let one go: it holds them all.
+        whole = len(recent) < (room.recent.maxlen or 0)
+        if after is not None:
+            later = [message for message in recent if message.id > after]
+            if whole or (first is not None and after >= first):
+                return succeed((later[:limit], len(later) > limit))
+            stored = self.store.page(room.key, after, first, limit + 1, newest=False)
+            return stored.addCallbacks(
+                lambda older: _first(older + later, limit), self._historyFailed
+            )
+        earlier = [message for message in recent if before is None or message.id < before]
+        if len(earlier) > limit or whole:
+            return succeed((earlier[-limit:], len(earlier) > limit))
+        bound = first if before is None or (first is not None and first < before) else before
+        stored = self.store.page(room.key, None, bound, limit + 1 - len(earlier), newest=True)
+        return stored.addCallbacks(
+            lambda older: _last(older + earlier, limit), self._historyFailed
+        )
+
+    def _historyFailed(self, failure: Failure) -> tuple[list[StoredMessage], bool]:
+        _log.error("history_read_failed", reason=failure.getErrorMessage())
+        raise ChatError("the history cannot be read just now; try again")
+
     # Failures
 
     def onDeliveryError(self, member: IMember, event: Event, error: Exception) -> None:
@@ -932,6 +971,14 @@ class Hub:
         failed = self.onDeliveryError
         for deliverToMany, members in room.fanOut:
             deliverToMany(members, event, exclude, failed)
+
+
+def _first(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
+    return messages[:limit], len(messages) > limit
+
+
+def _last(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
+    return messages[-limit:], len(messages) > limit
 
 
 def _taken(nick: str, holder: str) -> ChatError:

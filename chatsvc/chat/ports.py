@@ -161,6 +161,16 @@ class IHistoryStore(Interface):
         whether or not L{start} was called, and more than once.
         """
 
+    def page(
+        roomKey: str, after: int | None, before: int | None, limit: int, newest: bool
+    ) -> Deferred[list[StoredMessage]]:
+        """
+        Up to C{limit} stored messages of a room with ids between C{after} and C{before}
+        (each excluded; L{None}: no bound), oldest first: the newest of them if C{newest},
+        else the oldest. Read in the background, off the reactor thread, while the server
+        runs; messages still queued for writing are not among them.
+        """
+
 
 @implementer(IHistoryStore)
 class NullStore:
@@ -186,6 +196,12 @@ class NullStore:
     def stop(self) -> Deferred[None]:
         """Nothing to write: already stopped."""
         return succeed(None)
+
+    def page(
+        self, roomKey: str, after: int | None, before: int | None, limit: int, newest: bool
+    ) -> Deferred[list[StoredMessage]]:
+        """Nothing is kept: no messages."""
+        return succeed([])
 
 
 class StoreError(Exception):

@@ -829,6 +829,39 @@ class SQLiteStore:
             self._armFlush(self.batchInterval)
         self._pruneCall = self._clock.callLater(0, self._pruneTimer)
 
+    def page(
+        self, roomKey: str, after: int | None, before: int | None, limit: int, newest: bool
+    ) -> Deferred[list[StoredMessage]]:
+        """
+        Up to C{limit} messages of the room C{roomKey} with ids between C{after} and
+        C{before}, oldest first (the newest such if C{newest}), read on the database thread
+        between writes. Before L{start} or once stopping: none. Messages older than C{maxAge}
+        and messages whose time cannot be shown are left out, as by L{recent}.
+        """
+        if self._threadpool is None or self._stopping or limit < 1:
+            return succeed([])
+        low = -1 if after is None else after
+        high = _MAX_ID if before is None else before
+        cutoff = -math.inf if self.maxAge is None else time.time() - self.maxAge
+        order = "DESC" if newest else "ASC"
+        query = (
+            "SELECT id, room, time, nick, text, action FROM messages "
+            f"WHERE room_key = ? AND id > ? AND id < ? AND time >= ? ORDER BY id {order} LIMIT ?"
+        )
+
+        def read(connection: sqlite3.Connection) -> list[StoredMessage]:
+            rows = connection.execute(query, (roomKey, low, high, cutoff, limit)).fetchall()
+            found = [
+                StoredMessage(roomKey, room, when, nick, text, bool(action), id=rowid)
+                for rowid, room, when, nick, text, action in rows
+                if _isShowable(when)
+            ]
+            if newest:
+                found.reverse()
+            return found
+
+        return self._inThread(read)
+
     def add(self, message: StoredMessage) -> None:
         """Queue C{message} for writing (see L{IHistoryStore.add})."""
         if not self._accepting:

@@ -487,32 +487,31 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         return self.factory.hub.room(_text(request, "room"))
 
     def _sendRoom(self, room: Room, after: int | None, label: str | None) -> None:
-        view: RoomView = self.factory.hub.view(room, HISTORY_PAGE)
-        if after is None:
-            history, more = list(view.recent), self._olderExist(room, view.recent)
-        else:
-            history, more = self._after(room, after, HISTORY_PAGE)
-        message: dict[str, Any] = {
-            "type": "room",
-            "room": view.room,
-            "topic": view.topic,
-            "count": view.members,
-            "members": None if view.nicks is None else list(view.nicks),
-            "history": [_message(each) for each in history],
-            "more": more,
-        }
-        self._reply(message, label)
+        # What a member is shown of a room on joining it: the core's view of it, with a page
+        # of its history (the latest, or what came after the id the page saw last).
+        view: RoomView = self.factory.hub.view(room, 0)
+        page = self.factory.hub.history(room, None, after, HISTORY_PAGE)
 
-    def _olderExist(self, room: Room, shown: Sequence[StoredMessage]) -> bool:
-        return bool(shown) and len(room.recent) > len(shown)
+        def answered(result: tuple[list[StoredMessage], bool] | Failure) -> None:
+            if isinstance(result, Failure):
+                result.trap(ChatError)
+                history: list[StoredMessage] = []
+                more = True
+                self._sendError(str(result.value), {"type": "join", "label": label})
+            else:
+                history, more = result
+            message: dict[str, Any] = {
+                "type": "room",
+                "room": view.room,
+                "topic": view.topic,
+                "count": view.members,
+                "members": None if view.nicks is None else list(view.nicks),
+                "history": [_message(each) for each in history],
+                "more": more,
+            }
+            self._reply(message, label)
 
-    def _after(self, room: Room, after: int, limit: int) -> tuple[list[StoredMessage], bool]:
-        later = [message for message in room.recent if message.id > after]
-        return later[:limit], len(later) > limit
-
-    def _before(self, room: Room, before: int | None, limit: int) -> tuple[list[StoredMessage], bool]:
-        earlier = [m for m in room.recent if before is None or m.id < before]
-        return earlier[-limit:], len(earlier) > limit
+        self._whenAnswered(page, answered, self._failed)
 
     def handle_join(self, request: dict[str, Any], label: str | None) -> None:
         """C{join}: join (or create) a room, and be shown it."""
@@ -614,21 +613,27 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         limit = request.get("limit", HISTORY_PAGE)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= HISTORY_PAGE:
             raise _Refused(f"'limit' must be a whole number from 1 to {HISTORY_PAGE}")
-        if after is not None:
-            messages, more = self._after(room, after, limit)
-        else:
-            messages, more = self._before(room, before, limit)
-        reply: dict[str, Any] = {
-            "type": "history",
-            "room": room.name,
-            "messages": [_message(each) for each in messages],
-            "more": more,
-        }
-        if before is not None:
-            reply["before"] = str(before)
-        if after is not None:
-            reply["after"] = str(after)
-        self._reply(reply, label)
+        page = self.factory.hub.history(room, before, after, limit)
+
+        def answered(result: tuple[list[StoredMessage], bool] | Failure) -> None:
+            if isinstance(result, Failure):
+                result.trap(ChatError)
+                self._sendError(str(result.value), request)
+                return
+            messages, more = result
+            reply: dict[str, Any] = {
+                "type": "history",
+                "room": room.name,
+                "messages": [_message(each) for each in messages],
+                "more": more,
+            }
+            if before is not None:
+                reply["before"] = str(before)
+            if after is not None:
+                reply["after"] = str(after)
+            self._reply(reply, label)
+
+        self._whenAnswered(page, answered, self._failed)
 
     def handle_quit(self, request: dict[str, Any], label: str | None) -> None:
         """C{quit}: leave."""

@@ -452,6 +452,24 @@ class WritingTests(DatabaseFiles, TestCase):
         self.assertEqual(history, [legacy, *stamped])
         self.assertEqual([each.id for each in history], [1, *(each.id for each in stamped)])
 
+    async def test_pages(self) -> None:
+        """
+        Pages of one room by id, on the database thread: the newest or the oldest of those
+        between two ids, oldest first; none before start.
+        """
+        path = self.newPath()
+        self.assertEqual(self.successResultOf(SQLiteStore(path).page("lobby", None, None, 5, True)), [])
+        store = self.started(path)
+        for n in range(1, 31):
+            store.add(attrs.evolve(message(n, "Lobby" if n % 3 else "Games"), id=n))
+        await waitUntil(lambda: store.written == 30, "every message written")
+        newest = await store.page("lobby", None, 20, 4, True)
+        self.assertEqual([m.id for m in newest], [14, 16, 17, 19])
+        oldest = await store.page("lobby", 20, None, 3, False)
+        self.assertEqual([m.id for m in oldest], [22, 23, 25])
+        self.assertEqual((oldest[0].nick, oldest[0].text, oldest[0].room), ("nick1", "text 22", "Lobby"))
+        self.assertEqual([m.id for m in await store.page("games", 24, None, 10, False)], [27, 30])
+
     async def test_batching(self) -> None:
         """Many messages added at once are written in few transactions, in order."""
         path = self.newPath()

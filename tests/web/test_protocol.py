@@ -24,6 +24,7 @@ from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.web.protocol import HISTORY_PAGE, MAX_FRAME_BYTES, WebFactory, WebSession, formatTime
+from tests.chat.test_history import PagingStore
 from tests.line.test_protocol import Client as LineClient
 
 _nextPort = [50000]
@@ -482,3 +483,34 @@ class BadInputTests(WebTestCase):
         alice.protocol.connectionLost(Failure(ConnectionDone()))
         [left] = bob.messages()
         self.assertEqual((left["type"], left["nick"]), ("left", "Alice"))
+
+
+class StoredHistoryTests(WebTestCase):
+    """History older than the room keeps at hand comes from the store, page by page."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        store = PagingStore(200)
+        self.hub = Hub(self.clock, store, historyKept=20)
+        self.hub.restore({"lobby": store.messages[-20:]})
+        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox)
+        self.factory.setProtocolOptions(
+            autoPingInterval=0, openHandshakeTimeout=0, closeHandshakeTimeout=0
+        )
+
+    def test_scrollToTheBeginning(self) -> None:
+        """Paging back with before from the oldest shown reaches message 1, and no more."""
+        client = self.connect()
+        client.send({"type": "name", "nick": "Alice"})
+        _, room = client.messages()
+        ids = [int(m["id"]) for m in room["history"]]
+        self.assertEqual(ids, list(range(151, 201)))  # 20 at hand, 30 from the store
+        self.assertTrue(room["more"])
+        seen = ids
+        while True:
+            client.send({"type": "history", "room": "lobby", "before": str(seen[0])})
+            [page] = client.messages()
+            seen = [int(m["id"]) for m in page["messages"]] + seen
+            if not page["more"]:
+                break
+        self.assertEqual(seen, list(range(1, 201)))
