@@ -514,3 +514,30 @@ class StoredHistoryTests(WebTestCase):
             if not page["more"]:
                 break
         self.assertEqual(seen, list(range(1, 201)))
+
+
+class FramingTests(WebTestCase):
+    """What autobahn checks of the frames themselves."""
+
+    def test_invalidUTF8(self) -> None:
+        """A text frame that is not UTF-8 closes the connection with 1007."""
+        alice = self.join("Alice")
+        alice.sendRaw(clientFrame(b'{"type": "say", "text": "\xff"}'))
+        closes = [payload for opcode, payload in alice.frames() if opcode == 0x8]
+        self.assertEqual(struct.unpack("!H", closes[0][:2])[0], 1007)
+
+    def test_fragmentedMessage(self) -> None:
+        """A message sent in several frames is handled once it is whole."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        payload = json.dumps({"type": "say", "room": "lobby", "text": "in parts"}).encode()
+        alice.sendRaw(clientFrame(payload[:10], fin=False))
+        self.assertEqual(bob.messages(), [])
+        alice.sendRaw(clientFrame(payload[10:], opcode=0x0))
+        [said] = bob.messages()
+        self.assertEqual(said["text"], "in parts")
+
+    def test_pingAnswered(self) -> None:
+        """A client's ping gets its pong."""
+        alice = self.join("Alice")
+        alice.sendRaw(clientFrame(b"are you there", opcode=0x9))
+        self.assertIn((0xA, b"are you there"), alice.frames())
