@@ -457,6 +457,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
 
     def _handleName(self, request: dict[str, Any], label: str | None) -> None:
         nick = _text(request, "nick")
+        after = _id(request, "after")
         claimed = self.factory.hub.arrive(self, nick)
 
         def answered(result: str | Failure) -> None:
@@ -477,7 +478,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
                 door="web",
             )
             self._reply({"type": "welcome", "nick": result}, label)
-            self._sendRoom(hub.defaultRoom, None, None)
+            self._sendRoom(hub.defaultRoom, after, None)
 
         self._whenAnswered(claimed, answered, self._failed)
 

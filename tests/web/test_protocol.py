@@ -419,6 +419,14 @@ class HistoryTests(WebTestCase):
         self.assertEqual(len(last["messages"]), 10)
         self.assertFalse(last["more"])
 
+    def test_nameAfter(self) -> None:
+        """Naming with after (back after a reconnection): the lobby shows what came since."""
+        client = self.connect()
+        client.send({"type": "name", "nick": "Alice", "after": "1075"})
+        _, room = client.messages()
+        self.assertEqual([m["id"] for m in room["history"]], ["1076", "1077", "1078", "1079"])
+        self.assertFalse(room["more"])
+
     def test_resumeAfter(self) -> None:
         """Joining with after gives what was said since, page by page: nothing missed or twice."""
         alice = self.join("Alice")

@@ -1,0 +1,100 @@
+// The line door's commands, typed in the page's input, parsed into what the page should do.
+// parseInput never talks to the server: app.js turns its answer into protocol messages.
+
+export const COMMANDS = [
+  { name: "join", args: "ROOM", help: "join ROOM (created if needed) and show it" },
+  { name: "part", args: "[ROOM]", help: "leave ROOM (the room shown, by default)" },
+  { name: "nick", args: "NEWNAME", help: "change your nickname" },
+  { name: "me", args: "ACTION", help: "send an action: the others see * you ACTION" },
+  { name: "msg", args: "NICK TEXT", help: "send TEXT to NICK alone" },
+  { name: "topic", args: "[TEXT]", help: "show the room's topic, or set it to TEXT; /topic - clears it" },
+  { name: "who", args: "[ROOM]", help: "list the members of ROOM (the room shown, by default)" },
+  { name: "rooms", args: "", help: "list every room, with member counts and topics" },
+  { name: "history", args: "[N]", help: "load the last N messages of the room shown" },
+  { name: "say", args: "TEXT", help: "say TEXT exactly as typed, even if it starts with /" },
+  { name: "help", args: "", help: "list these commands" },
+  { name: "quit", args: "[REASON]", help: "leave the chat, with a reason the others see" },
+];
+
+export const COMMAND_NAMES = COMMANDS.map((c) => `/${c.name}`);
+
+export function helpLines() {
+  return [
+    "Commands (plain text is said in the room shown):",
+    ...COMMANDS.map((c) => `/${c.name}${c.args ? " " + c.args : ""} — ${c.help}`),
+    "//TEXT — say /TEXT (the first / is removed)",
+    "Tab completes nicknames and commands; Up and Down recall what you typed.",
+  ];
+}
+
+function usage(name) {
+  const command = COMMANDS.find((c) => c.name === name);
+  return { type: "error", message: `usage: /${name}${command.args ? " " + command.args : ""}` };
+}
+
+/** Split off the first space-separated word: [word, rest]. */
+function firstWord(text) {
+  const trimmed = text.replace(/^ +/, "");
+  const space = trimmed.indexOf(" ");
+  if (space < 0) return [trimmed, ""];
+  return [trimmed.slice(0, space), trimmed.slice(space + 1)];
+}
+
+/**
+ * Parse one line typed in the input. Returns one of:
+ * {type:"empty"}, {type:"error", message}, {type:"say"|"act", text}, {type:"join", room},
+ * {type:"part", room|null}, {type:"nick", nick}, {type:"msg", to, text},
+ * {type:"topic", topic: undefined (show) | null (clear) | string}, {type:"who", room|null},
+ * {type:"rooms"}, {type:"history", limit|null}, {type:"help"}, {type:"quit", reason|null}.
+ */
+export function parseInput(line) {
+  if (line.trim() === "") return { type: "empty" };
+  if (line.startsWith("//")) return { type: "say", text: line.slice(1) };
+  if (!line.startsWith("/")) return { type: "say", text: line };
+
+  const [word, rest] = firstWord(line.slice(1));
+  const name = word.toLowerCase();
+  const args = rest.trim();
+  switch (name) {
+    case "join": {
+      const [room] = firstWord(args);
+      return room ? { type: "join", room } : usage("join");
+    }
+    case "part": {
+      const [room] = firstWord(args);
+      return { type: "part", room: room || null };
+    }
+    case "nick": {
+      const [nick] = firstWord(args);
+      return nick ? { type: "nick", nick } : usage("nick");
+    }
+    case "me":
+      return args ? { type: "act", text: rest } : usage("me");
+    case "msg": {
+      const [to, text] = firstWord(args);
+      return to && text.trim() ? { type: "msg", to, text } : usage("msg");
+    }
+    case "topic":
+      if (!args) return { type: "topic", topic: undefined };
+      return { type: "topic", topic: args === "-" ? null : args };
+    case "who": {
+      const [room] = firstWord(args);
+      return { type: "who", room: room || null };
+    }
+    case "rooms":
+      return { type: "rooms" };
+    case "history": {
+      if (!args) return { type: "history", limit: null };
+      if (!/^[0-9]+$/.test(args) || Number(args) < 1) return usage("history");
+      return { type: "history", limit: Number(args) };
+    }
+    case "say":
+      return rest.trim() ? { type: "say", text: rest } : usage("say");
+    case "help":
+      return { type: "help" };
+    case "quit":
+      return { type: "quit", reason: args || null };
+    default:
+      return { type: "error", message: `unknown command /${word} (try /help)` };
+  }
+}
