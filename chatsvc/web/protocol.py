@@ -418,6 +418,8 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
                 parsed = json.loads(text)
             except ValueError as error:
                 raise _Refused(f"not JSON: {error}") from None
+            except RecursionError:
+                raise _Refused("not JSON this server reads: nested too deeply") from None
             if not isinstance(parsed, dict):
                 raise _Refused("a message must be a JSON object")
             request = parsed

@@ -466,6 +466,28 @@ class BadInputTests(WebTestCase):
         alice.send({"type": "say", "room": "lobby", "text": "still here"})
         self.assertEqual(alice.types(), ["said"])
 
+    def test_deeplyNested(self) -> None:
+        """JSON nested deeper than the parser goes is an error, not a fault of the server."""
+        alice = self.join("Alice")
+        self.assertError(alice, clientFrame(b"[" * 30000 + b"]" * 30000), "nested too deeply")
+
+    def test_sendQueueBound(self) -> None:
+        """A web member who stops reading is cut at the send-queue bound; the others go on."""
+        self.limits = Limits(maxSendQueue=65536)
+        self.factory.limits = self.limits
+        alice, bob, carol = self.join("Alice"), self.join("Bob"), self.join("Carol")
+        carol.protocol.sendBlocked()  # its transport says it is full, and stays so
+        for n in range(200):
+            alice.send({"type": "say", "room": "lobby", "text": f"{n:04d} " + "x" * 500})
+            self.clock.advance(1)
+        self.assertTrue(carol.transport.disconnected)
+        seen = bob.messages()
+        self.assertEqual(len([m for m in seen if m["type"] == "said"]), 200)
+        self.assertIn(
+            ("left", "Carol", "send queue exceeded"),
+            [(m["type"], m.get("nick"), m.get("reason")) for m in seen],
+        )
+
     def test_unknownIgnored(self) -> None:
         """Unknown types and fields are ignored."""
         alice = self.join("Alice")
