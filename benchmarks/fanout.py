@@ -8,6 +8,9 @@ The fan-out benchmark: chatsvc against a reference relay, measured in the same r
     python benchmarks/fanout.py --workload closedloop --clients 50 --duration 5
     python benchmarks/fanout.py --workload idle --clients 1000 --target chatsvc
     python benchmarks/fanout.py --workload joinstorm --clients 3000
+    python benchmarks/fanout.py --workload web --json /tmp/web.json   # the web door's suite
+    python benchmarks/fanout.py --workload closedloop --door web --clients 100
+    python benchmarks/fanout.py --workload closedloop --door mixed --clients 100
 
 Every workload runs against each target (C{--target both}, the default): chatsvc itself
 (C{twistd -n chatroom}) and C{benchmarks/relay.py}, the thinnest Twisted relay that speaks the same
@@ -66,6 +69,40 @@ latency and the other 400 count their lines (C{--checked}: checking all 250,000 
 second would take more than the generator's whole CPU); closed loop N=100 all sending;
 idle C=2000; join storm C=5000.
 
+The web door
+============
+
+C{--door web} runs a workload with WebSocket clients: against chatsvc's browser door (started
+with C{--web-listen tcp:0:interface=127.0.0.1}, its limits raised as the line door's are: they
+are the same limits) and, as the relay, C{benchmarks/wsrelay.py}, the thinnest relay on the
+same library (autobahn on Twisted's epoll reactor), which writes every text message to every
+other connection and does nothing else. The clients are the generator's own (a WebSocket
+library's costs would be the generator's limit): the opening handshake at C{/ws}, masked frames
+(one key per connection), and frames read in bulk. With chatsvc they speak its JSON protocol
+(docs/web-protocol.md): C{hello}; C{{"type":"name","nick":...}}; C{welcome}; then
+C{{"type":"say","room":"lobby","text":...}}, and they receive C{said} events; to the relay they
+send the same C{say} messages, which it relays as they are. A web chat text is as long as a
+line's (C{--size}) and ends with the sender's nickname (the relay's frames carry nothing else
+to tell the senders apart). chatsvc sends a web member its own messages too: they are checked
+to arrive in order, and counted apart (C{own_messages_received}), not as deliveries. The relay
+tells nobody of joins, so its runs expect none.
+
+Every chat frame of a run has the same width (see C{WebLayout}), so receivers check them as the
+line clients check lines: a read that is all chat frames has the columns the server fills in
+(the event's id and time) zeroed, and runs of one sender's frames are compared, as bytes, with
+what that sender's receivers are to get; anything else (joins, notices, pings, a frame split
+between reads, a frame out of order) is read frame by frame and its JSON parsed, and lost,
+duplicated and reordered messages are counted exactly as lines are.
+
+C{--door mixed} (closed loop, or any workload) is one chatsvc room of both doors' members, every
+second client (in joining order) a WebSocket; it runs against three chatsvc servers at once,
+the targets C{mixed} (that room), C{line} and C{web} (a room of the same size of each door's
+members alone), so that the ratios mixed/line and mixed/web say what mixing costs.
+
+C{web}: the web door's suite: open loop N=100 all sending 5 lines/s, closed loop N=100 all
+sending, idle C=2000, each against chatsvc and the WebSocket relay; and the closed loop N=100
+with C{--door mixed}.
+
 How it measures
 ===============
 
@@ -116,7 +153,9 @@ every run completed with nothing lost, duplicated or reordered and no error; oth
 from __future__ import annotations
 
 import argparse
+import base64
 import gc
+import hashlib
 import json
 import os
 import platform
@@ -126,6 +165,7 @@ import resource
 import select
 import signal
 import statistics
+import struct
 import sys
 import time
 from array import array
@@ -172,14 +212,21 @@ from harness import (
 )
 
 RELAY = Path(__file__).resolve().parent / "relay.py"
+WSRELAY = Path(__file__).resolve().parent / "wsrelay.py"
 
-TARGETS = ("chatsvc", "history", "relay")
+TARGETS = ("chatsvc", "history", "relay", "mixed", "line", "web")
 """What can be measured: chatsvc without history (C{--db :memory:}), chatsvc storing history in
-its SQLite file as it does by default, and the relay."""
+its SQLite file as it does by default, and the relay (relay.py for the line door, wsrelay.py for
+the web door). The last three are for C{--door mixed} only: chatsvc (without history) with a
+room of both doors' members, and with a room of the same size of each door's alone."""
+MIXED_TARGETS = ("line", "web", "mixed")
+"""The targets of C{--door mixed}, which has no others."""
 
-RATIOS = (("chatsvc", "relay"), ("history", "chatsvc"))
+RATIOS = (("chatsvc", "relay"), ("history", "chatsvc"), ("mixed", "line"), ("mixed", "web"))
 """The ratios shown, where a run has both targets."""
 WORKLOADS = ("openloop", "closedloop", "idle", "joinstorm")
+DOORS = ("line", "web", "mixed")
+"""How the clients reach the server: TCP lines, a WebSocket speaking JSON, or half and half."""
 
 NICK_FORMAT = b"n%07d"
 NICK_WIDTH = 8
@@ -193,6 +240,20 @@ JOIN_WIDTH = NICK_WIDTH + len(JOIN_SUFFIX)
 HEADER_WIDTH = 25
 """C{%09d %014d }: the sequence number and send time at the start of every chat text."""
 MIN_SIZE = HEADER_WIDTH + 1
+WEB_MIN_SIZE = HEADER_WIDTH + NICK_WIDTH + 2
+"""A web run's chat text ends with its sender's nickname (the relay's frames carry no other)."""
+
+WEB_LISTEN = "tcp:0:interface=127.0.0.1"
+"""Where chatsvc's web door listens for the web doors' workloads: a free loopback port."""
+WEB_LISTENING = re.compile(r"server_listening.*127\.0\.0\.1:(\d+)' door='web'")
+"""chatsvc's log line that its web door listens (after the line door's); its group is the port."""
+DOOR_LISTENING = re.compile(r"server_listening.*address='127\.0\.0\.1:(\d+)' door='(\w+)'")
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+"""RFC 6455's constant of the handshake's C{Sec-WebSocket-Accept}."""
+SAY_HEAD = b'{"type":"say","room":"lobby","text":"'
+"""How a web client's chat message begins, to chatsvc and to the WebSocket relay alike."""
+TEXT_END = b'"}'
+WEB_FLOOD_NOTICE = "You are sending too fast; your messages are being delayed."
 
 WELCOME = b"*** Type /help for commands, /quit to leave."
 FLOOD_NOTICE = b"*** You are sending too fast; your lines are being delayed."
@@ -337,25 +398,48 @@ class Workload:
     step: float = 1.0
     checked: int | None = None
     """Open loop: how many receivers check every line (the rest count them); None: all."""
+    door: str = "line"
+    """How the clients connect (see L{DOORS}); C{mixed}: half of them each way."""
 
     @property
     def name(self) -> str:
-        """A short readable name with the sizes."""
+        """A short readable name with the sizes (and the door, unless the line door)."""
+        door = "" if self.door == "line" else f" door={self.door}"
         if self.kind == "openloop":
             checked = "" if self.checked is None else f" checked={self.checked}"
             return (
                 f"openloop N={self.clients} K={self.senders} R={self.rate:g}/s "
-                f"D={self.duration:g}s{checked}"
+                f"D={self.duration:g}s{checked}{door}"
             )
         if self.kind == "closedloop":
             window = "ramp" if self.window is None else str(self.window)
-            return f"closedloop N={self.clients} K={self.senders} W={window} D={self.duration:g}s"
-        return f"{self.kind} C={self.clients}"
+            return (
+                f"closedloop N={self.clients} K={self.senders} W={window} "
+                f"D={self.duration:g}s{door}"
+            )
+        return f"{self.kind} C={self.clients}{door}"
 
     @property
     def lineRate(self) -> float | None:
         """Lines a second one sender sends; None when unbounded (a closed loop)."""
         return self.rate if self.kind == "openloop" else None
+
+
+def runDoor(workload: Workload, target: str) -> str:
+    """How the clients of C{target} under C{workload} connect: C{line}, C{web} or C{mixed}."""
+    if workload.door == "mixed":
+        return target if target in MIXED_TARGETS else "mixed"
+    return workload.door
+
+
+def targetsFor(workload: Workload, targets: list[str]) -> list[str]:
+    """
+    The targets C{workload} runs against: those asked for that it has (C{--door mixed} has
+    only chatsvc's rooms of both doors' members and of each door's alone; the others, those).
+    """
+    if workload.door == "mixed":
+        return [target for target in targets if target in MIXED_TARGETS] or list(MIXED_TARGETS)
+    return [target for target in targets if target not in MIXED_TARGETS]
 
 
 def chatsvcOptions(
@@ -436,14 +520,18 @@ def makeServer(
     cpu: int | None,
     log: Path | None,
     history: bool = False,
+    profile: Path | None = None,
 ) -> tuple[ServerProcess, list[str]]:
     """
     The server process for C{target}, and the settings it gets (with the reasons); with
-    C{history}, chatsvc stores its rooms' history.
+    C{history}, chatsvc stores its rooms' history; with C{profile}, the server runs under
+    cProfile, which writes its figures there when the server exits.
     """
     backlog = listenBacklog(workload.clients)
+    web = workload.door != "line"
     if target == "relay":
-        command = [sys.executable, str(RELAY), "--port", "0", "--backlog", str(backlog)]
+        script = WSRELAY if web else RELAY
+        command = [sys.executable, str(script), "--port", "0", "--backlog", str(backlog)]
         reasons = (
             [f"--backlog {backlog} (default 50): {workload.clients} clients connect at once"]
             if backlog > 50 else ["none"]
@@ -451,15 +539,43 @@ def makeServer(
         listening = re.compile(r"^(\d+)$")
     else:
         options, reasons = chatsvcOptions(workload, backlog, history)
+        listening = LISTENING
+        if web:
+            # The harness starts chatsvc with --no-web unless it is told where the web door is.
+            options += ["--web-listen", WEB_LISTEN]
+            reasons.append(
+                f"--web-listen {WEB_LISTEN} (the benchmark's default: --no-web): the web door "
+                "on a free loopback port; its limits are the line door's, raised alike"
+            )
+            listening = WEB_LISTENING
         command = chatroomCommand(
             options, listen="tcp:0:interface=127.0.0.1", twistdOptions=["--reactor=epoll"]
         )
-        listening = LISTENING
-    server = ServerProcess(
+    if profile is not None:
+        program = command[1:] if command[0] == sys.executable else command
+        command = [sys.executable, "-m", "cProfile", "-o", str(profile), *program]
+    server = DoorServer(
         reactor, target, command, cpu, log, listening,
         directoryPrefix=f"fanout-{target}-", troubleKept=MAX_SAMPLES,
     )
     return server, reasons
+
+
+class DoorServer(ServerProcess):
+    """A server under test that also notes the port of each of chatsvc's doors as it listens."""
+
+    def __init__(self, *arguments: Any, **keywords: Any) -> None:
+        super().__init__(*arguments, **keywords)
+        self.ports: dict[str, int] = {}
+        """Each door's port (C{line}, C{web}), from chatsvc's C{server_listening} lines."""
+
+    def lineReceived(self, line: str) -> None:
+        """A line of the server's output: a door's port, if it says so; then as ever."""
+        if len(self.ports) < 2:
+            match = DOOR_LISTENING.search(line)
+            if match:
+                self.ports.setdefault(match.group(2), int(match.group(1)))
+        super().lineReceived(line)
 
 
 async def stopServer(server: ServerProcess, grace: float) -> str:
@@ -481,6 +597,74 @@ def _unreadable(size: int) -> bytes:
     raise OSError("not connected")
 
 
+def frameHeader(length: int, opcode: int = 0x1, masked: bool = False) -> bytes:
+    """The head of a final WebSocket frame with a payload of C{length} bytes (RFC 6455, 5.2)."""
+    mask = 0x80 if masked else 0
+    if length < 126:
+        return struct.pack("!BB", 0x80 | opcode, mask | length)
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, mask | 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, mask | 127, length)
+
+
+def maskedFrame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A client's frame: masked, as RFC 6455 requires, with a fresh key."""
+    key = os.urandom(4)
+    length = len(payload)
+    mask = int.from_bytes((key * (length // 4 + 1))[:length], "big")
+    body = (int.from_bytes(payload, "big") ^ mask).to_bytes(length, "big") if length else b""
+    return frameHeader(length, opcode, masked=True) + key + body
+
+
+class WebLayout:
+    """
+    How a chat message reaches a web client, as one frame of a width known in advance: chatsvc's
+    C{said} event (C{{"type":"said","room":"lobby","id":ID,"time":TIME,"nick":NICK,"text":TEXT}}),
+    or, from the WebSocket relay, the sender's own C{say} message as it sent it. Every text has
+    the same length, the id the same number of digits (milliseconds times 1024: 16 until the
+    year 2248) and the time the same width, so every such frame of a run is as wide as the
+    others, and what each receiver must get from each sender is known byte for byte but for
+    the id and the time, the columns that the server fills in (the I{wildcards}).
+    """
+
+    def __init__(self, relay: bool, size: int) -> None:
+        self.relay = relay
+        self.size = size
+        if relay:
+            before = SAY_HEAD
+            self._nickAt: int | None = None
+            wildcards: list[range] = []
+        else:
+            idWidth = len(str(int(time.time() * 1000) << 10))
+            parts = [
+                b'{"type":"said","room":"lobby","id":"', bytes(idWidth), b'","time":"', bytes(24),
+                b'","nick":"', b"?" * NICK_WIDTH, b'","text":"',
+            ]
+            before = b"".join(parts)
+            starts = [sum(map(len, parts[:index])) for index in range(len(parts))]
+            wildcards = [range(starts[1], starts[2]), range(starts[3], starts[4])]
+            self._nickAt = starts[5]
+        length = len(before) + size + len(TEXT_END)
+        header = frameHeader(length)
+        self.width = len(header) + length
+        """The bytes of one chat frame."""
+        self.textAt = len(header) + len(before)
+        """Where the chat text begins in a frame."""
+        self.senderAt = self.textAt + size - NICK_WIDTH
+        """Where the sender's nickname is in a frame: at the end of the text."""
+        self.wildcards = tuple(column + len(header) for span in wildcards for column in span)
+        """The columns of a frame that the server fills in (zero in what is expected)."""
+        self._header = header
+        self._before = before
+
+    def head(self, nick: bytes) -> bytes:
+        """What comes before the text in a frame of C{nick}'s, the wildcards zero."""
+        before = self._before
+        if self._nickAt is not None:
+            before = before[: self._nickAt] + nick + before[self._nickAt + NICK_WIDTH :]
+        return self._header + before
+
+
 class Phase:
     """Where a run is; receivers judge some lines by it."""
 
@@ -496,8 +680,20 @@ class Run:
     """
 
     def __init__(
-        self, reactor: IReactor, clients: int, senders: int, size: int, exactLatency: bool
+        self,
+        reactor: IReactor,
+        clients: int,
+        senders: int,
+        size: int,
+        exactLatency: bool,
+        door: str = "line",
+        layout: WebLayout | None = None,
     ) -> None:
+        """
+        @param door: how the clients connect: C{line}, C{web} (all with a WebSocket) or
+            C{mixed} (every second client with a WebSocket, the others with lines).
+        @param layout: how chat messages reach the web clients, if there are any.
+        """
         self.reactor = reactor
         self.readers = Readers(reactor)
         self.count = clients
@@ -584,6 +780,25 @@ class Run:
         self.pumpScheduled = False
         self.sendersDone = 0
         self.sendingDone: Deferred[None] = Deferred()
+
+        self.door = door
+        self.isWeb = [door == "web" or (door == "mixed" and index % 2 == 1) for index in range(clients)]
+        """Which clients connect with a WebSocket (the others with lines)."""
+        self.layout = layout
+        self.crowdCounts: dict[bytes, tuple[int, int, int]] = {}
+        """The web door's C{crowd} events seen so far: joins of clients, others', leaves."""
+        if door != "line":
+            assert layout is not None
+            self.lineReceivers = not all(self.isWeb)
+            self.webReceivers = any(self.isWeb)
+            # The text of a web run: "%09d %014d " (sequence, time), padding, the nickname.
+            self.webPadding = b"x" * (size - HEADER_WIDTH - NICK_WIDTH - 1) + b" "
+            self.senderByNick = {self.nicks[sender]: sender for sender in range(senders)}
+            # Per sender: every frame a web receiver is to get from it, as the line streams.
+            self.webStreams = [bytearray() for _ in range(senders)]
+            self.webHeads = [layout.head(self.nicks[sender]) for sender in range(senders)]
+            self._framers: dict[int, tuple[int, bytes, int]] = {}
+            self.message = self._webMessage  # type: ignore[method-assign]
 
     # Tallies
 
@@ -676,6 +891,50 @@ class Run:
         self.streams[sender] += line + b"\n"
         self.sendTimes[sender].append(now)
         return text + b"\n"
+
+    def _webMessage(self, sender: int, now: int) -> bytes:
+        """
+        L{message}, for a run with web clients: the text ends with the sender's nickname, and
+        what each kind of receiver is to get is remembered. What a web client writes is its
+        C{say} message in a masked frame.
+        """
+        sequence = self.sentCounts[sender] + 1
+        self.sentCounts[sender] = sequence
+        nick = self.nicks[sender]
+        text = b"%09d %014d " % (sequence, now) + self.webPadding + nick
+        if self.lineReceivers:
+            line = self.prefixes[sender] + text + b"\r"
+            lines = self.sentLines[sender]
+            if self.exactLatency:
+                self.predecessor[line] = lines[-1]
+                self.stampOf[line] = now
+                self.lineInfo[line] = (sender, sequence)
+            lines.append(line)
+            self.streams[sender] += line + b"\n"
+        if self.webReceivers:
+            self.webStreams[sender] += self.webHeads[sender] + text + TEXT_END
+        self.sendTimes[sender].append(now)
+        if not self.isWeb[sender]:
+            return text + b"\n"
+        payload = SAY_HEAD + text + TEXT_END
+        length = len(payload)
+        framer = self._framers.get(sender)
+        if framer is None or framer[0] != length:
+            # One masking key per connection, so that its mask is made once (the server
+            # unmasks every frame all the same).
+            key = os.urandom(4)
+            mask = int.from_bytes((key * (length // 4 + 1))[:length], "big")
+            framer = self._framers[sender] = (length, frameHeader(length, masked=True) + key, mask)
+        _, head, mask = framer
+        return head + (int.from_bytes(payload, "big") ^ mask).to_bytes(length, "big")
+
+    def webText(self, sender: int, sequence: int) -> bytes | None:
+        """The text of message C{sequence} of C{sender} in a web run, if it was sent."""
+        if not 0 < sequence <= self.sentCounts[sender]:
+            return None
+        layout = cast(WebLayout, self.layout)
+        start = (sequence - 1) * layout.width + layout.textAt
+        return bytes(self.webStreams[sender][start : start + layout.size])
 
     def sentLine(self, sender: int, sequence: int) -> bytes | None:
         """Line C{sequence} of C{sender} as receivers get it (without C{\\n}), if it was sent."""
@@ -1361,6 +1620,345 @@ class BenchClient(Protocol):
         self.run.sendLags.append(max(0, now - int(due * 1_000_000)))
 
 
+class WebClient(BenchClient):
+    """
+    One client of the web door, or of the WebSocket relay: a raw WebSocket written for speed
+    (no WebSocket library: a client library's own costs would be the generator's limit). It
+    makes the opening handshake (C{GET /ws}, as the page does, with the page's C{Origin}),
+    then, with chatsvc, names itself as the JSON protocol says (C{hello}; C{name}; C{welcome}),
+    sends its chat as C{say} messages in masked frames (to the relay too, which relays them as
+    they are) and checks every frame it receives.
+
+    Chat frames are checked in bulk (see L{WebLayout}): a read that is nothing but chat frames
+    of the run's width has its wildcard columns (the server's id and time) zeroed, and then
+    runs of frames from one sender are compared, as bytes, with the next frames that sender's
+    receivers are to get, as the line clients' runs are. Anything else, from the first frame
+    that does not pass on (joins, notices, pings, frames split between reads, a frame out of
+    order), is read frame by frame and its JSON parsed. chatsvc sends a web member its own
+    messages too: those are checked to come in order, and counted apart (they are not
+    deliveries: the relay sends none).
+    """
+
+    def __init__(self, run: Run, index: int, port: int) -> None:
+        super().__init__(run, index)
+        layout = run.layout
+        assert layout is not None
+        self.layout = layout
+        self.relay = layout.relay
+        self.port = port
+        self.upgraded = False
+        self.key = base64.b64encode(os.urandom(16))
+        self.echoed = 0
+        """How many of its own messages came back (chatsvc only), in order."""
+
+    # Connection
+
+    def connectionMade(self) -> None:
+        """No Nagle; the opening handshake, as a page at the server's own origin makes it."""
+        transport = cast(ITCPTransport, self.transport)
+        transport.setTcpNoDelay(True)
+        host = b"127.0.0.1:%d" % self.port
+        transport.write(
+            b"GET /ws HTTP/1.1\r\nHost: " + host + b"\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + self.key + b"\r\n"
+            b"Sec-WebSocket-Version: 13\r\nOrigin: http://" + host + b"\r\n\r\n"
+        )
+
+    # Receiving
+
+    def dataReceived(self, data: bytes) -> None:
+        """Every whole frame: chat frames in bulk where they can be, the rest one by one."""
+        run = self.run
+        if run.ignoring:
+            return
+        if self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        now = monotonicUs()
+        if not self.upgraded:
+            data = self._upgrade(data, now)
+            if not data:
+                return
+        delivered, start = self._records(data, now) if self.member else (0, 0)
+        if start < len(data):
+            delivered += self._frames(data, start, now)
+        if delivered:
+            run.deliveries(delivered, now)
+
+    def _upgrade(self, data: bytes, now: int) -> bytes:
+        # The server's answer to the opening handshake; what follows it is frames.
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(data) > MAX_BUFFER:
+                self._refused(data[:200])
+            else:
+                self._buffer = data
+            return b""
+        head = data[:end].split(b"\r\n")
+        accept = base64.b64encode(hashlib.sha1(self.key + WS_GUID).digest())
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(b":") for line in head[1:])
+        }
+        if not head[0].startswith(b"HTTP/1.1 101 ") or headers.get(b"sec-websocket-accept") != accept:
+            self._refused(head[0])
+            return b""
+        self.upgraded = True
+        fire(self.accepted)
+        if self.relay:
+            self._joined(now)
+        return data[end + 4 :]
+
+    def _joined(self, now: int) -> None:
+        self.member = True
+        self.run.handshakeDone(now)
+        self.run.readers.add(self)
+
+    def _records(self, data: bytes, now: int) -> tuple[int, int]:
+        """
+        The chat frames at the start of C{data}, in bulk: the deliveries to count, and how far
+        they go (a frame's start; from there on, L{_frames} reads frame by frame).
+        """
+        run = self.run
+        layout = self.layout
+        width = layout.width
+        count = len(data) // width
+        if not count or data[0] != 0x81 or data[width - 1] != 0x7D:  # a text frame, ending "}"
+            return 0, 0
+        end = count * width
+        compared: bytes | bytearray = data
+        if layout.wildcards:
+            compared = bytearray(memoryview(data)[:end])
+            zeros = bytes(count)
+            for column in layout.wildcards:
+                compared[column:end:width] = zeros
+        senderAt = layout.senderAt
+        if count > 1:
+            different = 0
+            for column in run.senderColumns:
+                digits = data[senderAt + column : end : width]
+                different |= int.from_bytes(digits[1:], "little") ^ int.from_bytes(
+                    digits[:-1], "little"
+                )
+            changes = different.to_bytes(count - 1, "little").translate(CHANGES)
+        else:
+            changes = b""
+        senderByNick = run.senderByNick
+        streams = run.webStreams
+        progress = run.got
+        totals = run.progress
+        index = self.index
+        timed = run.checks[index]
+        exact = run.exactLatency
+        sample = -1
+        delivered = 0
+        start = 0
+        while start < count:
+            last = changes.find(b"1", start)
+            if last < 0:
+                last = count - 1
+            lines = last + 1 - start
+            begin = start * width
+            stop = begin + lines * width
+            sender = senderByNick.get(data[begin + senderAt : begin + senderAt + NICK_WIDTH])
+            if sender is None:
+                break
+            if sender == index:
+                if self.relay:
+                    break
+                offset = self.echoed * width
+                if compared[begin:stop] != streams[sender][offset : offset + lines * width]:
+                    break
+                self.echoed += lines
+                start = last + 1
+                continue
+            got = progress[sender]
+            first = got[index] + 1
+            offset = (first - 1) * width
+            if compared[begin:stop] != streams[sender][offset : offset + lines * width]:
+                break
+            start = last + 1
+            got[index] = first + lines - 1
+            totals[sender] += lines
+            delivered += lines
+            if not timed:
+                continue
+            if exact:
+                run.recordLatencies(sender, first, first + lines, now)
+            elif sample < 0:
+                sample = now - run.sendTimes[sender][first - 1]
+        if sample >= 0:
+            run.latencies.append(sample)
+        return delivered, start * width
+
+    def _frames(self, data: bytes, start: int, now: int) -> int:
+        """Whole frames from C{start}, one by one; the rest is kept for the next read."""
+        delivered = 0
+        size = len(data)
+        at = start
+        while at + 2 <= size:
+            first, second = data[at], data[at + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                head = 4
+                if at + head > size:
+                    break
+                length = int.from_bytes(data[at + 2 : at + 4], "big")
+            elif length == 127:
+                head = 10
+                if at + head > size:
+                    break
+                length = int.from_bytes(data[at + 2 : at + 10], "big")
+            if at + head + length > size:
+                break
+            payload = data[at + head : at + head + length]
+            at += head + length
+            opcode = first & 0x0F
+            if second & 0x80 or not first & 0x80:
+                self.run.error(self.nick, f"a frame masked or in pieces: {first:#x} {second:#x}")
+            elif opcode == 0x1:
+                delivered += self._message(payload, now)
+            elif opcode == 0x9:
+                assert self.transport is not None
+                self.transport.write(maskedFrame(payload, 0xA))
+            elif opcode == 0x8:
+                if not self.run.ignoring:
+                    self.run.error(self.nick, f"the server closed the WebSocket: {payload!r}")
+            elif opcode != 0xA:
+                self.run.error(self.nick, f"an unexpected frame, opcode {opcode}")
+        if at < size:
+            self._buffer = data[at:]
+            if len(self._buffer) > MAX_BUFFER:
+                self.run.error(self.nick, f"a frame longer than {MAX_BUFFER} bytes")
+                self._buffer = b""
+        return delivered
+
+    def _message(self, payload: bytes, now: int) -> int:
+        """One JSON message; the deliveries it makes (one chat message, or none)."""
+        run = self.run
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            run.error(self.nick, f"not a JSON object: {payload[:100]!r}")
+            return 0
+        kind = message.get("type")
+        if kind == ("say" if self.relay else "said"):
+            return self._chatMessage(message, payload, now)
+        if not self.member:
+            if kind == "hello" and not self.named:
+                self.named = True
+                assert self.transport is not None
+                self.transport.write(
+                    maskedFrame(b'{"type":"name","nick":"' + self.nick + b'"}')
+                )
+            elif kind == "welcome" and message.get("nick") == self.nick.decode():
+                self._joined(now)
+            else:
+                self._refused(payload)
+            return 0
+        if kind == "joined":
+            if str(message.get("nick")).encode() in run.nickSet:
+                self.joins += 1
+                run.joinsSeenAdd(1, now)
+            else:
+                run.foreignLines += 1
+        elif kind == "crowd":
+            self._crowd(payload, message, now)
+        elif kind == "left":
+            self._left(1, payload)
+        elif kind == "room":
+            count = message.get("count")
+            if isinstance(count, int):
+                self.position = count
+            else:
+                run.error(self.nick, f"a room without a count: {payload[:60]!r}")
+        elif kind == "notice" and message.get("text") == WEB_FLOOD_NOTICE:
+            run.floodNotices += 1
+        elif kind in ("error", "bye", "say", "said"):
+            run.error(self.nick, f"unexpected {payload[:100]!r}")
+        else:
+            run.notice(payload)
+        return 0
+
+    def _chatMessage(self, message: dict[str, Any], payload: bytes, now: int) -> int:
+        """
+        A chat message that is not simply the next one expected (or came among other frames):
+        judged alone, as the line clients' are (see L{BenchClient._chatLines}).
+        """
+        run = self.run
+        text = message.get("text")
+        encoded = text.encode("utf-8") if isinstance(text, str) else b""
+        sender = run.senderByNick.get(encoded[-NICK_WIDTH:])
+        try:
+            sequence = int(encoded[:9])
+        except ValueError:
+            sequence = 0
+        if (
+            sender is None
+            or encoded != run.webText(sender, sequence)
+            or message.get("room") != "lobby"
+            or (not self.relay and message.get("nick") != run.nicks[sender].decode())
+        ):
+            run.error(self.nick, f"a chat message that was never sent: {payload[:200]!r}")
+            return 0
+        if sender == self.index:
+            if self.relay:
+                run.error(self.nick, f"its own message echoed back: {encoded[:40]!r}")
+            elif sequence == self.echoed + 1:
+                self.echoed = sequence
+            else:
+                run.error(self.nick, f"its own message {sequence} after {self.echoed}")
+            return 0
+        got = run.got[sender]
+        last = got[self.index]
+        if sequence > last:
+            if sequence > last + 1:
+                self.missing.setdefault(sender, set()).update(range(last + 1, sequence))
+            got[self.index] = sequence
+            run.progress[sender] += sequence - last
+        else:
+            gaps = self.missing.get(sender)
+            if gaps is not None and sequence in gaps:
+                gaps.discard(sequence)
+                run.reordered += 1
+            else:
+                run.duplicated += 1
+                return 0
+        if run.checks[self.index]:
+            run.latencies.append(now - run.sendTimes[sender][sequence - 1])
+        return 1
+
+    def _crowd(self, payload: bytes, message: dict[str, Any], now: int) -> None:
+        """
+        A crowded room's joins and leaves (C{crowd}): each client's nickname among the joins
+        counts as a join notice seen, as in the line door's summaries; every member gets the
+        same event, so each is counted once and remembered.
+        """
+        run = self.run
+        counted = run.crowdCounts.get(payload)
+        if counted is None:
+            joins = foreign = leaves = 0
+            for entry in message.get("runs") or ():
+                nicks = [str(nick).encode() for nick in entry.get("nicks") or ()]
+                if entry.get("joined"):
+                    ours = sum(map(run.nickSet.__contains__, nicks))
+                    joins += ours
+                    foreign += len(nicks) - ours
+                else:
+                    leaves += len(nicks)
+            counted = run.crowdCounts[payload] = (joins, foreign, leaves)
+        joins, foreign, leaves = counted
+        run.foreignLines += foreign
+        if leaves:
+            self._left(leaves, payload)
+        if joins:
+            self.joins += joins
+            run.joinsSeenAdd(joins, now)
+
+
 @dataclass
 class Subject:
     """One target under one workload: its server, its clients' run, its results."""
@@ -1410,21 +2008,35 @@ class Bench:
     def prepare(self, workload: Workload, target: str) -> Subject:
         """A server for C{target} (not started yet), its settings told, and a run for it."""
         log = None
+        stem = f"{workload.kind}-{workload.clients}-{workload.door}-{target}"
         if self.settings.server_log is not None:
             self.settings.server_log.mkdir(parents=True, exist_ok=True)
-            log = self.settings.server_log / f"{workload.kind}-{workload.clients}-{target}.log"
+            name = stem if workload.door != "line" else stem.replace("-line-", "-")
+            log = self.settings.server_log / f"{name}.log"
+        profile = None
+        if self.settings.server_profile is not None:
+            self.settings.server_profile.mkdir(parents=True, exist_ok=True)
+            profile = self.settings.server_profile / f"{stem}.prof"
         server, reasons = makeServer(
-            self.reactor, target, workload, self.serverCPU, log, history=target == "history"
+            self.reactor, target, workload, self.serverCPU, log, history=target == "history",
+            profile=profile,
         )
         say(f"--- {workload.name} against {target}")
         say("    server settings raised for this load (the defaults are for public servers):")
         for reason in reasons:
             say(f"      {reason}")
         senders = workload.senders if workload.kind in ("openloop", "closedloop") else 0
+        door = runDoor(workload, target)
+        layout = None if door == "line" else WebLayout(target == "relay", workload.size)
         run = Run(
             self.reactor, workload.clients, senders, workload.size,
-            exactLatency=workload.kind == "openloop",
+            exactLatency=workload.kind == "openloop", door=door, layout=layout,
         )
+        if door == "web" and target == "relay":
+            run.joinsExpected = 0  # the WebSocket relay tells nobody of anything but messages
+        if door == "mixed":
+            say("    every second client (in the order they join) uses the web door, the others "
+                "the line door")
         if workload.kind == "openloop" and workload.checked is not None:
             run.checkOnly(workload.checked)
             say(f"    {workload.checked} receivers (the senders, then others spread over the "
@@ -1433,14 +2045,19 @@ class Bench:
         results: dict[str, Any] = {"server_settings": reasons, "aborted": None}
         return Subject(target, server, run, results, time.monotonic())
 
-    async def start(self, subject: Subject) -> int:
-        """Start a subject's server; its port."""
-        port = await within(
-            self.reactor, subject.server.start(), 60, f"{subject.target} to listen"
-        )
-        subject.results["server_command"] = subject.server.command
-        subject.results["server_rss_kb_start"] = subject.server.rssKB()
-        return port
+    async def start(self, subject: Subject) -> dict[str, int]:
+        """Start a subject's server; the port of each door (C{line}, C{web}) it listens on."""
+        server = subject.server
+        port = await within(self.reactor, server.start(), 60, f"{subject.target} to listen")
+        subject.results["server_command"] = server.command
+        subject.results["server_rss_kb_start"] = server.rssKB()
+        if subject.run.door == "line" and server.name == "relay":
+            return {"line": port}
+        if server.name == "relay":
+            return {"web": port}
+        ports = dict(cast(DoorServer, server).ports)
+        ports.setdefault("line", port)
+        return ports
 
     async def finish(self, subject: Subject, workload: Workload) -> dict[str, Any]:
         """Cut every connection, stop the server, and complete the subject's results."""
@@ -1472,13 +2089,13 @@ class Bench:
         subject = self.prepare(workload, target)
         run, server, results = subject.run, subject.server, subject.results
         try:
-            port = await self.start(subject)
+            ports = await self.start(subject)
             if workload.kind == "openloop":
-                await self.openLoop(run, server, port, workload, results)
+                await self.openLoop(run, server, ports, workload, results)
             elif workload.kind == "idle":
-                await self.idle(run, server, port, workload, results)
+                await self.idle(run, server, ports, workload, results)
             else:
-                await self.joinStorm(run, server, port, workload, results)
+                await self.joinStorm(run, server, ports, workload, results)
         except Aborted as error:
             results["aborted"] = str(error)
             say(f"    ABORTED: {error}")
@@ -1495,8 +2112,8 @@ class Bench:
         subjects = [self.prepare(workload, target) for target in targets]
         try:
             for subject in subjects:
-                port = await self.start(subject)
-                await self.join(subject.run, port, subject.results)
+                ports = await self.start(subject)
+                await self.join(subject.run, ports, subject.results)
                 subject.run.phase = Phase.LOADING
             await self.closedLoop(workload, subjects)
         except Aborted as error:
@@ -1509,7 +2126,7 @@ class Bench:
         return {subject.target: subject.results for subject in subjects}
 
     async def connect(
-        self, run: Run, port: int, inFlight: int, timeout: float
+        self, run: Run, ports: dict[str, int], inFlight: int, timeout: float
     ) -> None:
         """
         Connect every client at once, at most C{inFlight} of them not yet greeted by the server
@@ -1523,7 +2140,13 @@ class Bench:
         async def connectAll() -> None:
             for index in range(run.count):
                 await semaphore.acquire()
-                client = BenchClient(run, index)
+                client: BenchClient
+                if run.isWeb[index]:
+                    port = ports["web"]
+                    client = WebClient(run, index, port)
+                else:
+                    port = ports["line"]
+                    client = BenchClient(run, index)
                 run.clients.append(client)
                 client.accepted.addCallback(lambda _: semaphore.release())
                 reactor.connectTCP("127.0.0.1", port, _OneClient(client), timeout=30)
@@ -1580,10 +2203,10 @@ class Bench:
             await sleep(self.reactor, 0.02)
         return True
 
-    async def join(self, run: Run, port: int, results: dict[str, Any]) -> None:
+    async def join(self, run: Run, ports: dict[str, int], results: dict[str, Any]) -> None:
         """Connect everyone and wait until nobody's join notice is still on its way."""
         timeout = self.settings.timeout
-        await self.connect(run, port, min(run.count, 1000), timeout)
+        await self.connect(run, ports, min(run.count, 1000), timeout)
         results["connect_seconds"] = round(self.connectSeconds, 3)
         results["joins_settled"] = await self.settleJoins(run, 2.0, timeout)
         gc.collect()
@@ -1603,17 +2226,23 @@ class Bench:
             leaves=run.leaves,
             latency_ms=summaryMs(run.latencies),
         )
+        if run.door != "line":
+            web = [client for client in run.clients if isinstance(client, WebClient)]
+            results["own_messages_sent"] = sum(
+                run.sentCounts[client.index] for client in web if client.index < run.senderCount
+            )
+            results["own_messages_received"] = sum(client.echoed for client in web)
 
     def probe(self, server: ServerProcess) -> Probe:
         """Start measuring CPU use for a phase."""
         return Probe(server, (self.serverCPU, self.generatorCPU))
 
     async def openLoop(
-        self, run: Run, server: ServerProcess, port: int, workload: Workload,
+        self, run: Run, server: ServerProcess, ports: dict[str, int], workload: Workload,
         results: dict[str, Any],
     ) -> None:
         """K senders at R lines/s each for D s; every delivery checked and timed."""
-        await self.join(run, port, results)
+        await self.join(run, ports, results)
         run.phase = Phase.LOADING
         period = 1 / workload.rate
         probe = self.probe(server)
@@ -1753,14 +2382,14 @@ class Bench:
         }
 
     async def idle(
-        self, run: Run, server: ServerProcess, port: int, workload: Workload,
+        self, run: Run, server: ServerProcess, ports: dict[str, int], workload: Workload,
         results: dict[str, Any],
     ) -> None:
         """C connections that complete the handshake: the time it takes, the memory they cost."""
         await self.serverQuiet(server, 10)
         before = server.rssKB()
         probe = self.probe(server)
-        await self.connect(run, port, listenBacklog(run.count), self.settings.timeout)
+        await self.connect(run, ports, listenBacklog(run.count), self.settings.timeout)
         results["connect_seconds"] = round(self.connectSeconds, 3)
         results.update(probe.finish())
         results["joins_settled"] = await self.settleJoins(run, 2.0, self.settings.timeout)
@@ -1779,14 +2408,14 @@ class Bench:
         )
 
     async def joinStorm(
-        self, run: Run, server: ServerProcess, port: int, workload: Workload,
+        self, run: Run, server: ServerProcess, ports: dict[str, int], workload: Workload,
         results: dict[str, Any],
     ) -> None:
         """C clients join one room at once: the time until every join notice is delivered."""
         await self.serverQuiet(server, 10)
         probe = self.probe(server)
         timeout = self.settings.timeout
-        await self.connect(run, port, listenBacklog(run.count), timeout)
+        await self.connect(run, ports, listenBacklog(run.count), timeout)
         complete = await self.settleJoins(run, 3.0, timeout)
         usage = probe.finish()
         finished = (
@@ -2098,9 +2727,11 @@ class Settings(argparse.Namespace):
     timeout: float
     json: Path | None
     server_log: Path | None
+    server_profile: Path | None
     pin: bool
     seed: int | None
     checked: int | None
+    door: str
 
 
 STANDARD_DURATION = 6.0
@@ -2126,6 +2757,29 @@ def standardSuite(settings: Settings) -> list[Workload]:
     ]
 
 
+def webSuite(settings: Settings) -> list[Workload]:
+    """
+    The web door's suite: open loop N=100 all sending 5 lines/s, closed loop N=100 all sending
+    and idle C=2000, each against chatsvc's web door and the WebSocket relay; then the closed
+    loop N=100 in a room of both doors' members, half each, against rooms of each door's alone.
+    """
+    size = settings.size
+    openSeconds = settings.duration or STANDARD_DURATION
+    closedSeconds = settings.duration or STANDARD_CLOSED_DURATION
+    return [
+        Workload("openloop", 100, senders=100, rate=5, duration=openSeconds, size=size, door="web"),
+        Workload(
+            "closedloop", 100, senders=100, duration=closedSeconds, size=size, step=settings.step,
+            door="web",
+        ),
+        Workload("idle", 2000, size=size, door="web"),
+        Workload(
+            "closedloop", 100, senders=100, duration=closedSeconds, size=size, step=settings.step,
+            door="mixed",
+        ),
+    ]
+
+
 DEFAULT_CLIENTS = {"openloop": 100, "closedloop": 100, "idle": 2000, "joinstorm": 5000}
 
 
@@ -2133,6 +2787,8 @@ def workloadsFor(settings: Settings) -> list[Workload]:
     """The workloads the command line asks for."""
     if settings.workload == "standard":
         return standardSuite(settings)
+    if settings.workload == "web":
+        return webSuite(settings)
     clients = settings.clients or DEFAULT_CLIENTS[settings.workload]
     senders = min(settings.senders or clients, clients)
     return [
@@ -2146,6 +2802,7 @@ def workloadsFor(settings: Settings) -> list[Workload]:
             window=settings.window,
             step=settings.step,
             checked=settings.checked,
+            door=settings.door,
         )
     ]
 
@@ -2158,14 +2815,22 @@ def parseArguments(argv: list[str]) -> Settings:
         "reordered and no error.",
     )
     parser.add_argument(
-        "--workload", choices=[*WORKLOADS, "standard"], default="standard",
-        help="what to run (default: the standard suite)",
+        "--workload", choices=[*WORKLOADS, "standard", "web"], default="standard",
+        help="what to run (default: the standard suite; web: the web door's suite)",
+    )
+    parser.add_argument(
+        "--door", choices=DOORS, default="line",
+        help="how one workload's clients connect: line (TCP lines, the default), web (a "
+        "WebSocket speaking JSON, against chatsvc's web door and benchmarks/wsrelay.py), or "
+        "mixed (one room, half of each, against chatsvc with a room of each door's alone)",
     )
     parser.add_argument(
         "--target", type=targetList, default="both",
         help="which servers to measure, in the same run, with ratios: both (chatsvc and the "
         "relay, the default), or a comma-separated list of chatsvc, history (chatsvc storing "
-        "history, as it does by default) and relay",
+        "history, as it does by default) and relay; with --door mixed, of mixed, line and web "
+        "(chatsvc with a room of both doors, of the line door's alone, of the web door's alone: "
+        "all three by default)",
     )
     parser.add_argument("--clients", type=int, help="N (or C): clients in the room")
     parser.add_argument("--senders", type=int, help="K: how many of them send (default all)")
@@ -2193,6 +2858,12 @@ def parseArguments(argv: list[str]) -> Settings:
         "--server-log", type=Path, metavar="DIR", help="copy each server's output to a file here"
     )
     parser.add_argument(
+        "--server-profile", type=Path, metavar="DIR",
+        help="run each server under cProfile, its figures written to a file here as it exits "
+        "(the figures measured are then the profiled servers', slower: for finding where the "
+        "time goes, not for quoting)",
+    )
+    parser.add_argument(
         "--no-pin", dest="pin", action="store_false",
         help="do not pin the server and the generator to separate CPUs",
     )
@@ -2215,6 +2886,13 @@ def parseArguments(argv: list[str]) -> Settings:
         parser.error("--rate and --duration must be positive")
     if settings.size < MIN_SIZE:
         parser.error(f"--size must be at least {MIN_SIZE} (the sequence number and timestamp)")
+    if settings.workload == "standard" and settings.door != "line":
+        parser.error("the standard suite is the line door's: use --workload web for the web door")
+    if (settings.door != "line" or settings.workload == "web") and settings.size < WEB_MIN_SIZE:
+        parser.error(
+            f"--size must be at least {WEB_MIN_SIZE} for the web door (the sequence number, "
+            "timestamp and nickname)"
+        )
     if settings.window is not None and settings.window < 1:
         parser.error("--window must be at least 1")
     if not settings.step > 0 or not settings.timeout > 0:
@@ -2240,10 +2918,14 @@ async def runSuite(bench: Bench, workloads: list[Workload], targets: list[str]) 
     """Every workload against every target, the relay first, each with a server of its own."""
     report = []
     for workload in workloads:
+        chosen = targetsFor(workload, targets)
+        if not chosen:
+            say(f"--- {workload.name}: none of the targets asked for applies; skipped")
+            continue
         if workload.kind == "closedloop":
-            results = await bench.runClosedLoops(workload, targets)
+            results = await bench.runClosedLoops(workload, chosen)
         else:
-            results = {target: await bench.runOne(workload, target) for target in targets}
+            results = {target: await bench.runOne(workload, target) for target in chosen}
         report.append({"workload": asdict(workload), "name": workload.name, "results": results})
     return report
 

@@ -27,7 +27,12 @@ from collections.abc import Callable
 from typing import cast
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import IAddress, IReactorCore, IReactorTCP, ITCPTransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IReactorCore,
+    IReactorTCP,
+    ITCPTransport,
+)
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -114,9 +119,18 @@ def installEpoll() -> None:
     epollreactor.install()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Listen, print the port, serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(description="The reference chat relay for benchmarks.")
+def main(
+    argv: list[str] | None = None,
+    makeFactory: Callable[[], ServerFactory] | None = None,
+    description: str = "The reference chat relay for benchmarks.",
+) -> int:
+    """
+    Listen, print the port, serve until SIGTERM or SIGINT.
+
+    @param makeFactory: what serves the connections (L{RelayFactory} by default; the WebSocket
+        relay gives its own).
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free one)")
     parser.add_argument(
         "--interface", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
@@ -129,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor as globalReactor
 
     reactor = cast("_Reactor", globalReactor)
+    factory = RelayFactory() if makeFactory is None else makeFactory()
     port = reactor.listenTCP(
-        settings.port, RelayFactory(), backlog=settings.backlog, interface=settings.interface
+        settings.port, factory, backlog=settings.backlog, interface=settings.interface
     )
     print(cast(IPv4Address, port.getHost()).port, flush=True)
     reactor.run()

@@ -157,6 +157,65 @@ class FanoutTests(SynchronousTestCase):
         # chatsvc's member list tells each client its place, so each one's count is checked.
         self.assertEqual(results["chatsvc"]["joins_missing_by_member_list"], 0)
 
+    def test_webDoor(self) -> None:
+        """
+        The web door (C{--door web}): five WebSocket clients in a closed loop against chatsvc's
+        web door and the WebSocket relay at once, every message delivered; chatsvc sends each
+        member its own messages too (counted apart), the relay none; and twenty idle ones, each
+        told of everyone who joined after it (the relay tells of nothing).
+        """
+        results = self.bench(
+            "--workload", "closedloop", "--door", "web", "--clients", "5", "--duration", "1",
+            "--step", "0.3",
+        )
+        for figures in results.values():
+            self.assertDelivered(figures, 5)
+            self.assertIn("wsrelay.py" if figures is results["relay"] else "--web-listen",
+                          " ".join(figures["server_command"]))
+            self.assertGreater(figures["server_cpu_percent"], 0)
+        chatsvc = results["chatsvc"]
+        self.assertGreater(chatsvc["own_messages_received"], 0)
+        self.assertLessEqual(chatsvc["own_messages_received"], chatsvc["own_messages_sent"])
+        self.assertEqual(results["relay"]["own_messages_received"], 0)
+        idle = self.bench("--workload", "idle", "--door", "web", "--clients", "20")
+        for figures in idle.values():
+            self.assertEqual(figures["connections"], 20)
+            self.assertGreater(figures["server_rss_kb_after"], 0)
+            self.assertIsInstance(figures["rss_per_connection_kb"], float)
+        self.assertEqual(idle["chatsvc"]["joins_seen"], 20 * 19 // 2)
+        self.assertEqual(idle["relay"]["joins_seen"], 0)
+
+    def test_mixedRoom(self) -> None:
+        """
+        A room of both doors' members (C{--door mixed}): six clients, every second one a
+        WebSocket, in a closed loop, against rooms of each door's members alone, the three
+        servers at once; every line and message delivered to every other member, whichever
+        door each came by, with the ratios to each door's room alone.
+        """
+        output, document = runScript(
+            self, FANOUT, "--workload", "closedloop", "--door", "mixed", "--clients", "6",
+            "--duration", "1", "--step", "0.3", timeout=TIMEOUT,
+        )
+        self.assertTrue(document["passed"], output)
+        [workload] = document["workloads"]
+        self.assertEqual(workload["workload"]["door"], "mixed")
+        results = workload["results"]
+        self.assertEqual(sorted(results), ["line", "mixed", "web"])
+        for target, figures in results.items():
+            self.assertIsNone(figures["aborted"], f"{target}: {output}")
+            self.assertEqual(figures["errors"], 0, f"{target}: {figures['error_lines']}")
+            self.assertDelivered(figures, 6)
+        self.assertNotIn("own_messages_received", results["line"])
+        self.assertGreater(results["mixed"]["own_messages_received"], 0)
+        for row in document["table"]:
+            self.assertEqual(
+                sorted(row),
+                ["figure", "line", "mixed", "mixed/line", "mixed/web", "web", "workload"],
+            )
+        [peak] = [row for row in document["table"] if row["figure"].startswith("peak")]
+        self.assertGreater(peak["mixed/line"], 0)
+        self.assertGreater(peak["mixed/web"], 0)
+
 
 class JoinNoticeTests(SynchronousTestCase):
     """

@@ -221,8 +221,9 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         WebSocketServerProtocol.__init__(self)
         self._paused = False
         # Messages read while the session was not to be read (autobahn hands over every whole
-        # message of a read at once), handled in order once it is again.
-        self._backlog: deque[str] = deque()
+        # message of a read at once), handled in order once it is again; made when first
+        # needed, since an empty deque costs 600 bytes a connection.
+        self._backlog: deque[str] | None = None
         self._opened = False
         self._address: IAddress | None = None
 
@@ -256,6 +257,12 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             transport, factory.limits, factory.clock, factory.admission, factory.outbox, address
         )
         self._opened = True
+        # What the handshake left (the request's bytes and headers, the response): some 1.4 KB
+        # a connection, and nothing reads it again.
+        self.http_headers = {}
+        self.http_request_data = b""
+        self.http_response_data = ""
+        self.http_status_line = ""
         limits = factory.limits
         self._sendMessage(
             {
@@ -280,6 +287,17 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             self._opened = False
             self._endSession()
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Gather what the messages read in this turn cause, to be written once per member when
+        the turn ends (the process's outbox), as the line door does; then let autobahn read.
+        """
+        if self._opened:
+            gatherer = self._gatherer
+            if not gatherer.gathering:
+                gatherer.gather()
+        WebSocketServerProtocol.dataReceived(self, data)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """One whole message from the client: handled now, or when the session is read again."""
         if self._state is State.CLOSING or not self._opened:
@@ -289,6 +307,8 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             return
         text = payload.decode("utf-8")  # autobahn has checked it is UTF-8
         if self._backlog or self._paused:
+            if self._backlog is None:
+                self._backlog = deque()
             self._backlog.append(text)
             return
         self._take(text)
@@ -314,8 +334,9 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
 
     def _startReading(self) -> None:
         self._paused = False
-        while self._backlog and not self._paused and self._state is not State.CLOSING:
-            self._take(self._backlog.popleft())
+        backlog = self._backlog
+        while backlog and not self._paused and self._state is not State.CLOSING:
+            self._take(backlog.popleft())
         if not self._paused:
             self._tcp.resumeProducing()
 
@@ -691,6 +712,22 @@ class WebFactory(WebSocketServerFactory):
             # The session writes every frame itself (see frame()); no extension is accepted.
             perMessageCompressionAccept=lambda offers: None,
         )
+
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        """
+        Set autobahn's options, and give them to the sessions as class attributes of a
+        protocol class of this factory's own. autobahn copies each option into every new
+        connection's dictionary unless the protocol already has it: 29 attributes, some 2 KB
+        a connection, all the same.
+        """
+        super().setProtocolOptions(**options)
+        attributes = {
+            # A function kept on a class would be bound to each session; these are not methods.
+            name: staticmethod(value) if callable(value) else value
+            for name in WebSession.CONFIG_ATTRS
+            for value in [getattr(self, name)]
+        }
+        self.protocol = type("WebSession", (WebSession,), attributes)  # type: ignore[assignment]
 
     def originAllowed(self, origin: str, host: str) -> bool:
         """Whether a page from C{origin} may connect to this server, reached as C{host}."""
