@@ -46,6 +46,7 @@ from chatsvc.chat import (
     StoredMessage,
     TopicChanged,
     Whispered,
+    nick_key,
 )
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
@@ -583,7 +584,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             factory.rememberSaid(self.nick, room.key, cid, event)
         self._sendOwn(event, cid, label)
 
-    def _sendOwn(self, event: Said | Acted, cid: str | None, label: str | None) -> None:
+    def _sendOwn(self, event: Said | Acted | Whispered, cid: str | None, label: str | None) -> None:
         message = eventMessage(event)
         if cid is not None:
             message["cid"] = cid
@@ -610,9 +611,21 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         self._whenAnswered(renamed, answered, self._failed)
 
     def handle_msg(self, request: dict[str, Any], label: str | None) -> None:
-        """C{msg}: a private message."""
-        sent = self.factory.hub.whisper(self, _text(request, "to"), _text(request, "text"))
-        self._reply(eventMessage(sent), label)
+        """C{msg}: a private message; with a C{cid}, sent once however often it is resent."""
+        hub = self.factory.hub
+        to, text, cid = _text(request, "to"), _text(request, "text"), _short(request, "cid")
+        recipient = hub.memberNamed(to)
+        # Remembered under its recipient's key, as a room's lines are under the room's.
+        where = "@" + (nick_key(hub.nickOf(recipient)) if recipient is not None else to)
+        if cid is not None:
+            sent = self.factory.saidBefore(self.nick, where, cid)
+            if sent is not None:
+                self._sendOwn(sent, cid, label)
+                return
+        event = hub.whisper(self, to, text)
+        if cid is not None:
+            self.factory.rememberSaid(self.nick, where, cid, event)
+        self._sendOwn(event, cid, label)
 
     def handle_who(self, request: dict[str, Any], label: str | None) -> None:
         """C{who}: the members of a room."""
@@ -698,7 +711,9 @@ class WebFactory(WebSocketServerFactory):
         self.outbox = outbox
         self.origins = frozenset(origin.rstrip("/").lower() for origin in origins)
         self.trustedProxies = frozenset(trustedProxies)
-        self._said: OrderedDict[tuple[str | None, str, str], Said | Acted] = OrderedDict()
+        self._said: OrderedDict[tuple[str | None, str, str], Said | Acted | Whispered] = (
+            OrderedDict()
+        )
         self.setProtocolOptions(
             maxFramePayloadSize=MAX_FRAME_BYTES,
             maxMessagePayloadSize=MAX_FRAME_BYTES,
@@ -758,11 +773,18 @@ class WebFactory(WebSocketServerFactory):
             return IPv6Address("TCP", client, 0)
         return IPv4Address("TCP", client, 0)
 
-    def saidBefore(self, nick: str | None, roomKey: str, cid: str) -> Said | Acted | None:
-        """What C{nick} said in a room with the client id C{cid}, if it is remembered."""
+    def saidBefore(
+        self, nick: str | None, roomKey: str, cid: str
+    ) -> Said | Acted | Whispered | None:
+        """
+        What C{nick} said in a room (or, for C{@key}, to a member) with the client id C{cid},
+        if it is remembered.
+        """
         return self._said.get((nick, roomKey, cid))
 
-    def rememberSaid(self, nick: str | None, roomKey: str, cid: str, event: Said | Acted) -> None:
+    def rememberSaid(
+        self, nick: str | None, roomKey: str, cid: str, event: Said | Acted | Whispered
+    ) -> None:
         """Remember what was said with a client id, forgetting the oldest past the bound."""
         said = self._said
         said[(nick, roomKey, cid)] = event

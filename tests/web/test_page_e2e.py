@@ -118,6 +118,22 @@ class ChatTests(PageTestCase):
         expect(bob.locator("#timeline")).to_contain_text("gg", timeout=WAIT_MS)
         screenshot(alice, "two-rooms")
 
+    def test_privateMessages(self) -> None:
+        """A private message reaches its page once, and the terminal's reaches the page."""
+        alice, bob = self.page(), self.page()
+        login(alice, self.url, "Alice")
+        login(bob, self.url, "Bob")
+        carol = Client(self.directory, "Carol", self.port)
+        self.addCleanup(carol.stop)
+        carol.stdout.expect("Carol connected to server!")
+        say(alice, "/msg Bob just between us")
+        expect(bob.locator("#dm-list")).to_contain_text("Alice", timeout=WAIT_MS)
+        carol.send("/msg Bob from the terminal\n")
+        expect(bob.locator("#dm-list")).to_contain_text("Carol", timeout=WAIT_MS)
+        bob.locator("#dm-list").get_by_text("Alice").click()
+        expect(bob.locator("#timeline")).to_contain_text("just between us", timeout=WAIT_MS)
+        self.assertEqual(timeline(bob).count("just between us"), 1)
+
     def test_inertPayloads(self) -> None:
         """Markup and scripts arrive as text; a bidi override is made visible, never obeyed."""
         alice, bob = self.page(), self.page()

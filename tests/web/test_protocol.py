@@ -348,6 +348,17 @@ class ChatTests(WebTestCase):
         self.assertEqual(copy, whisper)
         self.assertEqual((whisper["from"], whisper["to"], whisper["text"]), ("Alice", "Bob", "psst"))
 
+    def test_privateMessageOnce(self) -> None:
+        """A private message resent with its cid reaches its recipient once."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        alice.messages()
+        for _ in range(2):
+            alice.send({"type": "msg", "to": "Bob", "text": "psst", "cid": "d1"})
+        first, again = alice.messages()
+        self.assertEqual(first, again)
+        self.assertEqual(first["cid"], "d1")
+        self.assertEqual(len(bob.messages()), 1)
+
     def test_rename(self) -> None:
         """A rename reaches the member and those sharing a room with it."""
         alice, bob = self.join("Alice"), self.join("Bob")

@@ -127,12 +127,14 @@ function sendLine(conv, type, text) {
 
 function sendPrivate(nick, text) {
   const conv = ensureDm(nick);
-  const entry = conv.addPending({ nick: state.me, text, own: true });
-  const item = { to: nick, text, entry, conv, sent: false };
+  const cid = newCid();
+  const entry = conv.addPending({ nick: state.me, text, own: true, cid });
+  const item = { to: nick, text, entry, conv, cid, sent: false };
   state.pendingDm.push(item);
   conv.marker = null;
+  // The cid makes a resend after a reconnection harmless: the server says it once.
   const transmit = () => {
-    conn.send(labelled({ type: "msg", to: nick, text }, { kind: "msg", item }));
+    conn.send(labelled({ type: "msg", to: nick, text, cid }, { kind: "msg", item }));
     item.sent = true;
   };
   item.transmit = transmit;
@@ -429,7 +431,9 @@ const handlers = {
     const other = mine ? m.to : m.from;
     const conv = ensureDm(other);
     if (mine) {
-      const index = state.pendingDm.findIndex((p) => sameNick(p.to, m.to) && p.text === m.text && !p.entry.failed);
+      const index = m.cid
+        ? state.pendingDm.findIndex((p) => p.cid === m.cid)
+        : state.pendingDm.findIndex((p) => sameNick(p.to, m.to) && p.text === m.text && !p.entry.failed);
       if (index >= 0) {
         const [item] = state.pendingDm.splice(index, 1);
         item.conv.remove(item.entry);
@@ -606,13 +610,13 @@ function onclose(event) {
   state.labels.clear();
   state.awaitingLanding = false;
   for (const conv of state.convs.values()) conv.loadingBefore = false;
+  // Private messages sent but not confirmed go again, with their cid, once reconnected.
   for (const item of state.pendingDm) {
     if (item.sent) {
-      item.entry.failed = true;
-      item.entry.error = "the connection was lost before the server confirmed it";
+      item.sent = false;
+      state.outbox.push({ dm: item });
     }
   }
-  state.pendingDm = state.pendingDm.filter((item) => !item.sent);
   const reason = state.byeReason;
   state.byeReason = null;
 
