@@ -85,6 +85,24 @@ CLOSE_TRY_AGAIN_LATER = 1013
 _log = structlog.get_logger("chatsvc.web")
 
 
+class _NoSendQueue:
+    """
+    Stands in for autobahn's queue of chopped or synchronous writes (C{sendData} with C{sync}
+    or C{chopsize}), which the sessions never ask for: empty, and refusing to be used.
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, item: object) -> None:
+        raise RuntimeError("the browser door writes its frames itself, never through autobahn's queue")
+
+
+_NO_SEND_QUEUE = _NoSendQueue()
+
+
 class _Refused(Exception):
     """A client message that cannot be handled: its error message says why."""
 
@@ -262,8 +280,12 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         # a connection, and nothing reads it again.
         self.http_headers = {}
         self.http_request_data = b""
-        self.http_response_data = ""
-        self.http_status_line = ""
+        self.http_response_data = self.http_status_line = ""
+        self.http_request_uri = self.http_request_path = self.http_request_host = ""
+        self.websocket_origin = self._wskey = ""
+        # autobahn's queue of chopped or synchronous writes, which this door never makes: its
+        # empty deque is 740 bytes a connection.
+        self.send_queue = _NO_SEND_QUEUE  # type: ignore[assignment]
         limits = factory.limits
         self._sendMessage(
             {
