@@ -13,9 +13,9 @@ import ssl
 import time
 from pathlib import Path
 
-import trustme
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.certificates import serverCertificate
 from tests.processes import TIMEOUT, Server
 
 
@@ -87,13 +87,7 @@ class TLSCloseTests(SynchronousTestCase):
     def setUp(self) -> None:
         directory = Path(self.mktemp()).resolve()
         directory.mkdir()
-        authority = trustme.CA()
-        certificate = authority.issue_cert("localhost", "127.0.0.1")
-        key, chain = directory / "key.pem", directory / "chain.pem"
-        certificate.private_key_pem.write_to_path(str(key))
-        certificate.cert_chain_pems[0].write_to_path(str(chain))
-        self.context = ssl.create_default_context()
-        authority.configure_trust(self.context)
+        key, chain, self.context = serverCertificate(directory)
         self.server = Server(
             directory,
             "--listen",

@@ -93,14 +93,19 @@ class PageTestCase(SynchronousTestCase):
 class ChatTests(PageTestCase):
     """Pages and a terminal talking in two rooms."""
 
-    def test_twoPagesAndALineClient(self) -> None:
-        """Two pages and a line-door client chat with each other, in the lobby and in games."""
+    def threeMembers(self) -> tuple[Page, Page, Client]:
+        """Alice and Bob on pages, Carol on the line door, all in the lobby."""
         alice, bob = self.page(), self.page()
         login(alice, self.url, "Alice")
         login(bob, self.url, "Bob")
         carol = Client(self.directory, "Carol", self.port)
         self.addCleanup(carol.stop)
         carol.stdout.expect("Carol connected to server!")
+        return alice, bob, carol
+
+    def test_twoPagesAndALineClient(self) -> None:
+        """Two pages and a line-door client chat with each other, in the lobby and in games."""
+        alice, bob, carol = self.threeMembers()
         say(alice, "hello everyone")
         expect(bob.locator("#timeline")).to_contain_text("hello everyone", timeout=WAIT_MS)
         carol.stdout.expect("Alice: hello everyone")
@@ -120,12 +125,7 @@ class ChatTests(PageTestCase):
 
     def test_privateMessages(self) -> None:
         """A private message reaches its page once, and the terminal's reaches the page."""
-        alice, bob = self.page(), self.page()
-        login(alice, self.url, "Alice")
-        login(bob, self.url, "Bob")
-        carol = Client(self.directory, "Carol", self.port)
-        self.addCleanup(carol.stop)
-        carol.stdout.expect("Carol connected to server!")
+        alice, bob, carol = self.threeMembers()
         say(alice, "/msg Bob just between us")
         expect(bob.locator("#dm-list")).to_contain_text("Alice", timeout=WAIT_MS)
         carol.send("/msg Bob from the terminal\n")

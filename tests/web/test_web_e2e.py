@@ -17,9 +17,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import trustme
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.certificates import serverCertificate
 from tests.processes import TIMEOUT, Client, Server
 from tests.web.test_protocol import clientFrame
 
@@ -223,13 +223,7 @@ class TLSTests(SynchronousTestCase):
         """The page over https and the WebSocket over wss, both verified against the test's CA."""
         directory = Path(self.mktemp()).resolve()
         directory.mkdir()
-        authority = trustme.CA()
-        certificate = authority.issue_cert("localhost", "127.0.0.1")
-        key, chain = directory / "key.pem", directory / "chain.pem"
-        certificate.private_key_pem.write_to_path(str(key))
-        certificate.cert_chain_pems[0].write_to_path(str(chain))
-        context = ssl.create_default_context()
-        authority.configure_trust(context)
+        key, chain, context = serverCertificate(directory)
         server = Server(
             directory,
             "--db",
