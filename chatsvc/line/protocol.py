@@ -560,13 +560,9 @@ class ChatProtocol(Session, LineReceiver):
             self._goodbye("Goodbye!")
             return
         claimed = self.factory.hub.arrive(self, _notAQuitWord(text))
-        self._whenAnswered(claimed, self._nameAnswered, self._lineFailed)
+        self._whenAnswered(claimed, self._nameAnswered, self._refuse, self._lineFailed)
 
-    def _nameAnswered(self, result: str | Failure) -> None:
-        if isinstance(result, Failure):
-            result.trap(ChatError)
-            self._refuse(str(result.value))
-            return
+    def _nameAnswered(self, result: str) -> None:
         hub = self.factory.hub
         self.nick = result
         self.current = hub.defaultRoom
@@ -685,13 +681,9 @@ class ChatProtocol(Session, LineReceiver):
         if not argument:
             raise ChatError("usage: /nick NEWNAME")
         renamed = self.factory.hub.rename(self, _notAQuitWord(argument))
-        self._whenAnswered(renamed, self._renameAnswered, self._lineFailed)
+        self._whenAnswered(renamed, self._renameAnswered, self._refuse, self._lineFailed)
 
-    def _renameAnswered(self, result: str | Failure) -> None:
-        if isinstance(result, Failure):
-            result.trap(ChatError)
-            self.sendError(str(result.value))
-            return
+    def _renameAnswered(self, result: str) -> None:
         old, self.nick = self.nick, result
         _log.info(
             "member_renamed",

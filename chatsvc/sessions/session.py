@@ -33,7 +33,7 @@ from twisted.internet.tcp import Connection as TCPConnection
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatsvc.chat import TokenBucket
+from chatsvc.chat import ChatError, TokenBucket
 from chatsvc.sessions.addresses import addressOf, describeAddress
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
@@ -403,17 +403,19 @@ class Session:
     def _whenAnswered(
         self,
         answer: Deferred[T],
-        handle: Callable[[T | Failure], None],
+        handle: Callable[[T], None],
+        refused: Callable[[str], None],
         failed: Callable[[BaseException], None],
     ) -> None:
         """
-        Call C{handle} with what C{answer} fires with (a result, or a L{Failure}); meanwhile,
-        stop reading, so that what the member sends next waits until it has been answered, in
-        the order it was sent. An answer given at once (by a server on its own) is handled
-        at once, within the line that asked.
+        Call C{handle} with what C{answer} fires with, or C{refused} with the reason if it
+        fails with a L{ChatError} (the core's refusal); meanwhile, stop reading, so that what
+        the member sends next waits until it has been answered, in the order it was sent. An
+        answer given at once (by a server on its own) is handled at once, within the line
+        that asked.
 
-        Nothing is handled if the connection closed meanwhile. What C{handle} raises goes to
-        C{failed}, and reading goes on.
+        Nothing is handled if the connection closed meanwhile. Any other failure, and what
+        C{handle} or C{refused} raise, goes to C{failed}, and reading goes on.
         """
         now = True
         done = False
@@ -428,7 +430,12 @@ class Session:
                     gatherer.gather()
             if self._state is not State.CLOSING:
                 try:
-                    handle(result)
+                    if not isinstance(result, Failure):
+                        handle(result)
+                    elif result.check(ChatError) is not None:
+                        refused(str(result.value))
+                    else:
+                        result.raiseException()
                 except Exception as error:
                     failed(error)
             if not now:

@@ -494,6 +494,10 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         if self._state is not State.CLOSING:
             self._sendError("the server failed to handle that message; it was dropped", request)
 
+    def _refusal(self, request: dict[str, Any]) -> Callable[[str], None]:
+        # How a refusal the core gives later is told: as the error for this request.
+        return lambda reason: self._sendError(reason, request)
+
     def _reply(self, message: dict[str, Any], label: str | None) -> None:
         if label is not None:
             message["label"] = label
@@ -506,11 +510,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         after = _id(request, "after")
         claimed = self.factory.hub.arrive(self, nick)
 
-        def answered(result: str | Failure) -> None:
-            if isinstance(result, Failure):
-                result.trap(ChatError)
-                self._sendError(str(result.value), request)
-                return
+        def answered(result: str) -> None:
             self._named()
             self.nick = result
             hub = self.factory.hub
@@ -526,7 +526,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             self._reply({"type": "welcome", "nick": result}, label)
             self._sendRoom(hub.defaultRoom, after, None)
 
-        self._whenAnswered(claimed, answered, self._failed)
+        self._whenAnswered(claimed, answered, self._refusal(request), self._failed)
 
     # Rooms
 
@@ -539,14 +539,8 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         view: RoomView = self.factory.hub.view(room, 0)
         page = self.factory.hub.history(room, None, after, HISTORY_PAGE)
 
-        def answered(result: tuple[list[StoredMessage], bool] | Failure) -> None:
-            if isinstance(result, Failure):
-                result.trap(ChatError)
-                history: list[StoredMessage] = []
-                more = True
-                self._sendError(str(result.value), {"type": "join", "label": label})
-            else:
-                history, more = result
+        def answered(result: tuple[list[StoredMessage], bool]) -> None:
+            history, more = result
             message: dict[str, Any] = {
                 "type": "room",
                 "room": view.room,
@@ -558,7 +552,12 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             }
             self._reply(message, label)
 
-        self._whenAnswered(page, answered, self._failed)
+        def refused(reason: str) -> None:
+            # The room is joined all the same: shown without its history, which can be paged.
+            self._sendError(reason, {"type": "join", "label": label})
+            answered(([], True))
+
+        self._whenAnswered(page, answered, refused, self._failed)
 
     def handle_join(self, request: dict[str, Any], label: str | None) -> None:
         """C{join}: join (or create) a room, and be shown it."""
@@ -622,15 +621,11 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         """C{nick}: change nickname."""
         renamed = self.factory.hub.rename(self, _text(request, "nick"))
 
-        def answered(result: str | Failure) -> None:
-            if isinstance(result, Failure):
-                result.trap(ChatError)
-                self._sendError(str(result.value), request)
-                return
+        def answered(result: str) -> None:
             old, self.nick = self.nick, result
             _log.info("member_renamed", old=old, nick=result, peer=self.peer, door="web")
 
-        self._whenAnswered(renamed, answered, self._failed)
+        self._whenAnswered(renamed, answered, self._refusal(request), self._failed)
 
     def handle_msg(self, request: dict[str, Any], label: str | None) -> None:
         """C{msg}: a private message; with a C{cid}, sent once however often it is resent."""
@@ -674,11 +669,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             raise _Refused(f"'limit' must be a whole number from 1 to {HISTORY_PAGE}")
         page = self.factory.hub.history(room, before, after, limit)
 
-        def answered(result: tuple[list[StoredMessage], bool] | Failure) -> None:
-            if isinstance(result, Failure):
-                result.trap(ChatError)
-                self._sendError(str(result.value), request)
-                return
+        def answered(result: tuple[list[StoredMessage], bool]) -> None:
             messages, more = result
             reply: dict[str, Any] = {
                 "type": "history",
@@ -692,7 +683,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
                 reply["after"] = str(after)
             self._reply(reply, label)
 
-        self._whenAnswered(page, answered, self._failed)
+        self._whenAnswered(page, answered, self._refusal(request), self._failed)
 
     def handle_quit(self, request: dict[str, Any], label: str | None) -> None:
         """C{quit}: leave."""

@@ -10,9 +10,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatsvc.chat import ChatError
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
@@ -140,10 +140,11 @@ class AnswerTests(SynchronousTestCase):
         self.door = TinyDoor()
         self.door.start(self.transport, self.clock, Limits())
         self.results: list[object] = []
+        self.refusals: list[str] = []
         self.failures: list[BaseException] = []
 
     def wait(self, answer: Deferred[str]) -> None:
-        self.door._whenAnswered(answer, self.results.append, self.failures.append)
+        self.door._whenAnswered(answer, self.results.append, self.refusals.append, self.failures.append)
 
     def test_answeredAtOnce(self) -> None:
         """An answer given at once is handled at once, and reading never stops."""
@@ -165,26 +166,36 @@ class AnswerTests(SynchronousTestCase):
         self.assertTrue(self.door._gatherer.gathering)
         self.assertFalse(self.door.paused)
 
-    def test_failureHandled(self) -> None:
-        """A failed answer is handed over as a L{Failure}."""
+    def test_refusal(self) -> None:
+        """The core's refusal (a L{ChatError}) is handed over as its reason."""
+        answer: Deferred[str] = Deferred()
+        self.wait(answer)
+        answer.errback(ChatError("nickname 'x' is already in use"))
+        self.assertEqual(self.refusals, ["nickname 'x' is already in use"])
+        self.assertEqual((self.results, self.failures), ([], []))
+        self.assertFalse(self.door.paused)
+
+    def test_otherFailure(self) -> None:
+        """Any other failure goes to the failure callback; reading goes on."""
         answer: Deferred[str] = Deferred()
         self.wait(answer)
         answer.errback(ValueError("no"))
-        [failure] = self.results
-        assert isinstance(failure, Failure)
-        self.assertIsInstance(failure.value, ValueError)
+        [error] = self.failures
+        self.assertIsInstance(error, ValueError)
+        self.assertEqual((self.results, self.refusals), ([], []))
         self.assertFalse(self.door.paused)
 
     def test_handlerRaises(self) -> None:
         """What the handler raises goes to the failure callback; reading goes on."""
+
         def broken(result: object) -> None:
             raise ZeroDivisionError()
 
-        self.door._whenAnswered(succeed("x"), broken, self.failures.append)
+        self.door._whenAnswered(succeed("x"), broken, self.refusals.append, self.failures.append)
         [error] = self.failures
         self.assertIsInstance(error, ZeroDivisionError)
         answer: Deferred[str] = Deferred()
-        self.door._whenAnswered(answer, broken, self.failures.append)
+        self.door._whenAnswered(answer, broken, self.refusals.append, self.failures.append)
         answer.callback("y")
         self.assertEqual(len(self.failures), 2)
         self.assertFalse(self.door.paused)

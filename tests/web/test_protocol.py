@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.internet.task import Clock
@@ -582,3 +583,38 @@ class FramingTests(WebTestCase):
         alice = self.join("Alice")
         alice.sendRaw(clientFrame(b"are you there", opcode=0x9))
         self.assertIn((0xA, b"are you there"), alice.frames())
+
+
+class UnreadableHistoryTests(WebTestCase):
+    """A store that cannot be read does not keep anyone out of a room."""
+
+    def setUp(self) -> None:
+        super().setUp()
+
+        class Broken(PagingStore):
+            def page(self, *args: object, **kwargs: object) -> Deferred[list[StoredMessage]]:
+                return fail(OSError("disk gone"))
+
+        store = Broken(100)
+        self.hub = Hub(self.clock, store, historyKept=20)
+        self.hub.restore({"lobby": store.messages[-20:]})
+        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox)
+        self.factory.setProtocolOptions(
+            autoPingInterval=0, openHandshakeTimeout=0, closeHandshakeTimeout=0
+        )
+
+    def test_joinedWithoutHistory(self) -> None:
+        """The member is told why, and shown the room without its history."""
+        client = self.connect()
+        client.send({"type": "name", "nick": "Alice"})
+        welcome, error, room = client.messages()
+        self.assertEqual(
+            (error["type"], error["for"], error["message"]),
+            ("error", "join", "the history cannot be read just now; try again"),
+        )
+        self.assertEqual((room["type"], room["history"], room["more"]), ("room", [], True))
+        self.assertEqual(room["members"], ["Alice"])
+        self.flushLoggedErrors()
+        client.send({"type": "history", "room": "lobby", "before": "50"})
+        [refused] = client.messages()
+        self.assertEqual((refused["type"], refused["for"]), ("error", "history"))
