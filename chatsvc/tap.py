@@ -4,6 +4,7 @@ The twistd plugin's options and service: C{twistd -n chatroom --port 5051}.
 
 from __future__ import annotations
 
+import ipaddress
 import resource
 from collections.abc import Callable
 
@@ -29,6 +30,8 @@ from chatsvc.sessions.outbox import Outbox
 from chatsvc.line.protocol import ChatFactory
 from chatsvc.service import ChatService, Door, StartupFailed, freezeStartupObjects
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
+from chatsvc.web.protocol import WebFactory
+from chatsvc.web.site import makeSite
 
 __all__ = [
     "ChatService",
@@ -323,8 +326,6 @@ class Options(usage.Options):
 
     def opt_web_trusted_proxy(self, address: str) -> None:
         """The IP address of a reverse proxy in front of the web door, whose X-Forwarded-For header then says who the client is (repeatable); from any other peer, that header is ignored."""
-        import ipaddress
-
         try:
             self["web-trusted-proxy"].append(str(ipaddress.ip_address(address)))
         except ValueError:
@@ -478,9 +479,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
     )
     doors = [Door("line", line, tuple(options["endpoints"]))]
     if options["web-endpoints"]:
-        from chatsvc.web.protocol import WebFactory
-        from chatsvc.web.site import makeSite
-
         web = WebFactory(
             hub,
             limits,

@@ -14,6 +14,7 @@ This module only parses, checks and renders; every chat rule is in L{chatsvc.cha
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import struct
 import time
@@ -24,6 +25,7 @@ from typing import Any, assert_never, cast
 import structlog
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
@@ -631,9 +633,8 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         """C{msg}: a private message; with a C{cid}, sent once however often it is resent."""
         hub = self.factory.hub
         to, text, cid = _text(request, "to"), _text(request, "text"), _short(request, "cid")
-        recipient = hub.memberNamed(to)
         # Remembered under its recipient's key, as a room's lines are under the room's.
-        where = "@" + (nick_key(hub.nickOf(recipient)) if recipient is not None else to)
+        where = "@" + nick_key(to)
         if cid is not None:
             sent = self.factory.saidBefore(self.nick, where, cid)
             if sent is not None:
@@ -775,9 +776,6 @@ class WebFactory(WebSocketServerFactory):
         if host not in self.trustedProxies or not forwarded:
             return peer
         client = forwarded.split(",")[-1].strip()
-        from twisted.internet.address import IPv4Address, IPv6Address
-        import ipaddress
-
         try:
             parsed = ipaddress.ip_address(client)
         except ValueError:
