@@ -75,7 +75,8 @@ The web door
 C{--door web} runs a workload with WebSocket clients: against chatsvc's browser door (started
 with C{--web-listen tcp:0:interface=127.0.0.1}, its limits raised as the line door's are: they
 are the same limits) and, as the relay, C{benchmarks/wsrelay.py}, the thinnest relay on the
-same library (autobahn on Twisted's epoll reactor), which writes every text message to every
+same library (twisted.web's site for the handshake, chatsvc.web.websocket and wsproto for the
+frames, on Twisted's epoll reactor), which writes every text message to every
 other connection and does nothing else. The clients are the generator's own (a WebSocket
 library's costs would be the generator's limit): the opening handshake at C{/ws}, masked frames
 (one key per connection), and frames read in bulk. With chatsvc they speak its JSON protocol

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import (
@@ -121,7 +121,7 @@ def installEpoll() -> None:
 
 def main(
     argv: list[str] | None = None,
-    makeFactory: Callable[[], ServerFactory] | None = None,
+    makeFactory: Callable[[], ServerFactory[Any]] | None = None,
     description: str = "The reference chat relay for benchmarks.",
 ) -> int:
     """

@@ -3,11 +3,11 @@ The browser door's WebSocket: JSON objects, one per text frame, specified in
 docs/web-protocol.md.
 
 A L{WebSession} is a L{Session} (the name timeout, flood gate, send-queue guard, writing straight
-through, gathered writes, closing within the grace) and an autobahn WebSocket server protocol,
-which does the handshake, reads and checks frames (unmasking, UTF-8, the size bounds, pings and
-the closing handshake). What the server writes to a session goes through the session, as on the
-line door: events are rendered to JSON and framed once for every member they reach, and the
-frame's bytes join what is gathered for each member.
+through, gathered writes, closing within the grace) and a L{WebSocketProtocol}, which reads and
+checks frames (unmasking, UTF-8, the size bounds, pings and the closing handshake); the
+handshake is L{WebFactory.acceptWebSocket}'s, at the site's C{/ws}. What the server writes to a
+session goes through the session, as on the line door: events are rendered to JSON and framed
+once for every member they reach, and the frame's bytes join what is gathered for each member.
 
 This module only parses, checks and renders; every chat rule is in L{chatsvc.chat}.
 """
@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any, assert_never, cast
 
 import structlog
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from twisted.web.server import Request
 from zope.interface import implementer, provider
 
 from chatsvc.chat import (
@@ -55,6 +54,15 @@ from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.sessions.session import Session, State
+from chatsvc.web.websocket import (
+    CLOSE_NORMAL,
+    CLOSE_TRY_AGAIN_LATER,
+    HandshakeRefused,
+    KeepAlive,
+    WebSocketProtocol,
+    closeFrame,
+    frame,
+)
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -81,28 +89,10 @@ MAX_LABEL_LENGTH = 64
 REMEMBERED_CIDS = 10_000
 """How many client ids of messages said (see C{cid}) the door remembers, newest kept."""
 
-CLOSE_NORMAL = 1000
-CLOSE_TRY_AGAIN_LATER = 1013
+PING_INTERVAL = 20
+"""Seconds of silence after which a member is pinged; silent for as long again, it is gone."""
 
 _log = structlog.get_logger("chatsvc.web")
-
-
-class _NoSendQueue:
-    """
-    Stands in for autobahn's queue of chopped or synchronous writes (C{sendData} with C{sync}
-    or C{chopsize}), which the sessions never ask for: empty, and refusing to be used.
-    """
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return 0
-
-    def append(self, item: object) -> None:
-        raise RuntimeError("the browser door writes its frames itself, never through autobahn's queue")
-
-
-_NO_SEND_QUEUE = _NoSendQueue()
 
 
 class _Refused(Exception):
@@ -114,25 +104,6 @@ def formatTime(when: float) -> str:
     whole = int(when)
     millis = min(999, int(round((when - whole) * 1000)))
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
-
-
-def frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """
-    One unmasked, final WebSocket frame (RFC 6455, 5.2) carrying C{payload}: what a server
-    sends. Server frames are never masked, so one frame's bytes serve every member a message
-    goes to; with no extension negotiated (none is offered), they are the whole of it.
-    """
-    length = len(payload)
-    head = 0x80 | opcode
-    if length < 126:
-        return struct.pack("!BB", head, length) + payload
-    if length < 65536:
-        return struct.pack("!BBH", head, 126, length) + payload
-    return struct.pack("!BBQ", head, 127, length) + payload
-
-
-def _closeFrame(code: int) -> bytes:
-    return frame(struct.pack("!H", code), opcode=0x8)
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -229,65 +200,49 @@ def _short(message: dict[str, Any], field: str) -> str | None:
 
 @implementer(IMember, ISession)
 @provider(IBatchDelivery)
-class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
+class WebSession(Session, WebSocketProtocol):
     """
     One browser connection: turns the client's JSON messages into calls on the hub, and the
-    hub's events into JSON frames. What every door's connections share is L{Session}'s.
+    hub's events into JSON frames. What every door's connections share is L{Session}'s; what
+    every WebSocket needs, L{WebSocketProtocol}'s.
     """
+
+    __slots__ = ("factory", "_paused", "_backlog", "_opened", "_address")
 
     factory: WebFactory
 
-    def __init__(self) -> None:
+    def __init__(self, factory: WebFactory, address: IAddress) -> None:
         Session.__init__(self)
-        WebSocketServerProtocol.__init__(self)
+        self.factory = factory
         self._paused = False
-        # Messages read while the session was not to be read (autobahn hands over every whole
-        # message of a read at once), handled in order once it is again; made when first
-        # needed, since an empty deque costs 600 bytes a connection.
+        # Messages read while the session was not to be read (one read may carry several),
+        # handled in order once it is again; made when first needed, since an empty deque
+        # costs 600 bytes a connection.
         self._backlog: deque[str] | None = None
         self._opened = False
-        self._address: IAddress | None = None
+        self._address = address
+
+    maxMessageBytes = MAX_FRAME_BYTES
 
     # The WebSocket's life
 
-    def onConnect(self, request: ConnectionRequest) -> None:
-        """The handshake: refuse a page of another origin (cross-site WebSocket hijacking)."""
-        factory = self.factory
-        origin = request.headers.get("origin")
-        host = request.headers.get("host", "")
-        if origin is not None and not factory.originAllowed(origin, host):
-            _log.warning("web_origin_refused", peer=self.peer, origin=origin)
-            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "this page's origin may not connect")
-        self._address = factory.clientAddress(self._tcp.getPeer(), request.headers)
-
-    def onOpen(self) -> None:
+    def connectionMade(self) -> None:
         """Count the connection in (or refuse it, over a limit), and say hello."""
+        WebSocketProtocol.connectionMade(self)
         factory = self.factory
         transport = self._tcp
-        address = self._address or transport.getPeer()
+        address = self._address
         refusal = factory.admission.refusal(address)
         if refusal is not None:
             _log.warning("connection_refused", peer=str(address), reason=refusal, door="web")
-            transport.write(self._byeFrame(refusal) + _closeFrame(CLOSE_TRY_AGAIN_LATER))
+            transport.write(self._byeFrame(refusal) + closeFrame(CLOSE_TRY_AGAIN_LATER))
             transport.loseConnection()
             return
-        # The HTTP channel registered itself as the producer of the connection it no longer
-        # has; the session's own watch of the send queue takes its place.
-        transport.unregisterProducer()
         self._startSession(
             transport, factory.limits, factory.clock, factory.admission, factory.outbox, address
         )
         self._opened = True
-        # What the handshake left (the request's bytes and headers, the response): some 1.4 KB
-        # a connection, and nothing reads it again.
-        self.http_headers = {}
-        self.http_request_data = b""
-        self.http_response_data = self.http_status_line = ""
-        self.http_request_uri = self.http_request_path = self.http_request_host = ""
-        self.websocket_origin = self._wskey = ""
-        # autobahn's queue of chopped or synchronous writes, which this door never makes: its
-        # empty deque is 740 bytes a connection.
-        self.send_queue = _NO_SEND_QUEUE  # type: ignore[assignment]
+        factory.keepAlive.opened(self)
         limits = factory.limits
         self._sendMessage(
             {
@@ -305,38 +260,45 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
             }
         )
 
-    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """A dropped connection is a leave too, announced once."""
-        WebSocketServerProtocol.connectionLost(self, reason)
         if self._opened:
             self._opened = False
+            self.factory.keepAlive.closed(self)
             self._endSession()
 
     def dataReceived(self, data: bytes) -> None:
         """
         Gather what the messages read in this turn cause, to be written once per member when
-        the turn ends (the process's outbox), as the line door does; then let autobahn read.
+        the turn ends (the process's outbox), as the line door does; then read the frames.
         """
         if self._opened:
             gatherer = self._gatherer
             if not gatherer.gathering:
                 gatherer.gather()
-        WebSocketServerProtocol.dataReceived(self, data)
+            WebSocketProtocol.dataReceived(self, data)
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+    def textReceived(self, text: str) -> None:
         """One whole message from the client: handled now, or when the session is read again."""
-        if self._state is State.CLOSING or not self._opened:
+        if self._state is State.CLOSING:
             return
-        if isBinary:
-            self._sendError("binary frames are not part of this protocol; send JSON text", None)
-            return
-        text = payload.decode("utf-8")  # autobahn has checked it is UTF-8
         if self._backlog or self._paused:
             if self._backlog is None:
                 self._backlog = deque()
             self._backlog.append(text)
             return
         self._take(text)
+
+    def binaryReceived(self, data: bytes) -> None:
+        """Binary messages are not part of the protocol: the client is told so."""
+        if self._state is not State.CLOSING:
+            self._sendError("binary frames are not part of this protocol; send JSON text", None)
+
+    def pingTimedOut(self) -> None:
+        """The browser stopped answering (its network went away): the member leaves."""
+        _log.info("web_ping_timeout", peer=self.peer, nick=self.nick)
+        self._leave("ping timeout")
+        self.abort()
 
     def _take(self, text: str) -> None:
         delay = self._takeToken()
@@ -390,7 +352,7 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         self._leave(reason)
 
     def _goodbye(self, reason: str) -> None:
-        self._closeWith(self._byeFrame(reason) + _closeFrame(CLOSE_NORMAL))
+        self._closeWith(self._byeFrame(reason) + self.closing(CLOSE_NORMAL))
 
     def _leave(self, reason: str | None, quitting: bool = False) -> None:
         hub = self.factory.hub
@@ -693,14 +655,13 @@ class WebSession(Session, WebSocketServerProtocol):  # type: ignore[misc]
         self._leave(reason or None, quitting=True)
 
 
-class WebFactory(WebSocketServerFactory):
+class WebFactory:
     """
-    Builds a L{WebSession} for each WebSocket, and holds what they share: the hub, the limits,
-    the clock, the sessions' admission and outbox, the origins allowed besides the page's own,
-    and the proxies trusted to say who a client is.
+    Accepts the WebSockets opened at the site's C{/ws}, a L{WebSession} for each, and holds
+    what they share: the hub, the limits, the clock, the sessions' admission and outbox, the
+    keepalive, the origins allowed besides the page's own, and the proxies trusted to say who
+    a client is.
     """
-
-    protocol = WebSession  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -710,14 +671,16 @@ class WebFactory(WebSocketServerFactory):
         outbox: Outbox,
         origins: Sequence[str] = (),
         trustedProxies: Sequence[str] = (),
+        pingInterval: float = PING_INTERVAL,
     ) -> None:
         """
         @param origins: origins (C{https://chat.example.org}) allowed to connect besides the
             page's own.
         @param trustedProxies: addresses of reverse proxies whose C{X-Forwarded-For} says who
             the client is; from any other peer, that header is ignored.
+        @param pingInterval: seconds of silence before a member is pinged (see L{KeepAlive});
+            0 for no pings.
         """
-        super().__init__()
         self.hub = hub
         self.clock: IReactorTime = hub.clock
         self.limits = limits
@@ -725,38 +688,29 @@ class WebFactory(WebSocketServerFactory):
         self.outbox = outbox
         self.origins = frozenset(origin.rstrip("/").lower() for origin in origins)
         self.trustedProxies = frozenset(trustedProxies)
+        self.keepAlive = KeepAlive(self.clock, pingInterval)
         self._said: OrderedDict[tuple[str | None, str, str], Said | Acted | Whispered] = (
             OrderedDict()
         )
-        self.setProtocolOptions(
-            maxFramePayloadSize=MAX_FRAME_BYTES,
-            maxMessagePayloadSize=MAX_FRAME_BYTES,
-            autoPingInterval=30,
-            autoPingTimeout=30,
-            openHandshakeTimeout=limits.nameTimeout,
-            closeHandshakeTimeout=limits.shutdownGrace,
-            # A client that breaks the protocol (a frame too big) is told why, with the
-            # close code, before the connection goes.
-            failByDrop=False,
-            # The session writes every frame itself (see frame()); no extension is accepted.
-            perMessageCompressionAccept=lambda offers: None,
-        )
 
-    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+    def acceptWebSocket(self, request: Request) -> WebSession:
         """
-        Set autobahn's options, and give them to the sessions as class attributes of a
-        protocol class of this factory's own. autobahn copies each option into every new
-        connection's dictionary unless the protocol already has it: 29 attributes, some 2 KB
-        a connection, all the same.
+        The session of a WebSocket opening (L{chatsvc.web.websocket.WebSocketAcceptor}):
+        refused if the page it comes from is of another origin (cross-site WebSocket
+        hijacking), and counted under the client's address (behind a trusted proxy, the one
+        the proxy names).
         """
-        super().setProtocolOptions(**options)
-        attributes = {
-            # A function kept on a class would be bound to each session; these are not methods.
-            name: staticmethod(value) if callable(value) else value
-            for name in WebSession.CONFIG_ATTRS
-            for value in [getattr(self, name)]
-        }
-        self.protocol = type("WebSession", (WebSession,), attributes)  # type: ignore[assignment]
+        headers = request.requestHeaders
+        origin = headers.getRawHeaders(b"origin", [None])[-1]
+        host = headers.getRawHeaders(b"host", [b""])[-1]
+        peer = request.getClientAddress()
+        if origin is not None and not self.originAllowed(
+            origin.decode("latin-1"), host.decode("latin-1")
+        ):
+            _log.warning("web_origin_refused", peer=str(getattr(peer, "host", peer)), origin=origin.decode("latin-1"))
+            raise HandshakeRefused(403, "A page of this origin may not connect to this chat.")
+        forwarded = headers.getRawHeaders(b"x-forwarded-for")
+        return WebSession(self, self.clientAddress(peer, forwarded[-1].decode("latin-1") if forwarded else None))
 
     def originAllowed(self, origin: str, host: str) -> bool:
         """Whether a page from C{origin} may connect to this server, reached as C{host}."""
@@ -766,13 +720,12 @@ class WebFactory(WebSocketServerFactory):
         scheme, _, rest = origin.partition("://")
         return scheme in ("http", "https") and rest == host.lower()
 
-    def clientAddress(self, peer: IAddress, headers: dict[str, str]) -> IAddress:
+    def clientAddress(self, peer: IAddress, forwarded: str | None) -> IAddress:
         """
         Who the client is: the peer, unless the peer is a trusted proxy, in which case the
-        last address in C{X-Forwarded-For} (the one that proxy saw).
+        last address in C{X-Forwarded-For} (C{forwarded}: the one that proxy saw).
         """
         host = getattr(peer, "host", None)
-        forwarded = headers.get("x-forwarded-for")
         if host not in self.trustedProxies or not forwarded:
             return peer
         client = forwarded.split(",")[-1].strip()

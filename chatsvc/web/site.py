@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web import http
@@ -17,6 +16,7 @@ from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from chatsvc.web.protocol import WebFactory
+from chatsvc.web.websocket import WebSocketResource
 
 __all__ = ["SECURITY_HEADERS", "STATIC", "ChatSite", "makeSite"]
 
@@ -107,7 +107,7 @@ def makeSite(factory: WebFactory, static: Path = STATIC) -> ChatSite:
     assets.indexNames = []
     root.putChild(b"static", assets)
     root.putChild(b"ws", WebSocketResource(factory))
-    site = ChatSite(root, timeout=HTTP_IDLE_TIMEOUT)
+    site = ChatSite(root, timeout=HTTP_IDLE_TIMEOUT, reactor=factory.clock)
     site.displayTracebacks = False
     site.noisy = False
     return site

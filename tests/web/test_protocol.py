@@ -25,6 +25,7 @@ from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.web.protocol import HISTORY_PAGE, MAX_FRAME_BYTES, WebFactory, WebSession, formatTime
+from chatsvc.web.site import makeSite
 from tests.chat.test_history import PagingStore
 from tests.line.test_protocol import Client as LineClient
 
@@ -65,40 +66,50 @@ def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class WebClient:
-    """One in-memory WebSocket to a L{WebFactory}, and what the server sent it."""
+    """
+    One in-memory connection to the browser door's site, opened as a WebSocket (the opening
+    handshake goes through the site's HTTP channel and its C{/ws}), and what the server sent it.
+    """
 
-    def __init__(self, factory: WebFactory, origin: str | None = "http://chat.example:8080") -> None:
+    def __init__(
+        self,
+        factory: WebFactory,
+        origin: str | None = "http://chat.example:8080",
+        headers: list[str] | None = None,
+    ) -> None:
         _nextPort[0] += 1
         address = IPv4Address("TCP", "127.0.0.1", _nextPort[0])
         self.transport = StringTransport(peerAddress=address)
-        # As in the site, where the HTTP channel is the connection's producer until the
-        # WebSocket takes the connection over.
-        self.transport.registerProducer(object(), True)
-        protocol = factory.buildProtocol(address)
-        assert isinstance(protocol, WebSession)
-        self.protocol: WebSession = protocol
         clock = factory.clock
         assert isinstance(clock, Clock)
         self.clock: Clock = clock
-        protocol.makeConnection(self.transport)
-        key = base64.b64encode(os.urandom(16)).decode("ascii")
-        headers = [
-            "GET /ws HTTP/1.1",
-            "Host: chat.example:8080",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if origin is not None:
-            headers.append(f"Origin: {origin}")
-        protocol.dataReceived(("\r\n".join(headers) + "\r\n\r\n").encode("ascii"))
+        site = makeSite(factory)
+        channel = site.buildProtocol(address)
+        assert channel is not None
+        channel.makeConnection(self.transport)
+        if headers is None:
+            key = base64.b64encode(os.urandom(16)).decode("ascii")
+            headers = [
+                "GET /ws HTTP/1.1",
+                "Host: chat.example:8080",
+                "Upgrade: websocket",
+                "Connection: Upgrade",
+                f"Sec-WebSocket-Key: {key}",
+                "Sec-WebSocket-Version: 13",
+            ]
+            if origin is not None:
+                headers.append(f"Origin: {origin}")
+        channel.dataReceived(("\r\n".join(headers) + "\r\n\r\n").encode("ascii"))
         self.clock.advance(0)
         response = self.transport.value()
         head, _, rest = response.partition(b"\r\n\r\n")
+        self.head: bytes = head
         self.status: int = int(head.split(b" ")[1]) if head else 0
         self.transport.clear()
         self._pending: bytes = rest
+        # Once opened, the connection is the session's (the HTTP channel handed it over).
+        protocol = getattr(self.transport, "protocol", None)
+        self.protocol: WebSession = protocol if isinstance(protocol, WebSession) else None  # type: ignore[assignment]
 
     def sendRaw(self, data: bytes) -> None:
         """Bytes on the wire, as the client would send them in one turn of the reactor."""
@@ -139,12 +150,9 @@ class WebTestCase(SynchronousTestCase):
         self.hub = Hub(self.clock)
         self.admission = Admission(self.clock, self.limits)
         self.outbox = Outbox(self.clock)
-        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox)
-        # No timers of autobahn's own on the global reactor: pings and handshake timeouts are
-        # tested end to end.
-        self.factory.setProtocolOptions(
-            autoPingInterval=0, openHandshakeTimeout=0, closeHandshakeTimeout=0
-        )
+        # No pings but in the tests of them (KeepAliveTests): the others advance the clock
+        # by minutes, with members who send nothing.
+        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox, pingInterval=0)
         self.line = ChatFactory(
             self.hub, self.limits, admission=self.admission, outbox=self.outbox
         )
@@ -535,10 +543,7 @@ class StoredHistoryTests(WebTestCase):
         store = PagingStore(200)
         self.hub = Hub(self.clock, store, historyKept=20)
         self.hub.restore({"lobby": store.messages[-20:]})
-        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox)
-        self.factory.setProtocolOptions(
-            autoPingInterval=0, openHandshakeTimeout=0, closeHandshakeTimeout=0
-        )
+        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox, pingInterval=0)
 
     def test_scrollToTheBeginning(self) -> None:
         """Paging back with before from the oldest shown reaches message 1, and no more."""
@@ -559,7 +564,7 @@ class StoredHistoryTests(WebTestCase):
 
 
 class FramingTests(WebTestCase):
-    """What autobahn checks of the frames themselves."""
+    """What is checked of the frames themselves."""
 
     def test_invalidUTF8(self) -> None:
         """A text frame that is not UTF-8 closes the connection with 1007."""
@@ -598,10 +603,7 @@ class UnreadableHistoryTests(WebTestCase):
         store = Broken(100)
         self.hub = Hub(self.clock, store, historyKept=20)
         self.hub.restore({"lobby": store.messages[-20:]})
-        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox)
-        self.factory.setProtocolOptions(
-            autoPingInterval=0, openHandshakeTimeout=0, closeHandshakeTimeout=0
-        )
+        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox, pingInterval=0)
 
     def test_joinedWithoutHistory(self) -> None:
         """The member is told why, and shown the room without its history."""
@@ -618,3 +620,29 @@ class UnreadableHistoryTests(WebTestCase):
         client.send({"type": "history", "room": "lobby", "before": "50"})
         [refused] = client.messages()
         self.assertEqual((refused["type"], refused["for"]), ("error", "history"))
+
+
+class KeepAliveTests(WebTestCase):
+    """A browser whose network went away is noticed by its silence, and leaves."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox, pingInterval=20)
+
+    def test_silentMemberLeaves(self) -> None:
+        """Pinged after a silent interval; silent through another, it leaves: 'ping timeout'."""
+        alice, bob = self.join("Alice"), self.join("Bob")
+        seen = []
+        for _ in range(3):
+            self.clock.advance(20)
+            frames = alice.frames()
+            seen += [json.loads(payload) for opcode, payload in frames if opcode == 0x1]
+            if (0x9, b"") in frames:
+                alice.sendRaw(clientFrame(b"", opcode=0xA))
+        self.assertTrue(bob.transport.disconnected)
+        self.assertFalse(alice.transport.disconnected)
+        bob.protocol.connectionLost(Failure(ConnectionDone()))  # what the reactor does next
+        left = [m for m in seen if m["type"] == "left"]
+        self.assertEqual([(m["nick"], m["reason"]) for m in left], [("Bob", "ping timeout")])
+        self.assertEqual(self.admission.connectionCount, 1)
+        self.assertEqual(self.hub.nicks(self.hub.defaultRoom), ["Alice"])
