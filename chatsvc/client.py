@@ -1,7 +1,10 @@
 """
 The terminal client: C{python -m chatsvc.client NICK [--host HOST] [--port PORT] [--timeout S]}.
 
-It answers C{GET_NAME} with the nickname, then sends each line read from standard input and prints
+It answers C{GET_NAME} with the nickname (and C{GET_PASSWORD}, for a registered nickname, with its
+password: typed at a prompt that does not echo it, or, for scripts, read from the file named by
+C{--password-file} or from the environment variable C{CHATSVC_PASSWORD}, never from an argument),
+then sends each line read from standard input and prints
 each line the server sends, made safe for the terminal first (a hostile server or member cannot
 move the cursor, recolour the terminal or reorder what is shown). Standard input may be a terminal,
 a pipe or a file.
@@ -22,6 +25,7 @@ Exit status:
 from __future__ import annotations
 
 import argparse
+import getpass
 import math
 import os
 import sys
@@ -29,7 +33,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from enum import Enum, auto
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.threads import deferToThread
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet import defer
 from twisted.internet.error import (
@@ -51,7 +56,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatsvc.text import neutralize
-from chatsvc.line.wire import GET_NAME, endsSession
+from chatsvc.line.wire import GET_NAME, GET_PASSWORD, endsSession
 
 __all__ = [
     "CONTINUATION",
@@ -73,6 +78,13 @@ its answers while joining: its C{GET_NAME}, then its answer to the nickname.
 
 CONTINUATION = "    "
 """What each row of a wrapped line but the first starts with."""
+
+PASSWORD_VARIABLE = "CHATSVC_PASSWORD"
+"""The environment variable a script may give the password in."""
+
+
+class NoPassword(Exception):
+    """The nickname is registered, and there is no way to ask for its password."""
 _NARROWEST = len(CONTINUATION) + 2
 """The narrowest width lines are wrapped to: a continuation row needs room for a wide character."""
 _TAB_STOP = 8
@@ -280,6 +292,7 @@ class ChatClient(LineReceiver):
         timeout: float = CONNECT_TIMEOUT,
         serverName: str = "the server",
         columns: Callable[[], int] | None = None,
+        askPassword: Callable[[str], Deferred[str]] | None = None,
     ) -> None:
         """
         @param nick: the nickname to answer C{GET_NAME} with.
@@ -290,6 +303,8 @@ class ChatClient(LineReceiver):
         @param serverName: how the server is named in the message when it does not answer.
         @param columns: the width of the terminal printed to, or L{None} when the output is not a
             terminal (see L{Console}).
+        @param askPassword: gives the password of the nickname it is called with, when the
+            server asks for it (C{GET_PASSWORD}); by default, there is none to give.
         """
         self.nick = nick
         self.clock = clock
@@ -297,6 +312,8 @@ class ChatClient(LineReceiver):
         self.timeout = timeout
         self.serverName = serverName
         self.columns = columns
+        self.askPassword = askPassword if askPassword is not None else _noPassword
+        self._askedForPassword = False
         self.console: Console | None = None
         self.done: Deferred[int] = Deferred()
         self.error: str | None = None
@@ -336,6 +353,13 @@ class ChatClient(LineReceiver):
             self._askedForName = True
             self._send(self.nick.encode("utf-8"))
             self._awaitAnswer()
+        elif text == GET_PASSWORD and self._askedForName and not self._askedForPassword:
+            self._askedForPassword = True
+            # The server waits for the password as long as its name timeout allows; this side
+            # does not hurry whoever types it.
+            self._stopAwaitingAnswer()
+            asked = self.askPassword(self.nick)
+            asked.addCallbacks(self._passwordGiven, self._passwordMissing)
         elif text.startswith("*** Error: "):
             self._lastError = text.removeprefix("*** Error: ")
         elif text.endswith(" connected to server!") and self._askedForName:
@@ -344,6 +368,17 @@ class ChatClient(LineReceiver):
             self._startConsole()
             assert self.console is not None
             self.console.show(text)
+
+    def _passwordGiven(self, password: str) -> None:
+        if self._state is _State.NAMING and self.transport is not None:
+            self._send(password.encode("utf-8"))
+            self._awaitAnswer()
+
+    def _passwordMissing(self, failure: Failure) -> None:
+        reason = failure.getErrorMessage() if failure.check(NoPassword) else (
+            f"cannot read the password: {failure.getErrorMessage()}"
+        )
+        self._fail(reason)
 
     def _awaitAnswer(self) -> None:
         # A server that accepts the connection and then says nothing would otherwise keep the
@@ -456,6 +491,12 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=5051, help="server port (default: 5051)"
     )
     parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="read the password of a registered nickname from the first line of FILE "
+        f"(else from ${PASSWORD_VARIABLE}, else it is asked for on the terminal)",
+    )
+    parser.add_argument(
         "--timeout",
         type=_seconds,
         default=CONNECT_TIMEOUT,
@@ -486,8 +527,53 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _noPassword(nick: str) -> Deferred[str]:
+    return fail(NoPassword(f"{nick} is registered, and no password was given"))
+
+
+def passwordSource(
+    passwordFile: str | None,
+    environ: dict[str, str] | os._Environ[str] = os.environ,
+    interactive: bool | None = None,
+) -> Callable[[str], Deferred[str]]:
+    """
+    Where the password of a registered nickname comes from: the first line of
+    C{passwordFile}, else the environment's L{PASSWORD_VARIABLE}, else a prompt on the
+    terminal that does not echo what is typed (C{getpass}, in a thread, since it blocks until
+    the line is typed), else nowhere.
+    """
+    if passwordFile is not None:
+
+        def fromFile(nick: str) -> Deferred[str]:
+            try:
+                with open(passwordFile, encoding="utf-8") as file:
+                    return succeed(file.readline().rstrip("\r\n"))
+            except OSError as error:
+                return fail(NoPassword(f"cannot read {passwordFile}: {error.strerror}"))
+
+        return fromFile
+    given = environ.get(PASSWORD_VARIABLE)
+    if given is not None:
+        return lambda nick: succeed(given)
+    if interactive is None:
+        interactive = os.isatty(0)
+    if interactive:
+        return lambda nick: deferToThread(getpass.getpass, f"Password for {nick}: ")
+    return lambda nick: fail(
+        NoPassword(
+            f"{nick} is registered: give its password with --password-file FILE or "
+            f"${PASSWORD_VARIABLE}"
+        )
+    )
+
+
 async def run(
-    reactor: IReactorTCP, nick: str, host: str, port: int, timeout: float = CONNECT_TIMEOUT
+    reactor: IReactorTCP,
+    nick: str,
+    host: str,
+    port: int,
+    timeout: float = CONNECT_TIMEOUT,
+    passwordFile: str | None = None,
 ) -> int:
     """Connect, chat until the session ends, and return the exit status."""
     from twisted.internet.stdio import StandardIO
@@ -500,6 +586,7 @@ async def run(
         timeout=timeout,
         serverName=f"the server at {host}:{port}",
         columns=terminalColumns if os.isatty(1) else None,
+        askPassword=passwordSource(passwordFile),
     )
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     try:
@@ -560,7 +647,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from twisted.internet import task
 
     async def start(reactor: IReactorTCP) -> None:
-        status = await run(reactor, options.nick, options.host, options.port, options.timeout)
+        status = await run(
+            reactor,
+            options.nick,
+            options.host,
+            options.port,
+            options.timeout,
+            options.password_file,
+        )
         if status:
             raise SystemExit(status)
 

@@ -1,10 +1,12 @@
 """
-The running server as a tree of Twisted services: the history, the sessions of every door, and
-one listening service for each door and endpoint. L{ChatService} starts them in that order and
-stops them in the reverse one, each stop done before the next begins:
+The running server as a tree of Twisted services: the history, the accounts, the sessions of
+every door, and one listening service for each door and endpoint. L{ChatService} starts them in
+that order and stops them in the reverse one, each stop done before the next begins:
 
-    start: history read ─► sessions ─► every door listening ─► history written in the background
-    stop:  every door stops listening ─► every session told and closed ─► history written, closed
+    start: history read ─► accounts read ─► sessions ─► every door listening ─► history written
+           in the background
+    stop:  every door stops listening ─► every session told and closed ─► password threads
+           stopped ─► history written, closed
 
 so that nobody arrives once the goodbyes have begun, and every message said before the last
 connection closed is on disk before the process exits.
@@ -27,10 +29,12 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from chatsvc.chat import Hub, StoreError
+from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
 
 __all__ = [
+    "AccountsService",
     "ChatService",
     "Door",
     "HistoryService",
@@ -120,6 +124,62 @@ class HistoryService(service.Service):
         """Write what is still queued, then close the store."""
         super().stopService()
         return self.hub.store.stop()
+
+
+class AccountsService(service.Service):
+    """
+    The accounts: read into the hub before any door listens (so that every registered
+    nickname is reserved from the first connection on), and the threads that hash passwords,
+    started with the server and stopped once every session has closed.
+    """
+
+    name = "accounts"
+
+    def __init__(self, reactor: IReactorCore, hub: Hub, hasher: Argon2Hasher | None) -> None:
+        self._reactor = reactor
+        self.hub = hub
+        self.hasher = hasher
+        self._read = False
+
+    def privilegedStartService(self) -> None:
+        """
+        Read the accounts, once, while nothing is served yet.
+
+        @raise StartupFailed: if they cannot be read (logged as C{accounts_open_failed}).
+        """
+        super().privilegedStartService()
+        accounts = self.hub.accounts
+        if self._read or accounts is None:
+            return
+        results: list[object] = []
+        accounts.load().addBoth(results.append)
+        [result] = results  # the stores read at startup answer at once
+        if isinstance(result, Failure):
+            reason = result.getErrorMessage()
+            _log.error("accounts_open_failed", reason=reason)
+            if result.check(StoreError) is None:
+                result.raiseException()
+            raise StartupFailed(reason)
+        _log.info(
+            "accounts_loaded",
+            accounts=len(accounts),
+            registration=accounts.registration,
+            guests=accounts.guests,
+        )
+        self._read = True
+
+    def startService(self) -> None:
+        """Start the threads that hash passwords."""
+        super().startService()
+        if self.hasher is not None:
+            self.hasher.start(self._reactor)  # type: ignore[arg-type]
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop them: every session is closed by now, and nothing is asked of them any more."""
+        super().stopService()
+        if self.hasher is not None:
+            self.hasher.stop()
+        return defer.succeed(None)
 
 
 class SessionsService(service.Service):
@@ -215,6 +275,7 @@ class ChatService(service.MultiService):
         doors: Iterable[Door],
         logObserver: ILogObserver | None = None,
         prepare: Iterable[Any] = (),
+        hasher: Argon2Hasher | None = None,
     ) -> None:
         """
         @param hub: the members and rooms every door's connections join.
@@ -223,6 +284,8 @@ class ChatService(service.MultiService):
         @param logObserver: a log observer to give the twistd application, if any.
         @param prepare: callables run (with no arguments) before anything starts, such as
             raising the open-files limit.
+        @param hasher: the password hasher of the hub's accounts, whose threads the server
+            starts and stops.
         """
         super().__init__()
         self._reactor = reactor
@@ -233,6 +296,7 @@ class ChatService(service.MultiService):
         self._prepare = list(prepare)
         self._privileged = False
         HistoryService(reactor, hub).setServiceParent(self)
+        AccountsService(reactor, hub, hasher).setServiceParent(self)
         SessionsService(admission).setServiceParent(self)
         self.listeners: list[ListeningService] = []
         for door in self.doors.values():

@@ -17,9 +17,13 @@ from chatsvc.chat import (
     CROWD_INTERVAL,
     CROWD_SIZE,
     DEFAULT_ROOM,
+    REGISTRATION_MODES,
+    Accounts,
     ChatError,
     Hub,
+    IAccountStore,
     IHistoryStore,
+    MemoryAccountStore,
     NullStore,
     validate_room_name,
 )
@@ -29,6 +33,8 @@ from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.line.protocol import ChatFactory
 from chatsvc.service import ChatService, Door, StartupFailed, freezeStartupObjects
+from chatsvc.storage.accounts import SQLiteAccountStore
+from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 from chatsvc.web.protocol import WebFactory
 from chatsvc.web.site import makeSite
@@ -296,6 +302,19 @@ class Options(usage.Options):
             "0: no bound.",
             _atLeast(0),
         ],
+        [
+            "registration",
+            None,
+            "open",
+            "Who may register a nickname with /register: open (anyone), invite (with a "
+            "one-use code from chatsvc-admin invite) or closed.",
+        ],
+        [
+            "guests",
+            None,
+            "yes",
+            "Whether members who have not logged in to an account may chat: yes or no.",
+        ],
     ]
 
     optFlags = [
@@ -342,6 +361,13 @@ class Options(usage.Options):
             self["room"] = validate_room_name(self["room"])
         except ChatError as error:
             raise usage.UsageError(f"--room: {error}")
+        if self["registration"] not in REGISTRATION_MODES:
+            raise usage.UsageError(
+                f"--registration must be one of {', '.join(REGISTRATION_MODES)}, "
+                f"not {self['registration']!r}"
+            )
+        if self["guests"] not in ("yes", "no"):
+            raise usage.UsageError(f"--guests must be yes or no, not {self['guests']!r}")
         if self["history-lines"] > self["history-max"]:
             raise usage.UsageError("--history-lines may not be more than --history-max")
         endpoints = list(self["listen"])
@@ -444,8 +470,10 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         shutdownGrace=options["shutdown-grace"],
     )
     store: IHistoryStore
+    accountStore: IAccountStore
     if options["db"] == ":memory:":
         store = NullStore()
+        accountStore = MemoryAccountStore()
     else:
         days = options["history-days"]
         store = SQLiteStore(
@@ -454,6 +482,15 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             maxAge=days * 86400 if days else None,
             maxBytes=options["history-max-bytes"] or None,
         )
+        accountStore = SQLiteAccountStore(store)
+    hasher = Argon2Hasher()
+    accounts = Accounts(
+        reactor,  # type: ignore[arg-type]
+        hasher,
+        accountStore,
+        registration=options["registration"],
+        guests=options["guests"] == "yes",
+    )
     hub = Hub(
         reactor,  # type: ignore[arg-type]
         store,
@@ -465,6 +502,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         maxTextBytes=limits.maxLineLength,
         roomsPerMember=options["rooms-per-member"],
         roomsPerAddress=options["rooms-per-address"],
+        accounts=accounts,
     )
     # What every door shares: one admission (the caps count every door's connections together)
     # and one outbox (writes gathered per reactor turn, whichever door caused them).
@@ -494,5 +532,6 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         admission,
         doors,
         observer,
+        hasher=hasher,
         prepare=[lambda: ensureFileLimit(limits.maxConnections + _SPARE_FILES)],
     )

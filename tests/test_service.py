@@ -21,6 +21,7 @@ from chatsvc.line.protocol import ChatFactory, ChatProtocol
 from chatsvc.service import (
     ChatService,
     Door,
+    AccountsService,
     HistoryService,
     ListeningService,
     SessionsService,
@@ -81,18 +82,19 @@ class TreeTests(SynchronousTestCase):
     """What the tree is made of, and the order it starts in."""
 
     def test_children(self) -> None:
-        """The history, the sessions, then one listening service per door and endpoint."""
+        """The history, the accounts, the sessions, then a listening service per door and endpoint."""
         service, _ = serviceWith(MemoryReactorClock(), [], ("tcp:5051", "unix:/tmp/chat.sock"))
         children = list(service)
         self.assertIsInstance(children[0], HistoryService)
-        self.assertIsInstance(children[1], SessionsService)
+        self.assertIsInstance(children[1], AccountsService)
+        self.assertIsInstance(children[2], SessionsService)
         self.assertEqual(
-            [(child.door, child.description) for child in children[2:]],
+            [(child.door, child.description) for child in children[3:]],
             [("line", "tcp:5051"), ("line", "unix:/tmp/chat.sock")],
         )
-        self.assertTrue(all(isinstance(child, ListeningService) for child in children[2:]))
+        self.assertTrue(all(isinstance(child, ListeningService) for child in children[3:]))
         self.assertIs(service.getServiceNamed("history"), children[0])
-        self.assertIs(service.getServiceNamed("line tcp:5051"), children[2])
+        self.assertIs(service.getServiceNamed("line tcp:5051"), children[3])
 
     def test_startOrder(self) -> None:
         """Prepared, history read, listening on each endpoint, then history written."""

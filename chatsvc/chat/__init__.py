@@ -6,6 +6,17 @@ reactors or files; time and Deferreds are passed in.
 Everything a door or a storage backend needs is importable from here.
 """
 
+from chatsvc.chat.accounts import (
+    LOGIN_FAILURES,
+    MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_LENGTH,
+    REGISTRATION_MODES,
+    Accounts,
+    PasswordRequired,
+    checkPassword,
+    newInviteCode,
+    secretDigest,
+)
 from chatsvc.chat.errors import ChatError
 from chatsvc.chat.events import (
     Acted,
@@ -41,13 +52,17 @@ from chatsvc.chat.names import (
     validate_room_name,
 )
 from chatsvc.chat.ports import (
+    Account,
     DeliverToMany,
     DeliveryFailed,
+    IAccountStore,
     IBatchDelivery,
     IHistoryStore,
     IMember,
     INicknameRegistry,
+    IPasswordHasher,
     LocalNicknames,
+    MemoryAccountStore,
     NicknameTaken,
     NullStore,
     StoredMessage,
@@ -57,7 +72,20 @@ from chatsvc.chat.ports import (
 from chatsvc.chat.rate import MAX_DEBT, Buckets, TokenBucket
 
 __all__ = [
+    "Account",
+    "Accounts",
     "Acted",
+    "IAccountStore",
+    "IPasswordHasher",
+    "LOGIN_FAILURES",
+    "MAX_PASSWORD_BYTES",
+    "MIN_PASSWORD_LENGTH",
+    "MemoryAccountStore",
+    "PasswordRequired",
+    "REGISTRATION_MODES",
+    "checkPassword",
+    "newInviteCode",
+    "secretDigest",
     "Buckets",
     "CROWD_INTERVAL",
     "CROWD_SIZE",

@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from chatsvc.chat.accounts import Accounts, PasswordRequired
 from chatsvc.chat.errors import ChatError
 from chatsvc.chat.events import (
     Acted,
@@ -39,6 +40,7 @@ from chatsvc.chat.events import (
 from chatsvc.chat.ids import EventIds
 from chatsvc.chat.names import nick_key, room_key, validate_nick, validate_room_name
 from chatsvc.chat.ports import (
+    Account,
     DeliverToMany,
     IBatchDelivery,
     IHistoryStore,
@@ -315,15 +317,17 @@ class MemberRecord:
     has one place to go.
     """
 
-    __slots__ = ("nick", "key", "rooms")
+    __slots__ = ("nick", "key", "rooms", "account")
 
-    def __init__(self, nick: str, key: str) -> None:
+    def __init__(self, nick: str, key: str, account: Account | None = None) -> None:
         self.nick = nick
         """The nickname as shown."""
         self.key = key
         """The nickname's key (L{nick_key}), by which it is unique."""
         self.rooms: list[Room] = []
         """The rooms the member is in, in the order joined."""
+        self.account = account
+        """The member's account, if it logged in (or registered); None for a guest."""
 
 
 class Hub:
@@ -356,6 +360,7 @@ class Hub:
         roomsPerMember: int = 5,
         roomsPerAddress: int = 20,
         nicknames: INicknameRegistry | None = None,
+        accounts: Accounts | None = None,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -377,6 +382,8 @@ class Hub:
             (a member's C{host}, when it has one) together.
         @param nicknames: who holds which nickname; by default, this hub alone
             (L{LocalNicknames}).
+        @param accounts: the registered nicknames; without, every member is a guest and
+            nobody can register.
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
@@ -393,6 +400,7 @@ class Hub:
         self.nicknames: INicknameRegistry = (
             nicknames if nicknames is not None else LocalNicknames()
         )
+        self.accounts = accounts
         self._records: dict[IMember, MemberRecord] = {}
         self._byKey: dict[str, IMember] = {}
         # Nicknames being claimed (see _claim): by key, the member claiming it (None once it
@@ -471,9 +479,20 @@ class Hub:
 
     # Arriving and going
 
-    def arrive(self, member: IMember, nick: str) -> Deferred[str]:
+    def arrive(
+        self,
+        member: IMember,
+        nick: str,
+        password: str | None = None,
+        token: str | None = None,
+    ) -> Deferred[str]:
         """
         Claim the nickname C{nick} for C{member}, then put it in the default room.
+
+        A registered nickname is taken only with its account's C{password} (or a C{token} the
+        account was given, see L{Accounts.issueToken}); without either, the arrival fails with
+        L{PasswordRequired}, and the door asks for the password. An unregistered one is taken
+        as a guest, if the server admits guests.
 
         The claim goes to the nickname registry (L{INicknameRegistry}), which may answer
         later; until it does, C{member} is not here (L{__contains__}) and the nickname is
@@ -481,7 +500,8 @@ class Hub:
         soon as the answer comes.
 
         @return: a L{Deferred} firing with the nickname as it will be shown, or failing with
-            L{ChatError} if the nickname is invalid, in use, or cannot be claimed now.
+            L{ChatError} if the nickname is invalid, in use, registered (and the password is
+            wrong or missing), or cannot be claimed now.
         """
         if member in self._records or member in self._claimOf:
             return fail(ChatError("you already have a nickname"))
@@ -493,13 +513,96 @@ class Hub:
         refusal = self._localRefusal(nick, key)
         if refusal is not None:
             return fail(refusal)
-        return self._claim(member, key, nick, self._arrived)
+        accounts = self.accounts
+        account = None if accounts is None else accounts.registered(nick)
+        if accounts is None or account is None:
+            if accounts is not None and not accounts.guests:
+                return fail(
+                    ChatError(
+                        f"this server admits registered members only, and {nick} is not "
+                        "registered: ask its admin for an account"
+                    )
+                )
+            return self._claim(member, key, nick, self._arrived)
+        if token is not None:
+            loggedIn = accounts.tokenLogin(token)
+        elif password is not None:
+            loggedIn = accounts.login(nick, password, getattr(member, "host", None))
+        else:
+            return fail(PasswordRequired(account.nick))
 
-    def _arrived(self, member: IMember, key: str, nick: str) -> str:
+        def claim(account: Account) -> Deferred[str]:
+            if account.key != key:
+                raise ChatError("that login is another nickname's: log in with your password")
+            # Checked again: the nickname may have been taken while the password was.
+            refusal = self._localRefusal(account.nick, key)
+            if refusal is not None:
+                raise refusal
+            return self._claim(
+                member,
+                key,
+                account.nick,
+                lambda member, key, nick: self._arrived(member, key, nick, account),
+            )
+
+        return loggedIn.addCallback(claim)
+
+    def _arrived(
+        self, member: IMember, key: str, nick: str, account: Account | None = None
+    ) -> str:
         self._byKey[key] = member
-        self._records[member] = MemberRecord(nick, key)
+        self._records[member] = MemberRecord(nick, key, account)
         self.join(member, self.defaultRoom.name)
         return nick
+
+    def accountOf(self, member: IMember) -> Account | None:
+        """The account C{member} logged in with (or registered), or None for a guest."""
+        record = self._records.get(member)
+        return None if record is None else record.account
+
+    def register(
+        self, member: IMember, password: str, code: str | None = None
+    ) -> Deferred[Account]:
+        """
+        Register C{member}'s nickname with C{password} (and, on a server that registers by
+        invitation, an invite C{code}): from now on the nickname is reserved for its account,
+        and C{member} is logged in to it.
+
+        @return: a L{Deferred} firing with the account, or failing with L{ChatError}.
+        """
+        record = self._records[member]
+        accounts = self.accounts
+        if accounts is None:
+            return fail(ChatError("this server keeps no accounts"))
+        if record.account is not None:
+            return fail(ChatError(f"you are registered already, as {record.account.nick}"))
+        registered = accounts.register(record.nick, password, getattr(member, "host", None), code)
+
+        def attach(account: Account) -> Account:
+            _log.info("account_registered", nick=account.nick)
+            if self._records.get(member) is record and record.key == account.key:
+                record.account = account
+            return account
+
+        return registered.addCallback(attach)
+
+    def changePassword(self, member: IMember, old: str, new: str) -> Deferred[Account]:
+        """
+        Change the password of C{member}'s account from C{old} to C{new}; every token of the
+        account stops working.
+        """
+        record = self._records[member]
+        if self.accounts is None or record.account is None:
+            return fail(ChatError("you are not logged in to an account (/register makes one)"))
+        changed = self.accounts.changePassword(record.account, old, new)
+
+        def update(account: Account) -> Account:
+            _log.info("account_password_changed", nick=account.nick)
+            if record.account is not None and record.account.key == account.key:
+                record.account = account
+            return account
+
+        return changed.addCallback(update)
 
     def depart(self, member: IMember, reason: str | None = None) -> bool:
         """
@@ -691,6 +794,15 @@ class Hub:
         if newKey == record.key:
             self.nicknames.relabel(newKey, new)
             return succeed(self._renamed(member, newKey, new))
+        if record.account is not None:
+            return fail(
+                ChatError(
+                    f"you are logged in as {record.account.nick}: an account keeps its nickname"
+                )
+            )
+        registered = None if self.accounts is None else self.accounts.registered(new)
+        if registered is not None:
+            return fail(ChatError(f"{registered.nick} is registered: only its owner may use it"))
         refusal = self._localRefusal(new, newKey)
         if refusal is not None:
             return fail(refusal)

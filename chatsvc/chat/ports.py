@@ -1,8 +1,10 @@
 """
 The ports the core talks through: what a member is (L{IMember}), where history is kept
 (L{IHistoryStore}, with L{NullStore}, which keeps nothing), and who holds which nickname
-(L{INicknameRegistry}, with L{LocalNicknames} for a server on its own). Doors implement the
-first; storage backends the second; a cluster backend the third.
+(L{INicknameRegistry}, with L{LocalNicknames} for a server on its own), where accounts are
+kept (L{IAccountStore}, with L{MemoryAccountStore}) and how passwords are hashed
+(L{IPasswordHasher}). Doors implement the first; storage backends the history and the
+accounts; a cluster backend the registry.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from zope.interface import Attribute, Interface, implementer
 from chatsvc.chat.events import Event
 
 __all__ = [
+    "Account",
     "DeliverToMany",
     "DeliveryFailed",
+    "IAccountStore",
     "IBatchDelivery",
     "IHistoryStore",
     "IMember",
     "INicknameRegistry",
+    "IPasswordHasher",
     "LocalNicknames",
+    "MemoryAccountStore",
     "NicknameTaken",
     "NullStore",
     "StoreError",
@@ -279,3 +285,105 @@ class LocalNicknames:
     def release(self, key: str) -> None:
         """Forget C{key}."""
         self._held.pop(key, None)
+
+
+@frozen
+class Account:
+    """A registered nickname: its owner logs in with its password."""
+
+    key: str
+    """The nickname's key (L{chatsvc.chat.names.nick_key}), by which the account is known."""
+    nick: str
+    """The nickname as registered."""
+    passwordHash: str = field(repr=False)
+    """The password, as the hasher keeps it (never the password itself)."""
+    created: float
+    """When it was registered (POSIX time)."""
+
+
+class IAccountStore(Interface):
+    """Where accounts, and the digests of their tokens and of invite codes, are kept."""
+
+    def loadAccounts() -> Deferred[list[Account]]:
+        """Every account."""
+
+    def addAccount(account: Account) -> Deferred[None]:
+        """Keep a new account."""
+
+    def updateAccount(account: Account) -> Deferred[None]:
+        """Keep what changed of an account (its password)."""
+
+    def addToken(digest: str, key: str, created: float) -> Deferred[None]:
+        """Keep a token (by its digest) that logs in as the account C{key}."""
+
+    def tokenAccount(digest: str) -> Deferred[str | None]:
+        """The key of the account a token logs in as, if the token is kept."""
+
+    def removeToken(digest: str) -> Deferred[None]:
+        """Forget one token."""
+
+    def removeTokens(key: str) -> Deferred[None]:
+        """Forget every token of the account C{key}."""
+
+    def addInvite(digest: str, created: float) -> Deferred[None]:
+        """Keep a one-use invite code (by its digest)."""
+
+    def useInvite(digest: str) -> Deferred[bool]:
+        """Forget an invite code; whether it was kept (and so may be used)."""
+
+
+class IPasswordHasher(Interface):
+    """Hashes passwords with a hash made for them (slow on purpose): off the reactor's thread."""
+
+    def hash(password: str) -> Deferred[str]:
+        """The password's hash, salted, with its parameters."""
+
+    def verify(passwordHash: str, password: str) -> Deferred[bool]:
+        """Whether C{password} is the one C{passwordHash} was made from."""
+
+
+@implementer(IAccountStore)
+class MemoryAccountStore:
+    """Keeps accounts in memory only, answering at once: a server that keeps no files."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.tokens: dict[str, str] = {}
+        self.invites: set[str] = set()
+
+    def loadAccounts(self) -> Deferred[list[Account]]:
+        return succeed(list(self.accounts.values()))
+
+    def addAccount(self, account: Account) -> Deferred[None]:
+        self.accounts[account.key] = account
+        return succeed(None)
+
+    def updateAccount(self, account: Account) -> Deferred[None]:
+        self.accounts[account.key] = account
+        return succeed(None)
+
+    def addToken(self, digest: str, key: str, created: float) -> Deferred[None]:
+        self.tokens[digest] = key
+        return succeed(None)
+
+    def tokenAccount(self, digest: str) -> Deferred[str | None]:
+        return succeed(self.tokens.get(digest))
+
+    def removeToken(self, digest: str) -> Deferred[None]:
+        self.tokens.pop(digest, None)
+        return succeed(None)
+
+    def removeTokens(self, key: str) -> Deferred[None]:
+        for digest in [digest for digest, owner in self.tokens.items() if owner == key]:
+            del self.tokens[digest]
+        return succeed(None)
+
+    def addInvite(self, digest: str, created: float) -> Deferred[None]:
+        self.invites.add(digest)
+        return succeed(None)
+
+    def useInvite(self, digest: str) -> Deferred[bool]:
+        if digest in self.invites:
+            self.invites.discard(digest)
+            return succeed(True)
+        return succeed(False)

@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer, provider
 
 from chatsvc.chat import (
+    Account,
     Acted,
     ChatError,
     DeliveryFailed,
@@ -51,6 +52,7 @@ from chatsvc.chat import (
     Joined,
     JoinsAndLeaves,
     Left,
+    PasswordRequired,
     Renamed,
     Room,
     RoomView,
@@ -60,7 +62,7 @@ from chatsvc.chat import (
     Whispered,
     deliverToEach,
 )
-from chatsvc.line.wire import GET_NAME, QUIT_WORDS, endsSession
+from chatsvc.line.wire import GET_NAME, GET_PASSWORD, QUIT_WORDS, endsSession
 from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
@@ -94,6 +96,8 @@ HELP = [
     "  /topic [TEXT]       show, or set, the current room's topic (/topic - clears it)",
     "  /history [N]        show the last N messages of the current room",
     "  /nick NEWNAME       change your nickname",
+    "  /register PASSWORD [CODE]  register your nickname: only you may use it from now on",
+    "  /password OLD NEW   change your account's password",
     "  /me ACTION          send an action: * you ACTION",
     "  /msg NICK TEXT      send TEXT to NICK alone",
     "  /say TEXT           send TEXT as it is, even if it starts with / or is a quit word",
@@ -246,6 +250,20 @@ def _notAQuitWord(nick: str) -> str:
     return nick
 
 
+def _passwordRequired(failure: Failure) -> PasswordRequired:
+    # A registered nickname: not a refusal, but the question GET_PASSWORD.
+    failure.trap(PasswordRequired)
+    required: PasswordRequired = failure.value  # type: ignore[assignment]
+    return required
+
+
+def _notAQuitPassword(password: str) -> None:
+    # A quit word answering GET_PASSWORD ends the session instead: it can never be typed as
+    # a password on this door.
+    if password in QUIT_WORDS:
+        raise ChatError(f"{password!r} cannot be a password here: it ends the session")
+
+
 def _count(argument: str, usage: str) -> int:
     """
     The positive number a member gave in a command: ASCII digits only (C{str.isdigit} also
@@ -336,7 +354,7 @@ class ChatProtocol(Session, LineReceiver):
 
     # Kept in slots rather than in the instance's dictionary (which still holds what Twisted's
     # classes set): a server holds thousands of these.
-    __slots__ = ("current", "_discarding", "_leftover")
+    __slots__ = ("current", "_discarding", "_leftover", "_loggingIn")
 
     def __init__(self) -> None:
         Session.__init__(self)
@@ -346,6 +364,8 @@ class ChatProtocol(Session, LineReceiver):
         self._discarding = False
         # What followed an over-long line in the same read, still to be parsed.
         self._leftover = b""
+        # The registered nickname whose password the next line is (after GET_PASSWORD).
+        self._loggingIn: str | None = None
 
     # Connection life cycle
 
@@ -559,10 +579,22 @@ class ChatProtocol(Session, LineReceiver):
         if endsSession(text):
             self._goodbye("Goodbye!")
             return
-        claimed = self.factory.hub.arrive(self, _notAQuitWord(text))
+        hub = self.factory.hub
+        nick, self._loggingIn = self._loggingIn, None
+        claimed: Deferred[str | PasswordRequired]
+        if nick is not None:
+            # The answer to GET_PASSWORD (a password has no spaces: any around it are the
+            # terminal's).
+            claimed = hub.arrive(self, nick, password=text.strip())  # type: ignore[assignment]
+        else:
+            claimed = hub.arrive(self, _notAQuitWord(text)).addErrback(_passwordRequired)
         self._whenAnswered(claimed, self._nameAnswered, self._refuse, self._lineFailed)
 
-    def _nameAnswered(self, result: str) -> None:
+    def _nameAnswered(self, result: str | PasswordRequired) -> None:
+        if isinstance(result, PasswordRequired):
+            self._loggingIn = result.nick
+            self.sendText(GET_PASSWORD)
+            return
         hub = self.factory.hub
         self.nick = result
         self.current = hub.defaultRoom
@@ -574,6 +606,7 @@ class ChatProtocol(Session, LineReceiver):
             room=self.current.name,
             members=len(hub),
             connections=self.factory.connectionCount,
+            account=hub.accountOf(self) is not None,
         )
         # Any write may find the member's send queue full and cut it: nothing after these
         # may count on the member being here still.
@@ -692,6 +725,35 @@ class ChatProtocol(Session, LineReceiver):
             peer=self.peer,
             members=len(self.factory.hub),
             connections=self.factory.connectionCount,
+        )
+
+    def command_register(self, argument: str) -> None:
+        """C{/register PASSWORD [CODE]}: register the nickname in use."""
+        words = argument.split()
+        if not 1 <= len(words) <= 2:
+            raise ChatError("usage: /register PASSWORD [INVITE-CODE]")
+        _notAQuitPassword(words[0])
+        registered = self.factory.hub.register(self, *words)
+        self._whenAnswered(registered, self._registered, self.sendError, self._lineFailed)
+
+    def _registered(self, account: Account) -> None:
+        self.sendNotice(
+            f"{account.nick} is registered: nobody else may use it, and you log in with "
+            "your password from now on."
+        )
+
+    def command_password(self, argument: str) -> None:
+        """C{/password OLD NEW}: change the account's password."""
+        words = argument.split()
+        if len(words) != 2:
+            raise ChatError("usage: /password OLD NEW")
+        _notAQuitPassword(words[1])
+        changed = self.factory.hub.changePassword(self, *words)
+        self._whenAnswered(
+            changed,
+            lambda account: self.sendNotice("Your password is changed."),
+            self.sendError,
+            self._lineFailed,
         )
 
     def command_me(self, argument: str) -> None:

@@ -7,10 +7,13 @@ This module imports nothing else from chatsvc, so that the client can use it wit
 
 from __future__ import annotations
 
-__all__ = ["GET_NAME", "QUIT_WORDS", "endsSession"]
+__all__ = ["GET_NAME", "GET_PASSWORD", "QUIT_WORDS", "endsSession"]
 
 GET_NAME = "GET_NAME"
 """The server's first line, and its question again after a refused nickname."""
+
+GET_PASSWORD = "GET_PASSWORD"
+"""The server's question after a registered nickname: the next line is its password."""
 
 QUIT_WORDS = frozenset({"q", "exit", "close", "disconnect"})
 """Lines that end a session, kept from the original chat room; never valid as nicknames."""

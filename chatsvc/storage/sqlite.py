@@ -85,7 +85,7 @@ from typing import Any, TypeVar
 
 from attrs import frozen
 import structlog
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorCore,
@@ -171,6 +171,27 @@ MIGRATIONS: Sequence[Sequence[str]] = (
     # Version 3: facts about the stored data as a whole, such as which rules made its room
     # keys (room_key_rules; none recorded means the rules before that record existed).
     ("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",),
+    # Version 4: accounts (by the key of their nickname), the digests of the tokens that keep
+    # a browser logged in, and of one-use invite codes (chatsvc.storage.accounts).
+    (
+        """
+        CREATE TABLE accounts (
+            key TEXT PRIMARY KEY,
+            nick TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE tokens (
+            digest TEXT PRIMARY KEY,
+            account_key TEXT NOT NULL REFERENCES accounts (key) ON DELETE CASCADE,
+            created REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX tokens_by_account ON tokens (account_key)",
+        "CREATE TABLE invites (digest TEXT PRIMARY KEY, created REAL NOT NULL) WITHOUT ROWID",
+    ),
 )
 """
 The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;
@@ -861,6 +882,35 @@ class SQLiteStore:
             return found
 
         return self._inThread(read)
+
+    def runNow(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """
+        Run C{operation} now, on a connection of its own to the database (created and migrated
+        first if need be), then close it: for what must be read before anything is served, as
+        the history is by L{recent}.
+
+        @raise StoreError: if the database cannot be used.
+        """
+        try:
+            opened = _openDatabase(self.path, self.busyTimeout)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot use {self.path}: {error}") from error
+        try:
+            return operation(opened.connection)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot read {self.path}: {error}") from error
+        finally:
+            opened.connection.close()
+
+    def run(self, operation: Callable[[sqlite3.Connection], _T]) -> Deferred[_T]:
+        """
+        Run C{operation} on the database thread, between the history's writes, with the
+        store's connection (in autocommit: an operation that writes more than one row takes
+        a transaction of its own). Fails with L{StoreError} before L{start} and once stopping.
+        """
+        if self._threadpool is None or self._stopping:
+            return fail(StoreError(f"the database {self.path} is not open just now"))
+        return self._inThread(operation)
 
     def add(self, message: StoredMessage) -> None:
         """Queue C{message} for writing (see L{IHistoryStore.add})."""

@@ -23,6 +23,7 @@ from typing import Any, assert_never, cast
 
 import structlog
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -30,6 +31,7 @@ from twisted.web.server import Request
 from zope.interface import implementer, provider
 
 from chatsvc.chat import (
+    Account,
     Acted,
     ChatError,
     DeliveryFailed,
@@ -40,6 +42,7 @@ from chatsvc.chat import (
     Joined,
     JoinsAndLeaves,
     Left,
+    PasswordRequired,
     Renamed,
     Room,
     RoomView,
@@ -472,12 +475,30 @@ class WebSession(Session, WebSocketProtocol):
     def _handleName(self, request: dict[str, Any], label: str | None) -> None:
         nick = _text(request, "nick")
         after = _id(request, "after")
-        claimed = self.factory.hub.arrive(self, nick)
+        password = _text(request, "password", optional=True)
+        token = _text(request, "token", optional=True)
+        hub = self.factory.hub
 
-        def answered(result: str) -> None:
+        async def arrive() -> tuple[str | PasswordRequired, str | None]:
+            try:
+                result = await hub.arrive(self, nick, password=password, token=token)
+            except PasswordRequired as required:
+                return required, None
+            account = hub.accountOf(self)
+            issued = None
+            if account is not None and password is not None:
+                # What keeps the page logged in across reloads, instead of the password.
+                issued = await hub.accounts.issueToken(account)  # type: ignore[union-attr]
+            return result, issued
+
+        def answered(answer: tuple[str | PasswordRequired, str | None]) -> None:
+            result, issued = answer
+            if isinstance(result, PasswordRequired):
+                self._reply({"type": "password", "nick": result.nick}, label)
+                return
             self._named()
             self.nick = result
-            hub = self.factory.hub
+            account = hub.accountOf(self)
             _log.info(
                 "member_joined",
                 nick=result,
@@ -485,12 +506,76 @@ class WebSession(Session, WebSocketProtocol):
                 room=hub.defaultRoom.name,
                 members=len(hub),
                 connections=self.factory.admission.connectionCount,
+                account=account is not None,
                 door="web",
             )
-            self._reply({"type": "welcome", "nick": result}, label)
+            welcome: dict[str, Any] = {
+                "type": "welcome",
+                "nick": result,
+                "account": account is not None,
+            }
+            if issued is not None:
+                welcome["token"] = issued
+            self._reply(welcome, label)
             self._sendRoom(hub.defaultRoom, after, None)
 
-        self._whenAnswered(claimed, answered, self._refusal(request), self._failed)
+        self._whenAnswered(
+            Deferred.fromCoroutine(arrive()), answered, self._refusal(request), self._failed
+        )
+
+    # The account
+
+    def handle_register(self, request: dict[str, Any], label: str | None) -> None:
+        """C{register}: register the nickname in use; answered with a token for the page."""
+        password, code = _text(request, "password"), _text(request, "code", optional=True)
+        hub = self.factory.hub
+
+        async def register() -> tuple[Account, str]:
+            account = await hub.register(self, password, code)
+            return account, await hub.accounts.issueToken(account)  # type: ignore[union-attr]
+
+        def answered(result: tuple[Account, str]) -> None:
+            account, token = result
+            self._reply({"type": "registered", "nick": account.nick, "token": token}, label)
+
+        self._whenAnswered(
+            Deferred.fromCoroutine(register()), answered, self._refusal(request), self._failed
+        )
+
+    def handle_password(self, request: dict[str, Any], label: str | None) -> None:
+        """
+        C{password}: change the account's password; every token stops working, and the page
+        is given a new one.
+        """
+        old, new = _text(request, "old"), _text(request, "new")
+        hub = self.factory.hub
+
+        async def change() -> str:
+            account = await hub.changePassword(self, old, new)
+            return await hub.accounts.issueToken(account)  # type: ignore[union-attr]
+
+        self._whenAnswered(
+            Deferred.fromCoroutine(change()),
+            lambda token: self._reply({"type": "passwordChanged", "token": token}, label),
+            self._refusal(request),
+            self._failed,
+        )
+
+    def handle_logout(self, request: dict[str, Any], label: str | None) -> None:
+        """C{logout}: the page's token logs in no more; then the member leaves."""
+        token = _text(request, "token", optional=True)
+        accounts = self.factory.hub.accounts
+        revoked = (
+            accounts.revokeToken(token)
+            if accounts is not None and token is not None
+            else succeed(None)
+        )
+
+        def answered(ignored: None) -> None:
+            self._goodbye(f"Goodbye, {self.nick}! You are logged out.")
+            self._leave(None, quitting=True)
+
+        self._whenAnswered(revoked, answered, self._refusal(request), self._failed)
 
     # Rooms
 

@@ -202,7 +202,7 @@ class HandshakeTests(WebTestCase):
         alice = self.connect()
         alice.send({"type": "name", "nick": " Alice ", "label": "n1"})
         welcome, room = alice.messages()
-        self.assertEqual(welcome, {"type": "welcome", "nick": "Alice", "label": "n1"})
+        self.assertEqual(welcome, {"type": "welcome", "nick": "Alice", "account": False, "label": "n1"})
         self.assertEqual(
             room,
             {

@@ -1,7 +1,7 @@
 // The chat page: the session with the server (naming, rooms, reconnection, queued lines)
 // and the views (sidebar, timeline, member list, input). The protocol is docs/web-protocol.md.
 
-import { COMMAND_NAMES, helpLines, parseInput } from "./commands.js";
+import { COMMAND_NAMES, carriesPassword, helpLines, parseInput } from "./commands.js";
 import { Backoff, Connection, socketUrl } from "./connection.js";
 import { Conversation, dmKey, roomKey } from "./store.js";
 import { renderTimeline } from "./timeline.js";
@@ -13,6 +13,8 @@ const $ = (id) => document.getElementById(id);
 const BASE_TITLE = "chatsvc";
 const NICK_STORE = "chatsvc.nick";
 const INPUT_STORE = "chatsvc.inputHistory";
+// The server-issued token that logs this browser in to its account again (never the password).
+const LOGIN_STORE = "chatsvc.login";
 const DEFAULT_LIMITS = {
   lineBytes: 4096, floodRate: 5, floodBurst: 20, historyPage: 50, frameBytes: 65536, nameTimeout: 30,
 };
@@ -31,6 +33,9 @@ const state = {
   awaitingLanding: false,
   quitting: false,
   byeReason: null,
+  account: false, // logged in to an account (or registered) on this session
+  password: null, // the password to log in with, held only until the server answers it
+  usedToken: false, // the last name message logged in with the stored token
   convs: new Map(),
   roomOrder: [], // room keys, most recently joined last
   dmOrder: [],
@@ -77,6 +82,41 @@ function storageSet(key, value) {
   } catch {
     // Storage may be unavailable (private mode); the page works without it.
   }
+}
+
+function savedLogin(nick) {
+  try {
+    const saved = JSON.parse(storageGet(LOGIN_STORE) || "null");
+    if (saved && typeof saved.token === "string" && sameNick(saved.nick, nick)) return saved.token;
+  } catch {
+    // unreadable: as if there were none
+  }
+  return null;
+}
+
+function saveLogin(nick, token) {
+  storageSet(LOGIN_STORE, JSON.stringify({ nick, token }));
+}
+
+function forgetLogin() {
+  try {
+    localStorage.removeItem(LOGIN_STORE);
+  } catch {
+    // nothing kept, then
+  }
+}
+
+/** The name message for the nickname wanted: with the password typed, or the token kept. */
+function nameMessage() {
+  const message = { type: "name", nick: state.wantedNick };
+  const token = savedLogin(state.wantedNick);
+  state.usedToken = false;
+  if (state.password !== null) message.password = state.password;
+  else if (token) {
+    message.token = token;
+    state.usedToken = true;
+  }
+  return message;
 }
 
 // ===================================================================== Sending
@@ -280,10 +320,22 @@ const handlers = {
     if (typeof m.version === "number" && m.version !== 1) {
       info(`The server speaks version ${m.version} of the protocol; this page was written for version 1.`);
     }
-    if (state.wantedNick) conn.send({ type: "name", nick: state.wantedNick });
+    if (state.wantedNick) conn.send(nameMessage());
+  },
+
+  password(m) {
+    // The nickname is registered: the login form asks for its password.
+    state.password = null;
+    if (state.usedToken) forgetLogin();
+    askPassword(m.nick, state.usedToken ? "Your login on this browser has ended: type your password." : null);
   },
 
   welcome(m) {
+    state.password = null;
+    state.account = Boolean(m.account);
+    if (typeof m.token === "string") saveLogin(m.nick, m.token);
+    $("login-password").value = "";
+    $("login-password-row").hidden = true;
     state.me = m.nick;
     state.wantedNick = m.nick;
     state.mentionRe = mentionPattern(m.nick);
@@ -513,11 +565,41 @@ const handlers = {
     state.byeReason = typeof m.reason === "string" ? m.reason : null;
   },
 
+  registered(m) {
+    takeContext(m);
+    state.account = true;
+    if (typeof m.token === "string") saveLogin(m.nick, m.token);
+    closeAccountForm();
+    info(`${m.nick} is registered: nobody else may use it, and you log in with your password from now on.`);
+  },
+
+  passwordChanged(m) {
+    takeContext(m);
+    if (typeof m.token === "string") saveLogin(state.me, m.token);
+    closeAccountForm();
+    info("Your password is changed; other browsers logged in to your account must log in again.");
+  },
+
   error(m) {
     const message = String(m.message ?? "error");
     if (m.for === "name") {
+      const wasToken = state.usedToken;
+      state.password = null;
+      if (wasToken) {
+        forgetLogin();
+        askPassword(state.wantedNick, message);
+        return;
+      }
       nameRefused(message);
       return;
+    }
+    if (m.for === "register" || m.for === "password") {
+      takeContext(m);
+      if (!$("account-form").hidden) {
+        $("account-error").textContent = message;
+        $("account-submit").disabled = false;
+        return;
+      }
     }
     if (!state.named) return;
     // A refused line is marked where it was typed; the error is shown apart only if that is not in view.
@@ -671,18 +753,23 @@ function rejoin() {
 }
 
 function quit(reason) {
+  const message = { type: "quit" };
+  if (reason) message.reason = reason;
+  leave(message, "You left the chat.");
+}
+
+/** Leave with C{message} (quit, or logout); offline, at once, saying C{offline}. */
+function leave(message, offline) {
   clearTimeout(state.reconnectTimer);
   clearInterval(state.countdownTimer);
   if (!conn.open || !state.named) {
     conn.drop(1000);
     state.phase = "quit";
-    showBanner("You left the chat.", "Rejoin", rejoin, { kind: "quit" });
+    showBanner(offline, "Rejoin", rejoin, { kind: "quit" });
     render();
     return;
   }
   state.quitting = true;
-  const message = { type: "quit" };
-  if (reason) message.reason = reason;
   conn.send(message);
 }
 
@@ -701,6 +788,7 @@ let historyDraft = "";
 let completion = null;
 
 function rememberInput(line) {
+  if (carriesPassword(line)) return; // never recalled, never kept
   if (inputHistory[inputHistory.length - 1] !== line) inputHistory.push(line);
   if (inputHistory.length > 200) inputHistory.shift();
   historyIndex = inputHistory.length;
@@ -791,6 +879,15 @@ function execute(line) {
       if (!needRoom(conv, "/history")) return;
       request({ type: "history", room: conv.name, limit: Math.min(command.limit || 20, state.limits.historyPage) },
         { kind: "history", mode: "latest", room: conv.name });
+      return;
+    case "register":
+      sendAccount({ type: "register", password: command.password, ...(command.code ? { code: command.code } : {}) });
+      return;
+    case "password":
+      sendAccount({ type: "password", old: command.old, new: command.new });
+      return;
+    case "logout":
+      logout();
       return;
     case "help":
       addLocal(null, "info", helpLines());
@@ -920,6 +1017,7 @@ function renderHeader() {
     topic.classList.add("empty");
   }
   $("me-nick").textContent = state.me || "";
+  renderAccount();
   const input = $("input");
   const placeholder = conv.kind === "room" ? `Message #${conv.name}` : conv.kind === "dm" ? `Message ${conv.name} privately` : "Type /join ROOM";
   if (input.placeholder !== placeholder) input.placeholder = placeholder;
@@ -1154,10 +1252,88 @@ function notify(conv, entry) {
   }
 }
 
+// ----- The account -----
+
+/** Send a message that carries a password: now, or not at all (never queued while offline). */
+function sendAccount(message) {
+  if (!state.ready) {
+    const text = "Not connected just now; try again once the chat is back.";
+    if (!$("account-form").hidden) $("account-error").textContent = text;
+    else localError(text);
+    return false;
+  }
+  conn.send(labelled(message, { kind: message.type }));
+  return true;
+}
+
+function openAccountForm() {
+  const form = $("account-form");
+  form.hidden = false;
+  $("account-toggle").setAttribute("aria-expanded", "true");
+  $("account-error").textContent = "";
+  $("account-submit").disabled = false;
+  $("account-old-row").hidden = !state.account;
+  $("account-code-row").hidden = state.account;
+  $("account-intro").textContent = state.account
+    ? "Browsers logged in with the old password will have to log in again."
+    : "Only you will be able to use this nickname, on every device.";
+  $("account-new-label").textContent = state.account ? "New password (8 or more characters, no spaces)" : "Password (8 or more characters, no spaces)";
+  $("account-submit").textContent = state.account ? "Change password" : "Register";
+  (state.account ? $("account-old") : $("account-new")).focus();
+}
+
+function closeAccountForm() {
+  $("account-form").hidden = true;
+  $("account-toggle").setAttribute("aria-expanded", "false");
+  for (const id of ["account-old", "account-new", "account-code"]) $(id).value = "";
+  $("account-error").textContent = "";
+}
+
+function submitAccount(event) {
+  event.preventDefault();
+  const next = $("account-new").value;
+  if (next.length < 8 || /\s/.test(next)) {
+    $("account-error").textContent = "A password needs 8 or more characters, and no spaces.";
+    $("account-new").focus();
+    return;
+  }
+  const message = state.account
+    ? { type: "password", old: $("account-old").value, new: next }
+    : { type: "register", password: next };
+  const code = $("account-code").value.trim();
+  if (!state.account && code) message.code = code;
+  if (sendAccount(message)) $("account-submit").disabled = true;
+}
+
+function logout() {
+  const token = savedLogin(state.me);
+  forgetLogin();
+  state.account = false;
+  leave(token ? { type: "logout", token } : { type: "logout" }, "You are logged out.");
+}
+
+function renderAccount() {
+  $("account-badge").hidden = !state.account;
+  $("logout-button").hidden = !state.account;
+  $("account-toggle").textContent = state.account ? "Change password" : "Register this nickname";
+}
+
 // ----- Login -----
+
+function askPassword(nick, message) {
+  showLogin();
+  $("login-nick").value = nick;
+  $("login-password-row").hidden = false;
+  $("login-error").textContent = message || `${nick} is registered: type its password to log in.`;
+  $("login-error").classList.toggle("note", !message);
+  $("login-submit").disabled = false;
+  $("login-submit").textContent = "Log in";
+  $("login-password").focus();
+}
 
 function showLoginError(message) {
   $("login-error").textContent = message;
+  $("login-error").classList.remove("note");
   $("login-submit").disabled = false;
   $("login-submit").textContent = state.sessionStarted ? "Use this nickname" : "Enter the chat";
   const input = $("login-nick");
@@ -1190,13 +1366,26 @@ function submitLogin(event) {
     showLoginError("Please type a nickname.");
     return;
   }
+  const asking = !$("login-password-row").hidden;
+  const password = $("login-password").value;
+  if (asking && !password) {
+    showLoginError("Please type the password.");
+    $("login-password").focus();
+    return;
+  }
+  if (asking && !sameNick(nick, state.wantedNick)) {
+    // Another nickname after all: the password was for the last one.
+    $("login-password-row").hidden = true;
+  }
+  state.password = asking && sameNick(nick, state.wantedNick) ? password : null;
+  $("login-password").value = "";
   $("login-error").textContent = "";
   $("login-nick").removeAttribute("aria-invalid");
   $("login-submit").disabled = true;
   $("login-submit").textContent = "Connecting…";
   state.wantedNick = nick;
   if (state.phase === "quit") state.phase = "chat";
-  if (conn.open && state.helloSeen && !state.named) conn.send({ type: "name", nick });
+  if (conn.open && state.helloSeen && !state.named) conn.send(nameMessage());
   else if (!conn.active) {
     clearTimeout(state.reconnectTimer);
     clearInterval(state.countdownTimer);
@@ -1234,6 +1423,8 @@ function init() {
   $("login-nick").value = storageGet(NICK_STORE) || "";
   $("login-nick").focus();
   $("login-nick").select();
+  // Logged in to an account on this browser: a reload (or a new tab) goes straight back in.
+  if (savedLogin($("login-nick").value)) $("login-form").requestSubmit();
 
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -1278,6 +1469,12 @@ function init() {
   });
   $("rooms-refresh").addEventListener("click", refreshRooms);
   $("quit-button").addEventListener("click", () => quit(null));
+  $("account-toggle").addEventListener("click", () => {
+    if ($("account-form").hidden) openAccountForm();
+    else closeAccountForm();
+  });
+  $("account-form").addEventListener("submit", submitAccount);
+  $("logout-button").addEventListener("click", logout);
   $("banner-rename").addEventListener("click", () => {
     clearTimeout(state.reconnectTimer);
     clearInterval(state.countdownTimer);

@@ -12,11 +12,19 @@ export const COMMANDS = [
   { name: "rooms", args: "", help: "list every room, with member counts and topics" },
   { name: "history", args: "[N]", help: "load the last N messages of the room shown" },
   { name: "say", args: "TEXT", help: "say TEXT exactly as typed, even if it starts with /" },
+  { name: "register", args: "PASSWORD [CODE]", help: "register your nickname, so that only you may use it" },
+  { name: "password", args: "OLD NEW", help: "change your account's password" },
+  { name: "logout", args: "", help: "log out of your account on this page, and leave" },
   { name: "help", args: "", help: "list these commands" },
   { name: "quit", args: "[REASON]", help: "leave the chat, with a reason the others see" },
 ];
 
 export const COMMAND_NAMES = COMMANDS.map((c) => `/${c.name}`);
+
+/** Whether a typed line carries a password, and so is never kept for Up to recall. */
+export function carriesPassword(line) {
+  return /^\/(register|password)(\s|$)/i.test(line);
+}
 
 export function helpLines() {
   return [
@@ -45,7 +53,8 @@ function firstWord(text) {
  * {type:"empty"}, {type:"error", message}, {type:"say"|"act", text}, {type:"join", room},
  * {type:"part", room|null}, {type:"nick", nick}, {type:"msg", to, text},
  * {type:"topic", topic: undefined (show) | null (clear) | string}, {type:"who", room|null},
- * {type:"rooms"}, {type:"history", limit|null}, {type:"help"}, {type:"quit", reason|null}.
+ * {type:"rooms"}, {type:"history", limit|null}, {type:"help"}, {type:"quit", reason|null},
+ * {type:"register", password, code|null}, {type:"password", old, new}, {type:"logout"}.
  */
 export function parseInput(line) {
   if (line.trim() === "") return { type: "empty" };
@@ -90,6 +99,17 @@ export function parseInput(line) {
     }
     case "say":
       return rest.trim() ? { type: "say", text: rest } : usage("say");
+    case "register": {
+      const words = args.split(/ +/).filter(Boolean);
+      if (words.length < 1 || words.length > 2) return usage("register");
+      return { type: "register", password: words[0], code: words[1] || null };
+    }
+    case "password": {
+      const words = args.split(/ +/).filter(Boolean);
+      return words.length === 2 ? { type: "password", old: words[0], new: words[1] } : usage("password");
+    }
+    case "logout":
+      return { type: "logout" };
     case "help":
       return { type: "help" };
     case "quit":

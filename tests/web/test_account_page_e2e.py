@@ -1,0 +1,76 @@
+"""
+Accounts in the chat page end to end: registering from the page's form, a reload that stays
+logged in (by the server's token, never the password), logging in with the password from
+another browser, a line-door guest refused the name, and logging out; real chromium, real
+server, real SQLite file and argon2id hashes.
+"""
+
+from __future__ import annotations
+
+from tests.processes import Client
+from tests.web.browser import screenshot
+from tests.web.test_page_e2e import WAIT_MS, PageTestCase, login, say
+
+try:
+    from playwright.sync_api import Page, expect
+except ImportError:  # the browser helpers skip (or fail, under CI=true) saying why
+    pass
+
+
+def register(page: Page, password: str) -> None:
+    """Register the page's nickname from the form in the sidebar."""
+    page.click("#account-toggle")
+    page.fill("#account-new", password)
+    page.click("#account-submit")
+    expect(page.locator("#account-badge")).to_be_visible(timeout=WAIT_MS)
+
+
+class AccountPageTests(PageTestCase):
+    def test_registerReloadAndLogIn(self) -> None:
+        alice = self.page()
+        login(alice, self.url, "Alice")
+        register(alice, "sesame-open")
+        expect(alice.locator("#timeline")).to_contain_text("Alice is registered", timeout=WAIT_MS)
+        stored = alice.evaluate("localStorage.getItem('chatsvc.login')")
+        self.assertNotIn("sesame", stored)
+        screenshot(alice, "registered")
+
+        # A reload: straight back in by the token, with no password asked.
+        alice.reload()
+        expect(alice.locator("#input")).to_be_visible(timeout=WAIT_MS)
+        expect(alice.locator("#account-badge")).to_be_visible(timeout=WAIT_MS)
+        self.assertTrue(alice.locator("#login-password-row").is_hidden())
+
+
+        # Another browser: asked for the password; a wrong one is refused, the right one works.
+        alice.click("#quit-button")
+        expect(alice.locator("#banner")).to_contain_text("You left the chat", timeout=WAIT_MS)
+
+        # A guest on the line door cannot have the name.
+        guest = Client(self.directory, "alice", self.port)
+        self.addCleanup(guest.stop)
+        guest.stderr.expect("alice is registered: give its password", timeout=10)
+        other = self.page()
+        other.goto(self.url)
+        other.fill("#login-nick", "alice")
+        other.click("#login-submit")
+        expect(other.locator("#login-password")).to_be_visible(timeout=WAIT_MS)
+        screenshot(other, "password-asked")
+        other.fill("#login-password", "open-sesame")
+        other.click("#login-submit")
+        expect(other.locator("#login-error")).to_contain_text("wrong password for Alice", timeout=WAIT_MS)
+        other.fill("#login-password", "sesame-open")
+        other.click("#login-submit")
+        expect(other.locator("#input")).to_be_visible(timeout=WAIT_MS)
+        say(other, "logged in from elsewhere")
+        expect(other.locator("#timeline")).to_contain_text("logged in from elsewhere", timeout=WAIT_MS)
+
+        # Logging out: the token is forgotten and revoked.
+        token = other.evaluate("JSON.parse(localStorage.getItem('chatsvc.login')).token")
+        other.click("#logout-button")
+        expect(other.locator("#banner")).to_contain_text("logged out", timeout=WAIT_MS)
+        self.assertIsNone(other.evaluate("localStorage.getItem('chatsvc.login')"))
+        other.evaluate(f"localStorage.setItem('chatsvc.login', JSON.stringify({{nick: 'Alice', token: '{token}'}}))")
+        other.reload()  # tries the revoked token by itself
+        expect(other.locator("#login-password")).to_be_visible(timeout=WAIT_MS)
+        expect(other.locator("#login-error")).to_contain_text("log in", timeout=WAIT_MS)
