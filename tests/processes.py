@@ -186,9 +186,17 @@ class Server(Running):
 class Client(Running):
     """C{python -m chatsvc.client NICK} connected to a L{Server}, stdin piped."""
 
-    def __init__(self, cwd: str | Path, nick: str, port: int, stdin: int | None = subprocess.PIPE) -> None:
+    def __init__(
+        self,
+        cwd: str | Path,
+        nick: str,
+        port: int,
+        stdin: int | None = subprocess.PIPE,
+        passwordFile: str | None = None,
+    ) -> None:
+        password = () if passwordFile is None else ("--password-file", passwordFile)
         super().__init__(
-            [sys.executable, "-m", "chatsvc.client", nick, "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "chatsvc.client", nick, "--host", "127.0.0.1", "--port", str(port), *password],
             cwd,
             stdin=stdin,
         )

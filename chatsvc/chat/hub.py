@@ -167,7 +167,10 @@ class Room:
         self.lastActive = float("-inf")
         """When something last happened in the room (set by the L{Hub}): the room left empty
         longest is the first forgotten when room is needed for a new one."""
+        # The connections in the room, and how many each person (a member with all its
+        # connections: an account logged in from a laptop and a phone is one) has in it.
         self._members: dict[IMember, None] = {}
+        self._people: dict[object, int] = {}
         self._recipients: tuple[IMember, ...] | None = ()
         self._fanOut: tuple[tuple[DeliverToMany, tuple[IMember, ...]], ...] | None = ()
         # The members' nicknames, sorted, while nobody has joined, left or been renamed.
@@ -180,11 +183,11 @@ class Room:
         self._announcement: IDelayedCall | None = None
 
     def __len__(self) -> int:
-        """The number of members."""
-        return len(self._members)
+        """The number of members (people, however many connections each has here)."""
+        return len(self._people)
 
     def __contains__(self, member: object) -> bool:
-        """Whether C{member} is in the room."""
+        """Whether C{member} (a connection) is in the room."""
         return member in self._members
 
     @property
@@ -233,14 +236,25 @@ class Room:
         recent = self.recent
         return list(recent)[-count:] if count < len(recent) else list(recent)
 
-    def add(self, member: IMember) -> None:
-        """Count C{member} in (the L{Hub} tells the others)."""
+    def add(self, member: IMember, person: object = None) -> None:
+        """
+        Count C{member} in (the L{Hub} tells the others): a connection of C{person} (by
+        default, a person of its own).
+        """
         self._members[member] = None
+        person = member if person is None else person
+        self._people[person] = self._people.get(person, 0) + 1
         self._recipients = self._fanOut = self._sortedNicks = None
 
-    def remove(self, member: IMember) -> None:
+    def remove(self, member: IMember, person: object = None) -> None:
         """Count C{member} out (the L{Hub} tells the others)."""
         del self._members[member]
+        person = member if person is None else person
+        left = self._people[person] - 1
+        if left:
+            self._people[person] = left
+        else:
+            del self._people[person]
         self._recipients = self._fanOut = self._sortedNicks = None
 
     def sortedNicks(self, nameOf: Callable[[IMember], str]) -> list[str]:
@@ -250,7 +264,9 @@ class Room:
         sort "rn" with "m"). Sorted once per change of membership or names (L{renamed}).
         """
         if self._sortedNicks is None:
-            self._sortedNicks = sorted((nameOf(member) for member in self.recipients), key=_readingOrder)
+            # One name per person, however many of its connections are here.
+            names = dict.fromkeys(nameOf(member) for member in self.recipients)
+            self._sortedNicks = sorted(names, key=_readingOrder)
         return list(self._sortedNicks)
 
     def renamed(self, member: IMember, new: str) -> None:
@@ -317,7 +333,7 @@ class MemberRecord:
     has one place to go.
     """
 
-    __slots__ = ("nick", "key", "rooms", "account")
+    __slots__ = ("nick", "key", "rooms", "account", "connections")
 
     def __init__(self, nick: str, key: str, account: Account | None = None) -> None:
         self.nick = nick
@@ -328,6 +344,9 @@ class MemberRecord:
         """The rooms the member is in, in the order joined."""
         self.account = account
         """The member's account, if it logged in (or registered); None for a guest."""
+        self.connections: list[IMember] = []
+        """The member's connections, in the order they came: one for a guest; an account may
+        be logged in from several at once, which share its nickname and rooms."""
 
 
 class Hub:
@@ -402,11 +421,13 @@ class Hub:
         )
         self.accounts = accounts
         self._records: dict[IMember, MemberRecord] = {}
-        self._byKey: dict[str, IMember] = {}
+        self._byKey: dict[str, MemberRecord] = {}
         # Nicknames being claimed (see _claim): by key, the member claiming it (None once it
         # has departed) and the nickname as shown; and each claiming member's key.
         self._claiming: dict[str, tuple[IMember | None, str]] = {}
         self._claimOf: dict[IMember, str] = {}
+        # Connections whose password or token is being checked (see arrive).
+        self._waitingLogin: set[IMember] = set()
         self.ids = EventIds()
         """Where every event's id comes from."""
         self._rooms: dict[str, Room] = {}
@@ -415,11 +436,11 @@ class Hub:
     # Looking things up
 
     def __len__(self) -> int:
-        """The number of members (named connections)."""
-        return len(self._records)
+        """The number of members (an account logged in from several connections is one)."""
+        return len(self._byKey)
 
     def __contains__(self, member: object) -> bool:
-        """Whether C{member} has arrived and not yet gone."""
+        """Whether C{member} (a connection) has arrived and not yet gone."""
         return member in self._records
 
     def nickOf(self, member: IMember) -> str:
@@ -431,17 +452,26 @@ class Hub:
         return self._records[member].nick
 
     def memberNamed(self, nick: str) -> IMember | None:
-        """The member whose nickname matches C{nick} case-insensitively, if any."""
-        return self._byKey.get(nick_key(nick))
+        """
+        The member whose nickname matches C{nick} case-insensitively, if any (its first
+        connection, if it has several).
+        """
+        record = self._byKey.get(nick_key(nick))
+        return None if record is None else record.connections[0]
+
+    def connectionsOf(self, member: IMember) -> tuple[IMember, ...]:
+        """Every connection of C{member}'s, C{member} among them (in the order they came)."""
+        record = self._records.get(member)
+        return () if record is None else tuple(record.connections)
 
     def members(self) -> Iterable[IMember]:
-        """Every member, in the order they arrived."""
+        """Every connection of every member, in the order they arrived."""
         return tuple(self._records)
 
     def nicks(self, room: Room | None = None) -> list[str]:
         """The nicknames of C{room}'s members (of every member, by default), sorted."""
         if room is None:
-            return self._sorted(self._records)
+            return sorted((record.nick for record in self._byKey.values()), key=_readingOrder)
         return room.sortedNicks(self.nickOf)
 
     def view(self, room: Room, recent: int) -> RoomView:
@@ -510,11 +540,14 @@ class Hub:
         except ChatError:
             return fail()
         key = nick_key(nick)
-        refusal = self._localRefusal(nick, key)
-        if refusal is not None:
-            return fail(refusal)
         accounts = self.accounts
         account = None if accounts is None else accounts.registered(nick)
+        holder = self._byKey.get(key)
+        if account is None or holder is None or holder.account is None:
+            # (An account already here may be logged in to again, from another connection.)
+            refusal = self._localRefusal(nick, key)
+            if refusal is not None:
+                return fail(refusal)
         if accounts is None or account is None:
             if accounts is not None and not accounts.guests:
                 return fail(
@@ -531,9 +564,15 @@ class Hub:
         else:
             return fail(PasswordRequired(account.nick))
 
-        def claim(account: Account) -> Deferred[str]:
+        def claim(account: Account) -> Deferred[str] | str:
             if account.key != key:
                 raise ChatError("that login is another nickname's: log in with your password")
+            if member in self._records or member not in self._waitingLogin:
+                raise ChatError(f"gone before logging in as {account.nick}")
+            self._waitingLogin.discard(member)
+            holder = self._byKey.get(key)
+            if holder is not None and holder.account is not None and holder.account.key == key:
+                return self._attach(member, holder)
             # Checked again: the nickname may have been taken while the password was.
             refusal = self._localRefusal(account.nick, key)
             if refusal is not None:
@@ -545,15 +584,34 @@ class Hub:
                 lambda member, key, nick: self._arrived(member, key, nick, account),
             )
 
-        return loggedIn.addCallback(claim)
+        self._waitingLogin.add(member)
+
+        def forget(failure: Failure) -> Failure:
+            self._waitingLogin.discard(member)
+            return failure
+
+        arrived: Deferred[str] = loggedIn.addCallback(claim)
+        return arrived.addErrback(forget)
 
     def _arrived(
         self, member: IMember, key: str, nick: str, account: Account | None = None
     ) -> str:
-        self._byKey[key] = member
-        self._records[member] = MemberRecord(nick, key, account)
+        record = MemberRecord(nick, key, account)
+        record.connections.append(member)
+        self._byKey[key] = record
+        self._records[member] = record
         self.join(member, self.defaultRoom.name)
         return nick
+
+    def _attach(self, member: IMember, record: MemberRecord) -> str:
+        # Another connection of an account already here: it shares the member's nickname and
+        # rooms, joining nothing anew and telling nobody but the member's own connections.
+        record.connections.append(member)
+        self._records[member] = record
+        for room in record.rooms:
+            room.add(member, record)
+        _log.info("account_connection_added", nick=record.nick, connections=len(record.connections))
+        return record.nick
 
     def accountOf(self, member: IMember) -> Account | None:
         """The account C{member} logged in with (or registered), or None for a guest."""
@@ -614,8 +672,18 @@ class Hub:
         claiming = self._claimOf.pop(member, None)
         if claiming is not None:
             self._claiming[claiming] = (None, self._claiming[claiming][1])
-        if member not in self._records:
+        self._waitingLogin.discard(member)
+        record = self._records.get(member)
+        if record is None:
             return False
+        if len(record.connections) > 1:
+            # One connection of several goes: the member stays, and nobody is told.
+            record.connections.remove(member)
+            del self._records[member]
+            for room in record.rooms:
+                room.remove(member, record)
+            self._memberCreations.discard(member)
+            return True
         reason = _clean_reason(reason)
         for room in self.roomsOf(member):
             self._leaveRoom(member, room, reason)
@@ -675,7 +743,7 @@ class Hub:
         # Why key cannot be claimed, if this server's own members hold or are claiming it.
         holder = self._byKey.get(key)
         if holder is not None:
-            return _taken(nick, self._records[holder].nick)
+            return _taken(nick, holder.nick)
         claiming = self._claiming.get(key)
         if claiming is not None:
             return _taken(nick, claiming[1])
@@ -702,9 +770,15 @@ class Hub:
             room = self._create(member, validate_room_name(name))
         if member in room:
             return room
-        room.add(member)
+        room.add(member, record)
         record.rooms.append(room)
-        self._announce(room, member, Joined(room.name, record.nick, **self._stamp()))
+        event = Joined(room.name, record.nick, **self._stamp())
+        self._announce(room, member, event)
+        # The member's other connections are in the room from now on, and told so.
+        for other in record.connections:
+            if other is not member:
+                room.add(other, record)
+                self._deliverTo(other, event)
         return room
 
     def part(self, member: IMember, name: str, reason: str | None = None) -> Room:
@@ -814,12 +888,13 @@ class Hub:
         if newKey != oldKey:
             del self._byKey[oldKey]
             self.nicknames.release(oldKey)
-            self._byKey[newKey] = member
+            self._byKey[newKey] = record
         record.key = newKey
         record.nick = new
-        told: dict[IMember, None] = {member: None}
+        told: dict[IMember, None] = dict.fromkeys(record.connections)
         for room in record.rooms:
-            room.renamed(member, new)
+            for connection in record.connections:
+                room.renamed(connection, new)
             told.update(dict.fromkeys(room.recipients))
         event = Renamed(old, new, **self._stamp())
         for recipient in told:
@@ -834,17 +909,20 @@ class Hub:
         @return: the event as delivered, for the sender's receipt.
         @raise ChatError: if there is no such member or nothing to send.
         """
-        sender = self._records[member].nick
-        recipient = self.memberNamed(recipientNick)
+        record = self._records[member]
+        recipient = self._byKey.get(nick_key(recipientNick))
         if recipient is None:
             raise ChatError(f"no such member: {neutralize(recipientNick)}")
         event = Whispered(
-            sender,
-            self._records[recipient].nick,
+            record.nick,
+            recipient.nick,
             _clean_text(text, "a message", self.maxTextBytes),
             **self._stamp(),
         )
-        self._deliverTo(recipient, event)
+        # Every connection of the recipient's, and the sender's others, which see it as sent.
+        for connection in dict.fromkeys([*recipient.connections, *record.connections]):
+            if connection is not member:
+                self._deliverTo(connection, event)
         return event
 
     # History
@@ -973,10 +1051,15 @@ class Hub:
     def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
         record = self._records[member]
         crowded = self.crowded(room)
-        room.remove(member)
+        for connection in record.connections:
+            room.remove(connection, record)
         record.rooms.remove(room)
+        event = Left(room.name, record.nick, reason, **self._stamp())
+        for other in record.connections:
+            if other is not member:
+                self._deliverTo(other, event)
         if room:
-            self._announce(room, member, Left(room.name, record.nick, reason, **self._stamp()), crowded)
+            self._announce(room, member, event, crowded)
             return
         # Nobody left to tell: forget what was held for them.
         room.lastActive = self.clock.seconds()
@@ -989,9 +1072,9 @@ class Hub:
         return None if record is None else record.nick
 
     def _sorted(self, members: Iterable[IMember]) -> list[str]:
-        # As a reader would sort them (see Room.sortedNicks).
+        # As a reader would sort them (see Room.sortedNicks), each member once.
         records = self._records
-        return sorted((records[member].nick for member in members), key=_readingOrder)
+        return sorted(dict.fromkeys(records[member].nick for member in members), key=_readingOrder)
 
     # Announcing joins and leaves
 

@@ -529,6 +529,13 @@ class ChatProtocol(Session, LineReceiver):
 
     def deliver(self, event: Event) -> None:
         """Write an event to this member, marked with its room if that is not the current one."""
+        if isinstance(event, (Joined, Left)) and event.nick == self.nick:
+            self._elsewhere(event)
+            return
+        if isinstance(event, Whispered) and event.sender == self.nick:
+            # Sent from another connection of this account: shown as this one's receipt is.
+            self._enqueue(f"-> *{event.recipient}* {event.text}\r\n".encode("utf-8"))
+            return
         room = event.room
         current = self.current
         marked = room is not None and current is not None and room != current.name
@@ -573,6 +580,21 @@ class ChatProtocol(Session, LineReceiver):
             except Exception as error:
                 failed(member, event, error)
 
+    def _elsewhere(self, event: Joined | Left) -> None:
+        # This account joined or left a room from another of its connections: so did this one.
+        if isinstance(event, Joined):
+            if self.current is None:
+                self.current = self.factory.hub.room(event.room)
+                self._enqueue(_notice(f"You joined {event.room} from another connection; now talking there"))
+            else:
+                self._enqueue(_notice(f"You joined {event.room} from another connection"))
+            return
+        if self.current is not None and self.current.name == event.room:
+            rooms = self.factory.hub.roomsOf(self)
+            self.current = rooms[-1] if rooms else None
+        where = "you are in no room now" if self.current is None else f"now talking in {self.current.name}"
+        self._enqueue(_notice(f"You left {event.room} from another connection; {where}"))
+
     # The nickname
 
     def _nameReceived(self, text: str) -> None:
@@ -597,13 +619,16 @@ class ChatProtocol(Session, LineReceiver):
             return
         hub = self.factory.hub
         self.nick = result
-        self.current = hub.defaultRoom
+        # A first connection lands in the default room; another of an account's, in the
+        # account's rooms.
+        rooms = hub.roomsOf(self)
+        self.current = hub.defaultRoom if hub.defaultRoom in rooms else (rooms[-1] if rooms else None)
         self._named()
         _log.info(
             "member_joined",
             nick=self.nick,
             peer=self.peer,
-            room=self.current.name,
+            room=None if self.current is None else self.current.name,
             members=len(hub),
             connections=self.factory.connectionCount,
             account=hub.accountOf(self) is not None,
@@ -611,7 +636,14 @@ class ChatProtocol(Session, LineReceiver):
         # Any write may find the member's send queue full and cut it: nothing after these
         # may count on the member being here still.
         self.sendText(f"{self.nick} connected to server!")
-        self.reply(self._roomLines(self.current))
+        connections = len(hub.connectionsOf(self))
+        if connections > 1:
+            names = ", ".join(room.name for room in rooms) or "none"
+            self.sendNotice(
+                f"You are logged in from {connections} connections; your rooms: {names}"
+            )
+        if self.current is not None:
+            self.reply(self._roomLines(self.current))
         self.sendNotice("Type /help for commands, /quit to leave.")
 
     # Chat lines and commands

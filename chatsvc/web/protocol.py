@@ -509,15 +509,21 @@ class WebSession(Session, WebSocketProtocol):
                 account=account is not None,
                 door="web",
             )
+            connections = len(hub.connectionsOf(self))
             welcome: dict[str, Any] = {
                 "type": "welcome",
                 "nick": result,
                 "account": account is not None,
             }
+            if connections > 1:
+                welcome["connections"] = connections
             if issued is not None:
                 welcome["token"] = issued
             self._reply(welcome, label)
-            self._sendRoom(hub.defaultRoom, after, None)
+            # A first connection is shown the default room it landed in; another of an
+            # account's, every room the account is in.
+            for room in hub.roomsOf(self):
+                self._sendRoom(room, after if room is hub.defaultRoom else None, None)
 
         self._whenAnswered(
             Deferred.fromCoroutine(arrive()), answered, self._refusal(request), self._failed

@@ -252,8 +252,8 @@ class LoginTests(AccountsTestCase):
         for answer in answers[:3]:
             self.failureResultOf(answer, ChatError)
 
-    def test_takenWhileChecking(self) -> None:
-        """Logged in elsewhere while the password was checked: refused, not twice named."""
+    def test_loggedInTwiceAtOnce(self) -> None:
+        """Two logins checked at the same time: one member, with two connections."""
         self.registered("Alice")
         self.hasher.held = True
         first, second = Member(), Member()
@@ -261,8 +261,21 @@ class LoginTests(AccountsTestCase):
         answerSecond = self.hub.arrive(second, "Alice", password="sesame-open")
         self.hasher.answerAll()
         self.assertEqual(self.successResultOf(answerFirst), "Alice")
-        self.assertIn("in use", str(self.failureResultOf(answerSecond).value))
+        self.assertEqual(self.successResultOf(answerSecond), "Alice")
         self.assertEqual(self.hub.nicks(), ["Alice"])
+        self.assertEqual(self.hub.connectionsOf(first), (first, second))
+
+    def test_goneWhileChecking(self) -> None:
+        """A connection that goes while its password is checked does not arrive."""
+        self.registered("Alice")
+        self.hasher.held = True
+        alice = Member()
+        answer = self.hub.arrive(alice, "Alice", password="sesame-open")
+        self.hub.depart(alice)
+        self.hasher.answerAll()
+        self.assertIn("gone before logging in", str(self.failureResultOf(answer).value))
+        self.assertNotIn(alice, self.hub)
+        self.assertEqual(len(self.hub), 0)
 
     def test_guestsOff(self) -> None:
         """With guests off, only registered nicknames arrive."""
@@ -346,3 +359,110 @@ class RenameTests(AccountsTestCase):
         hub = Hub(self.clock, accounts=accounts)
         with self.assertRaises(PasswordRequired):
             arrive(hub, Member(), "Alice")
+
+
+class MultiConnectionTests(AccountsTestCase):
+    """One account logged in from several connections at once: one member."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.registered("Alice")
+        self.laptop, self.phone = Member(), Member()
+        settled(self.hub.arrive(self.laptop, "Alice", password="sesame-open"))
+        settled(self.hub.arrive(self.phone, "alice", password="sesame-open"))
+        self.bob = Member()
+        arrive(self.hub, self.bob, "Bob")
+        for member in (self.laptop, self.phone, self.bob):
+            member.events.clear()
+
+    def kinds(self, member: Member) -> list[tuple[str, ...]]:
+        seen = [
+            (type(event).__name__, *(str(getattr(event, field, None) or "") for field in ("room", "nick", "text")))
+            for event in member.events
+        ]
+        member.events.clear()
+        return seen
+
+    def test_oneMember(self) -> None:
+        """Counted once, listed once; the second connection arrived telling nobody."""
+        lobby = self.hub.defaultRoom
+        self.assertEqual((len(self.hub), len(lobby)), (2, 2))
+        self.assertEqual(self.hub.nicks(), ["Alice", "Bob"])
+        self.assertEqual(self.hub.nicks(lobby), ["Alice", "Bob"])
+        self.assertEqual(self.hub.view(lobby, 0).members, 2)
+        self.assertEqual(self.hub.accountOf(self.phone), self.hub.accountOf(self.laptop))
+
+    def test_everythingReachesEveryConnection(self) -> None:
+        lobby = self.hub.defaultRoom
+        self.hub.say(self.bob, lobby, "hi Alice")
+        self.assertEqual(self.kinds(self.laptop), [("Said", "lobby", "Bob", "hi Alice")])
+        self.assertEqual(self.kinds(self.phone), [("Said", "lobby", "Bob", "hi Alice")])
+
+    def test_whatOneSaysTheOthersSee(self) -> None:
+        """A line from the laptop: the phone sees it as sent, and so does Bob."""
+        self.hub.say(self.laptop, self.hub.defaultRoom, "from the laptop")
+        self.assertEqual(self.kinds(self.laptop), [])
+        self.assertEqual(self.kinds(self.phone), [("Said", "lobby", "Alice", "from the laptop")])
+        self.assertEqual(self.kinds(self.bob), [("Said", "lobby", "Alice", "from the laptop")])
+
+    def test_roomsShared(self) -> None:
+        """Joining on one joins on all, told once to the room; parting likewise."""
+        games = self.hub.join(self.phone, "games")
+        self.assertIn(self.laptop, games)
+        self.assertEqual(len(games), 1)
+        self.assertEqual(self.kinds(self.laptop), [("Joined", "games", "Alice", "")])
+        self.assertEqual([room.name for room in self.hub.roomsOf(self.laptop)], ["lobby", "games"])
+        self.hub.join(self.bob, "games")
+        self.kinds(self.laptop), self.kinds(self.phone)
+        self.hub.part(self.laptop, "games")
+        self.assertNotIn(self.phone, games)
+        self.assertEqual(self.kinds(self.phone), [("Left", "games", "Alice", "")])
+        self.assertEqual(self.kinds(self.bob), [("Left", "games", "Alice", "")])
+
+    def test_privateMessages(self) -> None:
+        """To the account: every connection; from it: the sender's others see it as sent."""
+        self.hub.whisper(self.bob, "alice", "psst")
+        self.assertEqual(self.kinds(self.laptop), [("Whispered", "", "", "psst")])
+        self.assertEqual(self.kinds(self.phone), [("Whispered", "", "", "psst")])
+        receipt = self.hub.whisper(self.phone, "Bob", "hello")
+        self.assertEqual((receipt.sender, receipt.recipient), ("Alice", "Bob"))
+        self.assertEqual(self.kinds(self.laptop), [("Whispered", "", "", "hello")])
+        self.assertEqual(self.kinds(self.bob), [("Whispered", "", "", "hello")])
+        self.assertEqual(self.kinds(self.phone), [])
+
+    def test_leavesWithItsLastConnection(self) -> None:
+        """The laptop going tells nobody; the phone going too is the member leaving."""
+        self.assertTrue(self.hub.depart(self.laptop, "closed the lid"))
+        self.assertEqual(self.kinds(self.bob), [])
+        self.assertEqual(self.hub.nicks(), ["Alice", "Bob"])
+        self.assertNotIn(self.laptop, self.hub.defaultRoom)
+        self.hub.say(self.bob, self.hub.defaultRoom, "still there?")
+        self.assertEqual(self.kinds(self.laptop), [])
+        self.hub.depart(self.phone, "battery")
+        self.assertEqual(self.kinds(self.bob), [("Left", "lobby", "Alice", "")])
+        self.assertEqual(self.hub.nicks(), ["Bob"])
+        # The nickname is free for its owner again, and still reserved from everyone else.
+        with self.assertRaises(PasswordRequired):
+            arrive(self.hub, Member(), "Alice")
+
+    def test_comesInWhereTheAccountIs(self) -> None:
+        """A connection logging in later is in the account's rooms, not the default one."""
+        self.hub.join(self.laptop, "games")
+        self.hub.part(self.laptop, "lobby")
+        tablet = Member()
+        settled(self.hub.arrive(tablet, "Alice", password="sesame-open"))
+        self.assertEqual([room.name for room in self.hub.roomsOf(tablet)], ["games"])
+        self.assertNotIn(tablet, self.hub.defaultRoom)
+        self.assertEqual(tablet.events, [])
+
+    def test_renameCase(self) -> None:
+        """A change of case reaches every connection."""
+        settled(self.hub.rename(self.phone, "ALICE"))
+        self.assertEqual(self.kinds(self.laptop), [("Renamed", "", "", "")])
+        self.assertEqual(self.hub.nickOf(self.laptop), "ALICE")
+
+    def test_guestsNotShared(self) -> None:
+        """A guest's nickname is one connection's: a second is refused as ever."""
+        with self.assertRaises(ChatError) as raised:
+            arrive(self.hub, Member(), "bob")
+        self.assertIn("in use", str(raised.exception))

@@ -162,3 +162,58 @@ class PasswordTests(LineAccountsTestCase):
         )
         bob.send("/password one\n")
         self.assertEqual(bob.lines(), ["*** Error: usage: /password OLD NEW"])
+
+
+class SeveralConnectionsTests(LineAccountsTestCase):
+    """One account on two terminals at once."""
+
+    def loggedIn(self) -> Client:
+        client = self.connect()
+        client.send("Alice\nsesame-open\n")
+        lines = client.lines()
+        self.assertEqual(lines[:2], ["GET_PASSWORD", "Alice connected to server!"])
+        return client
+
+    def test_twoTerminals(self) -> None:
+        self.registered("Alice")
+        bob = self.join("Bob")
+        laptop = self.loggedIn()
+        bob.lines()
+        phone = self.connect()
+        phone.send("Alice\nsesame-open\n")
+        self.assertIn(
+            "*** You are logged in from 2 connections; your rooms: lobby", phone.lines()
+        )
+        self.assertEqual(bob.lines(), [])  # nobody is told of a second connection
+        bob.send("/who\n")
+        self.assertEqual(bob.lines(), ["*** Members (2): Alice, Bob"])
+
+        bob.send("hi Alice\n")
+        self.assertEqual((laptop.lines(), phone.lines()), (["Bob: hi Alice"], ["Bob: hi Alice"]))
+        laptop.send("typed on the laptop\n")
+        self.assertEqual(phone.lines(), ["Alice: typed on the laptop"])
+        self.assertEqual(bob.lines(), ["Alice: typed on the laptop"])
+
+        phone.send("/join games\n")
+        phone.lines()
+        self.assertEqual(laptop.lines(), ["*** You joined games from another connection"])
+        laptop.send("/part games\n")
+        laptop.lines()
+        self.assertEqual(
+            phone.lines(), ["*** You left games from another connection; now talking in lobby"]
+        )
+
+        bob.send("/msg alice psst\n")
+        self.assertEqual(bob.lines(), ["-> *Alice* psst"])
+        self.assertEqual((laptop.lines(), phone.lines()), (["*Bob* psst"], ["*Bob* psst"]))
+        laptop.send("/msg Bob hello\n")
+        self.assertEqual(laptop.lines(), ["-> *Bob* hello"])
+        self.assertEqual(phone.lines(), ["-> *Bob* hello"])
+        self.assertEqual(bob.lines(), ["*Alice* hello"])
+
+        laptop.send("/quit\n")
+        self.assertEqual(bob.lines(), [])
+        phone.send("still here\n")
+        self.assertEqual(bob.lines(), ["Alice: still here"])
+        phone.send("/quit\n")
+        self.assertEqual(bob.lines(), ["Alice left!"])

@@ -8,6 +8,7 @@ server, real SQLite file and argon2id hashes.
 from __future__ import annotations
 
 from tests.processes import Client
+from tests.test_accounts_e2e import Netcat
 from tests.web.browser import screenshot
 from tests.web.test_page_e2e import WAIT_MS, PageTestCase, login, say
 
@@ -74,3 +75,41 @@ class AccountPageTests(PageTestCase):
         other.reload()  # tries the revoked token by itself
         expect(other.locator("#login-password")).to_be_visible(timeout=WAIT_MS)
         expect(other.locator("#login-error")).to_contain_text("log in", timeout=WAIT_MS)
+
+    def test_everywhereAtOnce(self) -> None:
+        """
+        One account in Chromium, on netcat and in the bundled client at once: the same
+        nickname and rooms, and what each sends the others see.
+        """
+        page = self.page()
+        login(page, self.url, "Alice")
+        register(page, "sesame-open")
+        say(page, "/join games")
+        expect(page.locator("#room-list")).to_contain_text("games", timeout=WAIT_MS)
+
+        netcat = Netcat(self.port)
+        self.addCleanup(netcat.close)
+        self.assertEqual(netcat.line(), "GET_NAME")
+        netcat.send("alice")
+        self.assertEqual(netcat.line(), "GET_PASSWORD")
+        netcat.send("sesame-open")
+        self.assertEqual(netcat.line(), "Alice connected to server!")
+        netcat.expect(r"^\*\*\* You are logged in from 2 connections; your rooms: lobby, games$")
+
+        secret = self.directory / "password"
+        secret.write_text("sesame-open\n", encoding="utf-8")
+        terminal = Client(self.directory, "Alice", self.port, passwordFile=str(secret))
+        self.addCleanup(terminal.stop)
+        terminal.stdout.expect(r"You are logged in from 3 connections; your rooms: lobby, games")
+
+        netcat.send("/join games")
+        netcat.expect(r"^\*\*\* Now talking in games$")
+        netcat.send("from netcat")
+        expect(page.locator("#timeline")).to_contain_text("from netcat", timeout=WAIT_MS)
+        terminal.stdout.expect(r"^\[games\] Alice: from netcat$")
+        say(page, "from the page")
+        netcat.expect("^Alice: from the page$")
+        terminal.stdout.expect(r"^\[games\] Alice: from the page$")
+        terminal.send("/who games\n")
+        terminal.stdout.expect(r"Members \(1\): Alice")
+        screenshot(page, "everywhere")

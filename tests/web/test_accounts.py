@@ -7,8 +7,10 @@ password and logging out; on in-memory transports.
 from __future__ import annotations
 
 from chatsvc.chat import Accounts, Hub, MemoryAccountStore
+from chatsvc.line.protocol import ChatFactory
 from chatsvc.web.protocol import WebFactory
 from tests.chat.test_accounts import PlainHasher
+from tests.line.test_protocol import Client as LineClient
 from tests.web.test_protocol import WebClient, WebTestCase
 
 
@@ -19,6 +21,7 @@ class WebAccountsTestCase(WebTestCase):
         self.accounts = Accounts(self.clock, PlainHasher(), self.store)
         self.hub = Hub(self.clock, accounts=self.accounts)
         self.factory = WebFactory(self.hub, self.limits, self.admission, self.outbox, pingInterval=0)
+        self.line = ChatFactory(self.hub, self.limits, admission=self.admission, outbox=self.outbox)
 
     def registered(self, nick: str, password: str = "sesame-open") -> str:
         """C{nick} registered from the page, which then leaves; the token it was given."""
@@ -129,3 +132,38 @@ class AccountTests(WebAccountsTestCase):
         self.assertEqual(
             bob.messages()[0]["message"], "Alice is registered: only its owner may use it"
         )
+
+
+class SeveralConnectionsTests(WebAccountsTestCase):
+    """One account on two pages (a laptop and a phone) and a terminal at once."""
+
+    def test_twoPagesAndATerminal(self) -> None:
+        token = self.registered("Alice")
+        laptop, _ = self.named({"nick": "Alice", "token": token})
+        laptop.send({"type": "join", "room": "games"})
+        laptop.messages()
+        phone, messages = self.named({"nick": "Alice", "token": token})
+        welcome, *rooms = messages
+        self.assertEqual(welcome["connections"], 2)
+        self.assertEqual([room["room"] for room in rooms], ["lobby", "games"])
+        self.assertEqual(laptop.messages(), [])  # nobody is told of a second connection
+
+        terminal = LineClient(self.line)
+        terminal.send("Alice\nsesame-open\n")
+        self.assertIn("*** You are logged in from 3 connections; your rooms: lobby, games", terminal.lines())
+
+        phone.send({"type": "say", "room": "games", "text": "from the phone"})
+        [said] = [m for m in laptop.messages() if m["type"] == "said"]
+        self.assertEqual((said["nick"], said["text"]), ("Alice", "from the phone"))
+        self.assertEqual(terminal.lines(), ["[games] Alice: from the phone"])
+
+        terminal.send("/join dev\n")
+        [joined] = laptop.messages()
+        self.assertEqual((joined["type"], joined["room"], joined["nick"]), ("joined", "dev", "Alice"))
+        phone.messages()
+        laptop.send({"type": "part", "room": "dev"})
+        laptop.messages()
+        [left] = phone.messages()
+        self.assertEqual((left["type"], left["room"], left["nick"]), ("left", "dev", "Alice"))
+        self.assertIn("*** You left dev from another connection; now talking in games", terminal.lines())
+        self.assertEqual(len(self.hub), 1)

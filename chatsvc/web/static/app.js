@@ -34,6 +34,7 @@ const state = {
   quitting: false,
   byeReason: null,
   account: false, // logged in to an account (or registered) on this session
+  attached: false, // welcomed as another connection of an account already here
   password: null, // the password to log in with, held only until the server answers it
   usedToken: false, // the last name message logged in with the stored token
   convs: new Map(),
@@ -333,6 +334,9 @@ const handlers = {
   welcome(m) {
     state.password = null;
     state.account = Boolean(m.account);
+    // Another connection of an account already here: its rooms are the account's, never to
+    // be left on landing (see room()).
+    state.attached = (Number(m.connections) || 1) > 1;
     if (typeof m.token === "string") saveLogin(m.nick, m.token);
     $("login-password").value = "";
     $("login-password-row").hidden = true;
@@ -360,7 +364,7 @@ const handlers = {
     const fresh = !conv;
     const previousLast = conv ? conv.lastId : null;
 
-    if (landing && state.reconnecting && fresh) {
+    if (landing && state.reconnecting && fresh && !state.attached) {
       // Back on the server after a reconnection, in the default room the member had left: leave it again.
       conn.send(labelled({ type: "part", room: m.room }, { kind: "part", room: m.room, silent: true }));
       onLanding(null);
@@ -407,7 +411,11 @@ const handlers = {
 
   joined(m) {
     const conv = state.convs.get(roomKey(m.room));
-    if (!conv) return;
+    if (!conv) {
+      // Joined from another connection of this account: this page is in the room too.
+      if (sameNick(m.nick, state.me) && state.ready) request({ type: "join", room: m.room }, { kind: "join", room: m.room });
+      return;
+    }
     conv.noteId(m.id);
     if (!conv.addEvent({ kind: "joined", id: m.id, time: m.time, nick: m.nick })) return;
     if (!sameNick(m.nick, state.me)) conv.addMember(m.nick);
@@ -416,6 +424,11 @@ const handlers = {
   left(m) {
     const conv = state.convs.get(roomKey(m.room));
     if (!conv) return;
+    if (sameNick(m.nick, state.me)) {
+      // Left from another connection of this account: so has this page.
+      forgetRoom(m.room, `You left #${m.room} from another connection`);
+      return;
+    }
     conv.noteId(m.id);
     if (!conv.addEvent({ kind: "left", id: m.id, time: m.time, nick: m.nick, reason: m.reason ?? null })) return;
     conv.removeMember(m.nick);
@@ -548,17 +561,7 @@ const handlers = {
 
   parted(m) {
     const context = takeContext(m, "part", m.room);
-    const key = roomKey(m.room);
-    const conv = state.convs.get(key);
-    if (conv) {
-      state.convs.delete(key);
-      state.roomOrder = state.roomOrder.filter((k) => k !== key);
-      state.inflight = state.inflight.filter((item) => item.conv !== conv);
-    }
-    if (context && context.silent) return;
-    if (state.shown === key || !state.shown) showFallback();
-    info(`You left #${m.room}`);
-    refreshRooms();
+    forgetRoom(m.room, context && context.silent ? null : `You left #${m.room}`);
   },
 
   bye(m) {
@@ -631,6 +634,21 @@ const handlers = {
     else localError(message);
   },
 };
+
+/** The page is out of C{room}: its conversation goes, and C{text} (if any) says so. */
+function forgetRoom(room, text) {
+  const key = roomKey(room);
+  const conv = state.convs.get(key);
+  if (conv) {
+    state.convs.delete(key);
+    state.roomOrder = state.roomOrder.filter((k) => k !== key);
+    state.inflight = state.inflight.filter((item) => item.conv !== conv);
+  }
+  if (text === null) return;
+  if (state.shown === key || !state.shown) showFallback();
+  info(text);
+  refreshRooms();
+}
 
 function onChat(m, action) {
   const conv = state.convs.get(roomKey(m.room));
