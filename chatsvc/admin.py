@@ -2,8 +2,11 @@
 The server's admin tool: C{chatsvc-admin --db chatsvc.db COMMAND}, run by whoever runs the
 server, on its database file, whether the server is running or not.
 
-    chatsvc-admin --db chatsvc.db invite [N]    make N one-use invite codes (default 1)
-    chatsvc-admin --db chatsvc.db accounts      list the registered nicknames
+    chatsvc-admin --db chatsvc.db invite [N]         make N one-use invite codes (default 1)
+    chatsvc-admin --db chatsvc.db accounts           list the registered nicknames
+    chatsvc-admin --db chatsvc.db admin NICK         make a registered nickname a server admin
+    chatsvc-admin --db chatsvc.db admin --remove NICK
+    chatsvc-admin --db chatsvc.db audit [--limit N]  the last moderation actions (default 50)
 
 Invite codes are what C{/register PASSWORD CODE} takes on a server started with
 C{--registration invite}; only their digests are kept, so each is printed once, here.
@@ -16,8 +19,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from chatsvc.chat import StoreError, newInviteCode, secretDigest
+from chatsvc.chat import StoreError, newInviteCode, nick_key, secretDigest
 from chatsvc.storage.accounts import addInvites, readAccounts
+from chatsvc.storage.moderation import readAudit, setAdmin
 
 __all__ = ["main", "run"]
 
@@ -33,7 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     invite = commands.add_parser("invite", help="make one-use invite codes")
     invite.add_argument("count", nargs="?", type=int, default=1, help="how many (default 1)")
     commands.add_parser("accounts", help="list the registered nicknames")
+    admin = commands.add_parser("admin", help="make a registered nickname a server admin")
+    admin.add_argument("nick")
+    admin.add_argument("--remove", action="store_true", help="no longer an admin")
+    audit = commands.add_parser("audit", help="list the last moderation actions")
+    audit.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     return parser
+
+
+def _when(posix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(posix))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,10 +60,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             addInvites(options.db, [secretDigest(code) for code in codes], time.time())
             for code in codes:
                 print(code)
+        elif options.command == "admin":
+            key = nick_key(options.nick)
+            account = next((a for a in readAccounts(options.db) if a.key == key), None)
+            if account is None:
+                raise ValueError(f"{options.nick} is not registered (register it with /register first)")
+            setAdmin(options.db, key, not options.remove)
+            print(f"{account.nick} is {'no longer' if options.remove else 'now'} a server admin")
+        elif options.command == "audit":
+            for entry in readAudit(options.db, max(1, options.limit)):
+                where = f" in {entry.room}" if entry.room else ""
+                target = f" {entry.target}" if entry.target else ""
+                detail = f" ({entry.detail})" if entry.detail else ""
+                print(f"{_when(entry.time)}\t{entry.actor}: {entry.action}{target}{where}{detail}")
         else:
             for account in readAccounts(options.db):
-                registered = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(account.created))
-                print(f"{account.nick}\tregistered {registered}")
+                print(f"{account.nick}\tregistered {_when(account.created)}")
     except (StoreError, ValueError) as error:
         sys.stderr.write(f"chatsvc-admin: {error}\n")
         return 1

@@ -128,8 +128,9 @@ class HistoryService(service.Service):
 
 class AccountsService(service.Service):
     """
-    The accounts: read into the hub before any door listens (so that every registered
-    nickname is reserved from the first connection on), and the threads that hash passwords,
+    The accounts, and the roles, room settings and sanctions of moderation: read into the hub
+    before any door listens (so that every registered nickname is reserved, and every ban in
+    force, from the first connection on), and the threads that hash passwords,
     started with the server and stopped once every session has closed.
     """
 
@@ -151,18 +152,20 @@ class AccountsService(service.Service):
         accounts = self.hub.accounts
         if self._read or accounts is None:
             return
-        results: list[object] = []
-        accounts.load().addBoth(results.append)
-        [result] = results  # the stores read at startup answer at once
-        if isinstance(result, Failure):
-            reason = result.getErrorMessage()
-            _log.error("accounts_open_failed", reason=reason)
-            if result.check(StoreError) is None:
-                result.raiseException()
-            raise StartupFailed(reason)
+        for load in (accounts.load, self.hub.moderation.load):
+            results: list[object] = []
+            load().addBoth(results.append)
+            [result] = results  # the stores read at startup answer at once
+            if isinstance(result, Failure):
+                reason = result.getErrorMessage()
+                _log.error("accounts_open_failed", reason=reason)
+                if result.check(StoreError) is None:
+                    result.raiseException()
+                raise StartupFailed(reason)
         _log.info(
             "accounts_loaded",
             accounts=len(accounts),
+            admins=len(self.hub.moderation.adminKeys),
             registration=accounts.registration,
             guests=accounts.guests,
         )

@@ -33,7 +33,9 @@ from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.line.protocol import ChatFactory
 from chatsvc.service import ChatService, Door, StartupFailed, freezeStartupObjects
+from chatsvc.chat.moderation import IModerationStore, MemoryModerationStore, Moderation
 from chatsvc.storage.accounts import SQLiteAccountStore
+from chatsvc.storage.moderation import SQLiteModerationStore
 from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 from chatsvc.web.protocol import WebFactory
@@ -474,6 +476,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
     if options["db"] == ":memory:":
         store = NullStore()
         accountStore = MemoryAccountStore()
+        moderationStore: IModerationStore = MemoryModerationStore()
     else:
         days = options["history-days"]
         store = SQLiteStore(
@@ -483,6 +486,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             maxBytes=options["history-max-bytes"] or None,
         )
         accountStore = SQLiteAccountStore(store)
+        moderationStore = SQLiteModerationStore(store)
     hasher = Argon2Hasher()
     accounts = Accounts(
         reactor,  # type: ignore[arg-type]
@@ -503,6 +507,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         roomsPerMember=options["rooms-per-member"],
         roomsPerAddress=options["rooms-per-address"],
         accounts=accounts,
+        moderation=Moderation(reactor, moderationStore),  # type: ignore[arg-type]
     )
     # What every door shares: one admission (the caps count every door's connections together)
     # and one outbox (writes gathered per reactor turn, whichever door caused them).

@@ -256,3 +256,68 @@ class AdminToolTests(AccountsTestCase):
         self.assertEqual(broken.returncode, 1)
         self.assertTrue(broken.stderr.startswith("chatsvc-admin: "), broken.stderr)
         self.assertEqual(len(broken.stderr.splitlines()), 1)
+
+
+class ModerationEndToEndTests(AccountsTestCase):
+    def joined(
+        self, server: Server, nick: str, password: str | None = None, room: str | None = None
+    ) -> Netcat:
+        """A member on netcat, logged in with C{password} if given, and joining C{room} (and
+        the answer it expects to its /join) if given."""
+        member = self.netcat(server)
+        member.send(nick)
+        if password is not None:
+            self.assertEqual(member.line(), "GET_PASSWORD")
+            member.send(password)
+        member.expect(f"^{nick} connected to server!$")
+        if room is not None:
+            member.send(f"/join {room}")
+            member.expect(rf"^\*\*\* You joined {room}")
+        return member
+
+    def test_sanctionsHoldAcrossRestart(self) -> None:
+        """
+        A ban on a guest and a mute on an account, given with durations, hold after a
+        restart; the audit lists them; an admin made by the tool while the server runs
+        announces to everyone.
+        """
+        server = self.start()
+        self.register(server, "Alice", "sesame-open")
+        self.register(server, "Carol", "sesame-carol")
+        alice = self.joined(server, "Alice", "sesame-open", "games")
+        bob = self.joined(server, "Bob", room="games")
+        carol = self.joined(server, "Carol", "sesame-carol", "games")
+        alice.send("/ban Bob 1h spam")
+        bob.expect(r"^\[games\] \*\*\* Bob was banned by Alice for 1 hour \(spam\)$")
+        alice.send("/mute Carol 2h")
+        carol.expect(r"^\*\*\* Carol was muted by Alice for 2 hours$")
+        self.assertEqual(server.terminate(), 0)
+
+        server = self.start()
+        bob = self.joined(server, "Bob")
+        bob.send("/join games")
+        bob.expect(r"^\*\*\* Error: you are banned from games for 1 hour more \(spam\)$")
+        carol = self.joined(server, "Carol", "sesame-carol", "games")
+        carol.send("hello?")
+        carol.expect(r"^\*\*\* Error: you are muted in games for 2 hours more$")
+
+        made = subprocess.run(
+            [sys.executable, "-m", "chatsvc.admin", "--db", str(self.directory / "chat.db"), "admin", "carol"],
+            env=environment(), capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        self.assertEqual(made.stdout, "Carol is now a server admin\n", made.stderr)
+        carol.send("/announce the server restarts at noon")
+        bob.expect(r"^\*\*\* Announcement from Carol: the server restarts at noon$")
+        audit = subprocess.run(
+            [sys.executable, "-m", "chatsvc.admin", "--db", str(self.directory / "chat.db"), "audit"],
+            env=environment(), capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        actions = [line.split("\t")[1] for line in audit.stdout.splitlines()]
+        self.assertEqual(
+            actions,
+            [
+                "Alice: ban Bob in games (for 1 hour; spam)",
+                "Alice: mute Carol in games (for 2 hours)",
+                "Carol: announce (the server restarts at noon)",
+            ],
+        )

@@ -24,10 +24,12 @@ from chatsvc.chat.events import (
     Joined,
     JoinsAndLeaves,
     Left,
+    Moderated,
     Renamed,
     Said,
     TopicChanged,
     Whispered,
+    describeSpan,
 )
 from chatsvc.chat.hub import (
     CROWD_INTERVAL,
@@ -102,6 +104,8 @@ __all__ = [
     "JoinsAndLeaves",
     "KEY_RULES",
     "Left",
+    "Moderated",
+    "describeSpan",
     "MAX_BLANK_RUN",
     "MAX_DEBT",
     "MAX_NICK_LENGTH",

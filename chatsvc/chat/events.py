@@ -15,10 +15,12 @@ __all__ = [
     "Joined",
     "JoinsAndLeaves",
     "Left",
+    "Moderated",
     "Renamed",
     "Said",
     "TopicChanged",
     "Whispered",
+    "describeSpan",
 ]
 
 
@@ -155,5 +157,79 @@ class JoinsAndLeaves:
         return ()
 
 
-Event = Union[Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered, JoinsAndLeaves]
+@frozen(cache_hash=True)
+class Moderated:
+    """
+    A moderator (C{by}) did C{action} in C{room} (L{None}: server-wide, as an announcement):
+    to the member C{target}, for C{reason}, until C{until} (POSIX time; L{None}: until lifted),
+    or (C{set}) turned the room's C{setting} C{on} or off; C{text} for an announcement.
+
+    Actions: C{kick}, C{ban}, C{unban}, C{mute}, C{unmute}, C{op}, C{deop}, C{voice},
+    C{devoice}, C{owner}, C{set}, C{invite}, C{announce}, C{kill}. L{describe} says what
+    happened in words every door may show.
+    """
+
+    room: str | None
+    action: str
+    by: str
+    target: str | None = None
+    reason: str | None = None
+    until: float | None = None
+    setting: str | None = None
+    on: bool | None = None
+    text: str | None = None
+    id: int = field(default=0, eq=False, kw_only=True)
+    """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
+    time: float = field(default=0.0, eq=False, kw_only=True)
+    """When it happened, in POSIX seconds."""
+
+    def describe(self) -> str:
+        """What happened, as one sentence (without the room's name)."""
+        why = f" ({self.reason})" if self.reason else ""
+        span = "" if self.until is None else f" for {describeSpan(self.until - self.time)}"
+        target, by = self.target, self.by
+        match self.action:
+            case "kick":
+                return f"{target} was kicked by {by}{why}"
+            case "ban":
+                return f"{target} was banned by {by}{span}{why}"
+            case "unban":
+                return f"{target} was unbanned by {by}"
+            case "mute":
+                return f"{target} was muted by {by}{span}{why}"
+            case "unmute":
+                return f"{target} was unmuted by {by}"
+            case "op" | "voice" | "owner":
+                title = {"op": "an operator", "voice": "voiced", "owner": "the owner"}[self.action]
+                return f"{target} is now {title} (by {by})"
+            case "deop" | "devoice":
+                title = {"deop": "an operator", "devoice": "voiced"}[self.action]
+                return f"{target} is no longer {title} (by {by})"
+            case "set":
+                return f"{by} turned {self.setting} {'on' if self.on else 'off'}"
+            case "invite":
+                return f"{by} invited {target}"
+            case "announce":
+                return f"Announcement from {by}: {self.text}"
+            case "kill":
+                return f"{target} was disconnected by {by}{why}"
+            case _:
+                return f"{by}: {self.action} {target or ''}".rstrip()
+
+
+def describeSpan(seconds: float) -> str:
+    """A duration as people say it: C{9 minutes}, C{2 hours}, C{7 days}."""
+    # To the second first: a span measured between two readings of the clock is a hair short.
+    seconds = max(0, round(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = round(seconds / size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    count = max(1, round(seconds))
+    return f"{count} second{'' if count == 1 else 's'}"
+
+
+Event = Union[
+    Joined, Left, Said, Acted, TopicChanged, Renamed, Whispered, JoinsAndLeaves, Moderated
+]
 """Everything the core can deliver to a member."""

@@ -27,17 +27,26 @@ from twisted.python.failure import Failure
 from chatsvc.chat.accounts import Accounts, PasswordRequired
 from chatsvc.chat.errors import ChatError
 from chatsvc.chat.events import (
+    describeSpan,
     Acted,
     Event,
     Joined,
     JoinsAndLeaves,
     Left,
+    Moderated,
     Renamed,
     Said,
     TopicChanged,
     Whispered,
 )
 from chatsvc.chat.ids import EventIds
+from chatsvc.chat.moderation import (
+    ROOM_SETTINGS,
+    Moderation,
+    Sanction,
+    parseDuration,
+    rank,
+)
 from chatsvc.chat.names import nick_key, room_key, validate_nick, validate_room_name
 from chatsvc.chat.ports import (
     Account,
@@ -380,6 +389,7 @@ class Hub:
         roomsPerAddress: int = 20,
         nicknames: INicknameRegistry | None = None,
         accounts: Accounts | None = None,
+        moderation: Moderation | None = None,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -403,6 +413,8 @@ class Hub:
             (L{LocalNicknames}).
         @param accounts: the registered nicknames; without, every member is a guest and
             nobody can register.
+        @param moderation: the roles, room settings and sanctions; by default, kept in
+            memory only.
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
@@ -420,6 +432,9 @@ class Hub:
             nicknames if nicknames is not None else LocalNicknames()
         )
         self.accounts = accounts
+        self.moderation = moderation if moderation is not None else Moderation(clock)
+        # Who has been invited to which private room (room key: nickname keys), until they join.
+        self._invited: dict[str, set[str]] = {}
         self._records: dict[IMember, MemberRecord] = {}
         self._byKey: dict[str, MemberRecord] = {}
         # Nicknames being claimed (see _claim): by key, the member claiming it (None once it
@@ -600,7 +615,11 @@ class Hub:
         record.connections.append(member)
         self._byKey[key] = record
         self._records[member] = record
-        self.join(member, self.defaultRoom.name)
+        try:
+            self.join(member, self.defaultRoom.name)
+        except ChatError as refusal:
+            # Banned from the default room (or kept out of it): here, but in no room.
+            _log.info("default_room_refused", nick=nick, reason=str(refusal))
         return nick
 
     def _attach(self, member: IMember, record: MemberRecord) -> str:
@@ -768,8 +787,14 @@ class Hub:
         room = self._rooms.get(room_key(name))
         if room is None:
             room = self._create(member, validate_room_name(name))
+            if record.account is not None and room is not self.defaultRoom:
+                settings = self.moderation.settingsFor(room.key, room.name)
+                if settings.owner is None:
+                    settings.owner = record.account.key
+                    self.moderation.saveRoom(settings)
         if member in room:
             return room
+        self._mayJoin(record, member, room)
         room.add(member, record)
         record.rooms.append(room)
         event = Joined(room.name, record.nick, **self._stamp())
@@ -780,6 +805,41 @@ class Hub:
                 room.add(other, record)
                 self._deliverTo(other, event)
         return room
+
+    def _mayJoin(self, record: MemberRecord, member: IMember, room: Room) -> None:
+        # Bans, and the private and registered settings (see chatsvc.chat.moderation).
+        moderation = self.moderation
+        account = None if record.account is None else record.account.key
+        role = moderation.role(account, room.key)
+        if role == "admin":
+            return
+        host = getattr(member, "host", None)
+        ban = moderation.sanction("ban", room.key, account, record.key, host)
+        if ban is not None:
+            raise ChatError(f"you are banned from {room.name}{_sanctionTerms(ban, self.clock.seconds())}")
+        settings = moderation.settings(room.key)
+        if settings is None:
+            return
+        if settings.registered and account is None:
+            raise ChatError(f"only registered members may join {room.name} (/register makes you one)")
+        if settings.private and role is None:
+            invited = self._invited.get(room.key)
+            if not invited or record.key not in invited:
+                raise ChatError(f"{room.name} is private: you need an invitation to join")
+            invited.discard(record.key)
+
+    def roomsFor(self, member: IMember) -> list[Room]:
+        """The rooms C{member} may see listed: all but private ones it is not in (an admin sees all)."""
+        record = self._records.get(member)
+        account = None if record is None or record.account is None else record.account.key
+        admin = account is not None and account in self.moderation.adminKeys
+        visible = []
+        for room in self.rooms():
+            settings = self.moderation.settings(room.key)
+            if settings is not None and settings.private and not admin and member not in room:
+                continue
+            visible.append(room)
+        return visible
 
     def part(self, member: IMember, name: str, reason: str | None = None) -> Room:
         """
@@ -800,6 +860,9 @@ class Hub:
         @raise ChatError: if C{member} is not in the room, or the topic is too long.
         """
         _checkIn(member, room)
+        settings = self.moderation.settings(room.key)
+        if settings is not None and settings.topiclock and rank(self.roleOf(member, room)) < rank("op"):
+            raise ChatError(f"the topic of {room.name} is locked: only its operators set it")
         if topic is not None:
             topic = _clean_text(topic, "a topic", self.maxTextBytes).strip()
             if len(topic) > MAX_TOPIC_LENGTH:
@@ -822,7 +885,9 @@ class Hub:
         @return: the event as delivered, for a door that shows members their own lines.
         """
         _checkIn(member, room)
-        nick = self._records[member].nick
+        record = self._records[member]
+        self._maySpeak(record, member, room)
+        nick = record.nick
         text = _clean_text(text, "a message", self.maxTextBytes)
         event = Said(room.name, nick, text, **self._stamp())
         self._record(room, event.nick, text, False, event.id, event.time)
@@ -836,12 +901,30 @@ class Hub:
         @return: the event as delivered.
         """
         _checkIn(member, room)
-        nick = self._records[member].nick
+        record = self._records[member]
+        self._maySpeak(record, member, room)
+        nick = record.nick
         action = _clean_text(action, "an action", self.maxTextBytes)
         event = Acted(room.name, nick, action, **self._stamp())
         self._record(room, nick, action, True, event.id, event.time)
         self._broadcast(room, event, exclude=member)
         return event
+
+    def _maySpeak(self, record: MemberRecord, member: IMember, room: Room) -> None:
+        # Mutes and moderated rooms. Two dictionary look-ups for a room with neither.
+        moderation = self.moderation
+        settings = moderation.settings(room.key)
+        account = None if record.account is None else record.account.key
+        mute = moderation.sanction("mute", room.key, account, record.key, getattr(member, "host", None))
+        if mute is None and (settings is None or not settings.moderated):
+            return
+        role = moderation.role(account, room.key)
+        if role in ("admin", "owner", "op"):
+            return
+        if mute is not None:
+            raise ChatError(f"you are muted in {room.name}{_sanctionTerms(mute, self.clock.seconds())}")
+        if role != "voice":
+            raise ChatError(f"{room.name} is moderated: only voiced members and operators speak")
 
     def rename(self, member: IMember, newNick: str) -> Deferred[str]:
         """
@@ -924,6 +1007,266 @@ class Hub:
             if connection is not member:
                 self._deliverTo(connection, event)
         return event
+
+    # Moderation (see chatsvc.chat.moderation): every action checked here, told to the room
+    # as a Moderated event, logged and kept in the audit.
+
+    def roleOf(self, member: IMember, room: Room) -> str | None:
+        """What C{member} is in C{room}: C{admin}, C{owner}, C{op}, C{voice}, or None."""
+        record = self._records.get(member)
+        if record is None or record.account is None:
+            return None
+        return self.moderation.role(record.account.key, room.key)
+
+    def rolesIn(self, room: Room) -> dict[str, str]:
+        """The nicknames of C{room}'s members who have a role there, with the role."""
+        roles: dict[str, str] = {}
+        for member in room.recipients:
+            record = self._records[member]
+            if record.account is not None:
+                role = self.moderation.role(record.account.key, room.key)
+                if role is not None:
+                    roles[record.nick] = role
+        return roles
+
+    def _moderator(self, member: IMember, name: str, least: str = "op") -> tuple[MemberRecord, Room, str]:
+        # The moderator's record, the room (one it is in) and its role there, if high enough.
+        room = self._memberRoom(member, name)
+        role = self.roleOf(member, room)
+        if rank(role) < rank(least):
+            who = "owner" if least == "owner" else "operators"
+            raise ChatError(f"only {who} of {room.name} can do that")
+        return self._records[member], room, role or ""
+
+    def _target(self, nick: str) -> tuple[str, str | None, MemberRecord | None]:
+        # A member to act on, here or not: its nickname as shown, its account key (if it is
+        # registered) and its record (if it is here).
+        try:
+            shown = validate_nick(nick)
+        except ChatError:
+            raise ChatError(f"no such member: {neutralize(nick.strip())}") from None
+        record = self._byKey.get(nick_key(shown))
+        if record is not None:
+            return record.nick, None if record.account is None else record.account.key, record
+        account = None if self.accounts is None else self.accounts.registered(shown)
+        if account is not None:
+            return account.nick, account.key, None
+        return shown, None, None
+
+    def _outranks(self, role: str, room: Room, account: str | None, shown: str) -> None:
+        # A moderator may act only on members below it (an admin on anyone).
+        theirs = None if account is None else self.moderation.role(account, room.key)
+        if role != "admin" and rank(theirs) >= rank(role):
+            raise ChatError(f"you cannot do that to {shown}: they are {_title(theirs)} of {room.name}")
+
+    def _tell(self, room: Room, event: Moderated, also: MemberRecord | None = None) -> None:
+        # A moderation event: to the room, and to the target's connections if not in it.
+        self._broadcast(room, event)
+        if also is not None:
+            for connection in also.connections:
+                if connection not in room:
+                    self._deliverTo(connection, event)
+
+    def _putOut(self, record: MemberRecord, room: Room) -> None:
+        # Out of a room, with every connection, told by the event that put it out.
+        if room not in record.rooms:
+            return
+        for connection in record.connections:
+            room.remove(connection, record)
+        record.rooms.remove(room)
+
+    def kick(self, member: IMember, name: str, nick: str, reason: str | None = None) -> Moderated:
+        """An operator puts a member out of a room (it may come back)."""
+        actor, room, role = self._moderator(member, name)
+        shown, account, target = self._target(nick)
+        if target is None or room not in target.rooms:
+            raise ChatError(f"{shown} is not in {room.name}")
+        self._outranks(role, room, account, shown)
+        reason = _clean_reason(reason)
+        event = Moderated(room.name, "kick", actor.nick, shown, reason, **self._stamp())
+        self._putOut(target, room)
+        self._tell(room, event, also=target)
+        self.moderation.audit(actor.nick, "kick", room.name, shown, reason)
+        return event
+
+    def sanction(
+        self,
+        member: IMember,
+        kind: str,
+        name: str,
+        nick: str,
+        duration: str | None = None,
+        reason: str | None = None,
+    ) -> Moderated:
+        """
+        An operator bans (C{kind} C{ban}: out of the room, and kept out) or mutes (C{mute}:
+        kept from speaking there) a member, for C{duration} (C{10m}, C{2h}, C{7d}) or until
+        lifted: the account, if the member is registered (across renames, reconnections and
+        new addresses), else the guest's nickname and address.
+        """
+        if kind not in ("ban", "mute"):
+            raise ValueError(kind)
+        actor, room, role = self._moderator(member, name)
+        shown, account, target = self._target(nick)
+        if target is actor:
+            raise ChatError(f"you cannot {kind} yourself")
+        self._outranks(role, room, account, shown)
+        now = self.clock.seconds()
+        until = None if duration is None else now + parseDuration(duration)
+        reason = _clean_reason(reason)
+        host = None
+        if account is None and target is not None:
+            hosts = {getattr(c, "host", None) for c in target.connections} - {None}
+            host = next(iter(hosts)) if len(hosts) == 1 else None
+        self.moderation.impose(
+            Sanction(
+                kind,  # type: ignore[arg-type]
+                room.key,
+                shown,
+                account,
+                None if account is not None else nick_key(shown),
+                host,
+                until,
+                reason,
+                actor.nick,
+                now,
+            )
+        )
+        event = Moderated(room.name, kind, actor.nick, shown, reason, until, **self._stamp())
+        if kind == "ban" and target is not None:
+            self._putOut(target, room)
+        self._tell(room, event, also=target)
+        self.moderation.audit(actor.nick, kind, room.name, shown, _detail(reason, until, now))
+        return event
+
+    def lift(self, member: IMember, kind: str, name: str, nick: str) -> Moderated:
+        """An operator lifts a ban (C{kind} C{ban}) or mute (C{mute})."""
+        actor, room, _ = self._moderator(member, name)
+        shown, account, target = self._target(nick)
+        if not self.moderation.lift(kind, room.key, account, None if account else nick_key(shown)):
+            raise ChatError(f"{shown} is not {'banned from' if kind == 'ban' else 'muted in'} {room.name}")
+        action = "un" + kind
+        event = Moderated(room.name, action, actor.nick, shown, **self._stamp())
+        self._tell(room, event, also=target)
+        self.moderation.audit(actor.nick, action, room.name, shown, None)
+        return event
+
+    def sanctions(self, member: IMember, kind: str, name: str) -> list[Sanction]:
+        """The bans or mutes in force in a room, for its operators."""
+        _, room, _ = self._moderator(member, name)
+        return self.moderation.inForce(kind, room.key)
+
+    def setRole(self, member: IMember, name: str, nick: str, role: str, on: bool) -> Moderated:
+        """
+        The owner or an operator makes a registered member an operator (C{op}) or voiced
+        (C{voice}) in a room, or no longer (C{on} false); an admin names its owner (C{owner}).
+        """
+        least = "admin" if role == "owner" else "op"
+        actor, room, actorRole = self._moderator(member, name, least)
+        shown, account, target = self._target(nick)
+        if account is None:
+            raise ChatError(f"{shown} is not registered: roles are for registered members")
+        settings = self.moderation.settingsFor(room.key, room.name)
+        if role == "owner":
+            settings.owner = account
+            settings.roles.pop(account, None)
+            action = "owner"
+        else:
+            current = self.moderation.role(account, room.key)
+            if actorRole not in ("admin", "owner") and rank(current) >= rank(actorRole):
+                raise ChatError(f"you cannot do that to {shown}: they are {_title(current)} of {room.name}")
+            if on:
+                settings.roles[account] = role
+            elif settings.roles.get(account) == role:
+                del settings.roles[account]
+            else:
+                raise ChatError(f"{shown} is not {_title(role)} of {room.name}")
+            action = role if on else "de" + role
+        self.moderation.saveRoom(settings)
+        event = Moderated(room.name, action, actor.nick, shown, **self._stamp())
+        self._tell(room, event, also=target)
+        self.moderation.audit(actor.nick, action, room.name, shown, None)
+        return event
+
+    def setting(self, member: IMember, name: str, setting: str, on: bool) -> Moderated:
+        """An operator turns a room's C{setting} (L{ROOM_SETTINGS}) on or off."""
+        if setting not in ROOM_SETTINGS:
+            raise ChatError(f"no such setting: {neutralize(setting)} (there are {', '.join(ROOM_SETTINGS)})")
+        actor, room, _ = self._moderator(member, name)
+        settings = self.moderation.settingsFor(room.key, room.name)
+        setattr(settings, setting, on)
+        self.moderation.saveRoom(settings)
+        event = Moderated(room.name, "set", actor.nick, setting=setting, on=on, **self._stamp())
+        self._tell(room, event)
+        self.moderation.audit(actor.nick, "set", room.name, None, f"{setting} {'on' if on else 'off'}")
+        return event
+
+    def roomSettings(self, room: Room) -> dict[str, bool]:
+        """Which of L{ROOM_SETTINGS} are on in C{room}."""
+        settings = self.moderation.settings(room.key)
+        return {name: bool(settings is not None and getattr(settings, name)) for name in ROOM_SETTINGS}
+
+    def invite(self, member: IMember, name: str, nick: str) -> Moderated:
+        """An operator invites a member (here) into a room: a private one lets it join once."""
+        actor, room, _ = self._moderator(member, name)
+        shown, _, target = self._target(nick)
+        if target is None:
+            raise ChatError(f"no such member: {neutralize(shown)}")
+        if room in target.rooms:
+            raise ChatError(f"{shown} is in {room.name} already")
+        self._invited.setdefault(room.key, set()).add(target.key)
+        event = Moderated(room.name, "invite", actor.nick, shown, **self._stamp())
+        for connection in target.connections:
+            self._deliverTo(connection, event)
+        self.moderation.audit(actor.nick, "invite", room.name, shown, None)
+        return event
+
+    def whenAdmin(self, member: IMember) -> Deferred[MemberRecord]:
+        """
+        C{member}'s record, once the store confirms it is a server admin (the admin tool may
+        have changed who is, while the server runs); fails with L{ChatError} otherwise.
+        """
+        record = self._records[member]
+        account = record.account
+
+        def check(admins: set[str]) -> MemberRecord:
+            if account is None or account.key not in admins:
+                raise ChatError("only the server's admins can do that")
+            return record
+
+        return self.moderation.refreshAdmins().addCallback(check)
+
+    def announce(self, member: IMember, text: str) -> Deferred[Moderated]:
+        """An admin says C{text} to every member, on every door."""
+        text = _clean_text(text, "an announcement", self.maxTextBytes)
+
+        def send(record: MemberRecord) -> Moderated:
+            event = Moderated(None, "announce", record.nick, text=text, **self._stamp())
+            for connection in self.members():
+                self._deliverTo(connection, event)
+            self.moderation.audit(record.nick, "announce", None, None, text)
+            return event
+
+        return self.whenAdmin(member).addCallback(send)
+
+    def kill(self, member: IMember, nick: str, reason: str | None = None) -> Deferred[Moderated]:
+        """
+        An admin disconnects a member (every connection of it): each is told by a C{kill}
+        event, on which its door closes it, and the member leaves as it would.
+        """
+        reason = _clean_reason(reason)
+
+        def disconnect(record: MemberRecord) -> Moderated:
+            shown, _, target = self._target(nick)
+            if target is None:
+                raise ChatError(f"no such member: {neutralize(shown)}")
+            event = Moderated(None, "kill", record.nick, shown, reason, **self._stamp())
+            for connection in list(target.connections):
+                self._deliverTo(connection, event)
+            self.moderation.audit(record.nick, "kill", None, shown, reason)
+            return event
+
+        return self.whenAdmin(member).addCallback(disconnect)
 
     # History
 
@@ -1186,6 +1529,29 @@ def _taken(nick: str, holder: str) -> ChatError:
 
 def _readingOrder(name: str) -> tuple[str, str]:
     return (name.casefold(), name)
+
+
+def _title(role: str | None) -> str:
+    return {
+        "admin": "an admin",
+        "owner": "the owner",
+        "op": "an operator",
+        "voice": "voiced",
+        None: "a member",
+    }[role]
+
+
+def _sanctionTerms(sanction: Sanction, now: float) -> str:
+    # " for 9 more minutes (spam)", " until lifted", ...
+    span = " until it is lifted" if sanction.until is None else f" for {describeSpan(sanction.until - now)} more"
+    return span + (f" ({sanction.reason})" if sanction.reason else "")
+
+
+def _detail(reason: str | None, until: float | None, now: float) -> str | None:
+    parts = [] if until is None else [f"for {describeSpan(until - now)}"]
+    if reason:
+        parts.append(reason)
+    return "; ".join(parts) or None
 
 
 def _checkIn(member: IMember, room: Room) -> None:

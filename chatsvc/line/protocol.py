@@ -25,8 +25,9 @@ This module only frames, decodes, parses and renders; every chat rule is in L{ch
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import assert_never, cast
 
 import structlog
@@ -52,7 +53,9 @@ from chatsvc.chat import (
     Joined,
     JoinsAndLeaves,
     Left,
+    Moderated,
     PasswordRequired,
+    describeSpan,
     Renamed,
     Room,
     RoomView,
@@ -98,6 +101,16 @@ HELP = [
     "  /nick NEWNAME       change your nickname",
     "  /register PASSWORD [CODE]  register your nickname: only you may use it from now on",
     "  /password OLD NEW   change your account's password",
+    "Room operators (in the current room):",
+    "  /kick NICK [REASON]                 put NICK out of the room",
+    "  /ban NICK [DURATION] [REASON]       keep NICK out (10m, 2h, 7d; none: until /unban)",
+    "  /unban NICK, /bans                  lift a ban; list the bans",
+    "  /mute NICK [DURATION] [REASON]      keep NICK from speaking; /unmute NICK, /mutes",
+    "  /op, /deop, /voice, /devoice NICK   give or take a role (registered members)",
+    "  /invite NICK                        let NICK into a private room",
+    "  /set [private|moderated|topiclock|registered on|off]   show or change the room's settings",
+    "Server admins:",
+    "  /announce TEXT, /kill NICK [REASON], /owner NICK (of the current room)",
     "  /me ACTION          send an action: * you ACTION",
     "  /msg NICK TEXT      send TEXT to NICK alone",
     "  /say TEXT           send TEXT as it is, even if it starts with / or is a quit word",
@@ -226,6 +239,8 @@ def _eventText(event: Event) -> str:
             return f"*** {nick} set the topic of {room}: {topic}"
         case Whispered(sender=sender, text=text):
             return f"*{sender}* {text}"
+        case Moderated():
+            return f"*** {event.describe()}"
         case JoinsAndLeaves():
             # Several lines, cut at the same places for every recipient: renderSummary.
             raise TypeError("a summary of joins and leaves is rendered by renderSummary")
@@ -293,14 +308,14 @@ def _roomListLines(total: int, rooms: Sequence[Room], page: int, pages: int) -> 
         yield _notice(f"More: /rooms {page + 1}")
 
 
-def _viewLines(view: RoomView) -> Iterator[bytes]:
+def _viewLines(view: RoomView, roles: Mapping[str, str]) -> Iterator[bytes]:
     """A room as a newcomer is shown it: the topic, the members (their number only in a crowded
     room: /who lists them), and what was said there lately."""
     yield from _topicLines(view.room, view.topic)
     if view.nicks is None:
         yield _notice(f"Members ({view.members}): too many to list here; /who shows them all")
     else:
-        yield from _memberListLines(view.nicks)
+        yield from _memberListLines(view.nicks, roles)
     yield from _historyBlock(view.room, view.recent)
 
 
@@ -311,7 +326,17 @@ def _topicLines(room: str, topic: str | None, always: bool = False) -> Iterator[
         yield _notice(f"{room} has no topic")
 
 
-def _memberListLines(nicks: Sequence[str]) -> Iterator[bytes]:
+_DURATION = re.compile(r"[0-9]{1,6}[smhdwSMHDW]")
+"""What the word after a nickname must look like to be a ban's or mute's duration."""
+
+_PREFIXES = {"admin": "@", "owner": "@", "op": "@", "voice": "+"}
+"""How roles are shown in member lists, as IRC shows them: C{@alice} (an operator, the owner
+or an admin), C{+bob} (voiced)."""
+
+
+def _memberListLines(nicks: Sequence[str], roles: Mapping[str, str] = {}) -> Iterator[bytes]:
+    if roles:
+        nicks = [_PREFIXES[roles[nick]] + nick if nick in roles else nick for nick in nicks]
     yield _notice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
     for start in range(MEMBERS_PER_LINE, len(nicks), MEMBERS_PER_LINE):
         yield _notice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
@@ -532,6 +557,8 @@ class ChatProtocol(Session, LineReceiver):
         if isinstance(event, (Joined, Left)) and event.nick == self.nick:
             self._elsewhere(event)
             return
+        if isinstance(event, Moderated) and event.target == self.nick and self._moderatedHere(event):
+            return
         if isinstance(event, Whispered) and event.sender == self.nick:
             # Sent from another connection of this account: shown as this one's receipt is.
             self._enqueue(f"-> *{event.recipient}* {event.text}\r\n".encode("utf-8"))
@@ -579,6 +606,19 @@ class ChatProtocol(Session, LineReceiver):
                     member._enqueue(data)
             except Exception as error:
                 failed(member, event, error)
+
+    def _moderatedHere(self, event: Moderated) -> bool:
+        # A moderator acted on this member: out of a room (kick, ban), or off the server
+        # (kill); True if this door took care of the event itself.
+        if event.action == "kill":
+            self._enqueue(_notice(event.describe()))
+            self.disconnect(f"by {event.by}" + (f" ({event.reason})" if event.reason else ""))
+            return True
+        if event.action in ("kick", "ban") and self.current is not None and self.current.name == event.room:
+            rooms = self.factory.hub.roomsOf(self)
+            others = [room for room in rooms if room.name != event.room]
+            self.current = others[-1] if others else None
+        return False
 
     def _elsewhere(self, event: Joined | Left) -> None:
         # This account joined or left a room from another of its connections: so did this one.
@@ -714,7 +754,7 @@ class ChatProtocol(Session, LineReceiver):
         C{/rooms [PAGE]}: list the rooms, with member counts and topics, L{ROOMS_PER_PAGE} at
         a time.
         """
-        rooms = self.factory.hub.rooms()
+        rooms = self.factory.hub.roomsFor(self)
         pages = max(1, -(-len(rooms) // ROOMS_PER_PAGE))
         page = _count(argument, "usage: /rooms [PAGE]") if argument else 1
         if page > pages:
@@ -788,6 +828,136 @@ class ChatProtocol(Session, LineReceiver):
             self._lineFailed,
         )
 
+    # Moderation: the current room's, for its operators; the server's, for its admins
+
+    def _moderationDone(self, event: Moderated) -> None:
+        # The moderator sees what the room sees (it is in the room; invitations, to it alone).
+        if event.action == "invite":
+            self.sendNotice(f"You invited {event.target} to {event.room}")
+
+    def command_kick(self, argument: str) -> None:
+        """C{/kick NICK [REASON]}."""
+        nick, _, reason = argument.partition(" ")
+        if not nick:
+            raise ChatError("usage: /kick NICK [REASON]")
+        self._moderationDone(self.factory.hub.kick(self, self._currentRoom().name, nick, reason.strip() or None))
+
+    def _sanction(self, kind: str, argument: str) -> None:
+        nick, _, rest = argument.partition(" ")
+        if not nick:
+            raise ChatError(f"usage: /{kind} NICK [DURATION] [REASON]")
+        first, _, after = rest.strip().partition(" ")
+        duration = first if _DURATION.fullmatch(first) else None
+        reason = (after if duration else rest).strip() or None
+        self._moderationDone(
+            self.factory.hub.sanction(self, kind, self._currentRoom().name, nick, duration, reason)
+        )
+
+    def command_ban(self, argument: str) -> None:
+        """C{/ban NICK [DURATION] [REASON]}."""
+        self._sanction("ban", argument)
+
+    def command_mute(self, argument: str) -> None:
+        """C{/mute NICK [DURATION] [REASON]}."""
+        self._sanction("mute", argument)
+
+    def _lift(self, kind: str, argument: str) -> None:
+        if not argument or " " in argument:
+            raise ChatError(f"usage: /un{kind} NICK")
+        self._moderationDone(self.factory.hub.lift(self, kind, self._currentRoom().name, argument))
+
+    def command_unban(self, argument: str) -> None:
+        """C{/unban NICK}."""
+        self._lift("ban", argument)
+
+    def command_unmute(self, argument: str) -> None:
+        """C{/unmute NICK}."""
+        self._lift("mute", argument)
+
+    def _listSanctions(self, kind: str) -> None:
+        room = self._currentRoom()
+        now = self.factory.clock.seconds()
+        found = self.factory.hub.sanctions(self, kind, room.name)
+        what = "Bans in" if kind == "ban" else "Mutes in"
+        lines = [_notice(f"{what} {room.name}: {len(found) or 'none'}")]
+        for each in found:
+            span = "until lifted" if each.until is None else f"{describeSpan(each.until - now)} more"
+            why = f": {each.reason}" if each.reason else ""
+            lines.append(_notice(f"  {each.target} ({span}, by {each.by}){why}"))
+        self.reply(iter(lines))
+
+    def command_bans(self, argument: str) -> None:
+        """C{/bans}: the current room's bans."""
+        self._listSanctions("ban")
+
+    def command_mutes(self, argument: str) -> None:
+        """C{/mutes}: the current room's mutes."""
+        self._listSanctions("mute")
+
+    def _role(self, role: str, on: bool, argument: str, name: str) -> None:
+        if not argument or " " in argument:
+            raise ChatError(f"usage: /{name} NICK")
+        self._moderationDone(self.factory.hub.setRole(self, self._currentRoom().name, argument, role, on))
+
+    def command_op(self, argument: str) -> None:
+        """C{/op NICK}."""
+        self._role("op", True, argument, "op")
+
+    def command_deop(self, argument: str) -> None:
+        """C{/deop NICK}."""
+        self._role("op", False, argument, "deop")
+
+    def command_voice(self, argument: str) -> None:
+        """C{/voice NICK}."""
+        self._role("voice", True, argument, "voice")
+
+    def command_devoice(self, argument: str) -> None:
+        """C{/devoice NICK}."""
+        self._role("voice", False, argument, "devoice")
+
+    def command_owner(self, argument: str) -> None:
+        """C{/owner NICK}: an admin names the current room's owner."""
+        self._role("owner", True, argument, "owner")
+
+    def command_invite(self, argument: str) -> None:
+        """C{/invite NICK}."""
+        if not argument or " " in argument:
+            raise ChatError("usage: /invite NICK")
+        self._moderationDone(self.factory.hub.invite(self, self._currentRoom().name, argument))
+
+    def command_set(self, argument: str) -> None:
+        """C{/set [SETTING on|off]}: show or change the current room's settings."""
+        hub = self.factory.hub
+        room = self._currentRoom()
+        if not argument:
+            shown = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in hub.roomSettings(room).items())
+            self.sendNotice(f"Settings of {room.name}: {shown}")
+            return
+        words = argument.split()
+        if len(words) != 2 or words[1].lower() not in ("on", "off"):
+            raise ChatError("usage: /set private|moderated|topiclock|registered on|off")
+        self._moderationDone(hub.setting(self, room.name, words[0].lower(), words[1].lower() == "on"))
+
+    def command_announce(self, argument: str) -> None:
+        """C{/announce TEXT}: an admin, to everyone."""
+        if not argument:
+            raise ChatError("usage: /announce TEXT")
+        self._whenAnswered(
+            self.factory.hub.announce(self, argument), lambda event: None, self.sendError, self._lineFailed
+        )
+
+    def command_kill(self, argument: str) -> None:
+        """C{/kill NICK [REASON]}: an admin disconnects a member."""
+        nick, _, reason = argument.partition(" ")
+        if not nick:
+            raise ChatError("usage: /kill NICK [REASON]")
+        self._whenAnswered(
+            self.factory.hub.kill(self, nick, reason.strip() or None),
+            lambda event: self.sendNotice(f"{event.target} is disconnected"),
+            self.sendError,
+            self._lineFailed,
+        )
+
     def command_me(self, argument: str) -> None:
         """C{/me ACTION}: an action."""
         if not argument:
@@ -813,14 +983,16 @@ class ChatProtocol(Session, LineReceiver):
 
     def _roomLines(self, room: Room) -> Iterator[bytes]:
         # On arriving in a room: what the core says a newcomer is shown of it, as lines.
-        return _viewLines(self.factory.hub.view(room, self.factory.historyLines))
+        hub = self.factory.hub
+        return _viewLines(hub.view(room, self.factory.historyLines), hub.rolesIn(room))
 
     def _topicLines(self, room: Room, always: bool = False) -> Iterator[bytes]:
         return _topicLines(room.name, room.topic, always)
 
     def _memberLines(self, room: Room) -> Iterator[bytes]:
         # The names are taken when the reply's turn comes, the lines made as they are written.
-        yield from _memberListLines(self.factory.hub.nicks(room))
+        hub = self.factory.hub
+        yield from _memberListLines(hub.nicks(room), hub.rolesIn(room))
 
     def _historyLines(self, room: Room, count: int, always: bool = False) -> Iterator[bytes]:
         return _historyBlock(room.name, room.history(count), always)

@@ -192,6 +192,56 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX tokens_by_account ON tokens (account_key)",
         "CREATE TABLE invites (digest TEXT PRIMARY KEY, created REAL NOT NULL) WITHOUT ROWID",
     ),
+    # Version 5: moderation (chatsvc.storage.moderation): the server's admins, each room's
+    # owner, settings and roles, the bans and mutes, and the audit of every action.
+    (
+        "CREATE TABLE admins (account_key TEXT PRIMARY KEY) WITHOUT ROWID",
+        """
+        CREATE TABLE room_settings (
+            room_key TEXT PRIMARY KEY,
+            room TEXT NOT NULL,
+            owner_key TEXT,
+            private INTEGER NOT NULL DEFAULT 0,
+            moderated INTEGER NOT NULL DEFAULT 0,
+            topiclock INTEGER NOT NULL DEFAULT 0,
+            registered INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE room_roles (
+            room_key TEXT NOT NULL,
+            account_key TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('op', 'voice')),
+            PRIMARY KEY (room_key, account_key)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE sanctions (
+            kind TEXT NOT NULL CHECK (kind IN ('ban', 'mute')),
+            room_key TEXT NOT NULL,
+            target TEXT NOT NULL,
+            account_key TEXT,
+            nick_key TEXT,
+            host TEXT,
+            until REAL,
+            reason TEXT,
+            by TEXT NOT NULL,
+            created REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX sanctions_by_room ON sanctions (room_key)",
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            room TEXT,
+            target TEXT,
+            detail TEXT
+        )
+        """,
+    ),
 )
 """
 The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;

@@ -42,6 +42,7 @@ from chatsvc.chat import (
     Joined,
     JoinsAndLeaves,
     Left,
+    Moderated,
     PasswordRequired,
     Renamed,
     Room,
@@ -146,6 +147,25 @@ def eventMessage(event: Event) -> dict[str, Any]:
             return {"type": "renamed", **stamp, "old": old, "new": new}
         case Whispered(sender=sender, recipient=recipient, text=text):
             return {"type": "whisper", **stamp, "from": sender, "to": recipient, "text": text}
+        case Moderated(room=room):
+            message = {
+                "type": "moderation",
+                **stamp,
+                "action": event.action,
+                "by": event.by,
+                "text": event.describe(),
+            }
+            if room is not None:
+                message["room"] = room
+            for name in ("target", "reason", "setting", "on"):
+                value = getattr(event, name)
+                if value is not None:
+                    message[name] = value
+            if event.until is not None:
+                message["until"] = formatTime(event.until)
+            if event.text is not None:
+                message["announcement"] = event.text
+            return message
         case JoinsAndLeaves(room=room):
             runs = [{"joined": joined, "nicks": list(nicks)} for joined, nicks in event.shown()]
             return {"type": "crowd", "room": room, **stamp, "runs": runs}
@@ -392,6 +412,9 @@ class WebSession(Session, WebSocketProtocol):
 
     def deliver(self, event: Event) -> None:
         """Write an event to this member."""
+        if isinstance(event, Moderated) and event.action == "kill" and event.target == self.nick:
+            self.deliverKill(event)
+            return
         self._enqueue(renderEvent(event))
 
     @staticmethod
@@ -602,6 +625,8 @@ class WebSession(Session, WebSocketProtocol):
                 "topic": view.topic,
                 "count": view.members,
                 "members": None if view.nicks is None else list(view.nicks),
+                "roles": self.factory.hub.rolesIn(room),
+                "settings": self.factory.hub.roomSettings(room),
                 "history": [_message(each) for each in history],
                 "more": more,
             }
@@ -701,14 +726,16 @@ class WebSession(Session, WebSocketProtocol):
     def handle_who(self, request: dict[str, Any], label: str | None) -> None:
         """C{who}: the members of a room."""
         room = self._room(request)
-        members = self.factory.hub.nicks(room)
-        self._reply({"type": "who", "room": room.name, "members": members}, label)
+        hub = self.factory.hub
+        members = hub.nicks(room)
+        reply = {"type": "who", "room": room.name, "members": members, "roles": hub.rolesIn(room)}
+        self._reply(reply, label)
 
     def handle_rooms(self, request: dict[str, Any], label: str | None) -> None:
         """C{rooms}: every room, with its member count and topic."""
         rooms = [
             {"room": room.name, "count": len(room), "topic": room.topic}
-            for room in self.factory.hub.rooms()
+            for room in self.factory.hub.roomsFor(self)
         ]
         self._reply({"type": "rooms", "rooms": rooms}, label)
 
@@ -738,6 +765,108 @@ class WebSession(Session, WebSocketProtocol):
             self._reply(reply, label)
 
         self._whenAnswered(page, answered, self._refusal(request), self._failed)
+
+    # Moderation: a room's, for its operators; the server's, for its admins
+
+    def _moderated(self, event: Moderated, label: str | None) -> None:
+        # The moderator is in the room and sees its event; an invitation is answered apart.
+        if event.action == "invite":
+            self._reply(eventMessage(event), label)
+
+    def handle_kick(self, request: dict[str, Any], label: str | None) -> None:
+        """C{kick}: C{room}, C{nick}, C{reason}?."""
+        event = self.factory.hub.kick(
+            self, _text(request, "room"), _text(request, "nick"), _text(request, "reason", optional=True)
+        )
+        self._moderated(event, label)
+
+    def _sanction(self, kind: str, request: dict[str, Any], label: str | None) -> None:
+        event = self.factory.hub.sanction(
+            self,
+            kind,
+            _text(request, "room"),
+            _text(request, "nick"),
+            _text(request, "duration", optional=True),
+            _text(request, "reason", optional=True),
+        )
+        self._moderated(event, label)
+
+    def handle_ban(self, request: dict[str, Any], label: str | None) -> None:
+        """C{ban}: C{room}, C{nick}, C{duration}? (C{10m}, C{2h}, C{7d}), C{reason}?."""
+        self._sanction("ban", request, label)
+
+    def handle_mute(self, request: dict[str, Any], label: str | None) -> None:
+        """C{mute}: as C{ban}."""
+        self._sanction("mute", request, label)
+
+    def handle_unban(self, request: dict[str, Any], label: str | None) -> None:
+        """C{unban}: C{room}, C{nick}."""
+        self._moderated(self.factory.hub.lift(self, "ban", _text(request, "room"), _text(request, "nick")), label)
+
+    def handle_unmute(self, request: dict[str, Any], label: str | None) -> None:
+        """C{unmute}: C{room}, C{nick}."""
+        self._moderated(self.factory.hub.lift(self, "mute", _text(request, "room"), _text(request, "nick")), label)
+
+    def handle_sanctions(self, request: dict[str, Any], label: str | None) -> None:
+        """C{sanctions}: C{room}, C{kind} (C{ban} or C{mute}): those in force."""
+        kind = _text(request, "kind")
+        if kind not in ("ban", "mute"):
+            raise _Refused("'kind' must be 'ban' or 'mute'")
+        room = _text(request, "room")
+        found = self.factory.hub.sanctions(self, kind, room)
+        listed = [
+            {
+                "nick": each.target,
+                "by": each.by,
+                "reason": each.reason,
+                "until": None if each.until is None else formatTime(each.until),
+            }
+            for each in found
+        ]
+        self._reply({"type": "sanctions", "room": room, "kind": kind, "sanctions": listed}, label)
+
+    def handle_role(self, request: dict[str, Any], label: str | None) -> None:
+        """C{role}: C{room}, C{nick}, C{role} (C{op}, C{voice}, C{owner}), C{on} (a boolean)."""
+        role, on = _text(request, "role"), request.get("on", True)
+        if role not in ("op", "voice", "owner") or not isinstance(on, bool):
+            raise _Refused("'role' must be 'op', 'voice' or 'owner', and 'on' true or false")
+        event = self.factory.hub.setRole(self, _text(request, "room"), _text(request, "nick"), role, on)
+        self._moderated(event, label)
+
+    def handle_set(self, request: dict[str, Any], label: str | None) -> None:
+        """C{set}: C{room}, C{setting}, C{on} (a boolean)."""
+        on = request.get("on")
+        if not isinstance(on, bool):
+            raise _Refused("'on' must be true or false")
+        event = self.factory.hub.setting(self, _text(request, "room"), _text(request, "setting"), on)
+        self._moderated(event, label)
+
+    def handle_invite(self, request: dict[str, Any], label: str | None) -> None:
+        """C{invite}: C{room}, C{nick}."""
+        self._moderated(self.factory.hub.invite(self, _text(request, "room"), _text(request, "nick")), label)
+
+    def handle_announce(self, request: dict[str, Any], label: str | None) -> None:
+        """C{announce}: C{text}, to everyone (admins)."""
+        self._whenAnswered(
+            self.factory.hub.announce(self, _text(request, "text")),
+            lambda event: None,
+            self._refusal(request),
+            self._failed,
+        )
+
+    def handle_kill(self, request: dict[str, Any], label: str | None) -> None:
+        """C{kill}: C{nick}, C{reason}? (admins)."""
+        self._whenAnswered(
+            self.factory.hub.kill(self, _text(request, "nick"), _text(request, "reason", optional=True)),
+            lambda event: self._reply({"type": "killed", "nick": event.target}, label),
+            self._refusal(request),
+            self._failed,
+        )
+
+    def deliverKill(self, event: Moderated) -> None:
+        """Disconnected by an admin: told, and closed."""
+        self._enqueue(renderEvent(event))
+        self.disconnect(f"by {event.by}" + (f" ({event.reason})" if event.reason else ""))
 
     def handle_quit(self, request: dict[str, Any], label: str | None) -> None:
         """C{quit}: leave."""

@@ -27,6 +27,15 @@ def register(page: Page, password: str) -> None:
 
 
 class AccountPageTests(PageTestCase):
+    def owner(self, room: str) -> Page:
+        """A page logged in as Alice, registered, in C{room}, which it created and owns."""
+        page = self.page()
+        login(page, self.url, "Alice")
+        register(page, "sesame-open")
+        say(page, f"/join {room}")
+        expect(page.locator("#member-list")).to_contain_text("owner", timeout=WAIT_MS)
+        return page
+
     def test_registerReloadAndLogIn(self) -> None:
         alice = self.page()
         login(alice, self.url, "Alice")
@@ -81,11 +90,7 @@ class AccountPageTests(PageTestCase):
         One account in Chromium, on netcat and in the bundled client at once: the same
         nickname and rooms, and what each sends the others see.
         """
-        page = self.page()
-        login(page, self.url, "Alice")
-        register(page, "sesame-open")
-        say(page, "/join games")
-        expect(page.locator("#room-list")).to_contain_text("games", timeout=WAIT_MS)
+        page = self.owner("games")
 
         netcat = Netcat(self.port)
         self.addCleanup(netcat.close)
@@ -111,5 +116,23 @@ class AccountPageTests(PageTestCase):
         netcat.expect("^Alice: from the page$")
         terminal.stdout.expect(r"^\[games\] Alice: from the page$")
         terminal.send("/who games\n")
-        terminal.stdout.expect(r"Members \(1\): Alice")
+        terminal.stdout.expect(r"Members \(1\): @Alice")
         screenshot(page, "everywhere")
+
+    def test_moderatingFromThePage(self) -> None:
+        """The owner of a room, in the page, sees its badge and kicks a netcat guest."""
+        page = self.owner("games")
+        guest = Netcat(self.port)
+        self.addCleanup(guest.close)
+        guest.line()
+        guest.send("Bob")
+        guest.expect("^Bob connected")
+        guest.send("/join games")
+        expect(page.locator("#member-list")).to_contain_text("Bob", timeout=WAIT_MS)
+        say(page, "/kick Bob spam")
+        guest.expect(r"^\[games\] \*\*\* Bob was kicked by Alice \(spam\)$")
+        expect(page.locator("#timeline")).to_contain_text("Bob was kicked by Alice (spam)", timeout=WAIT_MS)
+        expect(page.locator("#member-list")).not_to_contain_text("Bob", timeout=WAIT_MS)
+        say(page, "/set moderated on")
+        expect(page.locator("#timeline")).to_contain_text("Alice turned moderated on", timeout=WAIT_MS)
+        screenshot(page, "moderating")

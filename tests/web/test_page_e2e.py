@@ -113,6 +113,8 @@ class ChatTests(PageTestCase):
         expect(alice.locator("#timeline")).to_contain_text("hi from the terminal", timeout=WAIT_MS)
         say(alice, "/join games")
         say(bob, "/join games")
+        for page in (alice, bob):
+            expect(page.locator("#conv-title")).to_have_text("#games", timeout=WAIT_MS)
         expect(alice.locator("#timeline")).to_contain_text("Bob", timeout=WAIT_MS)
         carol.send("/join games\n")
         carol.stdout.expect("You joined games")
@@ -197,6 +199,8 @@ class ReconnectionTests(PageTestCase):
         alice = self.page()
         login(alice, self.url, "Alice")
         say(alice, "/join games")
+        # Typed before the room is shown, a line goes to the room shown then: the lobby.
+        expect(alice.locator("#conv-title")).to_have_text("#games", timeout=WAIT_MS)
         say(alice, "before the restart")
         expect(alice.locator("#timeline")).to_contain_text("before the restart", timeout=WAIT_MS)
         self.assertEqual(self.server.terminate(), 0)

@@ -211,6 +211,13 @@ class HandshakeTests(WebTestCase):
                 "topic": None,
                 "count": 2,
                 "members": ["Alice", "Bob"],
+                "roles": {},
+                "settings": {
+                    "private": False,
+                    "moderated": False,
+                    "topiclock": False,
+                    "registered": False,
+                },
                 "history": [],
                 "more": False,
             },
@@ -343,7 +350,7 @@ class ChatTests(WebTestCase):
             [{"room": "games", "count": 1, "topic": "Chess"}, {"room": "lobby", "count": 1, "topic": None}],
         )
         alice.send({"type": "who", "room": "games"})
-        self.assertEqual(alice.messages(), [{"type": "who", "room": "games", "members": ["Alice"]}])
+        self.assertEqual(alice.messages(), [{"type": "who", "room": "games", "members": ["Alice"], "roles": {}}])
         alice.send({"type": "part", "room": "games"})
         self.assertEqual(alice.messages(), [{"type": "parted", "room": "games"}])
 

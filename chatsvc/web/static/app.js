@@ -378,6 +378,8 @@ const handlers = {
     conv.topic = typeof m.topic === "string" ? m.topic : null;
     conv.setMembers(m.members, m.count);
     conv.crowded = !Array.isArray(m.members);
+    conv.roles = m.roles && typeof m.roles === "object" ? { ...m.roles } : {};
+    conv.settings = m.settings && typeof m.settings === "object" ? { ...m.settings } : {};
     state.roomOrder = state.roomOrder.filter((k) => k !== key).concat(key);
 
     const history = Array.isArray(m.history) ? m.history : [];
@@ -519,6 +521,7 @@ const handlers = {
     if (conv) {
       conv.setMembers(members, members.length);
       conv.namesShown = true;
+      if (m.roles && typeof m.roles === "object") conv.roles = { ...m.roles };
     }
     if (!context || context.print) {
       addLocal(null, "info", `Members of #${m.room} (${members.length}): ${members.join(", ")}`);
@@ -566,6 +569,53 @@ const handlers = {
 
   bye(m) {
     state.byeReason = typeof m.reason === "string" ? m.reason : null;
+  },
+
+  moderation(m) {
+    takeContext(m);
+    const text = String(m.text ?? "");
+    if (m.action === "announce") {
+      for (const conv of state.convs.values()) conv.addLocal({ style: "notice", text });
+      state.status.addLocal({ style: "notice", text });
+      return;
+    }
+    const conv = m.room ? state.convs.get(roomKey(m.room)) : null;
+    const me = sameNick(m.target, state.me);
+    if (me && (m.action === "kick" || m.action === "ban")) {
+      forgetRoom(m.room, m.action === "kick" ? `You were kicked from #${m.room}: ${text}` : `You were banned from #${m.room}: ${text}`);
+      return;
+    }
+    if (m.action === "invite") {
+      info(me ? `${m.by} invited you to #${m.room}: /join ${m.room}` : `You invited ${m.target} to #${m.room}`);
+      return;
+    }
+    if (!conv) {
+      if (m.action !== "kill") info(m.room ? `#${m.room}: ${text}` : text);
+      return;
+    }
+    if (conv.roles && m.target) {
+      if (["op", "voice", "owner"].includes(m.action)) conv.roles[m.target] = m.action;
+      else if (m.action === "deop" || m.action === "devoice") delete conv.roles[m.target];
+    }
+    if (m.action === "set" && conv.settings) conv.settings[m.setting] = Boolean(m.on);
+    if (m.action === "kick" || m.action === "ban") conv.removeMember(m.target);
+    conv.addLocal({ style: "notice", text });
+  },
+
+  sanctions(m) {
+    takeContext(m);
+    const list = Array.isArray(m.sanctions) ? m.sanctions : [];
+    const what = m.kind === "ban" ? "Bans" : "Mutes";
+    const lines = [`${what} in #${m.room}: ${list.length || "none"}`];
+    for (const s of list) {
+      lines.push(`${s.nick} (${s.until ? `until ${new Date(s.until).toLocaleString()}` : "until lifted"}, by ${s.by})${s.reason ? `: ${s.reason}` : ""}`);
+    }
+    addLocal(null, "info", lines);
+  },
+
+  killed(m) {
+    takeContext(m);
+    info(`${m.nick} is disconnected`);
   },
 
   registered(m) {
@@ -907,6 +957,18 @@ function execute(line) {
     case "logout":
       logout();
       return;
+    case "mod":
+      if (command.inRoom) {
+        if (!needRoom(conv, `/${command.request.type}`)) return;
+        request({ ...command.request, room: conv.name }, { kind: "mod" });
+      } else request(command.request, { kind: "mod" });
+      return;
+    case "settings": {
+      if (!needRoom(conv, "/set")) return;
+      const shown = Object.entries(conv.settings || {}).map(([name, on]) => `${name} ${on ? "on" : "off"}`);
+      info(`Settings of #${conv.name}: ${shown.join(", ") || "none"}`);
+      return;
+    }
     case "help":
       addLocal(null, "info", helpLines());
       return;
@@ -1134,12 +1196,17 @@ function memberItem() {
   return el("li", {}, el("button", { type: "button", class: "member nick" }));
 }
 
+const ROLE_BADGES = { admin: "admin", owner: "owner", op: "op", voice: "voice" };
+
 function updateMember(li, nick) {
   const button = li.firstChild;
   const me = sameNick(nick, state.me);
   button.className = `member nick ${nickClass(nick)}${me ? " me" : ""}`;
   button.dataset.nick = nick;
   button.textContent = me ? `${nick} (you)` : nick;
+  const conv = currentConv();
+  const role = conv && conv.roles ? conv.roles[nick] : null;
+  if (role && ROLE_BADGES[role]) button.append(" ", el("span", { class: `role-badge role-${role}` }, ROLE_BADGES[role]));
   button.title = me ? "This is you" : `Send a private message to ${nick}`;
 }
 

@@ -15,6 +15,22 @@ export const COMMANDS = [
   { name: "register", args: "PASSWORD [CODE]", help: "register your nickname, so that only you may use it" },
   { name: "password", args: "OLD NEW", help: "change your account's password" },
   { name: "logout", args: "", help: "log out of your account on this page, and leave" },
+  { name: "kick", args: "NICK [REASON]", help: "put NICK out of the room shown (operators)" },
+  { name: "ban", args: "NICK [DURATION] [REASON]", help: "keep NICK out of the room (10m, 2h, 7d; none: until /unban)" },
+  { name: "unban", args: "NICK", help: "lift NICK's ban" },
+  { name: "bans", args: "", help: "list the room's bans" },
+  { name: "mute", args: "NICK [DURATION] [REASON]", help: "keep NICK from speaking in the room" },
+  { name: "unmute", args: "NICK", help: "lift NICK's mute" },
+  { name: "mutes", args: "", help: "list the room's mutes" },
+  { name: "op", args: "NICK", help: "make NICK an operator of the room" },
+  { name: "deop", args: "NICK", help: "NICK is no longer an operator" },
+  { name: "voice", args: "NICK", help: "let NICK speak in a moderated room" },
+  { name: "devoice", args: "NICK", help: "NICK is no longer voiced" },
+  { name: "invite", args: "NICK", help: "let NICK into a private room" },
+  { name: "set", args: "[SETTING on|off]", help: "show or change the room's settings: private, moderated, topiclock, registered" },
+  { name: "owner", args: "NICK", help: "make NICK the room's owner (server admins)" },
+  { name: "announce", args: "TEXT", help: "say TEXT to everyone on the server (server admins)" },
+  { name: "kill", args: "NICK [REASON]", help: "disconnect NICK (server admins)" },
   { name: "help", args: "", help: "list these commands" },
   { name: "quit", args: "[REASON]", help: "leave the chat, with a reason the others see" },
 ];
@@ -54,7 +70,9 @@ function firstWord(text) {
  * {type:"part", room|null}, {type:"nick", nick}, {type:"msg", to, text},
  * {type:"topic", topic: undefined (show) | null (clear) | string}, {type:"who", room|null},
  * {type:"rooms"}, {type:"history", limit|null}, {type:"help"}, {type:"quit", reason|null},
- * {type:"register", password, code|null}, {type:"password", old, new}, {type:"logout"}.
+ * {type:"register", password, code|null}, {type:"password", old, new}, {type:"logout"},
+ * {type:"mod", request, inRoom} (a moderation request; the room shown is added when inRoom),
+ * {type:"settings"} (show the room's settings).
  */
 export function parseInput(line) {
   if (line.trim() === "") return { type: "empty" };
@@ -110,6 +128,53 @@ export function parseInput(line) {
     }
     case "logout":
       return { type: "logout" };
+    case "kick":
+    case "kill": {
+      const [nick, reason] = firstWord(args);
+      if (!nick) return usage(name);
+      const request = { type: name, nick };
+      if (reason.trim()) request.reason = reason.trim();
+      return { type: "mod", request, inRoom: name === "kick" };
+    }
+    case "ban":
+    case "mute": {
+      const [nick, rest] = firstWord(args);
+      if (!nick) return usage(name);
+      const [first, after] = firstWord(rest);
+      const timed = /^[0-9]{1,6}[smhdw]$/i.test(first);
+      const request = { type: name, nick };
+      if (timed) request.duration = first;
+      const reason = (timed ? after : rest).trim();
+      if (reason) request.reason = reason;
+      return { type: "mod", request, inRoom: true };
+    }
+    case "unban":
+    case "unmute":
+    case "invite": {
+      const [nick] = firstWord(args);
+      return nick ? { type: "mod", request: { type: name, nick }, inRoom: true } : usage(name);
+    }
+    case "op":
+    case "deop":
+    case "voice":
+    case "devoice":
+    case "owner": {
+      const [nick] = firstWord(args);
+      if (!nick) return usage(name);
+      const role = name.replace(/^de/, "");
+      return { type: "mod", request: { type: "role", nick, role, on: !name.startsWith("de") }, inRoom: true };
+    }
+    case "bans":
+    case "mutes":
+      return { type: "mod", request: { type: "sanctions", kind: name.slice(0, -1) }, inRoom: true };
+    case "set": {
+      if (!args) return { type: "settings" };
+      const words = args.split(/ +/);
+      if (words.length !== 2 || !/^(on|off)$/i.test(words[1])) return usage("set");
+      return { type: "mod", request: { type: "set", setting: words[0].toLowerCase(), on: words[1].toLowerCase() === "on" }, inRoom: true };
+    }
+    case "announce":
+      return args ? { type: "mod", request: { type: "announce", text: rest }, inRoom: false } : usage("announce");
     case "help":
       return { type: "help" };
     case "quit":

@@ -1,0 +1,56 @@
+"""
+Tests for L{chatsvc.storage.moderation}: roles, settings, sanctions and the audit in a real SQLite
+file, written on the history store's database thread, and read back by the next server; and the
+admin tool's helpers on the same file.
+"""
+
+from __future__ import annotations
+
+import time
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from chatsvc.chat.moderation import AuditEntry, IModerationStore, RoomSettings, Sanction
+from chatsvc.storage.moderation import SQLiteModerationStore, readAudit, setAdmin
+from chatsvc.storage.sqlite import SQLiteStore
+from tests.storage.test_sqlite import FAST, DatabaseFiles
+
+
+class SQLiteModerationStoreTests(DatabaseFiles, TestCase):
+    def started(self, path: str) -> SQLiteModerationStore:
+        store = SQLiteStore(path, **FAST)
+        store.recent(10)
+        store.start(reactor)
+        self.addCleanup(store.stop)
+        return SQLiteModerationStore(store)
+
+    def test_interface(self) -> None:
+        verifyObject(IModerationStore, SQLiteModerationStore(SQLiteStore(self.newPath())))
+
+    async def test_roundTripAcrossRestart(self) -> None:
+        path = self.newPath()
+        first = self.started(path)
+        now = time.time()
+        await first.saveRoom(RoomSettings("games", "Games", "alice", private=True, roles={"carol": "op", "dave": "voice"}))
+        await first.saveRoom(RoomSettings("games", "Games", "alice", private=True, moderated=True, roles={"carol": "op"}))
+        ban = Sanction("ban", "games", "Bob", None, "bob", "203.0.113.5", now + 3600, "spam", "Alice", now)
+        await first.addSanction(ban)
+        await first.addSanction(Sanction("mute", "games", "Eve", "eve", None, None, None, None, "Alice", now))
+        await first.addSanction(Sanction("mute", "games", "Old", "old", None, None, now - 1, None, "Alice", now - 10))
+        await first.removeSanction("mute", "games", "eve", None)
+        await first.audit(AuditEntry(now, "Alice", "ban", "games", "Bob", "for 1 hour; spam"))
+        await first.store.stop()
+        setAdmin(path, "root", True)
+        setAdmin(path, "gone", True)
+        setAdmin(path, "gone", False)
+
+        second = self.started(path)
+        admins, rooms, sanctions = await second.loadModeration()
+        self.assertEqual(admins, {"root"})
+        self.assertEqual(rooms, [RoomSettings("games", "Games", "alice", True, True, False, False, {"carol": "op"})])
+        self.assertEqual(sanctions, [ban])  # the lifted and the expired are not read back
+        self.assertEqual(await second.admins(), {"root"})
+        [entry] = readAudit(path, 10)
+        self.assertEqual((entry.actor, entry.action, entry.target, entry.detail), ("Alice", "ban", "Bob", "for 1 hour; spam"))
