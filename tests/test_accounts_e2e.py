@@ -321,3 +321,32 @@ class ModerationEndToEndTests(AccountsTestCase):
                 "Carol: announce (the server restarts at noon)",
             ],
         )
+
+    def test_suspensionHoldsAcrossRestart(self) -> None:
+        """An account an admin suspended stays suspended after a restart, until lifted."""
+        server = self.start()
+        self.register(server, "Root", "sesame-root")
+        self.register(server, "Carol", "sesame-carol")
+        made = subprocess.run(
+            [sys.executable, "-m", "chatsvc.admin", "--db", str(self.directory / "chat.db"), "admin", "Root"],
+            env=environment(), capture_output=True, text=True, timeout=TIMEOUT,
+        )
+        self.assertEqual(made.returncode, 0, made.stderr)
+        root = self.joined(server, "Root", "sesame-root")
+        carol = self.joined(server, "Carol", "sesame-carol")
+        root.send("/suspend Carol trolling")
+        carol.expect(r"^\*\*\* Disconnected: by Root \(trolling\)$")
+        self.assertEqual(server.terminate(), 0)
+
+        server = self.start()
+        again = self.netcat(server)
+        again.send("Carol")
+        self.assertEqual(again.line(), "GET_PASSWORD")
+        again.send("sesame-carol")
+        self.assertEqual(
+            again.line(), "*** Error: the account Carol is suspended until an admin lifts it (trolling)"
+        )
+        root = self.joined(server, "Root", "sesame-root")
+        root.send("/unsuspend Carol")
+        root.expect(r"^\*\*\* Carol's account is no longer suspended \(by Root\)$")
+        self.joined(server, "Carol", "sesame-carol")

@@ -41,6 +41,7 @@ from chatsvc.chat.hub import (
     ROOM_CREATION_INTERVAL,
     Hub,
     Room,
+    Whois,
     RoomView,
     showText,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "DeliveryFailed",
     "Event",
     "Hub",
+    "Whois",
     "IBatchDelivery",
     "IHistoryStore",
     "IMember",

@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from chatsvc.chat.errors import ChatError
+from chatsvc.chat.events import describeSpan
 from chatsvc.chat.names import nick_key
 from chatsvc.chat.ports import Account, IAccountStore, IPasswordHasher, MemoryAccountStore
 from chatsvc.chat.rate import Buckets
@@ -89,6 +90,16 @@ def newInviteCode() -> str:
     return secrets.token_urlsafe(9)
 
 
+def _suspended(account: Account, now: float) -> ChatError:
+    span = (
+        "until an admin lifts it"
+        if account.suspendedUntil is None
+        else f"for {describeSpan(account.suspendedUntil - now)} more"
+    )
+    why = f" ({account.suspendReason})" if account.suspendReason else ""
+    return ChatError(f"the account {account.nick} is suspended {span}{why}")
+
+
 def _inSeconds(seconds: float) -> str:
     whole = max(1, math.ceil(seconds))
     if whole < 120:
@@ -121,6 +132,8 @@ class Accounts:
         self.store: IAccountStore = store if store is not None else MemoryAccountStore()
         self.registration = registration
         self.guests = guests
+        self.lockdown = False
+        """An admin's switch for a raid: no registrations, and no guests coming in."""
         self._byKey: dict[str, Account] = {}
         self._registering: set[str] = set()
         perSecond = 1 / 20
@@ -158,6 +171,8 @@ class Accounts:
         if account is None:
             return fail(ChatError(f"{nick} is not registered"))
         now = self.clock.seconds()
+        if account.suspendedAt(now):
+            return fail(_suspended(account, now))
         buckets = [self._accountFailures.get(account.key, now)]
         if host is not None:
             buckets.append(self._addressFailures.get(host, now))
@@ -197,6 +212,8 @@ class Accounts:
             account = None if key is None else self._byKey.get(key)
             if account is None:
                 raise ChatError("that login has expired: log in with your password")
+            if account.suspendedAt(self.clock.seconds()):
+                raise _suspended(account, self.clock.seconds())
             return account
 
         return found.addCallback(check)
@@ -219,6 +236,8 @@ class Accounts:
         except ChatError:
             return fail()
         key = nick_key(nick)
+        if self.lockdown:
+            return fail(ChatError("the server is in lockdown: no registrations just now"))
         if self.registration == "closed":
             return fail(ChatError("registration is closed on this server"))
         if self.registration == "invite" and not code:
@@ -278,6 +297,29 @@ class Accounts:
             return changed
 
         return Deferred.fromCoroutine(change())
+
+    def suspend(
+        self, account: Account, until: float | None, reason: str | None, on: bool = True
+    ) -> Deferred[Account]:
+        """
+        Suspend C{account} until C{until} (None: until lifted), or lift its suspension (C{on}
+        false); a suspension revokes every token, so no browser stays logged in.
+        """
+        changed = evolve(
+            account,
+            suspended=on,
+            suspendedUntil=until if on else None,
+            suspendReason=reason if on else None,
+        )
+        self._byKey[changed.key] = changed
+
+        async def keep() -> Account:
+            await self.store.updateAccount(changed)
+            if on:
+                await self.store.removeTokens(changed.key)
+            return changed
+
+        return Deferred.fromCoroutine(keep())
 
     def makeInvite(self) -> Deferred[str]:
         """A new one-use invite code."""

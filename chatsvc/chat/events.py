@@ -165,8 +165,9 @@ class Moderated:
     or (C{set}) turned the room's C{setting} C{on} or off; C{text} for an announcement.
 
     Actions: C{kick}, C{ban}, C{unban}, C{mute}, C{unmute}, C{op}, C{deop}, C{voice},
-    C{devoice}, C{owner}, C{set}, C{invite}, C{announce}, C{kill}. L{describe} says what
-    happened in words every door may show.
+    C{devoice}, C{owner}, C{set}, C{invite}, C{announce}, C{kill}, C{suspend},
+    C{unsuspend}, C{lockdown} (with C{on}). L{describe} says what happened in words every door
+    may show.
     """
 
     room: str | None
@@ -213,6 +214,14 @@ class Moderated:
                 return f"Announcement from {by}: {self.text}"
             case "kill":
                 return f"{target} was disconnected by {by}{why}"
+            case "suspend":
+                return f"{target}'s account was suspended by {by}{span}{why}"
+            case "unsuspend":
+                return f"{target}'s account is no longer suspended (by {by})"
+            case "lockdown" if self.on:
+                return f"{by} turned lockdown on: no new registrations, and only registered members may come in"
+            case "lockdown":
+                return f"{by} turned lockdown off"
             case _:
                 return f"{by}: {self.action} {target or ''}".rstrip()
 

@@ -69,6 +69,7 @@ __all__ = [
     "CROWD_SIZE",
     "DEFAULT_ROOM",
     "Hub",
+    "Whois",
     "MAX_BLANK_RUN",
     "MAX_TEXT_BYTES",
     "MAX_TOPIC_LENGTH",
@@ -159,6 +160,24 @@ class RoomView:
     which has too many to list."""
     recent: tuple[StoredMessage, ...]
     """Its latest messages, oldest first."""
+
+
+@frozen
+class Whois:
+    """What L{Hub.whois} tells of a member."""
+
+    nick: str
+    online: bool
+    registered: float | None
+    """When its account was registered; None for a guest."""
+    admin: bool
+    rooms: tuple[str, ...]
+    """The rooms it shares with whoever asked."""
+    roles: tuple[tuple[str, str], ...]
+    """Its roles, room by room, in the rooms it is in."""
+    idle: float | None
+    """Seconds since it last said something (or arrived); None when not connected."""
+    connections: int
 
 
 class Room:
@@ -342,7 +361,7 @@ class MemberRecord:
     has one place to go.
     """
 
-    __slots__ = ("nick", "key", "rooms", "account", "connections")
+    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive")
 
     def __init__(self, nick: str, key: str, account: Account | None = None) -> None:
         self.nick = nick
@@ -353,6 +372,8 @@ class MemberRecord:
         """The rooms the member is in, in the order joined."""
         self.account = account
         """The member's account, if it logged in (or registered); None for a guest."""
+        self.lastActive = 0.0
+        """When the member arrived or last said something (for /whois)."""
         self.connections: list[IMember] = []
         """The member's connections, in the order they came: one for a guest; an account may
         be logged in from several at once, which share its nickname and rooms."""
@@ -564,6 +585,12 @@ class Hub:
             if refusal is not None:
                 return fail(refusal)
         if accounts is None or account is None:
+            if accounts is not None and accounts.lockdown:
+                return fail(
+                    ChatError(
+                        "the server is in lockdown: only registered members may come in just now"
+                    )
+                )
             if accounts is not None and not accounts.guests:
                 return fail(
                     ChatError(
@@ -612,6 +639,7 @@ class Hub:
         self, member: IMember, key: str, nick: str, account: Account | None = None
     ) -> str:
         record = MemberRecord(nick, key, account)
+        record.lastActive = self.clock.seconds()
         record.connections.append(member)
         self._byKey[key] = record
         self._records[member] = record
@@ -890,6 +918,7 @@ class Hub:
         nick = record.nick
         text = _clean_text(text, "a message", self.maxTextBytes)
         event = Said(room.name, nick, text, **self._stamp())
+        record.lastActive = event.time
         self._record(room, event.nick, text, False, event.id, event.time)
         self._broadcast(room, event, exclude=member)
         return event
@@ -906,6 +935,7 @@ class Hub:
         nick = record.nick
         action = _clean_text(action, "an action", self.maxTextBytes)
         event = Acted(room.name, nick, action, **self._stamp())
+        record.lastActive = event.time
         self._record(room, nick, action, True, event.id, event.time)
         self._broadcast(room, event, exclude=member)
         return event
@@ -1267,6 +1297,87 @@ class Hub:
             return event
 
         return self.whenAdmin(member).addCallback(disconnect)
+
+    def suspend(
+        self,
+        member: IMember,
+        nick: str,
+        duration: str | None = None,
+        reason: str | None = None,
+        on: bool = True,
+    ) -> Deferred[Moderated]:
+        """
+        An admin suspends an account (for C{duration}, or until lifted): it may not log in,
+        its tokens are revoked, and its connections end at once, each told by a C{suspend}
+        event. With C{on} false, the suspension is lifted.
+        """
+        accounts = self.accounts
+        reason = _clean_reason(reason)
+
+        async def suspend() -> Moderated:
+            record = await self.whenAdmin(member)
+            account = None if accounts is None else accounts.registered(nick)
+            if accounts is None or account is None:
+                raise ChatError(f"{neutralize(nick.strip())} is not registered: only accounts are suspended")
+            if not on and not account.suspendedAt(self.clock.seconds()):
+                raise ChatError(f"the account {account.nick} is not suspended")
+            now = self.clock.seconds()
+            until = None if duration is None or not on else now + parseDuration(duration)
+            changed = await accounts.suspend(account, until, reason, on)
+            action = "suspend" if on else "unsuspend"
+            event = Moderated(None, action, record.nick, changed.nick, reason, until, **self._stamp())
+            target = self._byKey.get(changed.key)
+            told = [] if target is None else list(target.connections)
+            for connection in dict.fromkeys([*told, member]):
+                self._deliverTo(connection, event)
+            self.moderation.audit(record.nick, action, None, changed.nick, _detail(reason, until, now))
+            return event
+
+        return Deferred.fromCoroutine(suspend())
+
+    def lockdown(self, member: IMember, on: bool) -> Deferred[Moderated]:
+        """
+        An admin's one switch for a raid: no registrations, and no guests coming in (those
+        here stay); every member is told.
+        """
+
+        def switch(record: MemberRecord) -> Moderated:
+            if self.accounts is None:
+                raise ChatError("this server keeps no accounts")
+            self.accounts.lockdown = on
+            event = Moderated(None, "lockdown", record.nick, on=on, **self._stamp())
+            for connection in self.members():
+                self._deliverTo(connection, event)
+            self.moderation.audit(record.nick, "lockdown", None, None, "on" if on else "off")
+            return event
+
+        return self.whenAdmin(member).addCallback(switch)
+
+    def whois(self, member: IMember, nick: str) -> Whois:
+        """What a member may know of another: account or guest, since when, rooms shared, roles, idle time."""
+        mine = self._records[member]
+        shown, account, target = self._target(nick)
+        registered = None if self.accounts is None else self.accounts.registered(shown)
+        if target is None and registered is None:
+            raise ChatError(f"no such member: {neutralize(shown)}")
+        now = self.clock.seconds()
+        shared = [] if target is None else [room.name for room in target.rooms if room in mine.rooms]
+        roles: dict[str, str] = {}
+        if account is not None:
+            for room in (target.rooms if target is not None else []):
+                role = self.moderation.role(account, room.key)
+                if role is not None:
+                    roles[room.name] = role
+        return Whois(
+            nick=shown,
+            online=target is not None,
+            registered=None if registered is None else registered.created,
+            admin=account is not None and account in self.moderation.adminKeys,
+            rooms=tuple(shared),
+            roles=tuple(roles.items()),
+            idle=None if target is None else max(0.0, now - target.lastActive),
+            connections=0 if target is None else len(target.connections),
+        )
 
     # History
 

@@ -299,6 +299,15 @@ class Account:
     """The password, as the hasher keeps it (never the password itself)."""
     created: float
     """When it was registered (POSIX time)."""
+    suspended: bool = False
+    """Whether an admin suspended it: it may not log in."""
+    suspendedUntil: float | None = None
+    """Until when (POSIX time), if suspended for a time; None: until lifted."""
+    suspendReason: str | None = None
+
+    def suspendedAt(self, now: float) -> bool:
+        """Whether the account is suspended at C{now}."""
+        return self.suspended and (self.suspendedUntil is None or self.suspendedUntil > now)
 
 
 class IAccountStore(Interface):

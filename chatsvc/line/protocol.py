@@ -111,6 +111,9 @@ HELP = [
     "  /set [private|moderated|topiclock|registered on|off]   show or change the room's settings",
     "Server admins:",
     "  /announce TEXT, /kill NICK [REASON], /owner NICK (of the current room)",
+    "  /suspend NICK [DURATION] [REASON], /unsuspend NICK, /lockdown on|off",
+    "Anyone:",
+    "  /whois NICK         account or guest, rooms you share, roles, idle time",
     "  /me ACTION          send an action: * you ACTION",
     "  /msg NICK TEXT      send TEXT to NICK alone",
     "  /say TEXT           send TEXT as it is, even if it starts with / or is a quit word",
@@ -263,6 +266,17 @@ def _notAQuitWord(nick: str) -> str:
     if nick.strip().lower() in QUIT_WORDS:
         raise ChatError(f"{nick.strip()!r} is a quit word and cannot be a nickname")
     return nick
+
+
+def _nickDurationReason(argument: str, command: str) -> tuple[str, str | None, str | None]:
+    # "NICK [DURATION] [REASON]": a second word that looks like a duration is one.
+    nick, _, rest = argument.partition(" ")
+    if not nick:
+        raise ChatError(f"usage: /{command} NICK [DURATION] [REASON]")
+    first, _, after = rest.strip().partition(" ")
+    duration = first if _DURATION.fullmatch(first) else None
+    reason = (after if duration else rest).strip() or None
+    return nick, duration, reason
 
 
 def _passwordRequired(failure: Failure) -> PasswordRequired:
@@ -610,7 +624,7 @@ class ChatProtocol(Session, LineReceiver):
     def _moderatedHere(self, event: Moderated) -> bool:
         # A moderator acted on this member: out of a room (kick, ban), or off the server
         # (kill); True if this door took care of the event itself.
-        if event.action == "kill":
+        if event.action in ("kill", "suspend"):
             self._enqueue(_notice(event.describe()))
             self.disconnect(f"by {event.by}" + (f" ({event.reason})" if event.reason else ""))
             return True
@@ -843,12 +857,7 @@ class ChatProtocol(Session, LineReceiver):
         self._moderationDone(self.factory.hub.kick(self, self._currentRoom().name, nick, reason.strip() or None))
 
     def _sanction(self, kind: str, argument: str) -> None:
-        nick, _, rest = argument.partition(" ")
-        if not nick:
-            raise ChatError(f"usage: /{kind} NICK [DURATION] [REASON]")
-        first, _, after = rest.strip().partition(" ")
-        duration = first if _DURATION.fullmatch(first) else None
-        reason = (after if duration else rest).strip() or None
+        nick, duration, reason = _nickDurationReason(argument, kind)
         self._moderationDone(
             self.factory.hub.sanction(self, kind, self._currentRoom().name, nick, duration, reason)
         )
@@ -957,6 +966,61 @@ class ChatProtocol(Session, LineReceiver):
             self.sendError,
             self._lineFailed,
         )
+
+    def command_suspend(self, argument: str) -> None:
+        """C{/suspend NICK [DURATION] [REASON]}: an admin suspends an account."""
+        nick, duration, reason = _nickDurationReason(argument, "suspend")
+        self._whenAnswered(
+            self.factory.hub.suspend(self, nick, duration, reason),
+            lambda event: None,
+            self.sendError,
+            self._lineFailed,
+        )
+
+    def command_unsuspend(self, argument: str) -> None:
+        """C{/unsuspend NICK}."""
+        if not argument or " " in argument:
+            raise ChatError("usage: /unsuspend NICK")
+        self._whenAnswered(
+            self.factory.hub.suspend(self, argument, on=False),
+            lambda event: None,
+            self.sendError,
+            self._lineFailed,
+        )
+
+    def command_lockdown(self, argument: str) -> None:
+        """C{/lockdown on|off}."""
+        if argument.lower() not in ("on", "off"):
+            raise ChatError("usage: /lockdown on|off")
+        self._whenAnswered(
+            self.factory.hub.lockdown(self, argument.lower() == "on"),
+            lambda event: None,
+            self.sendError,
+            self._lineFailed,
+        )
+
+    def command_whois(self, argument: str) -> None:
+        """C{/whois NICK}."""
+        if not argument or " " in argument:
+            raise ChatError("usage: /whois NICK")
+        who = self.factory.hub.whois(self, argument)
+        if who.registered is None:
+            kind = "a guest"
+        else:
+            since = time.strftime("%Y-%m-%d", time.gmtime(who.registered))
+            kind = f"registered since {since}" + (", a server admin" if who.admin else "")
+        lines = [_notice(f"{who.nick}: {kind}")]
+        if not who.online:
+            lines.append(_notice("  not connected now"))
+        else:
+            idle = "active now" if (who.idle or 0) < 60 else f"idle for {describeSpan(who.idle or 0)}"
+            connections = f", on {who.connections} connections" if who.connections > 1 else ""
+            lines.append(_notice(f"  {idle}{connections}"))
+            lines.append(_notice(f"  rooms you share: {', '.join(who.rooms) or 'none'}"))
+        if who.roles:
+            roles = ", ".join(f"{role} of {room}" for room, role in who.roles)
+            lines.append(_notice(f"  {roles}"))
+        self.reply(iter(lines))
 
     def command_me(self, argument: str) -> None:
         """C{/me ACTION}: an action."""

@@ -18,8 +18,14 @@ __all__ = ["SQLiteAccountStore", "addInvites", "readAccounts"]
 
 
 def _readAccounts(connection: sqlite3.Connection) -> list[Account]:
-    rows = connection.execute("SELECT key, nick, password_hash, created FROM accounts")
-    return [Account(key, nick, passwordHash, created) for key, nick, passwordHash, created in rows]
+    rows = connection.execute(
+        "SELECT key, nick, password_hash, created, suspended, suspended_until, suspend_reason "
+        "FROM accounts"
+    )
+    return [
+        Account(key, nick, passwordHash, created, bool(suspended), until, reason)
+        for key, nick, passwordHash, created, suspended, until, reason in rows
+    ]
 
 
 def readAccounts(path: str) -> list[Account]:
@@ -62,8 +68,16 @@ class SQLiteAccountStore:
     def updateAccount(self, account: Account) -> Deferred[None]:
         def update(connection: sqlite3.Connection) -> None:
             connection.execute(
-                "UPDATE accounts SET nick = ?, password_hash = ? WHERE key = ?",
-                (account.nick, account.passwordHash, account.key),
+                "UPDATE accounts SET nick = ?, password_hash = ?, suspended = ?, "
+                "suspended_until = ?, suspend_reason = ? WHERE key = ?",
+                (
+                    account.nick,
+                    account.passwordHash,
+                    int(account.suspended),
+                    account.suspendedUntil,
+                    account.suspendReason,
+                    account.key,
+                ),
             )
 
         return self.store.run(update)

@@ -242,6 +242,12 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         )
         """,
     ),
+    # Version 6: an account may be suspended by an admin, for a time or until lifted.
+    (
+        "ALTER TABLE accounts ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE accounts ADD COLUMN suspended_until REAL",
+        "ALTER TABLE accounts ADD COLUMN suspend_reason TEXT",
+    ),
 )
 """
 The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;

@@ -412,7 +412,11 @@ class WebSession(Session, WebSocketProtocol):
 
     def deliver(self, event: Event) -> None:
         """Write an event to this member."""
-        if isinstance(event, Moderated) and event.action == "kill" and event.target == self.nick:
+        if (
+            isinstance(event, Moderated)
+            and event.action in ("kill", "suspend")
+            and event.target == self.nick
+        ):
             self.deliverKill(event)
             return
         self._enqueue(renderEvent(event))
@@ -861,6 +865,51 @@ class WebSession(Session, WebSocketProtocol):
             lambda event: self._reply({"type": "killed", "nick": event.target}, label),
             self._refusal(request),
             self._failed,
+        )
+
+    def handle_suspend(self, request: dict[str, Any], label: str | None) -> None:
+        """C{suspend}: C{nick}, C{duration}?, C{reason}?, C{on}? (false lifts it) (admins)."""
+        on = request.get("on", True)
+        if not isinstance(on, bool):
+            raise _Refused("'on' must be true or false")
+        self._whenAnswered(
+            self.factory.hub.suspend(
+                self,
+                _text(request, "nick"),
+                _text(request, "duration", optional=True),
+                _text(request, "reason", optional=True),
+                on,
+            ),
+            lambda event: None,
+            self._refusal(request),
+            self._failed,
+        )
+
+    def handle_lockdown(self, request: dict[str, Any], label: str | None) -> None:
+        """C{lockdown}: C{on} (admins)."""
+        on = request.get("on")
+        if not isinstance(on, bool):
+            raise _Refused("'on' must be true or false")
+        self._whenAnswered(
+            self.factory.hub.lockdown(self, on), lambda event: None, self._refusal(request), self._failed
+        )
+
+    def handle_whois(self, request: dict[str, Any], label: str | None) -> None:
+        """C{whois}: C{nick}."""
+        who = self.factory.hub.whois(self, _text(request, "nick"))
+        self._reply(
+            {
+                "type": "whois",
+                "nick": who.nick,
+                "online": who.online,
+                "registered": None if who.registered is None else formatTime(who.registered),
+                "admin": who.admin,
+                "rooms": list(who.rooms),
+                "roles": dict(who.roles),
+                "idle": None if who.idle is None else round(who.idle),
+                "connections": who.connections,
+            },
+            label,
         )
 
     def deliverKill(self, event: Moderated) -> None:

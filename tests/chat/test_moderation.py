@@ -228,3 +228,67 @@ class AdminTests(ModerationTestCase):
         self.hub.depart(self.bob)
         bob = self.guest("Bob")
         self.assertEqual(self.hub.roomsOf(bob), [])
+
+
+class SuspendLockdownWhoisTests(ModerationTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.root = self.account("Root")
+        self.store.adminKeys.add(nick_key("Root"))
+        self.carol = self.account("Carol")
+        self.bob = self.guest("Bob")
+
+    def test_suspend(self) -> None:
+        """A suspended account is disconnected, may not log in (nor by token), until it ends."""
+        token = settled(self.accounts.issueToken(self.accounts.registered("Carol")))  # type: ignore[arg-type]
+        event = settled(self.hub.suspend(self.root, "carol", "7d", "harassment"))
+        self.assertEqual(event.describe(), "Carol's account was suspended by Root for 7 days (harassment)")
+        self.assertIn(event, self.carol.events)
+        self.hub.depart(self.carol)
+        with self.assertRaises(ChatError) as raised:
+            settled(self.hub.arrive(Member(), "Carol", password="sesame-open"))
+        self.assertEqual(str(raised.exception), "the account Carol is suspended for 7 days more (harassment)")
+        with self.assertRaises(ChatError):
+            settled(self.hub.arrive(Member(), "Carol", token=token))
+        self.clock.advance(7 * 86400)
+        settled(self.hub.arrive(Member(), "Carol", password="sesame-open"))
+
+    def test_unsuspend(self) -> None:
+        settled(self.hub.suspend(self.root, "Carol"))
+        self.hub.depart(self.carol)
+        with self.assertRaises(ChatError) as raised:
+            settled(self.hub.arrive(Member(), "Carol", password="sesame-open"))
+        self.assertIn("until an admin lifts it", str(raised.exception))
+        settled(self.hub.suspend(self.root, "Carol", on=False))
+        settled(self.hub.arrive(Member(), "Carol", password="sesame-open"))
+        with self.assertRaises(ChatError):
+            settled(self.hub.suspend(self.root, "Bob"))  # a guest has no account
+
+    def test_lockdown(self) -> None:
+        """No new guests and no registrations; those here stay, and accounts come in."""
+        event = settled(self.hub.lockdown(self.root, True))
+        self.assertIn(event, self.bob.events)
+        with self.assertRaises(ChatError) as raised:
+            arrive(self.hub, Member(), "Eve")
+        self.assertIn("lockdown", str(raised.exception))
+        with self.assertRaises(ChatError):
+            settled(self.hub.register(self.bob, "sesame-open"))
+        self.hub.depart(self.carol)
+        settled(self.hub.arrive(Member(), "Carol", password="sesame-open"))
+        settled(self.hub.lockdown(self.root, False))
+        arrive(self.hub, Member(), "Eve")
+
+    def test_whois(self) -> None:
+        self.hub.join(self.carol, "games")
+        self.hub.join(self.bob, "games")
+        self.clock.advance(600)
+        who = self.hub.whois(self.bob, "carol")
+        self.assertEqual((who.nick, who.online, who.admin), ("Carol", True, False))
+        self.assertEqual(who.rooms, ("lobby", "games"))
+        self.assertEqual(who.roles, (("games", "owner"),))
+        self.assertEqual(who.idle, 600)
+        self.assertIsNone(self.hub.whois(self.carol, "Bob").registered)
+        self.hub.depart(self.carol)
+        self.assertFalse(self.hub.whois(self.bob, "Carol").online)
+        with self.assertRaises(ChatError):
+            self.hub.whois(self.bob, "Nobody")

@@ -119,3 +119,35 @@ class LineModerationTests(ProtocolTestCase):
         self.assertTrue(self.bob.closing)
         self.bob.drop()
         self.assertIn("Bob left! (by Carol (flooding))", self.alice.lines())
+
+    def test_suspendLockdownWhois(self) -> None:
+        self.store.adminKeys.add(nick_key("Alice"))
+        self.bob.send("/whois Carol\n")
+        lines = self.bob.lines()
+        self.assertEqual(lines[0][:36], "*** Carol: registered since 2027-01-")
+        self.assertEqual(lines[1:], ["***   active now", "***   rooms you share: lobby, games"])
+        self.alice.send("/suspend Carol 1d trolling\n")
+        self.assertEqual(
+            self.carol.lines(),
+            [
+                "*** Carol's account was suspended by Alice for 1 day (trolling)",
+                "*** Disconnected: by Alice (trolling)",
+            ],
+        )
+        self.carol.drop()
+        again = Client(self.factory)
+        again.send("Carol\nsesame-open\n")
+        self.assertIn("*** Error: the account Carol is suspended for 1 day more (trolling)", again.lines())
+        self.alice.send("/lockdown on\n")
+        self.assertIn(
+            "*** Alice turned lockdown on: no new registrations, and only registered members may come in",
+            self.bob.lines(),
+        )
+        newcomer = Client(self.factory)
+        newcomer.send("Eve\n")
+        self.assertIn(
+            "*** Error: the server is in lockdown: only registered members may come in just now",
+            newcomer.lines(),
+        )
+        self.bob.send("/lockdown off\n")
+        self.assertIn("*** Error: only the server's admins can do that", self.bob.lines())

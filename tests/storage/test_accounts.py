@@ -45,7 +45,9 @@ class SQLiteAccountStoreTests(DatabaseFiles, TestCase):
         alice = Account("alice", "Alice", "hash-a", 1_800_000_000.5)
         await first.addAccount(alice)
         await first.addAccount(Account("bob", "Bob", "hash-b", 1_800_000_001.0))
-        await first.updateAccount(Account("bob", "Bob", "hash-b2", 1_800_000_001.0))
+        await first.updateAccount(
+            Account("bob", "Bob", "hash-b2", 1_800_000_001.0, True, 1_900_000_000.0, "spam")
+        )
         await first.addToken("digest-1", "alice", 1_800_000_002.0)
         await first.addToken("digest-2", "alice", 1_800_000_003.0)
         await first.store.stop()
@@ -55,6 +57,10 @@ class SQLiteAccountStoreTests(DatabaseFiles, TestCase):
         self.assertEqual(
             [(a.key, a.nick, a.passwordHash, a.created) for a in loaded],
             [("alice", "Alice", "hash-a", 1_800_000_000.5), ("bob", "Bob", "hash-b2", 1_800_000_001.0)],
+        )
+        self.assertEqual(
+            [(a.suspended, a.suspendedUntil, a.suspendReason) for a in loaded],
+            [(False, None, None), (True, 1_900_000_000.0, "spam")],
         )
         self.assertEqual(await second.tokenAccount("digest-1"), "alice")
         self.assertIsNone(await second.tokenAccount("digest-3"))

@@ -613,6 +613,20 @@ const handlers = {
     addLocal(null, "info", lines);
   },
 
+  whois(m) {
+    takeContext(m);
+    const kind = m.registered ? `registered since ${new Date(m.registered).toLocaleDateString()}${m.admin ? ", a server admin" : ""}` : "a guest";
+    const lines = [`${m.nick}: ${kind}`];
+    if (!m.online) lines.push("not connected now");
+    else {
+      lines.push(m.idle < 60 ? "active now" : `idle for ${Math.round(m.idle / 60)} minutes`);
+      lines.push(`rooms you share: ${(m.rooms || []).map((r) => `#${r}`).join(", ") || "none"}`);
+    }
+    const roles = Object.entries(m.roles || {}).map(([room, role]) => `${role} of #${room}`);
+    if (roles.length) lines.push(roles.join(", "));
+    addLocal(null, "info", lines);
+  },
+
   killed(m) {
     takeContext(m);
     info(`${m.nick} is disconnected`);

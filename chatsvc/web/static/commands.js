@@ -31,6 +31,10 @@ export const COMMANDS = [
   { name: "owner", args: "NICK", help: "make NICK the room's owner (server admins)" },
   { name: "announce", args: "TEXT", help: "say TEXT to everyone on the server (server admins)" },
   { name: "kill", args: "NICK [REASON]", help: "disconnect NICK (server admins)" },
+  { name: "suspend", args: "NICK [DURATION] [REASON]", help: "suspend NICK's account: it may not log in (server admins)" },
+  { name: "unsuspend", args: "NICK", help: "lift a suspension (server admins)" },
+  { name: "lockdown", args: "on|off", help: "no registrations and no new guests (server admins)" },
+  { name: "whois", args: "NICK", help: "who NICK is: account or guest, rooms you share, roles, idle time" },
   { name: "help", args: "", help: "list these commands" },
   { name: "quit", args: "[REASON]", help: "leave the chat, with a reason the others see" },
 ];
@@ -62,6 +66,19 @@ function firstWord(text) {
   const space = trimmed.indexOf(" ");
   if (space < 0) return [trimmed, ""];
   return [trimmed.slice(0, space), trimmed.slice(space + 1)];
+}
+
+/** "NICK [DURATION] [REASON]" as a request of type C{type}; null without a nickname. */
+function nickDurationReason(type, args) {
+  const [nick, rest] = firstWord(args);
+  if (!nick) return null;
+  const [first, after] = firstWord(rest);
+  const timed = /^[0-9]{1,6}[smhdw]$/i.test(first);
+  const request = { type, nick };
+  if (timed) request.duration = first;
+  const reason = (timed ? after : rest).trim();
+  if (reason) request.reason = reason;
+  return request;
 }
 
 /**
@@ -136,17 +153,24 @@ export function parseInput(line) {
       if (reason.trim()) request.reason = reason.trim();
       return { type: "mod", request, inRoom: name === "kick" };
     }
+    case "suspend": {
+      const request = nickDurationReason(name, args);
+      return request ? { type: "mod", request, inRoom: false } : usage(name);
+    }
+    case "unsuspend": {
+      const [nick] = firstWord(args);
+      return nick ? { type: "mod", request: { type: "suspend", nick, on: false }, inRoom: false } : usage(name);
+    }
+    case "lockdown":
+      return /^(on|off)$/i.test(args) ? { type: "mod", request: { type: "lockdown", on: args.toLowerCase() === "on" }, inRoom: false } : usage(name);
+    case "whois": {
+      const [nick] = firstWord(args);
+      return nick ? { type: "mod", request: { type: "whois", nick }, inRoom: false } : usage(name);
+    }
     case "ban":
     case "mute": {
-      const [nick, rest] = firstWord(args);
-      if (!nick) return usage(name);
-      const [first, after] = firstWord(rest);
-      const timed = /^[0-9]{1,6}[smhdw]$/i.test(first);
-      const request = { type: name, nick };
-      if (timed) request.duration = first;
-      const reason = (timed ? after : rest).trim();
-      if (reason) request.reason = reason;
-      return { type: "mod", request, inRoom: true };
+      const request = nickDurationReason(name, args);
+      return request ? { type: "mod", request, inRoom: true } : usage(name);
     }
     case "unban":
     case "unmute":
