@@ -179,6 +179,8 @@ class Moderated:
     setting: str | None = None
     on: bool | None = None
     text: str | None = None
+    message: int | None = None
+    """The id of the message removed (C{remove})."""
     id: int = field(default=0, eq=False, kw_only=True)
     """The event's id: events of a room are ordered by it (L{chatsvc.chat.ids.EventIds})."""
     time: float = field(default=0.0, eq=False, kw_only=True)
@@ -214,6 +216,8 @@ class Moderated:
                 return f"Announcement from {by}: {self.text}"
             case "kill":
                 return f"{target} was disconnected by {by}{why}"
+            case "remove":
+                return f"{by} removed a message by {target}"
             case "suspend":
                 return f"{target}'s account was suspended by {by}{span}{why}"
             case "unsuspend":

@@ -1251,6 +1251,45 @@ class Hub:
         self.moderation.audit(actor.nick, "invite", room.name, shown, None)
         return event
 
+    def removeMessage(
+        self, member: IMember, name: str, id: int | None = None, nick: str | None = None
+    ) -> Deferred[Moderated]:
+        """
+        An operator removes a message from a room: the one with the id C{id} (kept at hand or
+        in the store), or C{nick}'s latest among those at hand. It is gone from the history,
+        and every member of the room is told (C{remove}, with the message's id), so that
+        pages take it away.
+        """
+        actor, room, _ = self._moderator(member, name)
+        recent = list(room.recent)
+        if id is None:
+            if nick is None:
+                raise ChatError("say which message: its id, or whose latest")
+            key = nick_key(nick)
+            found = [m for m in recent if nick_key(m.nick) == key]
+            if not found:
+                raise ChatError(f"no recent message by {neutralize(nick)} in {room.name}")
+            id = found[-1].id
+        store = self.store
+
+        async def remove() -> Moderated:
+            message = next((m for m in recent if m.id == id), None)
+            if message is None:
+                page = await store.page(room.key, id - 1, id + 1, 1, False)
+                message = page[0] if page and page[0].id == id else None
+            if message is None:
+                raise ChatError(f"no such message in {room.name}")
+            kept = [m for m in room.recent if m.id != id]
+            room.recent.clear()
+            room.recent.extend(kept)
+            await store.remove(room.key, id)
+            event = Moderated(room.name, "remove", actor.nick, message.nick, message=id, **self._stamp())
+            self._broadcast(room, event)
+            self.moderation.audit(actor.nick, "remove", room.name, message.nick, message.text[:200])
+            return event
+
+        return Deferred.fromCoroutine(remove())
+
     def whenAdmin(self, member: IMember) -> Deferred[MemberRecord]:
         """
         C{member}'s record, once the store confirms it is a server admin (the admin tool may

@@ -177,6 +177,9 @@ class IHistoryStore(Interface):
         runs; messages still queued for writing are not among them.
         """
 
+    def remove(roomKey: str, id: int) -> Deferred[None]:
+        """Forget the message C{id} of a room, whether written yet or still queued."""
+
 
 @implementer(IHistoryStore)
 class NullStore:
@@ -208,6 +211,10 @@ class NullStore:
     ) -> Deferred[list[StoredMessage]]:
         """Nothing is kept: no messages."""
         return succeed([])
+
+    def remove(self, roomKey: str, id: int) -> Deferred[None]:
+        """Nothing is kept: nothing to forget."""
+        return succeed(None)
 
 
 class StoreError(Exception):

@@ -108,6 +108,7 @@ HELP = [
     "  /mute NICK [DURATION] [REASON]      keep NICK from speaking; /unmute NICK, /mutes",
     "  /op, /deop, /voice, /devoice NICK   give or take a role (registered members)",
     "  /invite NICK                        let NICK into a private room",
+    "  /remove NICK                        remove NICK's latest message from the room's history",
     "  /set [private|moderated|topiclock|registered on|off]   show or change the room's settings",
     "Server admins:",
     "  /announce TEXT, /kill NICK [REASON], /owner NICK (of the current room)",
@@ -994,6 +995,17 @@ class ChatProtocol(Session, LineReceiver):
             raise ChatError("usage: /lockdown on|off")
         self._whenAnswered(
             self.factory.hub.lockdown(self, argument.lower() == "on"),
+            lambda event: None,
+            self.sendError,
+            self._lineFailed,
+        )
+
+    def command_remove(self, argument: str) -> None:
+        """C{/remove NICK}: an operator removes NICK's latest message in the current room."""
+        if not argument or " " in argument:
+            raise ChatError("usage: /remove NICK")
+        self._whenAnswered(
+            self.factory.hub.removeMessage(self, self._currentRoom().name, nick=argument),
             lambda event: None,
             self.sendError,
             self._lineFailed,

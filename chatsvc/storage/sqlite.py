@@ -939,6 +939,21 @@ class SQLiteStore:
 
         return self._inThread(read)
 
+    def remove(self, roomKey: str, id: int) -> Deferred[None]:
+        """
+        Forget the message C{id} of the room C{roomKey}: from the queue if it is not written
+        yet, and from the database (on its thread) if it is.
+        """
+        before = len(self._pending)
+        self._pending = deque(m for m in self._pending if not (m.id == id and m.roomKey == roomKey))
+        if len(self._pending) != before or self._threadpool is None or self._stopping:
+            return succeed(None)
+
+        def delete(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM messages WHERE id = ? AND room_key = ?", (id, roomKey))
+
+        return self._inThread(delete)
+
     def runNow(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """
         Run C{operation} now, on a connection of its own to the database (created and migrated

@@ -165,6 +165,8 @@ def eventMessage(event: Event) -> dict[str, Any]:
                 message["until"] = formatTime(event.until)
             if event.text is not None:
                 message["announcement"] = event.text
+            if event.message is not None:
+                message["message"] = str(event.message)
             return message
         case JoinsAndLeaves(room=room):
             runs = [{"joined": joined, "nicks": list(nicks)} for joined, nicks in event.shown()]
@@ -892,6 +894,19 @@ class WebSession(Session, WebSocketProtocol):
             raise _Refused("'on' must be true or false")
         self._whenAnswered(
             self.factory.hub.lockdown(self, on), lambda event: None, self._refusal(request), self._failed
+        )
+
+    def handle_remove(self, request: dict[str, Any], label: str | None) -> None:
+        """C{remove}: C{room}, and C{id} (a message's) or C{nick} (whose latest): an operator removes it."""
+        id = _id(request, "id")
+        nick = _text(request, "nick", optional=True)
+        if id is None and nick is None:
+            raise _Refused("give the 'id' of a message, or the 'nick' whose latest it is")
+        self._whenAnswered(
+            self.factory.hub.removeMessage(self, _text(request, "room"), id, nick),
+            lambda event: None,
+            self._refusal(request),
+            self._failed,
         )
 
     def handle_whois(self, request: dict[str, Any], label: str | None) -> None:

@@ -37,6 +37,10 @@ class PagingStore(NullStore):
         ]
         return succeed(found[-limit:] if newest else found[:limit])
 
+    def remove(self, roomKey: str, id: int) -> Deferred[None]:
+        self.messages = [m for m in self.messages if not (m.roomKey == roomKey and m.id == id)]
+        return succeed(None)
+
 
 class HistoryTests(SynchronousTestCase):
     """A room keeping its last 20 messages at hand, of 100 stored."""

@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatsvc.chat import Accounts, ChatError, Hub, MemoryAccountStore, Moderated, nick_key
 from chatsvc.chat.moderation import MemoryModerationStore, Moderation, parseDuration
 from tests.chat.test_accounts import Member, PlainHasher
+from tests.chat.test_history import PagingStore
 from tests.chat.test_hub import arrive, settled
 
 
@@ -292,3 +293,49 @@ class SuspendLockdownWhoisTests(ModerationTestCase):
         self.assertFalse(self.hub.whois(self.bob, "Carol").online)
         with self.assertRaises(ChatError):
             self.hub.whois(self.bob, "Nobody")
+
+
+class RemoveMessageTests(ModerationTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.store_ = PagingStore(60)
+        self.hub = Hub(self.clock, self.store_, historyKept=20, accounts=self.accounts, moderation=self.moderation)
+        self.hub.restore({"lobby": self.store_.messages[-20:]})
+        self.alice = self.account("Alice")
+        self.hub.join(self.alice, "games")
+        self.bob = self.guest("Bob")
+        self.hub.join(self.bob, "games")
+        self.games = self.hub.room("games")
+
+    def test_byNick(self) -> None:
+        """An operator removes a member's latest message: gone from the history; the room told."""
+        first = self.hub.say(self.bob, self.games, "first")
+        spam = self.hub.say(self.bob, self.games, "spam spam")
+        event = settled(self.hub.removeMessage(self.alice, "games", nick="bob"))
+        self.assertEqual((event.action, event.target, event.message), ("remove", "Bob", spam.id))
+        self.assertEqual(event.describe(), "Alice removed a message by Bob")
+        self.assertIn(event, self.bob.events)
+        messages, _ = settled(self.hub.history(self.games, None, None, 50))
+        self.assertEqual([m.text for m in messages], ["first"])
+        self.assertEqual(first.text, "first")
+
+    def test_byIdFromTheStore(self) -> None:
+        """A message no longer at hand is found in the store, and removed there."""
+        self.store.adminKeys.add(nick_key("Alice"))
+        settled(self.moderation.refreshAdmins())
+        self.hub.join(self.alice, "lobby")
+        event = settled(self.hub.removeMessage(self.alice, "lobby", id=5))
+        self.assertEqual((event.target, event.message), ("Old", 5))
+        self.assertNotIn(5, [m.id for m in self.store_.messages])
+
+    def test_refusals(self) -> None:
+        self.hub.say(self.alice, self.games, "mine")
+        with self.assertRaises(ChatError) as raised:
+            settled(self.hub.removeMessage(self.bob, "games", nick="Alice"))
+        self.assertEqual(str(raised.exception), "only operators of games can do that")
+        with self.assertRaises(ChatError) as raised:
+            settled(self.hub.removeMessage(self.alice, "games", nick="Carol"))
+        self.assertIn("no recent message by Carol", str(raised.exception))
+        with self.assertRaises(ChatError) as raised:
+            settled(self.hub.removeMessage(self.alice, "games", id=123456))
+        self.assertEqual(str(raised.exception), "no such message in games")

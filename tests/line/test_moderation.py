@@ -151,3 +151,14 @@ class LineModerationTests(ProtocolTestCase):
         )
         self.bob.send("/lockdown off\n")
         self.assertIn("*** Error: only the server's admins can do that", self.bob.lines())
+
+    def test_remove(self) -> None:
+        self.bob.send("something awful\n")
+        self.alice.lines(), self.carol.lines()
+        self.alice.send("/remove Bob\n")
+        self.assertEqual(self.carol.lines(), ["*** Alice removed a message by Bob"])
+        self.carol.send("/history\n")
+        self.assertNotIn("something awful", "\n".join(self.carol.lines()))
+        self.bob.lines()
+        self.bob.send("/remove Alice\n")
+        self.assertEqual(self.bob.lines(), ["*** Error: only operators of games can do that"])

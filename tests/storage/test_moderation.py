@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from attrs import evolve
+
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
@@ -15,7 +17,7 @@ from zope.interface.verify import verifyObject
 from chatsvc.chat.moderation import AuditEntry, IModerationStore, RoomSettings, Sanction
 from chatsvc.storage.moderation import SQLiteModerationStore, readAudit, setAdmin
 from chatsvc.storage.sqlite import SQLiteStore
-from tests.storage.test_sqlite import FAST, DatabaseFiles
+from tests.storage.test_sqlite import FAST, DatabaseFiles, message, waitUntil
 
 
 class SQLiteModerationStoreTests(DatabaseFiles, TestCase):
@@ -54,3 +56,23 @@ class SQLiteModerationStoreTests(DatabaseFiles, TestCase):
         self.assertEqual(await second.admins(), {"root"})
         [entry] = readAudit(path, 10)
         self.assertEqual((entry.actor, entry.action, entry.target, entry.detail), ("Alice", "ban", "Bob", "for 1 hour; spam"))
+
+
+class RemoveMessageTests(DatabaseFiles, TestCase):
+    async def test_removedWrittenOrQueued(self) -> None:
+        """A message removed is gone whether it was written already or still queued."""
+        path = self.newPath()
+        store = SQLiteStore(path, **FAST)
+        store.recent(10)
+        store.start(reactor)
+        self.addCleanup(store.stop)
+        written = [evolve(message(n), id=n << 10) for n in range(1, 4)]
+        for each in written:
+            store.add(each)
+        await waitUntil(lambda: store.written == 3, "three messages written")
+        await store.remove("lobby", written[1].id)
+        queued = evolve(message(4), id=4 << 10)
+        store.add(queued)
+        await store.remove("lobby", queued.id)
+        await store.stop()
+        self.assertEqual([m.id for m in SQLiteStore(path).recent(10)["lobby"]], [written[0].id, written[2].id])

@@ -598,6 +598,7 @@ const handlers = {
       else if (m.action === "deop" || m.action === "devoice") delete conv.roles[m.target];
     }
     if (m.action === "set" && conv.settings) conv.settings[m.setting] = Boolean(m.on);
+    if (m.action === "remove" && m.message) conv.removeById(String(m.message));
     if (m.action === "kick" || m.action === "ban") conv.removeMember(m.target);
     conv.addLocal({ style: "notice", text });
   },
@@ -1238,7 +1239,12 @@ function renderTimelineView() {
     if (previous) previous.scroll = before;
   }
   if (switching) timeline.setAttribute("aria-busy", "true");
-  renderTimeline(timeline, conv, { mentionRe: state.mentionRe, meKey: state.me ? fold(state.me) : "" });
+  const role = conv.roles && state.me ? conv.roles[state.me] : null;
+  renderTimeline(timeline, conv, {
+    mentionRe: state.mentionRe,
+    meKey: state.me ? fold(state.me) : "",
+    moderator: conv.kind === "room" && ["admin", "owner", "op"].includes(role),
+  });
   if (switching) {
     const divider = timeline.querySelector('[data-key="unread"]');
     if (state.scrollToMarker && divider) {
@@ -1585,6 +1591,10 @@ function init() {
   $("timeline").addEventListener("click", (event) => {
     if (onNickClick(event)) return;
     if (event.target.closest("[data-older]")) requestOlder(currentConv());
+    const remove = event.target.closest("[data-remove]");
+    if (remove && currentConv().kind === "room") {
+      request({ type: "remove", room: currentConv().name, id: remove.dataset.remove }, { kind: "mod" });
+    }
     const expand = event.target.closest("[data-expand]");
     if (expand) {
       currentConv().expanded.add(expand.dataset.expand);

@@ -27,6 +27,7 @@ export const COMMANDS = [
   { name: "voice", args: "NICK", help: "let NICK speak in a moderated room" },
   { name: "devoice", args: "NICK", help: "NICK is no longer voiced" },
   { name: "invite", args: "NICK", help: "let NICK into a private room" },
+  { name: "remove", args: "NICK", help: "remove NICK's latest message from the room's history (operators; or a message's Remove button)" },
   { name: "set", args: "[SETTING on|off]", help: "show or change the room's settings: private, moderated, topiclock, registered" },
   { name: "owner", args: "NICK", help: "make NICK the room's owner (server admins)" },
   { name: "announce", args: "TEXT", help: "say TEXT to everyone on the server (server admins)" },
@@ -174,6 +175,7 @@ export function parseInput(line) {
     }
     case "unban":
     case "unmute":
+    case "remove":
     case "invite": {
       const [nick] = firstWord(args);
       return nick ? { type: "mod", request: { type: name, nick }, inRoom: true } : usage(name);

@@ -120,6 +120,13 @@ export class Conversation {
     });
   }
 
+  /** Take away the entry of the message C{id}, if it is shown; whether it was. */
+  removeById(id) {
+    const entry = this.entries.find((e) => e.id === id);
+    if (entry) this.remove(entry);
+    return Boolean(entry);
+  }
+
   remove(entry) {
     const index = this.entries.indexOf(entry);
     if (index >= 0) this.entries.splice(index, 1);

@@ -20,7 +20,8 @@ function lineElement(classes, date, ...body) {
 
 function messageItem(entry, ctx) {
   const mention = !entry.own && !entry.pending && mentions(entry.text, ctx.mentionRe);
-  const sig = [entry.pending, entry.failed, entry.error, mention, ctx.meKey].join("|");
+  const removable = Boolean(ctx.moderator && entry.id && !entry.pending);
+  const sig = [entry.pending, entry.failed, entry.error, mention, ctx.meKey, removable].join("|");
   return {
     key: entry.key,
     sig,
@@ -38,6 +39,12 @@ function messageItem(entry, ctx) {
       if (entry.failed) parts.push(el("span", { class: "status", text: ` — not sent: ${entry.error || "refused"}` }));
       else if (entry.pending) parts.push(el("span", { class: "status", text: " — sending…" }));
       if (mention) parts.unshift(srOnly("Mentions you: "));
+      if (removable) {
+        parts.push(el("button", {
+          type: "button", class: "remove-message linkish small", dataset: { remove: entry.id },
+          title: `Remove this message by ${entry.nick} from the room's history`, text: "Remove",
+        }));
+      }
       return lineElement(classes.join(" "), entry.date, ...parts);
     },
   };
@@ -208,7 +215,7 @@ function buildItems(conv, ctx) {
   return items;
 }
 
-/** ctx: {mentionRe, meKey}. */
+/** ctx: {mentionRe, meKey, moderator (the reader may remove messages)}. */
 export function renderTimeline(container, conv, ctx) {
   const items = buildItems(conv, ctx);
   const nodes = items.map((item) => {
