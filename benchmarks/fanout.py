@@ -154,6 +154,7 @@ every run completed with nothing lost, duplicated or reordered and no error; oth
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import gc
 import hashlib
@@ -164,10 +165,13 @@ import random
 import re
 import resource
 import select
+import shutil
 import signal
+import sqlite3
 import statistics
 import struct
 import sys
+import tempfile
 import time
 from array import array
 from collections.abc import Callable
@@ -215,15 +219,23 @@ from harness import (
 RELAY = Path(__file__).resolve().parent / "relay.py"
 WSRELAY = Path(__file__).resolve().parent / "wsrelay.py"
 
-TARGETS = ("chatsvc", "history", "relay", "mixed", "line", "web")
+TARGETS = ("chatsvc", "history", "accounts", "relay", "mixed", "line", "web")
 """What can be measured: chatsvc without history (C{--db :memory:}), chatsvc storing history in
-its SQLite file as it does by default, and the relay (relay.py for the line door, wsrelay.py for
-the web door). The last three are for C{--door mixed} only: chatsvc (without history) with a
+its SQLite file as it does by default, the same with every client logged in to an account of its
+own (C{accounts}: the file made beforehand with one account per client, which logs in with its
+password, C{GET_PASSWORD} or the web door's C{name} with C{password}), and the relay (relay.py
+for the line door, wsrelay.py for the web door). The last three are for C{--door mixed} only: chatsvc (without history) with a
 room of both doors' members, and with a room of the same size of each door's alone."""
 MIXED_TARGETS = ("line", "web", "mixed")
 """The targets of C{--door mixed}, which has no others."""
 
-RATIOS = (("chatsvc", "relay"), ("history", "chatsvc"), ("mixed", "line"), ("mixed", "web"))
+RATIOS = (
+    ("chatsvc", "relay"),
+    ("history", "chatsvc"),
+    ("accounts", "history"),
+    ("mixed", "line"),
+    ("mixed", "web"),
+)
 """The ratios shown, where a run has both targets."""
 WORKLOADS = ("openloop", "closedloop", "idle", "joinstorm")
 DOORS = ("line", "web", "mixed")
@@ -443,15 +455,58 @@ def targetsFor(workload: Workload, targets: list[str]) -> list[str]:
     return [target for target in targets if target not in MIXED_TARGETS]
 
 
+PASSWORD = b"bench-password"
+"""Every benchmark account's password."""
+
+
+def accountsDatabase(clients: int) -> Path:
+    """
+    A chatsvc database, in a temporary directory of its own, holding an account for each of
+    the nicknames C{clients} clients take (L{NICK_FORMAT}), all with L{PASSWORD}: hashed once,
+    with the server's own parameters, and the one hash kept for all (its salt is the same, so
+    it is the same work for the server to check, once per login).
+    """
+    from chatsvc.chat.names import nick_key
+    from chatsvc.storage.passwords import defaultHasher
+    from chatsvc.storage.sqlite import migrate
+
+    directory = tempfile.mkdtemp(prefix="chatsvc-accounts-")
+    atexit.register(shutil.rmtree, directory, True)
+    path = Path(directory) / "chatsvc.db"
+    hashed = defaultHasher().hash(PASSWORD.decode())
+    connection = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        migrate(connection)
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO accounts (key, nick, password_hash, created) VALUES (?, ?, ?, ?)",
+            [
+                (nick_key(nick), nick, hashed, time.time())
+                for nick in (NICK_FORMAT.decode() % number for number in range(clients))
+            ],
+        )
+        connection.execute("COMMIT")
+    finally:
+        connection.close()
+    return path
+
+
 def chatsvcOptions(
-    workload: Workload, backlog: int, history: bool = False
+    workload: Workload, backlog: int, history: bool = False, accounts: Path | None = None
 ) -> tuple[list[str], list[str]]:
     """
     The chatroom options for C{workload} (after --listen), and why each limit is raised;
-    C{history}: whether the server stores history (in its own directory), as by default.
+    C{history}: whether the server stores history (in its own directory), as by default;
+    C{accounts}: a database with an account for every client (see L{accountsDatabase}).
     """
     connections = workload.clients + 16
-    if history:
+    if accounts is not None:
+        options = ["--db", str(accounts)]
+        reasons = [
+            f"--db {accounts}: history stored, and an account for every client, which logs in "
+            "with its password"
+        ]
+    elif history:
         options = []
         reasons = ["history stored, as by default: --db chatsvc.db in the server's directory"]
     else:
@@ -522,6 +577,7 @@ def makeServer(
     log: Path | None,
     history: bool = False,
     profile: Path | None = None,
+    accounts: Path | None = None,
 ) -> tuple[ServerProcess, list[str]]:
     """
     The server process for C{target}, and the settings it gets (with the reasons); with
@@ -539,7 +595,7 @@ def makeServer(
         )
         listening = re.compile(r"^(\d+)$")
     else:
-        options, reasons = chatsvcOptions(workload, backlog, history)
+        options, reasons = chatsvcOptions(workload, backlog, history, accounts)
         listening = LISTENING
         if web:
             # The harness starts chatsvc with --no-web unless it is told where the web door is.
@@ -1475,6 +1531,9 @@ class BenchClient(Protocol):
                 assert self.transport is not None
                 self.transport.write(self.nick + b"\n")
                 fire(self.accepted)
+            elif line == b"GET_PASSWORD":
+                assert self.transport is not None
+                self.transport.write(PASSWORD + b"\n")
             elif line == self.nick + b" connected to server!":
                 self.member = True
                 self.run.handshakeDone(now)
@@ -1853,7 +1912,11 @@ class WebClient(BenchClient):
                 self.named = True
                 assert self.transport is not None
                 self.transport.write(
-                    maskedFrame(b'{"type":"name","nick":"' + self.nick + b'"}')
+                    # The password logs in where the nickname is registered (the accounts
+                    # target); a guest's is not looked at.
+                    maskedFrame(
+                        b'{"type":"name","nick":"' + self.nick + b'","password":"' + PASSWORD + b'"}'
+                    )
                 )
             elif kind == "welcome" and message.get("nick") == self.nick.decode():
                 self._joined(now)
@@ -2021,6 +2084,7 @@ class Bench:
         server, reasons = makeServer(
             self.reactor, target, workload, self.serverCPU, log, history=target == "history",
             profile=profile,
+            accounts=accountsDatabase(workload.clients + 16) if target == "accounts" else None,
         )
         say(f"--- {workload.name} against {target}")
         say("    server settings raised for this load (the defaults are for public servers):")

@@ -60,6 +60,8 @@ class FanoutTests(SynchronousTestCase):
             self.assertGreater(figures["generator_cpu_percent"], 0, target)
         self.assertTrue(document["table"])
         ratios = ["history/chatsvc"] if "history" in targets else []
+        if "accounts" in targets and "history" in targets:
+            ratios.append("accounts/history")
         for row in document["table"]:
             self.assertEqual(
                 sorted(row), sorted(["figure", "ratio", "workload", *targets, *ratios])
@@ -98,6 +100,31 @@ class FanoutTests(SynchronousTestCase):
             self.assertLessEqual(latency["p50"], latency["max"])
             # A hundred lines may cost the server less than one clock tick (10 ms) of CPU.
             self.assertGreaterEqual(figures["server_cpu_percent"], 0)
+
+    def test_loggedIn(self) -> None:
+        """
+        Against the accounts target, every client logs in to an account of its own (the
+        database made beforehand), and every line is delivered as to guests.
+        """
+        results = self.bench(
+            "--workload", "openloop", "--clients", "5", "--rate", "5", "--duration", "1",
+            targets=("chatsvc", "relay", "history", "accounts"),
+        )
+        self.assertIn("an account for every client", " ".join(results["accounts"]["server_settings"]))
+        for figures in results.values():
+            self.assertDelivered(figures, 5)
+
+    def test_loginStorm(self) -> None:
+        """benchmarks/loginstorm.py, small: chatters' latencies in each phase, and the storm's time."""
+        output, document = runScript(
+            self, BENCHMARKS / "loginstorm.py", "--chatters", "4", "--storm", "20", "--calm", "0.5",
+            timeout=TIMEOUT,
+        )
+        self.assertEqual(document["errors"], [], output)
+        self.assertGreater(document["storm_seconds"], 0)
+        for phase in ("before", "during", "after"):
+            self.assertGreater(document[phase]["deliveries"], 0, phase)
+            self.assertLessEqual(document[phase]["p50_ms"], document[phase]["max_ms"])
 
     def test_openLoopBigRoom(self) -> None:
         """

@@ -165,7 +165,10 @@ class Accounts:
 
         A failed login spends one of the account's and one of the address's tokens
         (L{LOGIN_FAILURES}); while either has none, every login is refused at once, right
-        password or wrong, without hashing anything.
+        password or wrong, without hashing anything. The account's token is spent as the
+        login starts (and given back if the password was right), so that guesses at one
+        account racing each other are counted too; the address's only once a login has
+        failed, so that a class behind one address logging in at once is not held up.
         """
         account = self.registered(nick)
         if account is None:
@@ -173,27 +176,25 @@ class Accounts:
         now = self.clock.seconds()
         if account.suspendedAt(now):
             return fail(_suspended(account, now))
-        buckets = [self._accountFailures.get(account.key, now)]
-        if host is not None:
-            buckets.append(self._addressFailures.get(host, now))
-        wait = max(bucket.wait(now) for bucket in buckets)
+        perAccount = self._accountFailures.get(account.key, now)
+        perAddress = None if host is None else self._addressFailures.get(host, now)
+        wait = max(perAccount.wait(now), 0.0 if perAddress is None else perAddress.wait(now))
         if wait:
             return fail(
                 ChatError(
                     f"too many failed logins for {account.nick}; try again in {_inSeconds(wait)}"
                 )
             )
-        # Spent before the hash is checked, so that logins racing each other are counted
-        # too; given back if the password was right.
-        for bucket in buckets:
-            bucket.spend()
+        perAccount.spend()
         verified = self.hasher.verify(account.passwordHash, password)
 
         def checked(right: bool) -> Account:
             if not right:
+                if perAddress is not None:
+                    perAddress.wait(self.clock.seconds())
+                    perAddress.spend()
                 raise ChatError(f"wrong password for {account.nick}")
-            for bucket in buckets:
-                bucket.spend(-1)
+            perAccount.spend(-1)
             return self._byKey.get(account.key, account)
 
         return verified.addCallback(checked)

@@ -23,12 +23,13 @@ from zope.interface import implementer
 
 from chatsvc.chat import IPasswordHasher
 
-__all__ = ["Argon2Hasher", "cheapHasher"]
+__all__ = ["Argon2Hasher", "cheapHasher", "defaultHasher"]
 
 _log = structlog.get_logger("chatsvc.accounts")
 
 
-def _defaultHasher() -> PasswordHasher:
+def defaultHasher() -> PasswordHasher:
+    """The server's argon2id parameters (see below)."""
     # OWASP's recommendation for argon2id (19 MiB, 2 passes, 1 lane): about 26 ms a hash on
     # the machines this was measured on, so 500 members logging in at once wait seconds, not
     # minutes. The parameters are kept in each hash, so older hashes still verify after a
@@ -49,7 +50,7 @@ class Argon2Hasher:
     """
 
     def __init__(self, hasher: PasswordHasher | None = None, threads: int | None = None) -> None:
-        self._hasher = hasher if hasher is not None else _defaultHasher()
+        self._hasher = hasher if hasher is not None else defaultHasher()
         self._threads = threads if threads is not None else max(1, min(4, os.cpu_count() or 1))
         self._pool: ThreadPool | None = None
         self._reactor: IReactorFromThreads | None = None

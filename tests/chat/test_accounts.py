@@ -252,6 +252,16 @@ class LoginTests(AccountsTestCase):
         for answer in answers[:3]:
             self.failureResultOf(answer, ChatError)
 
+    def test_classBehindOneAddress(self) -> None:
+        """Twenty members of one address logging in at once, passwords still being checked: all in."""
+        nicks = [f"pupil{n}" for n in range(20)]
+        for nick in nicks:
+            self.registered(nick)
+        self.hasher.held = True
+        answers = [self.hub.arrive(Member("192.0.2.200"), nick, password="sesame-open") for nick in nicks]
+        self.hasher.answerAll()
+        self.assertEqual([self.successResultOf(answer) for answer in answers], nicks)
+
     def test_loggedInTwiceAtOnce(self) -> None:
         """Two logins checked at the same time: one member, with two connections."""
         self.registered("Alice")
