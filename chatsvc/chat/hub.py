@@ -1059,13 +1059,17 @@ class Hub:
                     roles[record.nick] = role
         return roles
 
-    def _moderator(self, member: IMember, name: str, least: str = "op") -> tuple[MemberRecord, Room, str]:
-        # The moderator's record, the room (one it is in) and its role there, if high enough.
+    def _moderator(
+        self, member: IMember, name: str, what: str, least: str = "op"
+    ) -> tuple[MemberRecord, Room, str]:
+        # The moderator's record, the room (one it is in) and its role there, if high enough
+        # to do what (said in the refusal).
         room = self._memberRoom(member, name)
         role = self.roleOf(member, room)
         if rank(role) < rank(least):
-            who = "owner" if least == "owner" else "operators"
-            raise ChatError(f"only {who} of {room.name} can do that")
+            if least == "admin":
+                raise ChatError(f"only the server's admins can {what}")
+            raise ChatError(f"only operators of {room.name} can {what}")
         return self._records[member], room, role or ""
 
     def _target(self, nick: str) -> tuple[str, str | None, MemberRecord | None]:
@@ -1107,7 +1111,7 @@ class Hub:
 
     def kick(self, member: IMember, name: str, nick: str, reason: str | None = None) -> Moderated:
         """An operator puts a member out of a room (it may come back)."""
-        actor, room, role = self._moderator(member, name)
+        actor, room, role = self._moderator(member, name, "kick")
         shown, account, target = self._target(nick)
         if target is None or room not in target.rooms:
             raise ChatError(f"{shown} is not in {room.name}")
@@ -1136,7 +1140,7 @@ class Hub:
         """
         if kind not in ("ban", "mute"):
             raise ValueError(kind)
-        actor, room, role = self._moderator(member, name)
+        actor, room, role = self._moderator(member, name, kind)
         shown, account, target = self._target(nick)
         if target is actor:
             raise ChatError(f"you cannot {kind} yourself")
@@ -1171,7 +1175,7 @@ class Hub:
 
     def lift(self, member: IMember, kind: str, name: str, nick: str) -> Moderated:
         """An operator lifts a ban (C{kind} C{ban}) or mute (C{mute})."""
-        actor, room, _ = self._moderator(member, name)
+        actor, room, _ = self._moderator(member, name, f"lift {'bans' if kind == 'ban' else 'mutes'}")
         shown, account, target = self._target(nick)
         if not self.moderation.lift(kind, room.key, account, None if account else nick_key(shown)):
             raise ChatError(f"{shown} is not {'banned from' if kind == 'ban' else 'muted in'} {room.name}")
@@ -1183,7 +1187,7 @@ class Hub:
 
     def sanctions(self, member: IMember, kind: str, name: str) -> list[Sanction]:
         """The bans or mutes in force in a room, for its operators."""
-        _, room, _ = self._moderator(member, name)
+        _, room, _ = self._moderator(member, name, f"list {'bans' if kind == 'ban' else 'mutes'}")
         return self.moderation.inForce(kind, room.key)
 
     def setRole(self, member: IMember, name: str, nick: str, role: str, on: bool) -> Moderated:
@@ -1192,7 +1196,8 @@ class Hub:
         (C{voice}) in a room, or no longer (C{on} false); an admin names its owner (C{owner}).
         """
         least = "admin" if role == "owner" else "op"
-        actor, room, actorRole = self._moderator(member, name, least)
+        what = "name owners" if role == "owner" else "give roles"
+        actor, room, actorRole = self._moderator(member, name, what, least)
         shown, account, target = self._target(nick)
         if account is None:
             raise ChatError(f"{shown} is not registered: roles are for registered members")
@@ -1222,7 +1227,7 @@ class Hub:
         """An operator turns a room's C{setting} (L{ROOM_SETTINGS}) on or off."""
         if setting not in ROOM_SETTINGS:
             raise ChatError(f"no such setting: {neutralize(setting)} (there are {', '.join(ROOM_SETTINGS)})")
-        actor, room, _ = self._moderator(member, name)
+        actor, room, _ = self._moderator(member, name, "change its settings")
         settings = self.moderation.settingsFor(room.key, room.name)
         setattr(settings, setting, on)
         self.moderation.saveRoom(settings)
@@ -1238,7 +1243,7 @@ class Hub:
 
     def invite(self, member: IMember, name: str, nick: str) -> Moderated:
         """An operator invites a member (here) into a room: a private one lets it join once."""
-        actor, room, _ = self._moderator(member, name)
+        actor, room, _ = self._moderator(member, name, "invite")
         shown, _, target = self._target(nick)
         if target is None:
             raise ChatError(f"no such member: {neutralize(shown)}")
@@ -1260,7 +1265,7 @@ class Hub:
         and every member of the room is told (C{remove}, with the message's id), so that
         pages take it away.
         """
-        actor, room, _ = self._moderator(member, name)
+        actor, room, _ = self._moderator(member, name, "remove messages")
         recent = list(room.recent)
         if id is None:
             if nick is None:

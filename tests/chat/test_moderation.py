@@ -332,7 +332,7 @@ class RemoveMessageTests(ModerationTestCase):
         self.hub.say(self.alice, self.games, "mine")
         with self.assertRaises(ChatError) as raised:
             settled(self.hub.removeMessage(self.bob, "games", nick="Alice"))
-        self.assertEqual(str(raised.exception), "only operators of games can do that")
+        self.assertEqual(str(raised.exception), "only operators of games can remove messages")
         with self.assertRaises(ChatError) as raised:
             settled(self.hub.removeMessage(self.alice, "games", nick="Carol"))
         self.assertIn("no recent message by Carol", str(raised.exception))

@@ -69,7 +69,7 @@ class WebModerationTests(WebTestCase):
         self.bob.send({"type": "kick", "room": "games", "nick": "Alice", "label": "k"})
         self.assertEqual(
             self.bob.messages(),
-            [{"type": "error", "for": "kick", "label": "k", "message": "only operators of games can do that"}],
+            [{"type": "error", "for": "kick", "label": "k", "message": "only operators of games can kick"}],
         )
         self.alice.send({"type": "set", "room": "games", "setting": "moderated", "on": "yes"})
         self.assertEqual(self.alice.messages()[0]["message"], "'on' must be true or false")
