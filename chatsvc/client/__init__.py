@@ -668,7 +668,3 @@ def _ensureStandardInput() -> None:
         os.fstat(0)
     except OSError:
         os.open(os.devnull, os.O_RDONLY)
-
-
-if __name__ == "__main__":
-    main()
