@@ -133,7 +133,7 @@ def join(port: int, nick: str, source: str) -> Peer:
     peer = Peer(port, source)
     pumpUntil([peer], lambda: "GET_NAME" in peer.lines, "GET_NAME")
     peer.send(nick + "\n")
-    pumpUntil([peer], lambda: any("/quit to leave." in line for line in peer.lines), "welcome")
+    pumpUntil([peer], lambda: any("/quit to leave;" in line for line in peer.lines), "welcome")
     return peer
 
 

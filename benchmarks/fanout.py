@@ -268,7 +268,8 @@ SAY_HEAD = b'{"type":"say","room":"lobby","text":"'
 TEXT_END = b'"}'
 WEB_FLOOD_NOTICE = "You are sending too fast; your messages are being delayed."
 
-WELCOME = b"*** Type /help for commands, /quit to leave."
+WELCOME = b"*** Type /help for commands, /quit to leave"
+"""The start of the last line of a welcome (it goes on to say which room the member is in)."""
 FLOOD_NOTICE = b"*** You are sending too fast; your lines are being delayed."
 LEFT = re.compile(rb"\S+ left!(?: \(.*\))?")
 JOINED_SUMMARY = b"*** Joined: "
@@ -1614,7 +1615,7 @@ class BenchClient(Protocol):
                     self.position = int(line[13 : line.index(b")")])
                 except ValueError:
                     run.error(self.nick, f"a member list without a count: {line[:60]!r}")
-            elif line.startswith(MEMBERS_CONTINUED) or line == WELCOME:
+            elif line.startswith(MEMBERS_CONTINUED) or line.startswith(WELCOME):
                 pass
             elif line == FLOOD_NOTICE:
                 run.floodNotices += 1

@@ -292,7 +292,7 @@ class ClientState(Enum):
     QUITTING = auto()
 
 
-WELCOME = "*** Type /help for commands, /quit to leave."
+WELCOME = "*** Type /help for commands, /quit to leave"
 FLOOD_NOTICE = "*** You are sending too fast; your lines are being delayed."
 MEMBERS = re.compile(r"\*\*\* Members \((\d+)\): (.*)")
 JOINED = re.compile(r"(\S+) joined!")
@@ -581,7 +581,7 @@ class SoakClient(Protocol):
             names = text[6:].split(", ")
             self.membersDue -= len(names)
             self._knowMembers(names, text)
-        elif text == WELCOME and not self.sawWelcome:
+        elif text.startswith(WELCOME) and not self.sawWelcome:
             self.sawWelcome = True
         elif text == f"*** Goodbye, {self.nick}!" and self.state is ClientState.QUITTING:
             self.goodbye = True

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.processes import TIMEOUT, Client, Server
 
-WELCOME = "*** Type /help for commands, /quit to leave."
+WELCOME = "*** Type /help for commands, /quit to leave; you are talking in lobby."
 
 
 def unstamped(lines: list[str]) -> list[str]:

@@ -25,12 +25,17 @@ Exit status:
 from __future__ import annotations
 
 import argparse
+import atexit
 import getpass
 import math
 import os
+import termios
+import tty
 import sys
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 from enum import Enum, auto
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -55,6 +60,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatsvc.client.terminal import TerminalConsole
 from chatsvc.text import neutralize
 from chatsvc.line.wire import GET_NAME, GET_PASSWORD, endsSession
 
@@ -288,11 +294,12 @@ class ChatClient(LineReceiver):
         self,
         nick: str,
         clock: IReactorTime,
-        openConsole: Callable[[Console], object],
+        openConsole: Callable[[Any], object],
         timeout: float = CONNECT_TIMEOUT,
         serverName: str = "the server",
         columns: Callable[[], int] | None = None,
         askPassword: Callable[[str], Deferred[str]] | None = None,
+        makeConsole: Callable[[ChatClient], Any] | None = None,
     ) -> None:
         """
         @param nick: the nickname to answer C{GET_NAME} with.
@@ -305,6 +312,8 @@ class ChatClient(LineReceiver):
             terminal (see L{Console}).
         @param askPassword: gives the password of the nickname it is called with, when the
             server asks for it (C{GET_PASSWORD}); by default, there is none to give.
+        @param makeConsole: makes the console (a L{Console} by default: lines in, lines out;
+            on a terminal, a L{chatsvc.client.terminal.TerminalConsole}).
         """
         self.nick = nick
         self.clock = clock
@@ -313,8 +322,9 @@ class ChatClient(LineReceiver):
         self.serverName = serverName
         self.columns = columns
         self.askPassword = askPassword if askPassword is not None else _noPassword
+        self.makeConsole = makeConsole
         self._askedForPassword = False
-        self.console: Console | None = None
+        self.console: Any = None
         self.done: Deferred[int] = Deferred()
         self.error: str | None = None
         self._state = _State.NAMING
@@ -396,13 +406,15 @@ class ChatClient(LineReceiver):
         self._fail(f"{self.serverName} did not answer within {self.timeout:g} seconds", abort=True)
 
     def _startConsole(self) -> None:
-        console = Console(self, self.columns)
+        console: Any = (
+            Console(self, self.columns) if self.makeConsole is None else self.makeConsole(self)
+        )
         self.console = console
         self.openConsole(console)
         transport = self.transport
         if console.transport is not None and transport is not None:
             # Each side stops reading while the other cannot keep up.
-            console.transport.registerProducer(transport, True)  # type: ignore[attr-defined]
+            console.transport.registerProducer(transport, True)
             transport.registerProducer(console.transport, True)  # type: ignore[attr-defined]
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -475,6 +487,9 @@ class ChatClient(LineReceiver):
             self.done.callback(status)
             return
         consoleTransport: ITransport = console.transport
+        finish = getattr(console, "finish", None)
+        if finish is not None:
+            finish()
         consoleTransport.unregisterProducer()  # type: ignore[attr-defined]
         consoleTransport.loseConnection()
         console.closed.addCallback(lambda _: status).chainDeferred(self.done)
@@ -495,6 +510,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read the password of a registered nickname from the first line of FILE "
         f"(else from ${PASSWORD_VARIABLE}, else it is asked for on the terminal)",
+    )
+    parser.add_argument(
+        "--no-timestamps", action="store_true", help="on a terminal, no time stamps before lines"
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="on a terminal too, read and print plain lines (as on a pipe)",
     )
     parser.add_argument(
         "--timeout",
@@ -574,8 +597,15 @@ async def run(
     port: int,
     timeout: float = CONNECT_TIMEOUT,
     passwordFile: str | None = None,
+    interface: bool = False,
+    colour: bool = True,
+    timestamps: bool = True,
 ) -> int:
-    """Connect, chat until the session ends, and return the exit status."""
+    """
+    Connect, chat until the session ends, and return the exit status. With C{interface}
+    (standard input and output are a terminal), the input line stays at the bottom (see
+    L{chatsvc.client.terminal}); else lines are read and printed as they come.
+    """
     from twisted.internet.stdio import StandardIO
 
     clock: IReactorTime = reactor  # type: ignore[assignment]
@@ -587,6 +617,15 @@ async def run(
         serverName=f"the server at {host}:{port}",
         columns=terminalColumns if os.isatty(1) else None,
         askPassword=passwordSource(passwordFile),
+        makeConsole=(
+            (
+                lambda client: TerminalConsole(
+                    client.nick, client.sendLine, client.leave, terminalColumns, colour, timestamps
+                )
+            )
+            if interface
+            else None
+        ),
     )
     endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
     try:
@@ -644,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not options.nick.strip() or any(c in options.nick for c in "\r\n"):
         _parser().error("a nickname must be one line of text")
     _ensureStandardInput()
+    interface = os.isatty(0) and os.isatty(1) and not options.plain
+    colour = interface and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
     from twisted.internet import task
 
     async def start(reactor: IReactorTCP) -> None:
@@ -654,11 +695,34 @@ def main(argv: Sequence[str] | None = None) -> None:
             options.port,
             options.timeout,
             options.password_file,
+            interface=interface,
+            colour=colour,
+            timestamps=not options.no_timestamps,
         )
         if status:
             raise SystemExit(status)
 
-    task.react(lambda reactor: Deferred.fromCoroutine(start(reactor)))
+    with _terminalMode(interface):
+        task.react(lambda reactor: Deferred.fromCoroutine(start(reactor)))
+
+
+@contextmanager
+def _terminalMode(interface: bool) -> Iterator[None]:
+    # On a terminal, keys come one at a time and are not echoed (the client draws the input
+    # line itself), but Ctrl-C still interrupts (and leaves politely). However the client
+    # ends (an exit, an exception, SIGTERM), the terminal is given back as it was found.
+    if not interface:
+        yield
+        return
+    saved = termios.tcgetattr(0)
+    restore = lambda: termios.tcsetattr(0, termios.TCSADRAIN, saved)  # noqa: E731
+    atexit.register(restore)
+    try:
+        tty.setcbreak(0)
+        yield
+    finally:
+        restore()
+        atexit.unregister(restore)
 
 
 def _ensureStandardInput() -> None:

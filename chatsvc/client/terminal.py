@@ -12,16 +12,22 @@ terminal as a control), and colours come from the client alone.
 from __future__ import annotations
 
 import codecs
+import re
 import time
 import zlib
 from collections.abc import Callable, Sequence
 
-from twisted.conch.insults.insults import TerminalProtocol
+from twisted.conch.insults.insults import ServerProtocol, TerminalProtocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from chatsvc.client.editor import LineEditor, width
 from chatsvc.text import neutralize
 
-__all__ = ["ChatTerminal", "NICK_COLOURS", "styled"]
+__all__ = ["ChatTerminal", "LINE_COMMANDS", "NICK_COLOURS", "TerminalConsole", "styled"]
 
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
@@ -215,3 +221,112 @@ def _wrap(text: str, columns: int, indent: int) -> list[str]:
         used += cost
     rows.append(row)
     return rows
+
+
+LINE_COMMANDS = (
+    "/join", "/part", "/rooms", "/who", "/topic", "/history", "/nick", "/me", "/msg", "/say",
+    "/register", "/password", "/whois", "/help", "/quit",
+    "/kick", "/ban", "/unban", "/bans", "/mute", "/unmute", "/mutes", "/op", "/deop",
+    "/voice", "/devoice", "/invite", "/remove", "/set",
+    "/announce", "/kill", "/suspend", "/unsuspend", "/lockdown", "/owner",
+)
+"""The line door's commands, for Tab (docs/protocol.md lists them)."""
+
+_NOW_IN = re.compile(
+    r"^\*\*\* (?:You joined (?P<joined>\S+); now talking there"
+    r"|Now talking in (?P<switched>\S+)"
+    r"|.*; now talking in (?P<left>\S+)"
+    r"|Type /help for commands, /quit to leave; you are talking in (?P<welcome>\S+)\.)$"
+)
+_NO_ROOM = re.compile(r"^\*\*\* .*(?:you are in no room|you are in no room now)")
+_MEMBERS = re.compile(r"^\*\*\* (?:Members \(\d+\):|  ) ?(?P<names>.*)$")
+_SPEAKER = re.compile(r"^(?:\[\S+\] )?(?:\* )?(?P<nick>[^\s:*\[][^\s:]*)(?::| joined!| left!| )")
+
+
+@implementer(IHalfCloseableProtocol)
+class TerminalConsole(ServerProtocol):
+    """
+    The terminal client on a terminal: conch's key parser in front of a L{ChatTerminal}, which
+    it draws through. It learns what the server's lines say (the room talked in, for the
+    prompt; the nicknames seen, for Tab) and hands the lines typed to C{sendLine}.
+
+    @ivar closed: fires once the terminal is let go (the client's exit waits for it).
+    """
+
+    def __init__(
+        self,
+        nick: str,
+        sendLine: Callable[[bytes], object],
+        leave: Callable[[], object],
+        columns: Callable[[], int],
+        colour: bool = True,
+        timestamps: bool = True,
+    ) -> None:
+        super().__init__()
+        self._sendLine = sendLine
+        self._leave = leave
+        self._columns = columns
+        self.closed: Deferred[None] = Deferred()
+        self.nicks: dict[str, str] = {}
+        self.chat = ChatTerminal(self._typed, leave, self._complete, colour, timestamps)
+        self.chat.me = nick
+        self.chat.width = columns()
+        self.protocolFactory = lambda: self.chat
+
+    def show(self, text: str) -> None:
+        """A line from the server: learnt from, then drawn above the input line."""
+        self._learn(text)
+        self.chat.width = self._columns()
+        self.chat.show(text)
+
+    def finish(self) -> None:
+        """Leaving: the input line goes, so that the shell's prompt comes on a clean line."""
+        if self.transport is not None:
+            self.transport.write(b"\r\x1b[2K")
+
+    def _typed(self, line: str) -> None:
+        self._sendLine(line.encode("utf-8"))
+
+    def _complete(self, word: str, atStart: bool) -> list[str]:
+        if atStart and word.startswith("/"):
+            return [command for command in LINE_COMMANDS if command.startswith(word.lower())]
+        key = word.lstrip("@+").casefold()
+        me = (self.chat.me or "").casefold()
+        found = [nick for folded, nick in self.nicks.items() if folded.startswith(key) and folded != me]
+        return sorted(found, key=str.casefold)
+
+    def _learn(self, text: str) -> None:
+        now = _NOW_IN.match(text)
+        if now is not None:
+            room = next(value for value in now.groupdict().values() if value)
+            self.chat.prompt = f"[{room}] "
+            return
+        if _NO_ROOM.match(text):
+            self.chat.prompt = "> "
+            return
+        members = _MEMBERS.match(text)
+        if members is not None:
+            for name in members.group("names").split(", "):
+                name = name.strip().lstrip("@+")
+                if name and " " not in name:
+                    self.nicks[name.casefold()] = name
+            return
+        speaker = _SPEAKER.match(text)
+        if speaker is not None and len(self.nicks) < 10_000:
+            nick = speaker.group("nick")
+            self.nicks[nick.casefold()] = nick
+
+    # What the client asks of a console, beyond show and finish
+
+    def readConnectionLost(self) -> None:
+        """The terminal's input ended: leave."""
+        self._leave()
+
+    def writeConnectionLost(self) -> None:
+        """Nobody reads the terminal any more: leave."""
+        self._leave()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        if not self.closed.called:
+            self.closed.callback(None)

@@ -699,7 +699,12 @@ class ChatProtocol(Session, LineReceiver):
             )
         if self.current is not None:
             self.reply(self._roomLines(self.current))
-        self.sendNotice("Type /help for commands, /quit to leave.")
+        where = (
+            "you are in no room (/join one)"
+            if self.current is None
+            else f"you are talking in {self.current.name}"
+        )
+        self.sendNotice(f"Type /help for commands, /quit to leave; {where}.")
 
     # Chat lines and commands
 

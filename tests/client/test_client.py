@@ -478,7 +478,7 @@ class WithServerTests(SynchronousTestCase):
             [
                 "Alice connected to server!",
                 "*** Members (1): Alice",
-                "*** Type /help for commands, /quit to leave.",
+                "*** Type /help for commands, /quit to leave; you are talking in lobby.",
                 "Bob joined!",
                 "Bob left!",
             ],
@@ -488,7 +488,7 @@ class WithServerTests(SynchronousTestCase):
             [
                 "Bob connected to server!",
                 "*** Members (2): Alice, Bob",
-                "*** Type /help for commands, /quit to leave.",
+                "*** Type /help for commands, /quit to leave; you are talking in lobby.",
                 "Alice: hi bob",
                 "* Alice waves",
                 "*** Goodbye, Bob!",

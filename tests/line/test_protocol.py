@@ -115,7 +115,7 @@ class HandshakeTests(ProtocolTestCase):
             [
                 "Bob connected to server!",
                 "*** Members (2): Alice, Bob",
-                "*** Type /help for commands, /quit to leave.",
+                "*** Type /help for commands, /quit to leave; you are talking in lobby.",
             ],
         )
         self.assertEqual(alice.lines(), ["Bob joined!"])
@@ -677,7 +677,7 @@ class LaterNicknameTests(ProtocolTestCase):
             [
                 "Bob connected to server!",
                 "*** Members (2): Alice, Bob",
-                "*** Type /help for commands, /quit to leave.",
+                "*** Type /help for commands, /quit to leave; you are talking in lobby.",
             ],
         )
         self.assertEqual(self.alice.lines(), ["Bob joined!", "Bob: hello"])
@@ -1236,7 +1236,7 @@ class HistoryCommandTests(ProtocolTestCase):
                 "*** [2025-11-25 14:03 UTC] Alice: hello",
                 "*** [2025-11-25 14:03 UTC] * Alice waves",
                 "*** End of history of lobby",
-                "*** Type /help for commands, /quit to leave.",
+                "*** Type /help for commands, /quit to leave; you are talking in lobby.",
             ],
         )
 
@@ -1486,7 +1486,7 @@ class WriteThroughTests(ProtocolTestCase):
         self.assertEqual(self.receive(peer, b"GET_NAME\r\n"), b"GET_NAME\r\n")
         protocol.dataReceived(f"{nick}\n".encode())
         self.clock.advance(0)
-        welcome = self.receive(peer, b"/quit to leave.\r\n")
+        welcome = self.receive(peer, b"you are talking in lobby.\r\n")
         self.assertTrue(welcome.startswith(f"{nick} connected to server!\r\n".encode()))
         return connection, peer, reactor
 
@@ -1589,7 +1589,7 @@ class CrowdedRoomTests(ProtocolTestCase):
             [
                 "Dave connected to server!",
                 "*** Members (4): too many to list here; /who shows them all",
-                "*** Type /help for commands, /quit to leave.",
+                "*** Type /help for commands, /quit to leave; you are talking in lobby.",
             ],
         )
         self.assertEqual(alice.lines(), ["Dave joined!"])

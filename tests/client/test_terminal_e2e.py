@@ -1,0 +1,93 @@
+"""
+The terminal client in a real terminal (tmux), against a real server: the input line stays
+intact while lines arrive, Up recalls, Tab completes, colours come and go with the terminal and
+C{NO_COLOR}, a password is never on the screen, and the terminal is given back on leaving.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.processes import Server
+from tests.test_accounts_e2e import Netcat
+from tests.tmux import Tmux
+
+
+class TerminalTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()).resolve()
+        self.directory.mkdir()
+        self.server = Server(self.directory, "--db", ":memory:")
+        self.addCleanup(self.server.stop)
+        self.port = self.server.waitListening()
+
+    def client(self, nick: str = "Alice", *options: str, env: dict[str, str] | None = None) -> Tmux:
+        command = [sys.executable, "-m", "chatsvc.client", nick, "--host", "127.0.0.1",
+                   "--port", str(self.port), *options]
+        terminal = Tmux(self, command, env=env)
+        terminal.waitFor(f"{nick} connected to server!")
+        return terminal
+
+    def member(self, nick: str) -> Netcat:
+        member = Netcat(self.port)
+        self.addCleanup(member.close)
+        member.line()  # GET_NAME
+        member.send(nick)
+        return member
+
+    def test_halfALineSurvives(self) -> None:
+        """Half a line typed stays at the bottom, intact, while three lines arrive above it."""
+        alice = self.client("Alice", "--no-timestamps")
+        alice.waitFor(r"^\[lobby\]\s*$")
+        alice.type("hello wo")
+        bob = self.member("Bob")
+        for n in range(3):
+            bob.send(f"line {n}")
+        screen = alice.waitFor(r"Bob: line 2")
+        rows = [row for row in screen.splitlines() if row.strip()]
+        self.assertEqual(rows[-4:], ["Bob: line 0", "Bob: line 1", "Bob: line 2", "[lobby] hello wo"])
+        alice.type("rld")
+        alice.keys("Enter")
+        alice.waitFor(r"^\[lobby\]\s*$")
+        # Up brings the line back; Tab completes a nickname.
+        alice.keys("Up")
+        alice.waitFor(r"^\[lobby\] hello world$")
+        alice.keys("C-u")
+        alice.type("hi bo")
+        alice.keys("Tab")
+        alice.waitFor(r"^\[lobby\] hi Bob\s*$")
+
+    def test_colours(self) -> None:
+        """Colours on a terminal; none with NO_COLOR; the time stamps on the left."""
+        alice = self.client("Alice")
+        bob = self.member("Bob")
+        bob.send("hi there")
+        screen = alice.waitFor(r"Bob.*hi there", escapes=True)
+        self.assertRegex(screen, r"\x1b\[\d+mBob\x1b\[(0|39)m")
+        self.assertRegex(alice.screen(), r"(?m)^\d\d:\d\d Bob: hi there$")
+        plain = self.client("Carol", env={"NO_COLOR": "1"})
+        bob.send("again")
+        screen = plain.waitFor(r"Bob: again", escapes=True)
+        line = next(row for row in screen.splitlines() if "again" in row)
+        self.assertNotIn("\x1b[3", line)
+
+    def leaveWith(self, *keys: str) -> None:
+        """Leaving with C{keys}: exit status 0, and the terminal given back: it echoes again."""
+        alice = self.client("Alice")
+        alice.keys(*keys)
+        alice.waitFor(r"^EXITED 0$")
+        # The pane's shell runs "sleep" now; what is typed is echoed by the terminal again.
+        alice.type("typed after")
+        alice.waitFor(r"typed after")
+
+    def test_quitGivesTheTerminalBack(self) -> None:
+        self.leaveWith("/quit", "Enter")
+
+    def test_ctrlCGivesTheTerminalBack(self) -> None:
+        self.leaveWith("C-c")
+
+    def test_ctrlDGivesTheTerminalBack(self) -> None:
+        self.leaveWith("C-d")
