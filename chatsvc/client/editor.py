@@ -10,6 +10,7 @@ that conch's C{insults} parses into these calls, and draws L{LineEditor.view}.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
@@ -17,6 +18,11 @@ __all__ = ["HISTORY_KEPT", "LineEditor", "width"]
 
 HISTORY_KEPT = 500
 """How many lines typed are kept for Up to recall, for the session."""
+
+_PASSWORD_COMMAND = re.compile(r"^(/(?:register|password)\s)(.*)$", re.IGNORECASE | re.DOTALL)
+"""The commands whose arguments are passwords: shown masked, and never kept for Up."""
+
+MASK = "*"
 
 
 def width(character: str) -> int:
@@ -122,7 +128,8 @@ class LineEditor:
     def submit(self) -> str:
         """Enter: the line, kept for Up to recall (unless a password, or empty), and a new one."""
         line = self.text
-        if line.strip() and not self.secret and (not self.history or self.history[-1] != line):
+        kept = not self.secret and not _PASSWORD_COMMAND.match(line)
+        if line.strip() and kept and (not self.history or self.history[-1] != line):
             self.history.append(line)
             del self.history[: -self._historyKept]
         self.text, self.cursor = "", 0
@@ -203,12 +210,18 @@ class LineEditor:
         """
         What of the line shows in C{columns} columns, and the column of the cursor in it: the
         whole line if it fits, else the part around the cursor (a long line scrolls
-        sideways). A password shows as nothing.
+        sideways). A password shows as nothing; the arguments of C{/register} and
+        C{/password} as one L{MASK} a character.
         """
         if self.secret:
             return "", 0
         columns = max(2, columns)
-        widths = [width(c) for c in self.text]
+        text = self.text
+        command = _PASSWORD_COMMAND.match(text)
+        if command is not None:
+            # The command shows; what follows it (the passwords) as one mask a character.
+            text = command.group(1) + MASK * len(command.group(2))
+        widths = [width(c) for c in text]
         # Start at the beginning; scroll so that the cursor (and a column for it) fits.
         start = 0
         used = sum(widths[: self.cursor]) + 1
@@ -217,10 +230,10 @@ class LineEditor:
             start += 1
         shown: list[str] = []
         total = 0
-        for index in range(start, len(self.text)):
+        for index in range(start, len(text)):
             if total + widths[index] > columns:
                 break
-            shown.append(self.text[index])
+            shown.append(text[index])
             total += widths[index]
         return "".join(shown), sum(widths[start : self.cursor])
 

@@ -164,3 +164,17 @@ class ViewTests(SynchronousTestCase):
         editor = typed("sesame-open")
         editor.secret = True
         self.assertEqual(editor.view(20), ("", 0))
+
+
+class PasswordCommandTests(SynchronousTestCase):
+    def test_maskedAndNotKept(self) -> None:
+        """/register and /password show their arguments masked, and are never recalled."""
+        editor = typed("/register sesame-open")
+        self.assertEqual(editor.view(40), ("/register ***********", 21))
+        editor.submit()
+        editor.insert("/PASSWORD old-one new-one")
+        self.assertEqual(editor.view(40)[0], "/PASSWORD " + "*" * 15)
+        editor.submit()
+        editor.insert("/join games")
+        editor.submit()
+        self.assertEqual(editor.history, ["/join games"])

@@ -74,6 +74,17 @@ class TerminalTests(SynchronousTestCase):
         line = next(row for row in screen.splitlines() if "again" in row)
         self.assertNotIn("\x1b[3", line)
 
+    def test_passwordNeverOnTheScreen(self) -> None:
+        """/register's password shows masked while typed, and nowhere once sent."""
+        alice = self.client("Alice")
+        alice.type("/register sesame-open")
+        alice.waitFor(r"/register \*{11}")
+        self.assertNotIn("sesame", alice.screen())
+        alice.keys("Enter")
+        alice.waitFor(r"Alice is registered")
+        alice.keys("Up")
+        self.assertNotIn("sesame", alice.screen())
+
     def leaveWith(self, *keys: str) -> None:
         """Leaving with C{keys}: exit status 0, and the terminal given back: it echoes again."""
         alice = self.client("Alice")
