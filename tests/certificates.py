@@ -13,7 +13,8 @@ import trustme
 
 def serverCertificate(directory: Path) -> tuple[Path, Path, ssl.SSLContext]:
     """
-    Write a server's key and certificate chain into C{directory}.
+    Write a server's key and certificate chain into C{directory}, and the certificate of the
+    authority that issued them as C{ca.pem} (what a client is told to trust).
 
     @return: the key's path, the chain's path (for an C{ssl:} endpoint's C{privateKey} and
         C{certKey}), and a client context that trusts the CA that issued them.
@@ -23,6 +24,7 @@ def serverCertificate(directory: Path) -> tuple[Path, Path, ssl.SSLContext]:
     key, chain = directory / "key.pem", directory / "chain.pem"
     certificate.private_key_pem.write_to_path(str(key))
     certificate.cert_chain_pems[0].write_to_path(str(chain))
+    authority.cert_pem.write_to_path(str(directory / "ca.pem"))
     context = ssl.create_default_context()
     authority.configure_trust(context)
     return key, chain, context

@@ -40,7 +40,9 @@ from enum import Enum, auto
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThread
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from OpenSSL import SSL
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS, platformTrust
 from twisted.internet import defer
 from twisted.internet.error import (
     ConnectionDone,
@@ -475,6 +477,12 @@ class ChatClient(LineReceiver):
         if self.error is None and not self._saidGoodbye:
             if self._disconnectedBecause is not None:
                 self.error = f"disconnected by the server: {self._disconnectedBecause}"
+            elif reason.check(SSL.Error) is not None:
+                self.error = (
+                    "TLS failed: the server's certificate could not be verified "
+                    f"({_sslReason(reason)}); give --ca FILE to trust a private authority, or "
+                    "--insecure to skip the check"
+                )
             elif wasNaming and not reason.check(ConnectionDone):
                 self.error = f"connection lost before joining: {reason.getErrorMessage()}"
             elif wasNaming:
@@ -510,6 +518,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read the password of a registered nickname from the first line of FILE "
         f"(else from ${PASSWORD_VARIABLE}, else it is asked for on the terminal)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="speak TLS to the server (one listening on an ssl: endpoint), verifying its "
+        "certificate against the system's trusted authorities",
+    )
+    parser.add_argument(
+        "--ca", metavar="FILE", help="with --tls: trust the authority in FILE (PEM) instead"
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --tls: do not verify the server's certificate (the connection is still "
+        "encrypted, but anyone on the way may be the server)",
     )
     parser.add_argument(
         "--no-timestamps", action="store_true", help="on a terminal, no time stamps before lines"
@@ -548,6 +571,13 @@ def _seconds(text: str) -> float:
     if not 0 < seconds < math.inf:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
     return seconds
+
+
+def _sslReason(reason: Failure) -> str:
+    # OpenSSL's errors are lists of (library, function, reason): the reasons say enough.
+    errors = getattr(reason.value, "args", [[]])[0]
+    reasons = [entry[-1] for entry in errors if isinstance(entry, tuple) and entry[-1]]
+    return ", ".join(reasons) or reason.getErrorMessage()
 
 
 def _noPassword(nick: str) -> Deferred[str]:
@@ -600,6 +630,9 @@ async def run(
     interface: bool = False,
     colour: bool = True,
     timestamps: bool = True,
+    tls: bool = False,
+    ca: str | None = None,
+    insecure: bool = False,
 ) -> int:
     """
     Connect, chat until the session ends, and return the exit status. With C{interface}
@@ -627,7 +660,13 @@ async def run(
             else None
         ),
     )
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if tls:
+        try:
+            endpoint = wrapClientTLS(_tlsOptions(host, ca, insecure), endpoint)
+        except (OSError, SSL.Error, ValueError) as error:
+            _report(f"cannot use {ca} as a certificate authority: {_describe(error, timeout)}")
+            return 1
     try:
         await connectProtocol(endpoint, client)
     except Exception as error:
@@ -641,6 +680,19 @@ async def run(
     if client.error is not None:
         _report(client.error)
     return status
+
+
+def _tlsOptions(host: str, ca: str | None, insecure: bool) -> Any:
+    # How to speak TLS to host: verifying its certificate (for that name) against the system's
+    # authorities, or the one in ca; or, insecure, not verifying it.
+    if insecure:
+        return CertificateOptions(verify=False)
+    if ca is not None:
+        with open(ca, "rb") as file:
+            trust: Any = Certificate.loadPEM(file.read())
+    else:
+        trust = platformTrust()
+    return optionsForClientTLS(host, trustRoot=trust)
 
 
 def _leaveBeforeShutdown(client: ChatClient, clock: IReactorTime) -> Deferred[None] | None:
@@ -682,6 +734,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = _parser().parse_args(argv)
     if not options.nick.strip() or any(c in options.nick for c in "\r\n"):
         _parser().error("a nickname must be one line of text")
+    if (options.ca or options.insecure) and not options.tls:
+        _parser().error("--ca and --insecure go with --tls")
+    if options.ca and options.insecure:
+        _parser().error("give --ca or --insecure, not both")
     _ensureStandardInput()
     interface = os.isatty(0) and os.isatty(1) and not options.plain
     colour = interface and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
@@ -698,6 +754,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             interface=interface,
             colour=colour,
             timestamps=not options.no_timestamps,
+            tls=options.tls,
+            ca=options.ca,
+            insecure=options.insecure,
         )
         if status:
             raise SystemExit(status)
