@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import assert_never, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TypeVar, assert_never, cast
 
 import structlog
 from twisted.internet.defer import Deferred
@@ -89,6 +89,8 @@ MAX_COUNT_DIGITS = 9
 """The most digits a number in a command may have (C{/history N}, C{/rooms PAGE})."""
 
 _log = structlog.get_logger("chatsvc.protocol")
+
+T = TypeVar("T")
 
 HELP = [
     "Commands:",
@@ -826,7 +828,7 @@ class ChatProtocol(Session, LineReceiver):
             raise ChatError("usage: /register PASSWORD [INVITE-CODE]")
         _notAQuitPassword(words[0])
         registered = self.factory.hub.register(self, *words)
-        self._whenAnswered(registered, self._registered, self.sendError, self._lineFailed)
+        self._command(registered, self._registered)
 
     def _registered(self, account: Account) -> None:
         self.sendNotice(
@@ -841,12 +843,12 @@ class ChatProtocol(Session, LineReceiver):
             raise ChatError("usage: /password OLD NEW")
         _notAQuitPassword(words[1])
         changed = self.factory.hub.changePassword(self, *words)
-        self._whenAnswered(
-            changed,
-            lambda account: self.sendNotice("Your password is changed."),
-            self.sendError,
-            self._lineFailed,
-        )
+        self._command(changed, lambda account: self.sendNotice("Your password is changed."))
+
+    def _command(self, answer: Deferred[T], done: Callable[[T], object] = lambda result: None) -> None:
+        # A command the core answers later (a hash, a database, the admins' list): done with
+        # what it answers, or its refusal shown as an error; reading waits meanwhile.
+        self._whenAnswered(answer, done, self.sendError, self._lineFailed)  # type: ignore[arg-type]
 
     # Moderation: the current room's, for its operators; the server's, for its admins
 
@@ -957,64 +959,40 @@ class ChatProtocol(Session, LineReceiver):
         """C{/announce TEXT}: an admin, to everyone."""
         if not argument:
             raise ChatError("usage: /announce TEXT")
-        self._whenAnswered(
-            self.factory.hub.announce(self, argument), lambda event: None, self.sendError, self._lineFailed
-        )
+        self._command(self.factory.hub.announce(self, argument))
 
     def command_kill(self, argument: str) -> None:
         """C{/kill NICK [REASON]}: an admin disconnects a member."""
         nick, _, reason = argument.partition(" ")
         if not nick:
             raise ChatError("usage: /kill NICK [REASON]")
-        self._whenAnswered(
+        self._command(
             self.factory.hub.kill(self, nick, reason.strip() or None),
             lambda event: self.sendNotice(f"{event.target} is disconnected"),
-            self.sendError,
-            self._lineFailed,
         )
 
     def command_suspend(self, argument: str) -> None:
         """C{/suspend NICK [DURATION] [REASON]}: an admin suspends an account."""
         nick, duration, reason = _nickDurationReason(argument, "suspend")
-        self._whenAnswered(
-            self.factory.hub.suspend(self, nick, duration, reason),
-            lambda event: None,
-            self.sendError,
-            self._lineFailed,
-        )
+        self._command(self.factory.hub.suspend(self, nick, duration, reason))
 
     def command_unsuspend(self, argument: str) -> None:
         """C{/unsuspend NICK}."""
         if not argument or " " in argument:
             raise ChatError("usage: /unsuspend NICK")
-        self._whenAnswered(
-            self.factory.hub.suspend(self, argument, on=False),
-            lambda event: None,
-            self.sendError,
-            self._lineFailed,
-        )
+        self._command(self.factory.hub.suspend(self, argument, on=False))
 
     def command_lockdown(self, argument: str) -> None:
         """C{/lockdown on|off}."""
         if argument.lower() not in ("on", "off"):
             raise ChatError("usage: /lockdown on|off")
-        self._whenAnswered(
-            self.factory.hub.lockdown(self, argument.lower() == "on"),
-            lambda event: None,
-            self.sendError,
-            self._lineFailed,
-        )
+        self._command(self.factory.hub.lockdown(self, argument.lower() == "on"))
 
     def command_remove(self, argument: str) -> None:
         """C{/remove NICK}: an operator removes NICK's latest message in the current room."""
         if not argument or " " in argument:
             raise ChatError("usage: /remove NICK")
-        self._whenAnswered(
-            self.factory.hub.removeMessage(self, self._currentRoom().name, nick=argument),
-            lambda event: None,
-            self.sendError,
-            self._lineFailed,
-        )
+        self._command(self.factory.hub.removeMessage(self, self._currentRoom().name, nick=argument))
 
     def command_whois(self, argument: str) -> None:
         """C{/whois NICK}."""
