@@ -29,6 +29,7 @@ import atexit
 import getpass
 import math
 import os
+import signal
 import termios
 import tty
 import sys
@@ -651,11 +652,7 @@ async def run(
         columns=terminalColumns if os.isatty(1) else None,
         askPassword=passwordSource(passwordFile),
         makeConsole=(
-            (
-                lambda client: TerminalConsole(
-                    client.nick, client.sendLine, client.leave, terminalColumns, colour, timestamps
-                )
-            )
+            (lambda client: _terminalConsole(client, reactor, colour, timestamps))
             if interface
             else None
         ),
@@ -680,6 +677,18 @@ async def run(
     if client.error is not None:
         _report(client.error)
     return status
+
+
+def _terminalConsole(
+    client: ChatClient, reactor: Any, colour: bool, timestamps: bool
+) -> TerminalConsole:
+    # The console on a terminal, drawn again to fit when the terminal is resized: SIGWINCH,
+    # handed to the reactor's thread (a signal handler may not draw itself).
+    console = TerminalConsole(
+        client.nick, client.sendLine, client.leave, terminalColumns, colour, timestamps
+    )
+    signal.signal(signal.SIGWINCH, lambda number, frame: reactor.callFromThread(console.resized))
+    return console
 
 
 def _tlsOptions(host: str, ca: str | None, insecure: bool) -> Any:

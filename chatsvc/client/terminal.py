@@ -115,12 +115,26 @@ class ChatTerminal(TerminalProtocol):
         self.prompt = "> "
         self.width = 80
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        # The column the cursor was left at by the last drawing of the input line.
+        self._drawnCursor = 0
 
     def connectionMade(self) -> None:
         self._drawInput()
 
     def terminalSize(self, width: int, height: int) -> None:
+        """
+        The terminal has a new width. A narrower terminal reflows the input line drawn for the
+        old width onto several rows, the cursor on one of them: back up to the first, clear
+        from there down, and draw the line again to fit.
+        """
         self.width = width
+        terminal = self.terminal
+        if terminal is not None:
+            above = self._drawnCursor // max(1, width)
+            if above:
+                terminal.cursorUp(above)
+            terminal.write(b"\r")
+            terminal.eraseToDisplayEnd()
         self._drawInput()
 
     # What arrives
@@ -199,8 +213,9 @@ class ChatTerminal(TerminalProtocol):
         terminal.write(b"\r")
         terminal.eraseLine()
         terminal.write((prompt + text).encode("utf-8") + b"\r")
-        if promptWidth + column:
-            terminal.cursorForward(promptWidth + column)
+        self._drawnCursor = promptWidth + column
+        if self._drawnCursor:
+            terminal.cursorForward(self._drawnCursor)
 
     def unhandledControlSequence(self, seq: bytes) -> None:
         """Keys this client does not use (function keys, a paste's brackets) do nothing."""
@@ -272,6 +287,10 @@ class TerminalConsole(ServerProtocol):
         self.chat.me = nick
         self.chat.width = columns()
         self.protocolFactory = lambda: self.chat
+
+    def resized(self) -> None:
+        """The terminal changed size (SIGWINCH): the input line is drawn again to fit."""
+        self.chat.terminalSize(self._columns(), 0)
 
     def show(self, text: str) -> None:
         """A line from the server: learnt from, then drawn above the input line."""

@@ -60,6 +60,15 @@ class TerminalTests(SynchronousTestCase):
         alice.keys("Tab")
         alice.waitFor(r"^\[lobby\] hi Bob\s*$")
 
+    def test_resized(self) -> None:
+        """Made narrower, the terminal gets the input line drawn again to fit its new width."""
+        alice = self.client("Alice", "--no-timestamps")
+        alice.type("x" * 70)
+        alice.waitFor(r"^\[lobby\] x{70}$")
+        alice.run("resize-window", "-t", "test", "-x", "40", "-y", "24")
+        screen = alice.waitFor(r"^\[lobby\] x{30}$")
+        self.assertNotIn("x" * 31, screen)
+
     def test_colours(self) -> None:
         """Colours on a terminal; none with NO_COLOR; the time stamps on the left."""
         alice = self.client("Alice")
