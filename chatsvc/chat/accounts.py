@@ -248,8 +248,8 @@ class Accounts:
         if key in self._byKey or key in self._registering:
             return fail(ChatError(f"{nick} is registered already"))
         if host is not None:
-            bucket = self._registrations.get(host, self.clock.seconds())
-            wait = bucket.take(self.clock.seconds())
+            now = self.clock.seconds()
+            wait = self._registrations.get(host, now).take(now)
             if wait:
                 return fail(
                     ChatError(

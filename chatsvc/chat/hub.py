@@ -1102,7 +1102,7 @@ class Hub:
                     self._deliverTo(connection, event)
 
     def _putOut(self, record: MemberRecord, room: Room) -> None:
-        # Out of a room, with every connection, told by the event that put it out.
+        # Out of a room, with every connection (the caller tells whom it must).
         if room not in record.rooms:
             return
         for connection in record.connections:
@@ -1549,9 +1549,7 @@ class Hub:
     def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
         record = self._records[member]
         crowded = self.crowded(room)
-        for connection in record.connections:
-            room.remove(connection, record)
-        record.rooms.remove(room)
+        self._putOut(record, room)
         event = Left(room.name, record.nick, reason, **self._stamp())
         for other in record.connections:
             if other is not member:

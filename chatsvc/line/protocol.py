@@ -631,11 +631,16 @@ class ChatProtocol(Session, LineReceiver):
             self._enqueue(_notice(event.describe()))
             self.disconnect(f"by {event.by}" + (f" ({event.reason})" if event.reason else ""))
             return True
-        if event.action in ("kick", "ban") and self.current is not None and self.current.name == event.room:
-            rooms = self.factory.hub.roomsOf(self)
-            others = [room for room in rooms if room.name != event.room]
-            self.current = others[-1] if others else None
+        if event.action in ("kick", "ban") and event.room is not None:
+            self._outOf(event.room)
         return False
+
+    def _outOf(self, name: str) -> None:
+        # Out of the room called name (the hub has taken this member out already): if it was
+        # the one talked in, the one joined last of those left is.
+        if self.current is not None and self.current.name == name:
+            rooms = self.factory.hub.roomsOf(self)
+            self.current = rooms[-1] if rooms else None
 
     def _elsewhere(self, event: Joined | Left) -> None:
         # This account joined or left a room from another of its connections: so did this one.
@@ -646,9 +651,7 @@ class ChatProtocol(Session, LineReceiver):
             else:
                 self._enqueue(_notice(f"You joined {event.room} from another connection"))
             return
-        if self.current is not None and self.current.name == event.room:
-            rooms = self.factory.hub.roomsOf(self)
-            self.current = rooms[-1] if rooms else None
+        self._outOf(event.room)
         where = "you are in no room now" if self.current is None else f"now talking in {self.current.name}"
         self._enqueue(_notice(f"You left {event.room} from another connection; {where}"))
 
@@ -763,9 +766,7 @@ class ChatProtocol(Session, LineReceiver):
         hub = self.factory.hub
         room = hub.part(self, argument or self._currentRoom().name)
         _log.info("room_left", nick=self.nick, room=room.name, members=len(room))
-        if room is self.current:
-            rooms = hub.roomsOf(self)
-            self.current = rooms[-1] if rooms else None
+        self._outOf(room.name)
         if self.current is None:
             self.sendNotice(f"You left {room.name}; you are in no room now (/join one)")
         else:

@@ -74,7 +74,6 @@ __all__ = [
     "WebFactory",
     "WebSession",
     "formatTime",
-    "frame",
 ]
 
 PROTOCOL_VERSION = 1
