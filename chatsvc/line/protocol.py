@@ -65,7 +65,7 @@ from chatsvc.chat import (
     Whispered,
     deliverToEach,
 )
-from chatsvc.line.wire import GET_NAME, GET_PASSWORD, QUIT_WORDS, endsSession
+from chatsvc.line.wire import GET_NAME, GET_PASSWORD, QUIT_WORDS, endsSession, removalReason
 from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
@@ -629,10 +629,16 @@ class ChatProtocol(Session, LineReceiver):
         # (kill); True if this door took care of the event itself.
         if event.action in ("kill", "suspend"):
             self._enqueue(_notice(event.describe()))
-            self.disconnect(f"by {event.by}" + (f" ({event.reason})" if event.reason else ""))
+            self.disconnect(removalReason(event.by, event.reason))
             return True
         if event.action in ("kick", "ban") and event.room is not None:
+            # Out of the room: told so, as after /part, with the room talked in now.
+            marked = self.current is not None and self.current.name != event.room
+            self._enqueue(renderEvent(event, marked))
             self._outOf(event.room)
+            where = "you are in no room now (/join one)" if self.current is None else f"now talking in {self.current.name}"
+            self._enqueue(_notice(f"You are out of {event.room}; {where}"))
+            return True
         return False
 
     def _outOf(self, name: str) -> None:

@@ -7,7 +7,15 @@ This module imports nothing else from chatsvc, so that the client can use it wit
 
 from __future__ import annotations
 
-__all__ = ["GET_NAME", "GET_PASSWORD", "QUIT_WORDS", "endsSession"]
+__all__ = [
+    "GET_NAME",
+    "GET_PASSWORD",
+    "QUIT_WORDS",
+    "endsSession",
+    "nicknameInUse",
+    "removalReason",
+    "removedBy",
+]
 
 GET_NAME = "GET_NAME"
 """The server's first line, and its question again after a refused nickname."""
@@ -32,3 +40,28 @@ def endsSession(line: str) -> bool:
     if line.strip() in QUIT_WORDS:
         return True
     return line.startswith("/") and line[1:].partition(" ")[0].lower() == "quit"
+
+
+def removalReason(by: str, reason: str | None) -> str:
+    """
+    The reason in C{*** Disconnected: <reason>} when a moderator took the member off the
+    server (C{/kill}, C{/suspend}): C{by NICK}, and the moderator's reason in brackets.
+    """
+    return f"by {by}" + (f" ({reason})" if reason else "")
+
+
+def removedBy(reason: str) -> bool:
+    """
+    Whether a C{*** Disconnected: <reason>} is a moderator's (L{removalReason}): the bundled
+    client does not connect again by itself after one.
+    """
+    return reason.startswith("by ")
+
+
+_IN_USE = "is already in use"
+"""The core's words for a nickname someone else holds (C{chatsvc.chat.hub})."""
+
+
+def nicknameInUse(error: str) -> bool:
+    """Whether the C{*** Error: <error>} refusing a nickname is that someone holds it."""
+    return _IN_USE in error

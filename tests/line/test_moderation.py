@@ -50,7 +50,10 @@ class LineModerationTests(ProtocolTestCase):
     def test_kick(self) -> None:
         self.alice.send("/kick Bob spam\n")
         self.assertEqual(self.carol.lines(), ["*** Bob was kicked by Alice (spam)"])
-        self.assertEqual(self.bob.lines(), ["[games] *** Bob was kicked by Alice (spam)"])
+        self.assertEqual(
+            self.bob.lines(),
+            ["*** Bob was kicked by Alice (spam)", "*** You are out of games; now talking in lobby"],
+        )
         self.bob.send("back?\n")
         self.assertEqual(self.carol.lines(), ["[lobby] Bob: back?"])  # Bob talks in the lobby now
         self.assertEqual(self.bob.protocol.current.name, "lobby")  # type: ignore[union-attr]
