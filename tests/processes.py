@@ -146,7 +146,17 @@ def _choosesWeb(options: tuple[str, ...]) -> bool:
 class Server(Running):
     """C{twistd -n chatroom} on a free port on 127.0.0.1, found from its own log."""
 
-    def __init__(self, cwd: str | Path, *options: str, twistdOptions: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        cwd: str | Path,
+        *options: str,
+        twistdOptions: tuple[str, ...] = (),
+        port: int = 0,
+    ) -> None:
+        """
+        @param port: the line door's port: a free one by default; a given one to start again
+            where a stopped server listened.
+        """
         super().__init__(
             [
                 *twistdCommand(),
@@ -155,7 +165,7 @@ class Server(Running):
                 *twistdOptions,
                 "chatroom",
                 "--listen",
-                "tcp:0:interface=127.0.0.1",
+                f"tcp:{port}:interface=127.0.0.1",
                 *(() if _choosesWeb(options) else ("--web-listen", "tcp:0:interface=127.0.0.1")),
                 *options,
             ],

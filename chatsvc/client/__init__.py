@@ -9,10 +9,13 @@ each line the server sends, made safe for the terminal first (a hostile server o
 move the cursor, recolour the terminal or reorder what is shown). Standard input may be a terminal,
 a pipe or a file.
 
-On a terminal, each line is wrapped to the terminal's width by the client itself, every row after
-the first indented by L{CONTINUATION}: a row that starts in the first column is always the start of
-a line, so text padded to the end of a row cannot pass for another member's line. Printed to a
-pipe or a file, lines are left as they are.
+On a terminal (standard input and output both, without C{--plain}), the input line stays at the
+bottom while lines arrive above it (L{chatsvc.client.terminal}), and a dropped connection is made
+again, back in the same rooms with the same nickname (L{chatsvc.client.session}; not with
+C{--no-reconnect}). Each line is wrapped to the terminal's width by the client itself, every row
+after the first indented (L{chatsvc.client.layout}): a row that starts in the first column is
+always the start of a line, so text padded to the end of a row cannot pass for another member's
+line. Printed to a pipe or a file, lines are left as they are.
 
 Exit status:
     - 0 once the server has said goodbye: after a quit word or C{/quit} typed, or after the end
@@ -33,7 +36,6 @@ import signal
 import termios
 import tty
 import sys
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -54,6 +56,7 @@ from twisted.internet.error import (
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
+    IPushProducer,
     IReactorTCP,
     IReactorTime,
     ITransport,
@@ -63,9 +66,11 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chatsvc.client.layout import CONTINUATION, displayWidth, wrapLine
+from chatsvc.client.session import TerminalSession
 from chatsvc.client.terminal import TerminalConsole
 from chatsvc.text import neutralize
-from chatsvc.line.wire import GET_NAME, GET_PASSWORD, endsSession
+from chatsvc.line.wire import GET_NAME, GET_PASSWORD, endsSession, nicknameInUse, removedBy
 
 __all__ = [
     "CONTINUATION",
@@ -85,8 +90,8 @@ Seconds to wait, unless told otherwise, for the server to accept the connection,
 its answers while joining: its C{GET_NAME}, then its answer to the nickname.
 """
 
-CONTINUATION = "    "
-"""What each row of a wrapped line but the first starts with."""
+_DEFAULT_COLUMNS = 80
+"""The width assumed for a terminal that does not tell its own."""
 
 PASSWORD_VARIABLE = "CHATSVC_PASSWORD"
 """The environment variable a script may give the password in."""
@@ -94,98 +99,6 @@ PASSWORD_VARIABLE = "CHATSVC_PASSWORD"
 
 class NoPassword(Exception):
     """The nickname is registered, and there is no way to ask for its password."""
-_NARROWEST = len(CONTINUATION) + 2
-"""The narrowest width lines are wrapped to: a continuation row needs room for a wide character."""
-_TAB_STOP = 8
-_DEFAULT_COLUMNS = 80
-"""The width assumed for a terminal that does not tell its own."""
-
-
-def displayWidth(character: str) -> int:
-    """
-    How many columns a terminal gives C{character}: 2 for East Asian wide and full-width
-    characters, 0 for combining marks, 1 for the rest.
-
-    Where terminals differ, this counts the wider way, since counting too few columns would let a
-    line wrap where the client did not wrap it: a character this version of Unicode does not know
-    (a newer terminal may draw it as a wide emoji), a regional indicator (half a flag) and the
-    emoji presentation selector U+FE0F (which makes some terminals draw the character before it
-    two columns wide) count 2, 2 and 1.
-    """
-    if character == "\ufe0f":
-        return 1
-    category = unicodedata.category(character)
-    if category in ("Mn", "Me"):
-        return 0
-    if (
-        category == "Cn"
-        or unicodedata.east_asian_width(character) in ("W", "F")
-        or "\U0001f1e6" <= character <= "\U0001f1ff"
-    ):
-        return 2
-    return 1
-
-
-def wrapLine(line: str, columns: int) -> list[str]:
-    """
-    Split C{line}, already made safe by L{neutralize}, into rows no wider than C{columns} (at
-    least L{_NARROWEST}), as it is to be printed on a terminal that wide.
-
-    Rows break after a space where a word fits on the next row, anywhere in a word that does not;
-    spaces at a break are dropped, tabs expanded to spaces. Every row but the first starts with
-    L{CONTINUATION} then a character that is not a space, so that no continuation row starts in
-    the first column.
-    """
-    columns = max(columns, _NARROWEST)
-    if len(line) <= columns and line.isascii() and "\t" not in line:
-        return [line]
-    rows: list[str] = []
-    prefix = ""
-    row: list[str] = []
-    used = 0
-    wordStart: int | None = None
-    afterSpace = False
-    skippingSpaces = False
-
-    def breakRow(at: int) -> None:
-        nonlocal prefix, row, used, wordStart, afterSpace
-        rows.append(prefix + "".join(row[:at]).rstrip(" "))
-        prefix = CONTINUATION
-        row = row[at:]
-        used = len(CONTINUATION) + sum(map(displayWidth, row))
-        wordStart = None
-        afterSpace = False
-
-    for character in line:
-        if character in " \t":
-            if skippingSpaces:
-                continue
-            for _ in range(1 if character == " " else _TAB_STOP - used % _TAB_STOP):
-                if used >= columns:
-                    breakRow(len(row))
-                    skippingSpaces = True
-                    break
-                row.append(" ")
-                used += 1
-                afterSpace = True
-            continue
-        width = displayWidth(character)
-        if used + width > columns:
-            at = len(row) if afterSpace else wordStart
-            if at is None or len(CONTINUATION) + sum(map(displayWidth, row[at:])) + width > columns:
-                at = len(row)
-            breakRow(at)
-        if afterSpace:
-            wordStart = len(row)
-            afterSpace = False
-        row.append(character)
-        used += width
-        skippingSpaces = False
-    if row or not rows:
-        rows.append(prefix + "".join(row))
-    return rows
-
-
 def terminalColumns() -> int:
     """The width of the terminal on standard output, read anew at each call (it may change)."""
     try:
@@ -303,6 +216,8 @@ class ChatClient(LineReceiver):
         columns: Callable[[], int] | None = None,
         askPassword: Callable[[str], Deferred[str]] | None = None,
         makeConsole: Callable[[ChatClient], Any] | None = None,
+        keepConsole: bool = False,
+        askAgain: bool = False,
     ) -> None:
         """
         @param nick: the nickname to answer C{GET_NAME} with.
@@ -316,7 +231,11 @@ class ChatClient(LineReceiver):
         @param askPassword: gives the password of the nickname it is called with, when the
             server asks for it (C{GET_PASSWORD}); by default, there is none to give.
         @param makeConsole: makes the console (a L{Console} by default: lines in, lines out;
-            on a terminal, a L{chatsvc.client.terminal.TerminalConsole}).
+            on a terminal, a L{chatsvc.client.session.TerminalSession}).
+        @param keepConsole: whether the console outlives this connection (it is then neither
+            finished nor closed when the connection ends: the next connection uses it).
+        @param askAgain: whether a password the server refused is asked for again (when a
+            person types it), rather than ending the connection.
         """
         self.nick = nick
         self.clock = clock
@@ -326,20 +245,31 @@ class ChatClient(LineReceiver):
         self.columns = columns
         self.askPassword = askPassword if askPassword is not None else _noPassword
         self.makeConsole = makeConsole
+        self.keepConsole = keepConsole
+        self.askAgain = askAgain
         self._askedForPassword = False
         self.console: Any = None
         self.done: Deferred[int] = Deferred()
         self.error: str | None = None
         self._state = _State.NAMING
+        self.joined = False
+        """Whether the server accepted the nickname (the member joined) on this connection."""
         self._askedForName = False
         self._lastError: str | None = None
         self._disconnectedBecause: str | None = None
+        self._refused: str | None = None
+        self._lostTLS = False
+        self._broken = False
+        self._left = False
         self._saidGoodbye = False
         self._quitTimer: IDelayedCall | None = None
         self._answerTimer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         """Wait for the server's C{GET_NAME}, for a while."""
+        if self.keepConsole and self.makeConsole is not None:
+            # A console that is there already shows what happens while joining.
+            self.console = self.makeConsole(self)
         self._awaitAnswer()
 
     # The server's lines
@@ -359,8 +289,18 @@ class ChatClient(LineReceiver):
 
     def _namingLine(self, text: str) -> None:
         if text == GET_NAME:
+            if self._askedForName and self._askedForPassword and self.askAgain:
+                # A mistyped password: shown why, and asked again.
+                if self.console is not None and self._lastError is not None:
+                    self.console.show(f"*** Error: {self._lastError}")
+                self._askedForPassword = False
+                self._lastError = None
+                self._send(self.nick.encode("utf-8"))
+                self._awaitAnswer()
+                return
             if self._askedForName:
                 reason = self._lastError or "the server asked for another one"
+                self._refused = reason
                 self._fail(f"nickname refused: {reason}")
                 return
             self._askedForName = True
@@ -377,6 +317,7 @@ class ChatClient(LineReceiver):
             self._lastError = text.removeprefix("*** Error: ")
         elif text.endswith(" connected to server!") and self._askedForName:
             self._state = _State.CHATTING
+            self.joined = True
             self._stopAwaitingAnswer()
             self._startConsole()
             assert self.console is not None
@@ -409,19 +350,22 @@ class ChatClient(LineReceiver):
         self._fail(f"{self.serverName} did not answer within {self.timeout:g} seconds", abort=True)
 
     def _startConsole(self) -> None:
-        console: Any = (
-            Console(self, self.columns) if self.makeConsole is None else self.makeConsole(self)
-        )
-        self.console = console
+        console: Any = self.console
+        if console is None:
+            console = Console(self, self.columns) if self.makeConsole is None else self.makeConsole(self)
+            self.console = console
         self.openConsole(console)
         transport = self.transport
         if console.transport is not None and transport is not None:
-            # Each side stops reading while the other cannot keep up.
+            # Each side stops reading while the other cannot keep up. A console kept for the
+            # next connection is not stopped with this one: only paused and resumed.
             console.transport.registerProducer(transport, True)
-            transport.registerProducer(console.transport, True)  # type: ignore[attr-defined]
+            reader = _PausedOnly(console.transport) if self.keepConsole else console.transport
+            transport.registerProducer(reader, True)  # type: ignore[attr-defined]
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """No chatsvc server sends such a line: whatever this is, stop talking to it."""
+        self._broken = True
         self._fail("the server sent a line over 64 KiB")
 
     # Lines typed
@@ -440,10 +384,12 @@ class ChatClient(LineReceiver):
 
     def leave(self) -> None:
         """Ask the server to end the session (at the end of input, or when asked to stop)."""
+        self._left = True
         if self._state is _State.CHATTING:
             self._leaving()
             self._send(b"/quit")
         elif self._state is _State.NAMING and self.transport is not None:
+            self.error = self.error or "left before joining"
             self.transport.loseConnection()
 
     def _leaving(self) -> None:
@@ -455,6 +401,21 @@ class ChatClient(LineReceiver):
         self._fail(f"the server did not end the session within {QUIT_TIMEOUT:g} seconds")
 
     # The end
+
+    def worthRetrying(self) -> bool:
+        """
+        Whether a new connection may go where this one could not: not after a goodbye, the
+        member's own leaving, a moderator's disconnect, a nickname refused for a reason that
+        waiting does not change, or a certificate that does not verify.
+        """
+        if self._saidGoodbye or self._left or self._lostTLS:
+            return False
+        if self._disconnectedBecause is not None:
+            return not removedBy(self._disconnectedBecause)
+        if self._refused is not None:
+            # Still held by the connection that dropped, until the server notices it.
+            return nicknameInUse(self._refused)
+        return not self._broken
 
     def _fail(self, error: str, abort: bool = False) -> None:
         if self.error is None:
@@ -479,6 +440,7 @@ class ChatClient(LineReceiver):
             if self._disconnectedBecause is not None:
                 self.error = f"disconnected by the server: {self._disconnectedBecause}"
             elif reason.check(SSL.Error) is not None:
+                self._lostTLS = True
                 self.error = (
                     "TLS failed: the server's certificate could not be verified "
                     f"({_sslReason(reason)}); give --ca FILE to trust a private authority, or "
@@ -496,12 +458,38 @@ class ChatClient(LineReceiver):
             self.done.callback(status)
             return
         consoleTransport: ITransport = console.transport
+        if self.keepConsole:
+            # The console stays for the next connection (reading again: see _PausedOnly).
+            consoleTransport.unregisterProducer()  # type: ignore[attr-defined]
+            self.done.callback(status)
+            return
         finish = getattr(console, "finish", None)
         if finish is not None:
             finish()
         consoleTransport.unregisterProducer()  # type: ignore[attr-defined]
         consoleTransport.loseConnection()
         console.closed.addCallback(lambda _: status).chainDeferred(self.done)
+
+
+@implementer(IPushProducer)
+class _PausedOnly:
+    """
+    The console's reading as a connection's producer, when the console outlives the
+    connection: paused while the connection cannot keep up, resumed when it can, and resumed
+    (not closed) when the connection ends.
+    """
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def pauseProducing(self) -> None:
+        self._reader.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._reader.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._reader.resumeProducing()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -537,6 +525,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-timestamps", action="store_true", help="on a terminal, no time stamps before lines"
+    )
+    parser.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="on a terminal, exit when the connection drops (by default the client connects "
+        "again, takes back its nickname and rejoins its rooms)",
     )
     parser.add_argument(
         "--plain",
@@ -596,6 +590,28 @@ def passwordSource(
     terminal that does not echo what is typed (C{getpass}, in a thread, since it blocks until
     the line is typed), else nowhere.
     """
+    scripted = scriptedPassword(passwordFile, environ)
+    if scripted is not None:
+        return scripted
+    if interactive is None:
+        interactive = os.isatty(0)
+    if interactive:
+        return lambda nick: deferToThread(getpass.getpass, f"Password for {nick}: ")
+    return lambda nick: fail(
+        NoPassword(
+            f"{nick} is registered: give its password with --password-file FILE or "
+            f"${PASSWORD_VARIABLE}"
+        )
+    )
+
+
+def scriptedPassword(
+    passwordFile: str | None, environ: dict[str, str] | os._Environ[str] = os.environ
+) -> Callable[[str], Deferred[str]] | None:
+    """
+    Where a script gives the password of a registered nickname: the first line of
+    C{passwordFile}, else the environment's L{PASSWORD_VARIABLE}; L{None} if neither.
+    """
     if passwordFile is not None:
 
         def fromFile(nick: str) -> Deferred[str]:
@@ -609,16 +625,7 @@ def passwordSource(
     given = environ.get(PASSWORD_VARIABLE)
     if given is not None:
         return lambda nick: succeed(given)
-    if interactive is None:
-        interactive = os.isatty(0)
-    if interactive:
-        return lambda nick: deferToThread(getpass.getpass, f"Password for {nick}: ")
-    return lambda nick: fail(
-        NoPassword(
-            f"{nick} is registered: give its password with --password-file FILE or "
-            f"${PASSWORD_VARIABLE}"
-        )
-    )
+    return None
 
 
 async def run(
@@ -634,29 +641,18 @@ async def run(
     tls: bool = False,
     ca: str | None = None,
     insecure: bool = False,
+    reconnect: bool = True,
 ) -> int:
     """
     Connect, chat until the session ends, and return the exit status. With C{interface}
     (standard input and output are a terminal), the input line stays at the bottom (see
-    L{chatsvc.client.terminal}); else lines are read and printed as they come.
+    L{chatsvc.client.terminal}) and a dropped connection is made again (unless not
+    C{reconnect}; see L{chatsvc.client.session}); else lines are read and printed as they come.
     """
     from twisted.internet.stdio import StandardIO
 
     clock: IReactorTime = reactor  # type: ignore[assignment]
-    client = ChatClient(
-        nick,
-        clock,
-        StandardIO,
-        timeout=timeout,
-        serverName=f"the server at {host}:{port}",
-        columns=terminalColumns if os.isatty(1) else None,
-        askPassword=passwordSource(passwordFile),
-        makeConsole=(
-            (lambda client: _terminalConsole(client, reactor, colour, timestamps))
-            if interface
-            else None
-        ),
-    )
+    serverName = f"the server at {host}:{port}"
     endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=timeout)
     if tls:
         try:
@@ -664,28 +660,58 @@ async def run(
         except (OSError, SSL.Error, ValueError) as error:
             _report(f"cannot use {ca} as a certificate authority: {_describe(error, timeout)}")
             return 1
-    try:
-        await connectProtocol(endpoint, client)
-    except Exception as error:
-        _report(f"cannot connect to {host}:{port}: {_describe(error, timeout)}")
-        return 1
+    if interface:
+
+        def makeClient(**arguments: Any) -> ChatClient:
+            return ChatClient(clock=clock, openConsole=lambda console: None, timeout=timeout,
+                              serverName=serverName, **arguments)
+
+        terminal = TerminalSession(
+            clock,
+            lambda session: _terminalConsole(session, reactor, colour, timestamps),
+            StandardIO,
+            makeClient,
+            lambda client: connectProtocol(endpoint, client),
+            nick,
+            serverName=serverName,
+            scriptedPassword=scriptedPassword(passwordFile),
+            reconnect=reconnect,
+            describe=lambda error: _describe(error, timeout),
+        )
+        terminal.start()
+        session: ChatClient | TerminalSession = terminal
+    else:
+        session = ChatClient(
+            nick,
+            clock,
+            StandardIO,
+            timeout=timeout,
+            serverName=serverName,
+            columns=terminalColumns if os.isatty(1) else None,
+            askPassword=passwordSource(passwordFile),
+        )
+        try:
+            await connectProtocol(endpoint, session)
+        except Exception as error:
+            _report(f"cannot connect to {host}:{port}: {_describe(error, timeout)}")
+            return 1
     # Ctrl-C (or SIGTERM) leaves politely: say /quit, and give the server a moment to answer.
     reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
-        "before", "shutdown", _leaveBeforeShutdown, client, clock
+        "before", "shutdown", _leaveBeforeShutdown, session, clock
     )
-    status = await client.done
-    if client.error is not None:
-        _report(client.error)
+    status = await session.done
+    if session.error is not None:
+        _report(session.error)
     return status
 
 
 def _terminalConsole(
-    client: ChatClient, reactor: Any, colour: bool, timestamps: bool
+    session: TerminalSession, reactor: Any, colour: bool, timestamps: bool
 ) -> TerminalConsole:
     # The console on a terminal, drawn again to fit when the terminal is resized: SIGWINCH,
     # handed to the reactor's thread (a signal handler may not draw itself).
     console = TerminalConsole(
-        client.nick, client.sendLine, client.leave, terminalColumns, colour, timestamps
+        session.whereabouts.nick, session.sendLine, session.leave, terminalColumns, colour, timestamps
     )
     signal.signal(signal.SIGWINCH, lambda number, frame: reactor.callFromThread(console.resized))
     return console
@@ -704,7 +730,9 @@ def _tlsOptions(host: str, ca: str | None, insecure: bool) -> Any:
     return optionsForClientTLS(host, trustRoot=trust)
 
 
-def _leaveBeforeShutdown(client: ChatClient, clock: IReactorTime) -> Deferred[None] | None:
+def _leaveBeforeShutdown(
+    client: ChatClient | TerminalSession, clock: IReactorTime
+) -> Deferred[None] | None:
     if client.done.called:
         return None
     client.leave()
@@ -766,6 +794,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tls=options.tls,
             ca=options.ca,
             insecure=options.insecure,
+            reconnect=not options.no_reconnect,
         )
         if status:
             raise SystemExit(status)

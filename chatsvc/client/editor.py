@@ -11,10 +11,11 @@ that conch's C{insults} parses into these calls, and draws L{LineEditor.view}.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 
-__all__ = ["HISTORY_KEPT", "LineEditor", "width"]
+from chatsvc.client.layout import displayWidth
+
+__all__ = ["HISTORY_KEPT", "LineEditor"]
 
 HISTORY_KEPT = 500
 """How many lines typed are kept for Up to recall, for the session."""
@@ -23,20 +24,6 @@ _PASSWORD_COMMAND = re.compile(r"^(/(?:register|password)\s)(.*)$", re.IGNORECAS
 """The commands whose arguments are passwords: shown masked, and never kept for Up."""
 
 MASK = "*"
-
-
-def width(character: str) -> int:
-    """
-    How many columns a terminal gives C{character}: 2 for East Asian wide and full-width
-    characters (and those this Unicode does not know, which a newer terminal may draw as wide
-    emoji), 0 for combining marks, 1 for the rest.
-    """
-    category = unicodedata.category(character)
-    if category in ("Mn", "Me"):
-        return 0
-    if category == "Cn" or unicodedata.east_asian_width(character) in ("W", "F"):
-        return 2
-    return 1
 
 
 class LineEditor:
@@ -221,7 +208,7 @@ class LineEditor:
         if command is not None:
             # The command shows; what follows it (the passwords) as one mask a character.
             text = command.group(1) + MASK * len(command.group(2))
-        widths = [width(c) for c in text]
+        widths = [displayWidth(c) for c in text]
         # Start at the beginning; scroll so that the cursor (and a column for it) fits.
         start = 0
         used = sum(widths[: self.cursor]) + 1
@@ -244,7 +231,7 @@ class LineEditor:
         if index <= 0:
             return 0
         index -= 1
-        while index > 0 and width(self.text[index]) == 0:
+        while index > 0 and displayWidth(self.text[index]) == 0:
             index -= 1
         return index
 
@@ -253,7 +240,7 @@ class LineEditor:
         if index >= len(self.text):
             return len(self.text)
         index += 1
-        while index < len(self.text) and width(self.text[index]) == 0:
+        while index < len(self.text) and displayWidth(self.text[index]) == 0:
             index += 1
         return index
 

@@ -24,7 +24,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatsvc.client.editor import LineEditor, width
+from chatsvc.client.editor import LineEditor
+from chatsvc.client.layout import CONTINUATION, displayWidth, wrapLine
 from chatsvc.text import neutralize
 
 __all__ = ["ChatTerminal", "LINE_COMMANDS", "NICK_COLOURS", "TerminalConsole", "styled"]
@@ -113,6 +114,7 @@ class ChatTerminal(TerminalProtocol):
         self.me: str | None = None
         """The member's nickname, highlighted where it is mentioned."""
         self.prompt = "> "
+        self.secretPrompt = "Password: "
         self.width = 80
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         # The column the cursor was left at by the last drawing of the input line.
@@ -146,7 +148,7 @@ class ChatTerminal(TerminalProtocol):
         """
         safe = neutralize(text)
         stamp = time.strftime("%H:%M ", time.localtime(self._clock())) if self.timestamps else ""
-        rows = _wrap(stamp + safe, self.width, len(stamp))
+        rows = wrapLine(stamp + safe, self.width, " " * len(stamp) if stamp else CONTINUATION)
         terminal = self.terminal
         terminal.write(b"\r")
         terminal.eraseLine()
@@ -198,17 +200,18 @@ class ChatTerminal(TerminalProtocol):
             editor.insert(self._decoder.decode(keyID))
         self._drawInput()
 
-    def password(self, secret: bool) -> None:
+    def password(self, secret: bool, prompt: str = "Password: ") -> None:
         """The next line is a password (or no longer): typed without being shown."""
         self.editor.secret = secret
+        self.secretPrompt = prompt
         self._drawInput()
 
     def _drawInput(self) -> None:
         terminal = self.terminal
         if terminal is None:
             return
-        prompt = "Password: " if self.editor.secret else self.prompt
-        promptWidth = sum(width(c) for c in prompt)
+        prompt = self.secretPrompt if self.editor.secret else self.prompt
+        promptWidth = sum(map(displayWidth, prompt))
         text, column = self.editor.view(max(2, self.width - promptWidth - 1))
         terminal.write(b"\r")
         terminal.eraseLine()
@@ -217,25 +220,12 @@ class ChatTerminal(TerminalProtocol):
         if self._drawnCursor:
             terminal.cursorForward(self._drawnCursor)
 
+    def redraw(self) -> None:
+        """Draw the input line again (its prompt changed)."""
+        self._drawInput()
+
     def unhandledControlSequence(self, seq: bytes) -> None:
         """Keys this client does not use (function keys, a paste's brackets) do nothing."""
-
-
-def _wrap(text: str, columns: int, indent: int) -> list[str]:
-    # Rows of at most columns columns; those after the first start with indent spaces, so
-    # that a row starting in the first column is always the start of a line.
-    columns = max(indent + 2, columns)
-    rows: list[str] = []
-    row, used = "", 0
-    for character in text:
-        cost = width(character)
-        if used + cost > columns:
-            rows.append(row)
-            row, used = " " * indent, indent
-        row += character
-        used += cost
-    rows.append(row)
-    return rows
 
 
 LINE_COMMANDS = (
@@ -247,13 +237,6 @@ LINE_COMMANDS = (
 )
 """The line door's commands, for Tab (docs/protocol.md lists them)."""
 
-_NOW_IN = re.compile(
-    r"^\*\*\* (?:You joined (?P<joined>\S+); now talking there"
-    r"|Now talking in (?P<switched>\S+)"
-    r"|.*; now talking in (?P<left>\S+)"
-    r"|Type /help for commands, /quit to leave; you are talking in (?P<welcome>\S+)\.)$"
-)
-_NO_ROOM = re.compile(r"^\*\*\* .*(?:you are in no room|you are in no room now)")
 _MEMBERS = re.compile(r"^\*\*\* (?:Members \(\d+\):|  ) ?(?P<names>.*)$")
 _SPEAKER = re.compile(r"^(?:\[\S+\] )?(?:\* )?(?P<nick>[^\s:*\[][^\s:]*)(?::| joined!| left!| )")
 
@@ -282,11 +265,46 @@ class TerminalConsole(ServerProtocol):
         self._leave = leave
         self._columns = columns
         self.closed: Deferred[None] = Deferred()
+        self._secret: tuple[Deferred[str], Callable[[], None]] | None = None
         self.nicks: dict[str, str] = {}
         self.chat = ChatTerminal(self._typed, leave, self._complete, colour, timestamps)
         self.chat.me = nick
         self.chat.width = columns()
         self.protocolFactory = lambda: self.chat
+
+    def inRoom(self, room: str | None) -> None:
+        """The room talked in is C{room} (L{None}: none), shown in the prompt."""
+        self.chat.prompt = "> " if room is None else f"[{room}] "
+        self.chat.redraw()
+
+    def offline(self) -> None:
+        """Not connected: the prompt says so."""
+        self.chat.prompt = "(offline) "
+        self.chat.redraw()
+
+    def named(self, nick: str) -> None:
+        """The member's nickname is now C{nick}: its mentions are highlighted."""
+        self.chat.me = nick
+
+    def askSecret(self, prompt: str) -> Deferred[str]:
+        """
+        The next line typed, which is not shown as it is typed, nor kept for Up: a password.
+        A line half typed is put aside meanwhile, and back once the password is entered or
+        the L{Deferred} cancelled.
+        """
+        editor = self.chat.editor
+        aside = (editor.text, editor.cursor)
+        editor.text, editor.cursor = "", 0
+
+        def done() -> None:
+            self._secret = None
+            editor.text, editor.cursor = aside
+            self.chat.password(False)
+
+        asked: Deferred[str] = Deferred(lambda asked: done())
+        self._secret = (asked, done)
+        self.chat.password(True, prompt)
+        return asked
 
     def resized(self) -> None:
         """The terminal changed size (SIGWINCH): the input line is drawn again to fit."""
@@ -304,6 +322,11 @@ class TerminalConsole(ServerProtocol):
             self.transport.write(b"\r\x1b[2K")
 
     def _typed(self, line: str) -> None:
+        if self._secret is not None:
+            asked, done = self._secret
+            done()
+            asked.callback(line)
+            return
         self._sendLine(line.encode("utf-8"))
 
     def _complete(self, word: str, atStart: bool) -> list[str]:
@@ -315,14 +338,6 @@ class TerminalConsole(ServerProtocol):
         return sorted(found, key=str.casefold)
 
     def _learn(self, text: str) -> None:
-        now = _NOW_IN.match(text)
-        if now is not None:
-            room = next(value for value in now.groupdict().values() if value)
-            self.chat.prompt = f"[{room}] "
-            return
-        if _NO_ROOM.match(text):
-            self.chat.prompt = "> "
-            return
         members = _MEMBERS.match(text)
         if members is not None:
             for name in members.group("names").split(", "):

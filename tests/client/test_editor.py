@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.client.editor import LineEditor, width
+from chatsvc.client.editor import LineEditor
+from chatsvc.client.layout import displayWidth
 
 
 def typed(text: str, cursor: int | None = None) -> LineEditor:
@@ -156,7 +157,7 @@ class ViewTests(SynchronousTestCase):
     def test_wideCharacters(self) -> None:
         """Wide characters take two columns; the cursor column counts them so."""
         editor = typed("李雷ab")
-        self.assertEqual((width("李"), width("a"), width("\u0301")), (2, 1, 0))
+        self.assertEqual((displayWidth("李"), displayWidth("a"), displayWidth("\u0301")), (2, 1, 0))
         self.assertEqual(editor.view(20), ("李雷ab", 6))
         self.assertEqual(editor.view(4), ("ab", 2))
 

@@ -9,7 +9,7 @@ from twisted.conch.insults import helper, insults
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.client.terminal import ChatTerminal, nickColour, styled
+from chatsvc.client.terminal import ChatTerminal, TerminalConsole, nickColour, styled
 
 
 class Screen:
@@ -120,8 +120,12 @@ class LayoutTests(SynchronousTestCase):
         screen.chat.terminalSize(20, 24)
         screen.chat.show("Alice: " + "x" * 30)
         rows = screen.visible()
-        self.assertEqual(rows[0], "Alice: " + "x" * 13)
-        self.assertTrue(rows[1].startswith(" ") or rows[1].startswith("x"))
+        self.assertEqual(rows[:3], ["Alice:", "    " + "x" * 16, "    " + "x" * 14])
+        # With time stamps, continuation rows are indented past the stamp.
+        stamped = Screen(timestamps=True)
+        stamped.chat.terminalSize(20, 24)
+        stamped.chat.show("Alice: hello there all")
+        self.assertRegex("\n".join(stamped.visible()[:2]), r"^\d\d:\d\d Alice: hello\n {6}there all$")
 
     def test_timestamps(self) -> None:
         screen = Screen(timestamps=True)
@@ -147,3 +151,57 @@ class ColourTests(SynchronousTestCase):
         screen = Screen(colour=False)
         screen.chat.show("Alice: hi")
         self.assertNotIn(b"\x1b[3", screen.output.value())
+
+
+class ConsoleTests(SynchronousTestCase):
+    """L{TerminalConsole}: the prompt it is told, and a password asked for on the input line."""
+
+    def setUp(self) -> None:
+        self.sent: list[bytes] = []
+        self.console = TerminalConsole(
+            "Alice", self.sent.append, lambda: None, lambda: 40, colour=False, timestamps=False
+        )
+        self.output = StringTransport()
+        self.console.makeConnection(self.output)
+        self.buffer = helper.TerminalBuffer()
+        self.buffer.connectionMade()
+        self.parser = insults.ClientProtocol(lambda: self.buffer)
+        self.parser.makeConnection(StringTransport())
+
+    def visible(self) -> list[str]:
+        self.parser.dataReceived(self.output.value())
+        self.output.clear()
+        rows = bytes(self.buffer).decode("utf-8", "replace").split("\n")
+        return [row.rstrip() for row in rows if row.strip()]
+
+    def test_prompt(self) -> None:
+        self.console.offline()
+        self.assertEqual(self.visible()[-1], "(offline)")
+        self.console.inRoom("games")
+        self.assertEqual(self.visible()[-1], "[games]")
+        self.console.inRoom(None)
+        self.assertEqual(self.visible()[-1], ">")
+
+    def test_askSecret(self) -> None:
+        """The password is typed unseen, goes to the one who asked (not the server), not to Up."""
+        self.console.dataReceived(b"half")
+        asked = self.console.askSecret("Password for Alice: ")
+        self.console.dataReceived(b"sesame-open")
+        self.assertEqual(self.visible()[-1], "Password for Alice:")
+        self.console.dataReceived(b"\r")
+        self.assertEqual(self.successResultOf(asked), "sesame-open")
+        self.assertEqual(self.sent, [])
+        self.assertEqual(self.visible()[-1], "> half")  # the half line, back
+        self.console.dataReceived(b"\x15\x1b[A")  # Ctrl-U, Up
+        self.assertNotIn("sesame", "\n".join(self.visible()))
+        self.console.dataReceived(b"\x15hi\r")
+        self.assertEqual(self.sent, [b"hi"])
+
+    def test_askSecretCancelled(self) -> None:
+        self.console.dataReceived(b"hi")
+        asked = self.console.askSecret("Password for Alice: ")
+        self.console.dataReceived(b"ses")
+        asked.cancel()
+        self.failureResultOf(asked)
+        self.console.dataReceived(b"!\r")
+        self.assertEqual(self.sent, [b"hi!"])

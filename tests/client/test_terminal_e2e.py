@@ -94,12 +94,82 @@ class TerminalTests(SynchronousTestCase):
         alice.keys("Up")
         self.assertNotIn("sesame", alice.screen())
 
+    def test_backAfterTheServerRestarts(self) -> None:
+        """
+        The server restarts: the client says so, connects again, logs in again (unasked) and is
+        back in its rooms, talking in the same one; a member who came in meanwhile sees it.
+        """
+        database = self.directory / "chat.sqlite"
+        server = Server(self.directory, "--db", str(database))
+        self.addCleanup(server.stop)
+        port = server.waitListening()
+        command = [sys.executable, "-m", "chatsvc.client", "Alice", "--host", "127.0.0.1",
+                   "--port", str(port), "--no-timestamps"]
+        alice = Tmux(self, command, height=50)
+        alice.waitFor("Alice connected to server!")
+        for line in ("/register sesame-open", "/join games", "/join dev", "/join games"):
+            alice.type(line)
+            alice.keys("Enter")
+        alice.waitFor(r"^\*\*\* Now talking in games$")
+        alice.type("half a li")
+        self.assertEqual(server.terminate(), 0)
+        alice.waitFor(r"connecting again in \d+ s")
+        alice.waitFor(r"^\(offline\) half a li$")
+        again = Server(self.directory, "--db", str(database), port=port)
+        self.addCleanup(again.stop)
+        again.waitListening()
+        screen = alice.waitFor(r"^\*\*\* Now talking in games\n(.*\n)*\[games\] half a li$")
+        self.assertNotIn("Password", screen)
+        self.assertEqual(screen.count("Alice connected to server!"), 2)
+        self.assertIn("*** Back in lobby, games, dev", screen)
+        bob = Netcat(port)
+        self.addCleanup(bob.close)
+        bob.line()
+        bob.send("Bob")
+        bob.send("/who games")
+        bob.expect(r"^\*\*\* Members \(1\): @Alice$")
+        bob.send("/join games")
+        bob.expect(r"^\*\*\* You joined games")
+        alice.type("ne")
+        alice.keys("Enter")
+        bob.expect(r"^Alice: half a line$")
+
+    def test_loginPasswordUnseen(self) -> None:
+        """GET_PASSWORD is answered on the input line, unseen; a wrong one is asked again."""
+        owner = self.member("Alice")
+        owner.send("/register sesame-open")
+        owner.expect(r"Alice is registered")
+        owner.send("/quit")
+        command = [sys.executable, "-m", "chatsvc.client", "Alice", "--host", "127.0.0.1",
+                   "--port", str(self.port)]
+        alice = Tmux(self, command)
+        alice.waitFor(r"^Password for Alice:\s*$")
+        alice.type("open-sesame")
+        alice.waitFor(r"^Password for Alice:\s*$")
+        alice.keys("Enter")
+        alice.waitFor(r"wrong password for Alice")
+        alice.type("sesame-open")
+        self.assertNotIn("sesame", alice.screen())
+        alice.keys("Enter")
+        screen = alice.waitFor(r"Alice connected to server!")
+        self.assertNotIn("sesame", screen)
+
     def leaveWith(self, *keys: str) -> None:
         """Leaving with C{keys}: exit status 0, and the terminal given back: it echoes again."""
         alice = self.client("Alice")
         alice.keys(*keys)
         alice.waitFor(r"^EXITED 0$")
         # The pane's shell runs "sleep" now; what is typed is echoed by the terminal again.
+        alice.type("typed after")
+        alice.waitFor(r"typed after")
+
+    def test_serverGoneGivesTheTerminalBack(self) -> None:
+        """With --no-reconnect, the server stopping ends the client: status 1, terminal back."""
+        alice = self.client("Alice", "--no-reconnect")
+        alice.type("half")
+        self.assertEqual(self.server.terminate(), 0)
+        alice.waitFor(r"^EXITED 1$")
+        alice.waitFor(r"chatsvc: disconnected by the server: server shutting down")
         alice.type("typed after")
         alice.waitFor(r"typed after")
 
