@@ -6,6 +6,9 @@ C{NO_COLOR}, a password is never on the screen, and the terminal is given back o
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -170,6 +173,16 @@ class TerminalTests(SynchronousTestCase):
         self.assertEqual(self.server.terminate(), 0)
         alice.waitFor(r"^EXITED 1$")
         alice.waitFor(r"chatsvc: disconnected by the server: server shutting down")
+        alice.type("typed after")
+        alice.waitFor(r"typed after")
+
+    def test_sigtermGivesTheTerminalBack(self) -> None:
+        """Killed with SIGTERM (as a closing session's manager does), it leaves and restores."""
+        alice = self.client("Alice")
+        shell = alice.run("display-message", "-p", "-t", "test", "#{pane_pid}").strip()
+        found = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True, timeout=10)
+        os.kill(int(found.stdout.split()[0]), signal.SIGTERM)
+        alice.waitFor(r"^EXITED \d+$")
         alice.type("typed after")
         alice.waitFor(r"typed after")
 
