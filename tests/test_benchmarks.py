@@ -126,6 +126,14 @@ class FanoutTests(SynchronousTestCase):
             self.assertGreater(document[phase]["deliveries"], 0, phase)
             self.assertLessEqual(document[phase]["p50_ms"], document[phase]["max_ms"])
 
+    def test_terminal(self) -> None:
+        """benchmarks/terminal.py, small: lines drawn per second, each with bytes on the screen."""
+        output, document = runScript(
+            self, BENCHMARKS / "terminal.py", "--lines", "200", "--runs", "1", timeout=TIMEOUT
+        )
+        self.assertGreater(document["median"], 0, output)
+        self.assertGreater(document["bytes_per_line"][0], 40)
+
     def test_openLoopBigRoom(self) -> None:
         """
         A room bigger than the server writes to in one go (L{FLUSH_CHUNK}), with lines read
