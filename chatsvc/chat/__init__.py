@@ -17,7 +17,7 @@ from chatsvc.chat.accounts import (
     newInviteCode,
     secretDigest,
 )
-from chatsvc.chat.errors import ChatError
+from chatsvc.chat.errors import ChatError, LoginRefused, NameInUse
 from chatsvc.chat.events import (
     Acted,
     Event,
@@ -93,6 +93,8 @@ __all__ = [
     "CROWD_INTERVAL",
     "CROWD_SIZE",
     "ChatError",
+    "LoginRefused",
+    "NameInUse",
     "DEFAULT_ROOM",
     "DeliverToMany",
     "DeliveryFailed",

@@ -23,7 +23,7 @@ from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from chatsvc.chat.errors import ChatError
+from chatsvc.chat.errors import ChatError, LoginRefused
 from chatsvc.chat.events import describeSpan
 from chatsvc.chat.names import nick_key
 from chatsvc.chat.ports import Account, IAccountStore, IPasswordHasher, MemoryAccountStore
@@ -90,14 +90,14 @@ def newInviteCode() -> str:
     return secrets.token_urlsafe(9)
 
 
-def _suspended(account: Account, now: float) -> ChatError:
+def _suspended(account: Account, now: float) -> LoginRefused:
     span = (
         "until an admin lifts it"
         if account.suspendedUntil is None
         else f"for {describeSpan(account.suspendedUntil - now)} more"
     )
     why = f" ({account.suspendReason})" if account.suspendReason else ""
-    return ChatError(f"the account {account.nick} is suspended {span}{why}")
+    return LoginRefused(f"the account {account.nick} is suspended {span}{why}")
 
 
 def _inSeconds(seconds: float) -> str:
@@ -172,7 +172,7 @@ class Accounts:
         """
         account = self.registered(nick)
         if account is None:
-            return fail(ChatError(f"{nick} is not registered"))
+            return fail(LoginRefused(f"{nick} is not registered"))
         now = self.clock.seconds()
         if account.suspendedAt(now):
             return fail(_suspended(account, now))
@@ -181,7 +181,7 @@ class Accounts:
         wait = max(perAccount.wait(now), 0.0 if perAddress is None else perAddress.wait(now))
         if wait:
             return fail(
-                ChatError(
+                LoginRefused(
                     f"too many failed logins for {account.nick}; try again in {_inSeconds(wait)}"
                 )
             )
@@ -193,7 +193,7 @@ class Accounts:
                 if perAddress is not None:
                     perAddress.wait(self.clock.seconds())
                     perAddress.spend()
-                raise ChatError(f"wrong password for {account.nick}")
+                raise LoginRefused(f"wrong password for {account.nick}")
             perAccount.spend(-1)
             return self._byKey.get(account.key, account)
 

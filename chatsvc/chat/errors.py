@@ -7,7 +7,7 @@ storage) can raise it without importing the others; L{chatsvc.chat} re-exports i
 
 from __future__ import annotations
 
-__all__ = ["ChatError"]
+__all__ = ["ChatError", "LoginRefused", "NameInUse"]
 
 
 class ChatError(Exception):
@@ -16,4 +16,16 @@ class ChatError(Exception):
 
     The message (C{str(error)}) is written for that member and is safe to show them; front-ends
     send it back as one error line and carry on.
+    """
+
+
+class NameInUse(ChatError):
+    """The nickname asked for is another member's (or being claimed by one)."""
+
+
+class LoginRefused(ChatError):
+    """
+    A login was refused: the nickname is not registered, the password is wrong, the account is
+    suspended, or too many logins have failed lately. A door with its own words for a failed
+    login (IRC's 464 and 904) tells these from other refusals by this class.
     """

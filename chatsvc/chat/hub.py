@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from chatsvc.chat.accounts import Accounts, PasswordRequired
-from chatsvc.chat.errors import ChatError
+from chatsvc.chat.errors import ChatError, NameInUse
 from chatsvc.chat.events import (
     describeSpan,
     Acted,
@@ -551,13 +551,16 @@ class Hub:
         nick: str,
         password: str | None = None,
         token: str | None = None,
+        loggedIn: Account | None = None,
     ) -> Deferred[str]:
         """
         Claim the nickname C{nick} for C{member}, then put it in the default room.
 
         A registered nickname is taken only with its account's C{password} (or a C{token} the
-        account was given, see L{Accounts.issueToken}); without either, the arrival fails with
-        L{PasswordRequired}, and the door asks for the password. An unregistered one is taken
+        account was given, see L{Accounts.issueToken}), or as C{loggedIn}, the account
+        L{Accounts.login} gave the door for it already (IRC's SASL logs in before the
+        nickname is known); without any, the arrival fails with L{PasswordRequired}, and the
+        door asks for the password. An unregistered one is taken
         as a guest, if the server admits guests.
 
         The claim goes to the nickname registry (L{INicknameRegistry}), which may answer
@@ -599,10 +602,13 @@ class Hub:
                     )
                 )
             return self._claim(member, key, nick, self._arrived)
-        if token is not None:
-            loggedIn = accounts.tokenLogin(token)
+        login: Deferred[Account]
+        if loggedIn is not None:
+            login = succeed(loggedIn)
+        elif token is not None:
+            login = accounts.tokenLogin(token)
         elif password is not None:
-            loggedIn = accounts.login(nick, password, getattr(member, "host", None))
+            login = accounts.login(nick, password, getattr(member, "host", None))
         else:
             return fail(PasswordRequired(account.nick))
 
@@ -632,7 +638,7 @@ class Hub:
             self._waitingLogin.discard(member)
             return failure
 
-        arrived: Deferred[str] = loggedIn.addCallback(claim)
+        arrived: Deferred[str] = login.addCallback(claim)
         return arrived.addErrback(forget)
 
     def _arrived(
@@ -1672,12 +1678,12 @@ def _last(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage
     return messages[-limit:], len(messages) > limit
 
 
-def _taken(nick: str, holder: str) -> ChatError:
+def _taken(nick: str, holder: str) -> NameInUse:
     # The refusal of a nickname whose key is held: naming the holder when the two names differ
     # by more than case, since the newcomer may not see why they are one name.
     if holder.casefold() == nick.casefold():
-        return ChatError(f"nickname {nick!r} is already in use")
-    return ChatError(f"nickname {nick!r} is already in use: it looks too like {holder!r}")
+        return NameInUse(f"nickname {nick!r} is already in use")
+    return NameInUse(f"nickname {nick!r} is already in use: it looks too like {holder!r}")
 
 
 def _readingOrder(name: str) -> tuple[str, str]:

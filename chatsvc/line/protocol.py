@@ -70,6 +70,7 @@ from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
+from chatsvc.sessions.lines import LineReading
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.sessions.session import Session, State, unsentBytes
 from chatsvc.text import neutralize
@@ -385,7 +386,7 @@ def renderHistory(message: StoredMessage) -> str:
 
 @implementer(IMember, ISession)
 @provider(IBatchDelivery)
-class ChatProtocol(Session, LineReceiver):
+class ChatProtocol(LineReading, Session, LineReceiver):
     """
     One client connection of the line door: turns lines into calls on the hub, and the hub's
     events into lines. What every door's connections share is L{Session}'s.
@@ -430,20 +431,6 @@ class ChatProtocol(Session, LineReceiver):
         self.disconnect(f"no nickname within {timeout:g} second{'' if timeout == 1 else 's'}")
 
     # What the session asks of the door
-
-    def _stopReading(self) -> None:
-        # LineReceiver's pause: it stops parsing what it has buffered, and reading the socket.
-        self.pauseProducing()
-
-    def _startReading(self) -> None:
-        self.resumeProducing()
-
-    def _reading(self) -> bool:
-        return not self.paused
-
-    def _handleHeld(self, held: object) -> None:
-        assert held is None or isinstance(held, bytes)
-        self._handleLine(held)
 
     def _tellDelayed(self) -> None:
         self.sendNotice("You are sending too fast; your lines are being delayed.")

@@ -55,6 +55,7 @@ from chatsvc.chat import (
 )
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.interfaces import ISession
+from chatsvc.sessions.keepalive import KeepAlive
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.sessions.session import Session, State
@@ -62,7 +63,6 @@ from chatsvc.web.websocket import (
     CLOSE_NORMAL,
     CLOSE_TRY_AGAIN_LATER,
     HandshakeRefused,
-    KeepAlive,
     WebSocketProtocol,
     closeFrame,
     frame,

@@ -7,8 +7,8 @@ for a page of a foreign origin), answers C{101} and hands the connection over fr
 channel to that protocol. From then on the connection is a L{WebSocketProtocol}'s: wsproto reads
 its frames (unmasking them, checking their UTF-8, the control frames and the close codes),
 messages are bounded in size as they arrive (closed with 1009 past the bound, never gathered
-first), a peer's ping is answered, and a L{KeepAlive} pings a peer that falls silent and cuts
-one that stays so.
+first), a peer's ping is answered, and a keepalive (L{chatsvc.sessions.keepalive}) pings a
+peer that falls silent and cuts one that stays so.
 
 What the server sends, it frames itself (L{frame}): server frames are not masked, so one frame's
 bytes serve every peer a message goes to. No extension and no subprotocol is ever negotiated, so
@@ -32,7 +32,6 @@ from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -44,7 +43,6 @@ __all__ = [
     "CLOSE_TOO_BIG",
     "CLOSE_TRY_AGAIN_LATER",
     "HandshakeRefused",
-    "KeepAlive",
     "OP_BINARY",
     "OP_CLOSE",
     "OP_PING",
@@ -220,7 +218,7 @@ class WebSocketProtocol(Protocol):
         self._partsSize = 0
         self._closeSent = False
         # Whether the peer was heard from since the keepalive last looked, and whether the
-        # keepalive has pinged it since (see KeepAlive).
+        # keepalive has pinged it since (see chatsvc.sessions.keepalive).
         self._heard = True
         self._pinged = False
 
@@ -244,7 +242,7 @@ class WebSocketProtocol(Protocol):
         self.transport.loseConnection()
 
     def pingTimedOut(self) -> None:
-        """The peer stayed silent through a ping (see L{KeepAlive}): it is gone."""
+        """The peer stayed silent through a ping (see L{chatsvc.sessions.keepalive.KeepAlive}): it is gone."""
         cast(ITCPTransport, self.transport).abortConnection()
 
     # Closing
@@ -326,52 +324,3 @@ class WebSocketProtocol(Protocol):
             self.textReceived(message)
         else:
             self.binaryReceived(bytes(message))
-
-
-class KeepAlive:
-    """
-    Pings the open WebSockets that have been silent for a whole C{interval}, and cuts those
-    still silent after another (L{WebSocketProtocol.pingTimedOut}): a peer whose network went
-    away is noticed within two to three intervals, and a proxy between never sees a connection
-    idle for longer than two. Browsers answer pings by themselves.
-
-    One timer serves every connection, running only while there are some.
-    """
-
-    def __init__(self, clock: IReactorTime, interval: float) -> None:
-        self._clock = clock
-        self.interval = interval
-        self._open: set[WebSocketProtocol] = set()
-        self._call: LoopingCall | None = None
-
-    def opened(self, protocol: WebSocketProtocol) -> None:
-        """Watch C{protocol}, from now until L{closed}."""
-        self._open.add(protocol)
-        if self._call is None and self.interval > 0:
-            call = self._call = LoopingCall(self._sweep)
-            call.clock = self._clock
-            call.start(self.interval, now=False)
-
-    def closed(self, protocol: WebSocketProtocol) -> None:
-        """Stop watching C{protocol}."""
-        self._open.discard(protocol)
-        if not self._open and self._call is not None:
-            self._call.stop()
-            self._call = None
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def _sweep(self) -> None:
-        for protocol in list(self._open):
-            if protocol._heard:
-                protocol._heard = protocol._pinged = False
-            elif not protocol._pinged:
-                protocol._pinged = True
-                protocol.ping()
-            else:
-                self._open.discard(protocol)
-                protocol.pingTimedOut()
-        if not self._open and self._call is not None:
-            self._call.stop()
-            self._call = None

@@ -19,8 +19,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from chatsvc.sessions.keepalive import KeepAlive
 from chatsvc.web.websocket import (
-    KeepAlive,
     WebSocketProtocol,
     WebSocketResource,
     acceptKey,

@@ -1,0 +1,64 @@
+"""
+Tests for the kinds of the core's refusals that a door tells apart (L{NameInUse},
+L{LoginRefused}), and for arriving with an account a door logged in to already.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatsvc.chat import Accounts, ChatError, Hub, LoginRefused, MemoryAccountStore, NameInUse
+from tests.chat.test_accounts import PlainHasher
+
+
+class Member:
+    """The least a member is: something that takes events."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def deliver(self, event: object) -> None:
+        self.events.append(event)
+
+
+class CountingHasher(PlainHasher):
+    """A L{PlainHasher} that counts the passwords it checks."""
+
+    verified = 0
+
+    def verify(self, passwordHash: str, password: str) -> Deferred[bool]:
+        self.verified += 1
+        return super().verify(passwordHash, password)
+
+
+class RefusalKindTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hasher = CountingHasher()
+        self.accounts = Accounts(self.clock, self.hasher, MemoryAccountStore())
+        self.hub = Hub(self.clock, accounts=self.accounts)
+        owner = Member()
+        self.successResultOf(self.hub.arrive(owner, "Alice"))  # type: ignore[arg-type]
+        self.successResultOf(self.hub.register(owner, "sesame-open"))  # type: ignore[arg-type]
+        self.hub.depart(owner)  # type: ignore[arg-type]
+
+    def test_nameInUse(self) -> None:
+        self.successResultOf(self.hub.arrive(Member(), "Bob"))  # type: ignore[arg-type]
+        failure = self.failureResultOf(self.hub.arrive(Member(), "BOB"), ChatError)  # type: ignore[arg-type]
+        self.assertIsInstance(failure.value, NameInUse)
+
+    def test_loginRefused(self) -> None:
+        for nick, password in (("Alice", "wrong-one"), ("Nobody", "whatever1")):
+            failure = self.failureResultOf(self.accounts.login(nick, password, None), ChatError)
+            self.assertIsInstance(failure.value, LoginRefused)
+
+    def test_arriveLoggedIn(self) -> None:
+        """An account the door logged in to already is not checked again."""
+        account = self.successResultOf(self.accounts.login("Alice", "sesame-open", None))
+        checked = self.hasher.verified
+        member = Member()
+        self.assertEqual(self.successResultOf(self.hub.arrive(member, "Alice", loggedIn=account)), "Alice")  # type: ignore[arg-type]
+        self.assertEqual(self.hub.accountOf(member), account)  # type: ignore[arg-type]
+        self.assertEqual(self.hasher.verified, checked)
