@@ -332,6 +332,7 @@ def chatroomCommand(
         "--listen",
         listen,
         *(() if "--web-listen" in options else ("--no-web",)),
+        *(() if "--irc-listen" in options else ("--no-irc",)),
         *options,
     ]
 

@@ -5,7 +5,9 @@ The twistd plugin's options and service: C{twistd -n chatroom --port 5051}.
 from __future__ import annotations
 
 import ipaddress
+import re
 import resource
+import socket
 from collections.abc import Callable
 
 import structlog
@@ -38,6 +40,7 @@ from chatsvc.storage.accounts import SQLiteAccountStore
 from chatsvc.storage.moderation import SQLiteModerationStore
 from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
+from chatsvc.irc.protocol import IrcFactory
 from chatsvc.web.protocol import WebFactory
 from chatsvc.web.site import makeSite
 
@@ -52,6 +55,7 @@ __all__ = [
 
 DEFAULT_PORT = 5051
 DEFAULT_WEB_PORT = 8080
+DEFAULT_IRC_PORT = 6667
 MIN_LINE_LENGTH = 256
 _DEFAULTS = Limits()
 
@@ -92,12 +96,17 @@ def _positiveFloat(value: str) -> float:
 class Options(usage.Options):
     """Command-line options of C{twistd chatroom}."""
 
-    synopsis = "[--port N | --listen ENDPOINT ...] [--web-port N | --web-listen ENDPOINT ... | --no-web] [options]"
+    synopsis = (
+        "[--port N | --listen ENDPOINT ...] [--web-port N | --web-listen ENDPOINT ... | --no-web] "
+        "[--irc-port N | --irc-listen ENDPOINT ... | --no-irc] [options]"
+    )
     longdesc = (
-        "A chat server. Open http://HOST:8080/ in a browser, or connect with "
-        "`python -m chatsvc.client NICK` or `nc HOST 5051`. With neither --port nor --listen "
-        "the line door listens on TCP port 5051, and with neither --web-port nor --web-listen "
-        "(nor --no-web) the chat page is served on TCP port 8080, on all interfaces."
+        "A chat server. Open http://HOST:8080/ in a browser, connect an IRC client to "
+        "HOST 6667, or connect with `python -m chatsvc.client NICK` or `nc HOST 5051`. With "
+        "neither --port nor --listen the line door listens on TCP port 5051; with neither "
+        "--web-port nor --web-listen (nor --no-web) the chat page is served on TCP port 8080; "
+        "with neither --irc-port nor --irc-listen (nor --no-irc) the IRC door listens on TCP "
+        "port 6667; all on all interfaces."
     )
 
     optParameters = [
@@ -115,6 +124,27 @@ class Options(usage.Options):
             f"TCP port for the chat page and its WebSocket, on all interfaces (default "
             f"{DEFAULT_WEB_PORT}).",
             _port,
+        ],
+        [
+            "irc-port",
+            None,
+            None,
+            f"TCP port for IRC clients, on all interfaces (default {DEFAULT_IRC_PORT}).",
+            _port,
+        ],
+        [
+            "server-name",
+            None,
+            None,
+            "The server's name in IRC numerics and as the source of its messages (default: "
+            "the host name).",
+        ],
+        [
+            "motd",
+            None,
+            None,
+            "A text file whose lines IRC clients are shown as the message of the day (read at "
+            "startup; without it, clients are told there is none).",
         ],
         [
             "backlog",
@@ -320,13 +350,15 @@ class Options(usage.Options):
     ]
 
     optFlags = [
-        ["no-web", None, "Serve no chat page and no WebSocket: the line door only."],
+        ["no-web", None, "Serve no chat page and no WebSocket."],
+        ["no-irc", None, "Listen for no IRC clients."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["web-listen"] = []
+        self["irc-listen"] = []
         self["web-origin"] = []
         self["web-trusted-proxy"] = []
 
@@ -337,6 +369,10 @@ class Options(usage.Options):
     def opt_web_listen(self, description: str) -> None:
         """Serve the chat page and its WebSocket on a Twisted endpoint description, e.g. tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem for https and wss (repeatable; --web-port N adds tcp:N)."""
         self["web-listen"].append(_endpoint(description))
+
+    def opt_irc_listen(self, description: str) -> None:
+        """Listen for IRC clients on a Twisted endpoint description, e.g. tcp:6667:interface=127.0.0.1 or ssl:6697:privateKey=key.pem:certKey=cert.pem for IRC over TLS (repeatable; --irc-port N adds tcp:N)."""
+        self["irc-listen"].append(_endpoint(description))
 
     def opt_web_origin(self, origin: str) -> None:
         """An origin, such as https://chat.example.org, whose pages may connect to the WebSocket besides the page's own (repeatable): the address a reverse proxy serves the page at."""
@@ -385,6 +421,28 @@ class Options(usage.Options):
             port = DEFAULT_WEB_PORT if self["web-port"] is None else self["web-port"]
             web.insert(0, f"tcp:{port}")
         self["web-endpoints"] = [withBacklog(endpoint, self["backlog"]) for endpoint in web]
+        irc = list(self["irc-listen"])
+        if self["no-irc"]:
+            if irc or self["irc-port"] is not None:
+                raise usage.UsageError("--no-irc cannot be given with --irc-port or --irc-listen")
+        elif self["irc-port"] is not None or not irc:
+            port = DEFAULT_IRC_PORT if self["irc-port"] is None else self["irc-port"]
+            irc.insert(0, f"tcp:{port}")
+        self["irc-endpoints"] = [withBacklog(endpoint, self["backlog"]) for endpoint in irc]
+        if self["server-name"] is None:
+            self["server-name"] = socket.gethostname() or "chatsvc"
+        elif not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*", self["server-name"]):
+            raise usage.UsageError(
+                f"--server-name must be a host name (letters, digits, '.' and '-'), not {self['server-name']!r}"
+            )
+        if self["motd"] is not None:
+            try:
+                with open(self["motd"], encoding="utf-8") as file:
+                    self["motd-lines"] = [line.rstrip("\r\n") for line in file]
+            except (OSError, UnicodeDecodeError) as error:
+                raise usage.UsageError(f"--motd: cannot read {self['motd']}: {error}")
+        else:
+            self["motd-lines"] = None
 
 
 def _endpoint(description: str) -> str:
@@ -531,6 +589,18 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             trustedProxies=options["web-trusted-proxy"],
         )
         doors.append(Door("web", makeSite(web), tuple(options["web-endpoints"])))
+    if options["irc-endpoints"]:
+        irc = IrcFactory(
+            hub,
+            limits,
+            admission,
+            outbox,
+            serverName=options["server-name"],
+            network=options["server-name"],
+            motd=options["motd-lines"],
+            historyLines=options["history-lines"],
+        )
+        doors.append(Door("irc", irc, tuple(options["irc-endpoints"])))
     return ChatService(
         reactor,
         hub,

@@ -143,6 +143,11 @@ def _choosesWeb(options: tuple[str, ...]) -> bool:
     return any(option in ("--no-web", "--web-listen", "--web-port") for option in options)
 
 
+def _choosesIrc(options: tuple[str, ...]) -> bool:
+    # Whether a test's own options say where the IRC door listens (or that it does not).
+    return any(option in ("--no-irc", "--irc-listen", "--irc-port") for option in options)
+
+
 class Server(Running):
     """C{twistd -n chatroom} on a free port on 127.0.0.1, found from its own log."""
 
@@ -152,10 +157,12 @@ class Server(Running):
         *options: str,
         twistdOptions: tuple[str, ...] = (),
         port: int = 0,
+        ircPort: int = 0,
     ) -> None:
         """
         @param port: the line door's port: a free one by default; a given one to start again
             where a stopped server listened.
+        @param ircPort: the same, for the IRC door (unless C{options} say where it listens).
         """
         super().__init__(
             [
@@ -167,6 +174,7 @@ class Server(Running):
                 "--listen",
                 f"tcp:{port}:interface=127.0.0.1",
                 *(() if _choosesWeb(options) else ("--web-listen", "tcp:0:interface=127.0.0.1")),
+                *(() if _choosesIrc(options) else ("--irc-listen", f"tcp:{ircPort}:interface=127.0.0.1")),
                 *options,
             ],
             cwd,
@@ -174,6 +182,7 @@ class Server(Running):
         )
         self.port = 0
         self.webPort = 0
+        self.ircPort = 0
 
     def waitListening(self, log: LineReader | None = None) -> int:
         """Wait until the server logs that it is listening; the port it listens on."""
@@ -186,6 +195,12 @@ class Server(Running):
         match = (log or self.stdout).expect(r"server_listening.*127\.0\.0\.1:(\d+).*door='web'")
         self.webPort = int(match.group(1))
         return self.webPort
+
+    def waitIrcListening(self, log: LineReader | None = None) -> int:
+        """After L{waitListening}: wait until the IRC door listens too; the port it listens on."""
+        match = (log or self.stdout).expect(r"server_listening.*127\.0\.0\.1:(\d+).*door='irc'")
+        self.ircPort = int(match.group(1))
+        return self.ircPort
 
     def terminate(self, timeout: float = TIMEOUT) -> int:
         """Stop the server as an init system would (SIGTERM); its exit code."""

@@ -17,10 +17,12 @@ from twisted.internet.protocol import ServerFactory
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.plugin import getPlugins
+from twisted.python.filepath import FilePath
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatsvc import tap
+from chatsvc.irc.protocol import IrcFactory
 from chatsvc.sessions.limits import Limits
 from chatsvc.line.protocol import ChatFactory, ChatProtocol
 from chatsvc.chat import NullStore, StoreError
@@ -259,6 +261,42 @@ class OptionsTests(SynchronousTestCase):
             self.assertIn(option, text)
 
 
+class IrcOptionsTests(SynchronousTestCase):
+    """The IRC door's options: where it listens, the server's name, the MOTD."""
+
+    def test_defaults(self) -> None:
+        options = parse()
+        self.assertEqual(options["irc-endpoints"], ["tcp:6667:backlog=4096"])
+        self.assertTrue(options["server-name"])
+        self.assertIsNone(options["motd-lines"])
+
+    def test_listen(self) -> None:
+        options = parse("--irc-port", "6668", "--irc-listen", "tcp:7000:interface=127.0.0.1")
+        self.assertEqual(
+            options["irc-endpoints"],
+            ["tcp:6668:backlog=4096", "tcp:7000:interface=127.0.0.1:backlog=4096"],
+        )
+
+    def test_noIrc(self) -> None:
+        service = tap.makeService(parse("--no-irc"), MemoryReactorClock())
+        self.assertNotIn("irc", service.doors)
+        with self.assertRaises(UsageError):
+            parse("--no-irc", "--irc-port", "6667")
+
+    def test_serverNameAndMotd(self) -> None:
+        motd = FilePath(self.mktemp())
+        motd.setContent("Welcome!\nBe kind.\n".encode())
+        options = parse("--server-name", "irc.example.org", "--motd", motd.path)
+        self.assertEqual((options["server-name"], options["motd-lines"]), ("irc.example.org", ["Welcome!", "Be kind."]))
+        factory = tap.makeService(options, MemoryReactorClock()).doors["irc"].factory
+        assert isinstance(factory, IrcFactory)
+        self.assertEqual((factory.serverName, factory.motd), ("irc.example.org", ["Welcome!", "Be kind."]))
+        with self.assertRaises(UsageError):
+            parse("--server-name", "bad name")
+        with self.assertRaises(UsageError):
+            parse("--motd", self.mktemp())
+
+
 class ServiceTests(SynchronousTestCase):
     """makeService builds a service that listens where it was told."""
 
@@ -268,10 +306,11 @@ class ServiceTests(SynchronousTestCase):
         service = tap.makeService(parse("--port", "5051", "--listen", "tcp:6000"), memory)
         self.assertTrue(IService.providedBy(service))
         service.startService()
-        self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000, 8080])
+        self.assertEqual([port for port, *_ in memory.tcpServers], [5051, 6000, 8080, 6667])
         factories = {id(factory) for _, factory, *_ in memory.tcpServers[:2]}
         self.assertEqual(len(factories), 1)
         self.assertIs(memory.tcpServers[2][1], service.doors["web"].factory)
+        self.assertIs(memory.tcpServers[3][1], service.doors["irc"].factory)
         self.assertEqual(lineDoor(service).limits.maxLineLength, 4096)
         service.stopService()
 
@@ -372,7 +411,7 @@ class RealListeningTests(TestCase):
     def test_listenAndStop(self) -> Deferred[None]:
         """The service listens on a real loopback port and stops listening when stopped."""
         service = tap.makeService(
-            parse("--listen", "tcp:0:interface=127.0.0.1", "--no-web"), reactor
+            parse("--listen", "tcp:0:interface=127.0.0.1", "--no-web", "--no-irc"), reactor
         )
         self.addCleanup(gc.unfreeze)  # the reactor runs: starting freezes the test's objects
         service.startService()
@@ -394,7 +433,7 @@ class RealListeningTests(TestCase):
         taken.listen()
         busy = taken.getsockname()[1]
         service = tap.makeService(
-            parse("--listen", f"tcp:{busy}:interface=127.0.0.1", "--no-web"), reactor
+            parse("--listen", f"tcp:{busy}:interface=127.0.0.1", "--no-web", "--no-irc"), reactor
         )
         error = self.assertRaises(tap.ChatService.StartupFailed, service.startService)
         self.assertIsInstance(error.__cause__, CannotListenError)

@@ -1,0 +1,1239 @@
+"""
+The IRC door: chatsvc for every IRC client, on the same core as the other doors. docs/irc.md is
+the specification; in short, a room C{games} is the channel C{#games}, the accounts are the same
+(logged in with SASL C{PLAIN} or C{PASS account:password}), and every event of the core is told
+as the IRC message a client understands (C{PRIVMSG}, C{JOIN}, C{PART}, C{KICK}, C{MODE},
+C{TOPIC}, C{NICK}), or as a C{NOTICE} where IRC has none.
+
+An L{IrcProtocol} is a L{Session} (the name timeout, here the registration timeout; the flood
+gate, the send-queue guard, gathered writes, closing within the grace) and a L{LineReceiver};
+what it writes goes through the session as on the other doors. Events are rendered once for
+every member that negotiated the same capabilities (L{IrcProtocol.deliverToMany}).
+
+This module only parses, maps and renders; every chat rule is in L{chatsvc.chat}.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar, assert_never, cast
+
+import structlog
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer, provider
+
+from chatsvc.chat import (
+    MAX_NICK_LENGTH,
+    MAX_ROOM_NAME_LENGTH,
+    MAX_TOPIC_LENGTH,
+    Account,
+    Acted,
+    ChatError,
+    DeliveryFailed,
+    Event,
+    Hub,
+    IBatchDelivery,
+    IMember,
+    Joined,
+    JoinsAndLeaves,
+    Left,
+    LoginRefused,
+    Moderated,
+    NameInUse,
+    PasswordRequired,
+    Renamed,
+    Room,
+    Said,
+    StoredMessage,
+    TopicChanged,
+    Whispered,
+    validate_nick,
+)
+from chatsvc.irc.message import (
+    MAX_LINE_BYTES,
+    MAX_TAGS_BYTES,
+    BadMessage,
+    Message,
+    formatMessage,
+    isupportTokens,
+    parse,
+    serverTime,
+    splitText,
+)
+from chatsvc.sessions.addresses import describeAddress
+from chatsvc.sessions.admission import Admission
+from chatsvc.sessions.interfaces import ISession
+from chatsvc.sessions.keepalive import KeepAlive
+from chatsvc.sessions.limits import Limits
+from chatsvc.sessions.lines import LineReading
+from chatsvc.sessions.outbox import Outbox
+from chatsvc.sessions.session import Session, State
+
+__all__ = ["CAPABILITIES", "IrcFactory", "IrcProtocol", "stripFormatting"]
+
+_log = structlog.get_logger("chatsvc.irc")
+
+T = TypeVar("T")
+
+USER_HOST = "chat@chatsvc"
+"""What follows a nickname in every member's source (C{Alice!chat@chatsvc}): the same for all,
+so that nobody's address is shown to anyone."""
+
+CAPABILITIES = (
+    "account-tag",
+    "batch",
+    "cap-notify",
+    "echo-message",
+    "extended-join",
+    "message-tags",
+    "multi-prefix",
+    "sasl",
+    "server-time",
+    "userhost-in-names",
+)
+"""The IRCv3 capabilities this door offers (C{sasl} only where the server has accounts)."""
+
+# What a member's rendering depends on: one bit per capability that changes how an event of
+# someone else's is written.
+_TIME, _TAGS, _ACCOUNT, _EXTENDED = 1, 2, 4, 8
+
+_FORMATTING = re.compile(
+    "\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
+)
+
+_PREFIXES = {"admin": "@", "owner": "@", "op": "@", "voice": "+"}
+"""Roles as IRC's membership prefixes: C{@} for an operator, the owner or an admin, C{+}."""
+
+_MODES = {"private": "i", "moderated": "m", "topiclock": "t", "registered": "R"}
+"""The room settings as channel modes."""
+_SETTINGS = {mode: setting for setting, mode in _MODES.items()}
+
+_PRE_REGISTRATION = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
+
+_NAMES_PER_LINE = 400
+"""Bytes of nicknames on one C{RPL_NAMREPLY} line, within IRC's 512."""
+
+
+def stripFormatting(text: str) -> str:
+    """
+    C{text} without IRC's formatting codes (bold, colours, italics, underline, reverse,
+    monospace, reset): members of other doors would see them as C{^B} and C{^C}.
+    """
+    if not any(character < " " for character in text):
+        return text
+    return _FORMATTING.sub("", text)
+
+
+def source(nick: str) -> str:
+    """A member's source, as every message from it is written."""
+    return f"{nick}!{USER_HOST}"
+
+
+def channel(room: str) -> str:
+    """The channel a room is on IRC."""
+    return "#" + room
+
+
+class _Refused(Exception):
+    """A command refused with a numeric: C{numeric} and its parameters after the nickname."""
+
+    def __init__(self, numeric: str, *params: str) -> None:
+        super().__init__(numeric, params)
+        self.numeric = numeric
+        self.params = params
+
+
+def _renderLines(command: str, target: str, text: str, head: str, tags: dict[str, str] | None, ctcp: bool = False) -> list[bytes]:
+    # One or more messages carrying text, each within IRC's 512 bytes with its source.
+    room = MAX_LINE_BYTES - len(f":{head} {command} {target} :".encode("utf-8")) - 2
+    if ctcp:
+        room -= len("\x01ACTION \x01")
+    lines = []
+    for piece in splitText(text, room):
+        body = f"\x01ACTION {piece}\x01" if ctcp else piece
+        lines.append((formatMessage(command, target, body, source=head, tags=tags, trailing=True) + "\r\n").encode("utf-8"))
+    return lines
+
+
+@implementer(IMember, ISession)
+@provider(IBatchDelivery)
+class IrcProtocol(LineReading, Session, LineReceiver):
+    """One IRC client's connection: commands into calls on the hub, events into IRC messages."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_TAGS_BYTES + MAX_LINE_BYTES
+    factory: IrcFactory
+
+    def __init__(self) -> None:
+        Session.__init__(self)
+        self.caps: set[str] = set()
+        self.profile = 0
+        """The bits of the capabilities that change how events are written to this client."""
+        self._negotiating = False
+        self._wantedNick: str | None = None
+        self.username: str | None = None
+        self.realname = ""
+        self._password: str | None = None
+        self._sasl: str | None = None
+        self._saslBuffer = ""
+        self.account: Account | None = None
+        """The account logged in to with SASL, before registration."""
+        self._arriving = False
+        self._heard = True
+        self._pinged = False
+
+    # Connection life cycle
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        factory = self.factory
+        self._startSession(transport, factory.limits, factory.clock, factory.admission, factory.outbox)
+        factory.keepAlive.opened(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.keepAlive.closed(self)
+        self._endSession()
+
+    def _nameTimedOut(self) -> None:
+        self._nameTimer = None
+        self.disconnect("Registration timed out")
+
+    def ping(self) -> None:
+        self._enqueue(self._server("PING", self.factory.serverName))
+
+    def pingTimedOut(self) -> None:
+        interval = self.factory.keepAlive.interval
+        self._leave(f"Ping timeout: {2 * interval:g} seconds")
+        self.disconnect(f"Ping timeout: {2 * interval:g} seconds")
+
+    # What the session asks of the door
+
+    def _tellDelayed(self) -> None:
+        self._notice("You are sending too fast; your lines are being delayed.")
+
+    def _leave(self, reason: str | None, quitting: bool = False) -> None:
+        hub = self.factory.hub
+        if hub.depart(self, reason):
+            _log.info("member_left", nick=self.nick, peer=self.peer, reason=reason, quit=quitting, door="irc")
+
+    def disconnect(self, reason: str) -> None:
+        """Close the connection for the server's own C{reason}, telling the client (C{ERROR})."""
+        if self._state is State.CLOSING:
+            return
+        self._closeWith(f"ERROR :Closing link: {reason}\r\n".encode("utf-8"))
+        self._leave(reason)
+
+    # Reading
+
+    def dataReceived(self, data: bytes) -> None:
+        self._heard = True
+        gatherer = self._gatherer
+        if not gatherer.gathering:
+            gatherer.gather()
+        super().dataReceived(data)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._numeric("417", "Input line was too long")
+        # The rest of the over-long line is dropped with it; the connection goes on.
+        _, delimiter, rest = line.partition(self.delimiter)
+        self.clearLineBuffer()
+        if delimiter and rest:
+            self.dataReceived(rest)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._state is State.CLOSING:
+            return
+        delay = self._takeToken()
+        if delay:
+            self._hold(line, delay)
+        else:
+            self._handleLine(line)
+
+    def _handleLine(self, line: bytes | None) -> None:
+        if line is None:
+            return
+        try:
+            self._dispatch(line.removesuffix(b"\r"))
+        except Exception as error:
+            _log.error("line_failed", peer=self.peer, nick=self.nick, door="irc", exc_info=error)
+            if self._state is not State.CLOSING:
+                self._notice("The server failed to handle that line; it was dropped.")
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self._enqueue(self._server("FAIL", "*", "INVALID_UTF8", "Message rejected: it is not UTF-8"))
+            return
+        if not text.strip():
+            return
+        try:
+            message = parse(text)
+        except BadMessage:
+            return
+        command = message.command
+        handler = getattr(self, "irc_" + command, None)
+        if self._state is State.AWAITING_NAME and command not in _PRE_REGISTRATION:
+            if handler is not None or command.isalpha():
+                self._numeric("451", "You have not registered")
+            return
+        if handler is None:
+            self._numeric("421", command, "Unknown command")
+            return
+        try:
+            handler(message.params)
+        except _Refused as refused:
+            self._numeric(refused.numeric, *refused.params)
+        except ChatError as error:
+            # A refusal the command did not map: told as a notice, with the core's words.
+            self._enqueue(self._server("FAIL", command, "REFUSED", str(error)))
+
+    # Writing
+
+    def _server(self, command: str, *params: str, tags: dict[str, str] | None = None) -> bytes:
+        return (formatMessage(command, *params, source=self.factory.serverName, tags=tags) + "\r\n").encode("utf-8")
+
+    def _numeric(self, numeric: str, *params: str) -> None:
+        self._sendReplyLine(self._server(numeric, self.nick or "*", *params))
+
+    def _numerics(self, lines: Iterable[tuple[str, ...]]) -> None:
+        nick = self.nick or "*"
+        self.reply(self._server(numeric, nick, *params) for numeric, *params in lines)
+
+    def _notice(self, text: str) -> None:
+        self._sendReplyLine(self._server("NOTICE", self.nick or "*", text))
+
+    def _own(self, command: str, *params: str) -> None:
+        # A message with this member as its source (its JOIN, PART, NICK as it sees them).
+        assert self.nick is not None
+        self._sendReplyLine((formatMessage(command, *params, source=source(self.nick)) + "\r\n").encode("utf-8"))
+
+    # Registration
+
+    def irc_CAP(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "CAP", "Not enough parameters")
+        sub = params[0].upper()
+        capabilities = self.factory.capabilities
+        if sub == "LS":
+            if self._state is State.AWAITING_NAME:
+                self._negotiating = True
+            version = params[1] if len(params) > 1 else ""
+            shown = [
+                "sasl=PLAIN" if name == "sasl" and version.isdigit() and int(version) >= 302 else name
+                for name in capabilities
+            ]
+            if version.isdigit() and int(version) >= 302:
+                self.caps.add("cap-notify")
+            self._enqueue(self._server("CAP", self.nick or "*", "LS", " ".join(shown)))
+        elif sub == "LIST":
+            self._enqueue(self._server("CAP", self.nick or "*", "LIST", " ".join(sorted(self.caps))))
+        elif sub == "REQ":
+            if self._state is State.AWAITING_NAME:
+                self._negotiating = True
+            asked = params[1].split() if len(params) > 1 else []
+            wanted = {name.removeprefix("-") for name in asked}
+            if not wanted or not wanted <= set(capabilities):
+                self._enqueue(self._server("CAP", self.nick or "*", "NAK", " ".join(asked)))
+                return
+            for name in asked:
+                if name.startswith("-"):
+                    self.caps.discard(name[1:])
+                else:
+                    self.caps.add(name)
+            self.profile = (
+                (_TIME if "server-time" in self.caps else 0)
+                | (_TAGS if "message-tags" in self.caps else 0)
+                | (_ACCOUNT if "account-tag" in self.caps else 0)
+                | (_EXTENDED if "extended-join" in self.caps else 0)
+            )
+            self._enqueue(self._server("CAP", self.nick or "*", "ACK", " ".join(asked)))
+        elif sub == "END":
+            if self._state is State.AWAITING_NAME:
+                self._negotiating = False
+                self._register()
+        else:
+            raise _Refused("410", sub, "Invalid CAP command")
+
+    def irc_PASS(self, params: Sequence[str]) -> None:
+        if self._state is not State.AWAITING_NAME:
+            raise _Refused("462", "You may not reregister")
+        if not params:
+            raise _Refused("461", "PASS", "Not enough parameters")
+        self._password = params[0]
+
+    def irc_NICK(self, params: Sequence[str]) -> None:
+        if not params or not params[0]:
+            raise _Refused("431", "No nickname given")
+        wanted = params[0]
+        if self._state is State.AWAITING_NAME:
+            try:
+                validate_nick(wanted)
+            except ChatError as error:
+                raise _Refused("432", wanted, str(error))
+            self._wantedNick = wanted
+            self._register()
+            return
+        renamed = self.factory.hub.rename(self, wanted)
+
+        def refused(error: ChatError) -> None:
+            self._numeric("433" if isinstance(error, NameInUse) else "432", wanted, str(error))
+
+        self._answered(renamed, self._renamed, refused)
+
+    def _renamed(self, nick: str) -> None:
+        self.nick = nick
+
+    def irc_USER(self, params: Sequence[str]) -> None:
+        if self._state is not State.AWAITING_NAME:
+            raise _Refused("462", "You may not reregister")
+        if len(params) < 4:
+            raise _Refused("461", "USER", "Not enough parameters")
+        self.username = params[0]
+        self.realname = stripFormatting(params[3])
+        self._register()
+
+    def irc_AUTHENTICATE(self, params: Sequence[str]) -> None:
+        accounts = self.factory.hub.accounts
+        if accounts is None or self._state is not State.AWAITING_NAME:
+            raise _Refused("904", "SASL authentication failed")
+        if not params:
+            raise _Refused("461", "AUTHENTICATE", "Not enough parameters")
+        argument = params[0]
+        if self.account is not None:
+            raise _Refused("907", "You have already authenticated using SASL")
+        if argument == "*":
+            self._sasl, self._saslBuffer = None, ""
+            raise _Refused("906", "SASL authentication aborted")
+        if self._sasl is None:
+            if argument.upper() != "PLAIN":
+                self._numeric("908", "PLAIN", "are available SASL mechanisms")
+                raise _Refused("904", "SASL authentication failed")
+            self._sasl = "PLAIN"
+            self._enqueue(b"AUTHENTICATE +\r\n")
+            return
+        if len(argument) > 400:
+            self._sasl, self._saslBuffer = None, ""
+            raise _Refused("905", "SASL message too long")
+        if argument != "+":
+            self._saslBuffer += argument
+        if len(argument) == 400:
+            return  # more to come
+        data, self._saslBuffer, self._sasl = self._saslBuffer, "", None
+        try:
+            _, authcid, password = base64.b64decode(data, validate=True).decode("utf-8").split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise _Refused("904", "SASL authentication failed: the PLAIN message is malformed")
+        login = accounts.login(authcid, password, self.host)
+
+        def loggedIn(account: Account) -> None:
+            self.account = account
+            self._numeric("900", f"{self._wantedNick or account.nick}!{USER_HOST}", account.nick,
+                          f"You are now logged in as {account.nick}")
+            self._numeric("903", "SASL authentication successful")
+
+        def refused(error: ChatError) -> None:
+            self._numeric("904", f"SASL authentication failed: {error}")
+
+        self._answered(login, loggedIn, refused)
+
+    def _register(self) -> None:
+        # Once the nickname and the user are known, and capability negotiation is over: in.
+        if (
+            self._wantedNick is None
+            or self.username is None
+            or self._negotiating
+            or self._arriving
+            or self._state is not State.AWAITING_NAME
+        ):
+            return
+        hub = self.factory.hub
+        nick = self._wantedNick
+        password = self._password
+        if self.account is not None:
+            arrived = hub.arrive(self, self.account.nick, loggedIn=self.account)
+        elif password is not None:
+            # PASS account:password, or the password of the nickname asked for.
+            account, colon, secret = password.partition(":")
+            if colon and hub.accounts is not None and hub.accounts.registered(account) is not None:
+                nick, password = account, secret
+            arrived = hub.arrive(self, nick, password=password)
+        else:
+            arrived = hub.arrive(self, nick)
+        self._arriving = True
+        self._answered(arrived, self._arrived, self._notArrived)
+
+    def _answered(
+        self,
+        answer: Deferred[T],
+        handle: Callable[[T], None],
+        refused: Callable[[ChatError], None],
+    ) -> None:
+        # The session's _whenAnswered, with the core's refusal itself for refused: its class
+        # says which numeric tells it (a nickname in use, a failed login).
+        errors: list[ChatError] = []
+
+        def keep(failure: Failure) -> Failure:
+            if isinstance(failure.value, ChatError):
+                errors.append(failure.value)
+            return failure
+
+        self._whenAnswered(answer.addErrback(keep), handle, lambda message: refused(errors[-1]), self._failed)
+
+    def _notArrived(self, error: ChatError) -> None:
+        self._arriving = False
+        nick = self._wantedNick or "*"
+        if isinstance(error, PasswordRequired):
+            self._wantedNick = None
+            self._numeric(
+                "433", nick,
+                f"{error.nick} is registered: log in with SASL, or PASS {error.nick}:PASSWORD",
+            )
+        elif isinstance(error, NameInUse):
+            self._wantedNick = None
+            self._numeric("433", nick, str(error))
+        elif isinstance(error, LoginRefused):
+            self._numeric("464", str(error))
+            self.disconnect(str(error))
+        else:
+            # Kept out for the server's own reasons (lockdown, guests not admitted).
+            self._numeric("465", str(error))
+            self.disconnect(str(error))
+
+    def _failed(self, error: BaseException) -> None:
+        _log.error("line_failed", peer=self.peer, nick=self.nick, door="irc", exc_info=error)
+        if self._state is not State.CLOSING:
+            self._notice("The server failed to handle that line; it was dropped.")
+
+    def _arrived(self, nick: str) -> None:
+        hub = self.factory.hub
+        self.nick = nick
+        self._arriving = False
+        self._named()
+        _log.info(
+            "member_joined", nick=nick, peer=self.peer, members=len(hub), door="irc",
+            account=hub.accountOf(self) is not None,
+        )
+        factory = self.factory
+        account = hub.accountOf(self)
+        if account is not None and self.account is None and self._password is not None:
+            self._numeric("900", f"{nick}!{USER_HOST}", account.nick, f"You are now logged in as {account.nick}")
+        self._numerics(self._welcome())
+        self._numerics(self._lusers())
+        self._numerics(self._motd())
+        self._numeric("221", "+r" if account is not None else "+")
+        for room in hub.roomsOf(self):
+            self._joined(room)
+
+    def _welcome(self) -> Iterator[tuple[str, ...]]:
+        factory = self.factory
+        nick = self.nick
+        assert nick is not None
+        yield ("001", f"Welcome to {factory.network}, {nick}!{USER_HOST}")
+        yield ("002", f"Your host is {factory.serverName}, running chatsvc")
+        yield ("003", f"This server was created {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(factory.started))}")
+        yield ("004", factory.serverName, "chatsvc", "r", "bimntRov", "bov")
+        for tokens in isupportTokens(factory.isupport()):
+            yield ("005", *tokens, "are supported by this server")
+
+    def _lusers(self) -> Iterator[tuple[str, ...]]:
+        hub = self.factory.hub
+        members = len(hub)
+        rooms = len(hub.rooms())
+        yield ("251", f"There are {members} users and 0 invisible on 1 servers")
+        yield ("254", str(rooms), "channels formed")
+        yield ("255", f"I have {members} clients and 0 servers")
+        yield ("265", str(members), str(members), f"Current local users {members}")
+        yield ("266", str(members), str(members), f"Current global users {members}")
+
+    def _motd(self) -> Iterator[tuple[str, ...]]:
+        motd = self.factory.motd
+        if motd is None:
+            yield ("422", "MOTD File is missing")
+            return
+        yield ("375", f"- {self.factory.serverName} Message of the day - ")
+        for line in motd:
+            yield ("372", f"- {line}")
+        yield ("376", "End of /MOTD command.")
+
+    def irc_PING(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("409", "No origin specified")
+        self._enqueue(self._server("PONG", self.factory.serverName, params[0]))
+
+    def irc_PONG(self, params: Sequence[str]) -> None:
+        """Heard (as every line is): nothing more to do."""
+
+    def irc_QUIT(self, params: Sequence[str]) -> None:
+        reason = stripFormatting(params[0]) if params and params[0] else None
+        self._leave(f"Quit: {reason}" if reason else "Quit", quitting=True)
+        self._closeWith(f"ERROR :Closing link: {'Quit: ' + reason if reason else 'Quit'}\r\n".encode("utf-8"))
+
+    def irc_MOTD(self, params: Sequence[str]) -> None:
+        self._numerics(self._motd())
+
+    def irc_LUSERS(self, params: Sequence[str]) -> None:
+        self._numerics(self._lusers())
+
+    # Rooms
+
+    def _room(self, name: str, numeric: str = "403") -> Room:
+        if not name.startswith("#"):
+            raise _Refused(numeric, name, "No such channel")
+        try:
+            return self.factory.hub.room(name[1:])
+        except ChatError:
+            raise _Refused(numeric, name, "No such channel")
+
+    def _myRoom(self, name: str) -> Room:
+        room = self._room(name)
+        if self not in room:
+            raise _Refused("442", name, "You're not on that channel")
+        return room
+
+    def irc_JOIN(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "JOIN", "Not enough parameters")
+        if params[0] == "0":
+            for room in self.factory.hub.roomsOf(self):
+                self._part(room, None)
+            return
+        hub = self.factory.hub
+        for name in params[0].split(","):
+            if not name.startswith("#"):
+                self._numeric("403", name, "No such channel")
+                continue
+            already = any(room.name.casefold() == name[1:].casefold() for room in hub.roomsOf(self))
+            if already:
+                continue
+            try:
+                room = hub.join(self, name[1:])
+            except ChatError as error:
+                self._numeric(_joinRefusal(str(error)), name, str(error))
+                continue
+            self._joined(room)
+
+    def _joined(self, room: Room) -> None:
+        # What a client is sent on joining: its own JOIN, the topic, the names, and (unless
+        # it asks for history itself) the latest messages.
+        assert self.nick is not None
+        if "extended-join" in self.caps:
+            account = self.factory.hub.accountOf(self)
+            self._own("JOIN", channel(room.name), account.nick if account else "*", self.realname or self.nick)
+        else:
+            self._own("JOIN", channel(room.name))
+        if room.topic is not None:
+            self._numeric("332", channel(room.name), room.topic)
+        self._names(room)
+        self._history(room)
+
+    def _history(self, room: Room) -> None:
+        count = self.factory.historyLines
+        if not count:
+            return
+        messages = room.history(count)
+        if not messages:
+            return
+        target = channel(room.name)
+        lines: list[bytes] = []
+        batch = None
+        if "batch" in self.caps:
+            batch = f"h{messages[-1].id}"
+            lines.append(self._server("BATCH", f"+{batch}", "chathistory", target))
+        for message in messages:
+            lines.extend(self._stored(message, target, batch))
+        if batch is not None:
+            lines.append(self._server("BATCH", f"-{batch}"))
+        self.reply(lines)
+
+    def _stored(self, message: StoredMessage, target: str, batch: str | None) -> list[bytes]:
+        if "server-time" not in self.caps:
+            # Without times of their own, old lines would pass for new: told as notices, dated.
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.time))
+            shown = f"* {message.nick} {message.text}" if message.action else f"<{message.nick}> {message.text}"
+            return _renderLines("NOTICE", target, f"[{stamp} UTC] {shown}", self.factory.serverName, None)
+        tags = {"time": serverTime(message.time)}
+        if "message-tags" in self.caps:
+            tags["msgid"] = str(message.id)
+        if batch is not None:
+            tags["batch"] = batch
+        return _renderLines("PRIVMSG", target, message.text, source(message.nick), tags, ctcp=message.action)
+
+    def _names(self, room: Room) -> None:
+        hub = self.factory.hub
+        roles = hub.rolesIn(room)
+        withHost = "userhost-in-names" in self.caps
+        names = []
+        for nick in hub.nicks(room):
+            shown = f"{nick}!{USER_HOST}" if withHost else nick
+            role = roles.get(nick)
+            names.append(_PREFIXES[role] + shown if role else shown)
+        target = channel(room.name)
+        lines: list[tuple[str, ...]] = []
+        chunk: list[str] = []
+        used = 0
+        for name in names:
+            size = len(name.encode("utf-8")) + 1
+            if chunk and used + size > _NAMES_PER_LINE:
+                lines.append(("353", "=", target, " ".join(chunk)))
+                chunk, used = [], 0
+            chunk.append(name)
+            used += size
+        if chunk:
+            lines.append(("353", "=", target, " ".join(chunk)))
+        lines.append(("366", target, "End of /NAMES list"))
+        self._numerics(lines)
+
+    def irc_NAMES(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "NAMES", "Not enough parameters")
+        for name in params[0].split(","):
+            try:
+                room = self._room(name)
+            except _Refused:
+                self._numeric("366", name, "End of /NAMES list")
+                continue
+            self._names(room)
+
+    def irc_PART(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "PART", "Not enough parameters")
+        reason = stripFormatting(params[1]) if len(params) > 1 and params[1] else None
+        for name in params[0].split(","):
+            try:
+                room = self._myRoom(name)
+            except _Refused as refused:
+                self._numeric(refused.numeric, *refused.params)
+                continue
+            self._part(room, reason)
+
+    def _part(self, room: Room, reason: str | None) -> None:
+        self.factory.hub.part(self, room.name, reason)
+        if reason:
+            self._own("PART", channel(room.name), reason)
+        else:
+            self._own("PART", channel(room.name))
+
+    def irc_TOPIC(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "TOPIC", "Not enough parameters")
+        room = self._room(params[0])
+        if len(params) == 1:
+            if room.topic is None:
+                self._numeric("331", params[0], "No topic is set")
+            else:
+                self._numeric("332", params[0], room.topic)
+            return
+        if self not in room:
+            raise _Refused("442", params[0], "You're not on that channel")
+        topic = stripFormatting(params[1]).strip()
+        try:
+            self.factory.hub.setTopic(self, room, topic or None)
+        except ChatError as error:
+            raise _Refused("482", params[0], str(error))
+
+    def irc_LIST(self, params: Sequence[str]) -> None:
+        hub = self.factory.hub
+        rooms = hub.roomsFor(self)
+        if params and params[0]:
+            wanted = {name.removeprefix("#").casefold() for name in params[0].split(",")}
+            rooms = [room for room in rooms if room.name.casefold() in wanted]
+        lines: list[tuple[str, ...]] = [("321", "Channel", "Users  Name")]
+        lines += [("322", channel(room.name), str(len(room)), room.topic or "") for room in rooms]
+        lines.append(("323", "End of /LIST"))
+        self._numerics(lines)
+
+    # Talking
+
+    def irc_PRIVMSG(self, params: Sequence[str]) -> None:
+        self._message("PRIVMSG", params, self._numeric)
+
+    def irc_NOTICE(self, params: Sequence[str]) -> None:
+        # A NOTICE is never answered automatically, even with an error (RFC 1459).
+        try:
+            self._message("NOTICE", params, lambda *refusal: None)
+        except (_Refused, ChatError):
+            pass
+
+    def irc_TAGMSG(self, params: Sequence[str]) -> None:
+        """Client-only tags (typing notifications): the other doors have nothing to show."""
+
+    def _message(self, command: str, params: Sequence[str], refuse: Callable[..., None]) -> None:
+        if not params:
+            raise _Refused("411", f"No recipient given ({command})")
+        if len(params) < 2 or not params[1]:
+            raise _Refused("412", "No text to send")
+        text = params[1]
+        action = text.startswith("\x01ACTION ") or text == "\x01ACTION\x01"
+        if text.startswith("\x01") and not action:
+            return  # CTCP requests other than ACTION: nobody on the other doors answers them
+        if action:
+            text = text.removeprefix("\x01ACTION").removesuffix("\x01").strip()
+            if not text:
+                return
+        text = stripFormatting(text)
+        hub = self.factory.hub
+        for target in params[0].split(",")[:4]:
+            if target.startswith("#"):
+                try:
+                    room = self._room(target, "403")
+                except _Refused:
+                    refuse("403", target, "No such channel")
+                    continue
+                if self not in room:
+                    refuse("404", target, "Cannot send to channel (you are not on it)")
+                    continue
+                try:
+                    event: Said | Acted = hub.act(self, room, text) if action else hub.say(self, room, text)
+                except ChatError as error:
+                    refuse("404", target, str(error))
+                    continue
+                if "echo-message" in self.caps:
+                    shown = event.text if isinstance(event, Said) else event.action
+                    self._echo(command, target, shown, event, action)
+            else:
+                try:
+                    sent = hub.whisper(self, target, f"* {text}" if action else text)
+                except ChatError as error:
+                    refuse("401", target, str(error))
+                    continue
+                if "echo-message" in self.caps:
+                    self._echo(command, sent.recipient, sent.text, sent, False)
+
+    def _echo(self, command: str, target: str, text: str, event: Said | Acted | Whispered, action: bool) -> None:
+        assert self.nick is not None
+        tags = self._tagsFor(event)
+        for line in _renderLines(command, target, text, source(self.nick), tags, ctcp=action):
+            self._enqueue(line)
+
+    def _tagsFor(self, event: Event) -> dict[str, str] | None:
+        tags = {}
+        if "server-time" in self.caps:
+            tags["time"] = serverTime(event.time)
+        if "message-tags" in self.caps:
+            tags["msgid"] = str(event.id)
+        return tags or None
+
+    # Who is who
+
+    def irc_WHO(self, params: Sequence[str]) -> None:
+        hub = self.factory.hub
+        mask = params[0] if params else "*"
+        lines: list[tuple[str, ...]] = []
+        if mask.startswith("#"):
+            try:
+                room = self._room(mask)
+            except _Refused:
+                room = None
+            if room is not None:
+                roles = hub.rolesIn(room)
+                for nick in hub.nicks(room):
+                    lines.append(self._whoLine(mask, nick, roles.get(nick)))
+        else:
+            member = hub.memberNamed(mask)
+            if member is not None:
+                lines.append(self._whoLine("*", hub.nickOf(member), None))
+        lines.append(("315", mask, "End of /WHO list"))
+        self._numerics(lines)
+
+    def _whoLine(self, target: str, nick: str, role: str | None) -> tuple[str, ...]:
+        flags = "H" + (_PREFIXES[role] if role else "")
+        user, _, host = USER_HOST.partition("@")
+        return ("352", target, user, host, self.factory.serverName, nick, flags, f"0 {nick}")
+
+    def irc_WHOIS(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("431", "No nickname given")
+        nick = params[-1]
+        try:
+            who = self.factory.hub.whois(self, nick)
+        except ChatError:
+            self._numerics([("401", nick, "No such nick/channel"), ("318", nick, "End of /WHOIS list")])
+            return
+        if not who.online:
+            self._numerics([("401", who.nick, "No such nick/channel"), ("318", who.nick, "End of /WHOIS list")])
+            return
+        user, _, host = USER_HOST.partition("@")
+        lines: list[tuple[str, ...]] = [("311", who.nick, user, host, "*", who.nick)]
+        roles = dict(who.roles)
+        if who.rooms:
+            shown = " ".join(
+                (_PREFIXES[roles[room]] if room in roles else "") + channel(room) for room in who.rooms
+            )
+            lines.append(("319", who.nick, shown))
+        lines.append(("312", who.nick, self.factory.serverName, "chatsvc"))
+        if who.admin:
+            lines.append(("313", who.nick, "is a server admin"))
+        if who.registered is not None:
+            lines.append(("330", who.nick, who.nick, "is logged in as"))
+        if who.idle is not None:
+            lines.append(("317", who.nick, str(int(who.idle)), "seconds idle"))
+        lines.append(("318", who.nick, "End of /WHOIS list"))
+        self._numerics(lines)
+
+    def irc_ISON(self, params: Sequence[str]) -> None:
+        hub = self.factory.hub
+        found = []
+        for nick in " ".join(params).split():
+            member = hub.memberNamed(nick)
+            if member is not None:
+                found.append(hub.nickOf(member))
+        self._numeric("303", " ".join(found))
+
+    def irc_USERHOST(self, params: Sequence[str]) -> None:
+        hub = self.factory.hub
+        found = []
+        for nick in params[:5]:
+            member = hub.memberNamed(nick)
+            if member is not None:
+                found.append(f"{hub.nickOf(member)}=+{USER_HOST}")
+        self._numeric("302", " ".join(found))
+
+    # Moderation
+
+    def irc_MODE(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "MODE", "Not enough parameters")
+        target = params[0]
+        hub = self.factory.hub
+        if not target.startswith("#"):
+            if self.nick is None or target.casefold() != self.nick.casefold():
+                raise _Refused("502", "Can't change mode for other users")
+            self._numeric("221", "+r" if hub.accountOf(self) is not None else "+")
+            return
+        room = self._room(target)
+        if len(params) == 1:
+            settings = hub.roomSettings(room)
+            modes = "+n" + "".join(_MODES[name] for name, on in settings.items() if on and name in _MODES)
+            self._numeric("324", target, modes)
+            return
+        changes = params[1]
+        arguments = list(params[2:])
+        on = True
+        for letter in changes:
+            if letter in "+-":
+                on = letter == "+"
+                continue
+            if letter == "b" and not arguments:
+                self._banList(room, target)
+                continue
+            try:
+                if letter in "ov":
+                    nick = arguments.pop(0) if arguments else ""
+                    if not nick:
+                        raise _Refused("461", "MODE", "Not enough parameters")
+                    hub.setRole(self, room.name, nick, "op" if letter == "o" else "voice", on)
+                elif letter == "b":
+                    nick = arguments.pop(0).split("!")[0]
+                    if on:
+                        hub.sanction(self, "ban", room.name, nick, None, None)
+                    else:
+                        hub.lift(self, "ban", room.name, nick)
+                elif letter in _SETTINGS:
+                    hub.setting(self, room.name, _SETTINGS[letter], on)
+                elif letter == "n":
+                    continue
+                else:
+                    raise _Refused("472", letter, "is unknown mode char to me")
+            except ChatError as error:
+                self._numeric(_moderationRefusal(str(error)), target, str(error))
+
+    def _banList(self, room: Room, target: str) -> None:
+        try:
+            bans = self.factory.hub.sanctions(self, "ban", room.name)
+        except ChatError:
+            bans = []
+        lines: list[tuple[str, ...]] = [
+            ("367", target, f"{ban.target}!*@*", ban.by, str(int(self.factory.clock.seconds()))) for ban in bans
+        ]
+        lines.append(("368", target, "End of channel ban list"))
+        self._numerics(lines)
+
+    def irc_KICK(self, params: Sequence[str]) -> None:
+        if len(params) < 2:
+            raise _Refused("461", "KICK", "Not enough parameters")
+        room = self._myRoom(params[0])
+        reason = stripFormatting(params[2]).strip() if len(params) > 2 else ""
+        for nick in params[1].split(","):
+            try:
+                self.factory.hub.kick(self, room.name, nick, reason or None)
+            except ChatError as error:
+                self._numeric(_moderationRefusal(str(error)), params[0], str(error))
+
+    def irc_INVITE(self, params: Sequence[str]) -> None:
+        if len(params) < 2:
+            raise _Refused("461", "INVITE", "Not enough parameters")
+        nick, name = params[0], params[1]
+        room = self._myRoom(name)
+        try:
+            self.factory.hub.invite(self, room.name, nick)
+        except ChatError as error:
+            self._numeric(_moderationRefusal(str(error)), name, str(error))
+            return
+        self._numeric("341", nick, name)
+
+    # Events from the core
+
+    def deliver(self, event: Event) -> None:
+        """Write one event to this client, in IRC's words."""
+        for line in _render(event, self.profile, self.factory.serverName, self.nick, self.factory.hub):
+            self._enqueue(line)
+        if isinstance(event, Moderated) and event.target == self.nick:
+            self._moderatedHere(event)
+
+    def _moderatedHere(self, event: Moderated) -> None:
+        if event.action in ("kill", "suspend"):
+            why = f" ({event.reason})" if event.reason else ""
+            self.disconnect(f"{'Killed' if event.action == 'kill' else 'Suspended'} by {event.by}{why}")
+
+    @staticmethod
+    def deliverToMany(
+        members: Sequence[IMember],
+        event: Event,
+        exclude: IMember | None,
+        failed: DeliveryFailed,
+    ) -> None:
+        """
+        L{deliver} to many clients at once (L{IBatchDelivery}): the event is rendered once for
+        each set of capabilities that changes how it is written, not once a client.
+        """
+        rendered: dict[int, list[bytes]] = {}
+        for member in cast("Sequence[IrcProtocol]", members):
+            if member is exclude:
+                continue
+            try:
+                if isinstance(event, Moderated) and event.target == member.nick:
+                    member.deliver(event)
+                    continue
+                profile = member.profile
+                lines = rendered.get(profile)
+                if lines is None:
+                    factory = member.factory
+                    lines = rendered[profile] = _render(event, profile, factory.serverName, None, factory.hub)
+                for line in lines:
+                    member._enqueue(line)
+            except Exception as error:
+                failed(member, event, error)
+
+
+def _render(event: Event, profile: int, server: str, me: str | None, hub: Hub) -> list[bytes]:
+    """
+    C{event} as the IRC lines a client with capability bits C{profile} is sent. C{me}: the
+    recipient's nickname, where the lines depend on it (a private message, a moderator's
+    action on the recipient), or None in a room's broadcast.
+    """
+    tags: dict[str, str] | None = None
+    if profile & (_TIME | _TAGS):
+        tags = {}
+        if profile & _TIME:
+            tags["time"] = serverTime(event.time)
+        if profile & _TAGS and event.id:
+            tags["msgid"] = str(event.id)
+
+    def line(command: str, *params: str, origin: str | None = None) -> bytes:
+        return (formatMessage(command, *params, source=origin or server, tags=tags) + "\r\n").encode("utf-8")
+
+    def accountTags(nick: str) -> dict[str, str] | None:
+        if not profile & _ACCOUNT:
+            return tags
+        member = hub.memberNamed(nick)
+        account = None if member is None else hub.accountOf(member)
+        return tags if account is None else {**(tags or {}), "account": account.nick}
+
+    match event:
+        case Said(room=room, nick=nick, text=text):
+            return _renderLines("PRIVMSG", channel(room), text, source(nick), accountTags(nick))
+        case Acted(room=room, nick=nick, action=action):
+            return _renderLines("PRIVMSG", channel(room), action, source(nick), accountTags(nick), ctcp=True)
+        case Joined(room=room, nick=nick):
+            return [_joinLine(room, nick, profile, tags, hub)]
+        case Left(room=room, nick=nick, reason=reason):
+            if reason:
+                return [line("PART", channel(room), reason, origin=source(nick))]
+            return [line("PART", channel(room), origin=source(nick))]
+        case TopicChanged(room=room, nick=nick, topic=topic):
+            return [line("TOPIC", channel(room), topic or "", origin=source(nick))]
+        case Renamed(old=old, new=new):
+            return [line("NICK", new, origin=source(old))]
+        case Whispered(sender=sender, recipient=recipient, text=text):
+            return _renderLines("PRIVMSG", recipient, text, source(sender), accountTags(sender))
+        case JoinsAndLeaves(room=room):
+            # IRC clients keep their own member lists: every join and leave, one by one.
+            lines = []
+            for joined, nicks in event.shown():
+                for nick in nicks:
+                    if joined:
+                        lines.append(_joinLine(room, nick, profile, tags, hub))
+                    else:
+                        lines.append(line("PART", channel(room), origin=source(nick)))
+            return lines
+        case Moderated():
+            return _moderated(event, line, server, me)
+        case _:
+            assert_never(event)
+
+
+def _joinLine(room: str, nick: str, profile: int, tags: dict[str, str] | None, hub: Hub) -> bytes:
+    params: tuple[str, ...] = (channel(room),)
+    if profile & _EXTENDED:
+        member = hub.memberNamed(nick)
+        account = None if member is None else hub.accountOf(member)
+        realname = getattr(member, "realname", "") or nick
+        params = (channel(room), account.nick if account else "*", realname)
+    return (formatMessage("JOIN", *params, source=source(nick), tags=tags) + "\r\n").encode("utf-8")
+
+
+def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: str | None) -> list[bytes]:
+    # A moderator's action as the IRC message for it: KICK, MODE; else a NOTICE, from the
+    # server, with the core's words.
+    by = source(event.by)
+    target = event.target or ""
+    room = event.room
+    if room is not None:
+        where = channel(room)
+        match event.action:
+            case "kick":
+                return [line("KICK", where, target, event.reason or event.by, origin=by)]
+            case "ban":
+                return [
+                    line("MODE", where, "+b", f"{target}!*@*", origin=by),
+                    line("KICK", where, target, event.describe(), origin=by),
+                ]
+            case "unban":
+                return [line("MODE", where, "-b", f"{target}!*@*", origin=by)]
+            case "op" | "deop" | "voice" | "devoice" | "owner":
+                letter = "v" if "voice" in event.action else "o"
+                sign = "-" if event.action.startswith("de") else "+"
+                return [line("MODE", where, sign + letter, target, origin=by)]
+            case "set" if event.setting in _MODES:
+                sign = "+" if event.on else "-"
+                return [line("MODE", where, sign + _MODES[event.setting], origin=by)]
+            case "invite" if me is not None and target == me:
+                return [line("INVITE", target, where, origin=by)]
+        return [line("NOTICE", where, f"*** {event.describe()}")]
+    return [line("NOTICE", me or "*", f"*** {event.describe()}")]
+
+
+def _joinRefusal(message: str) -> str:
+    # The numeric for a refused JOIN, from the core's words.
+    if "banned" in message:
+        return "474"
+    if "private" in message or "invitation" in message:
+        return "473"
+    if "registered" in message:
+        return "477"
+    if "room name" in message:
+        return "479"
+    return "405"
+
+
+def _moderationRefusal(message: str) -> str:
+    # The numeric for a refused moderator's action, from the core's words.
+    if message.startswith("no such member"):
+        return "401"
+    if "not in" in message:
+        return "441"
+    return "482"
+
+
+class IrcFactory(ServerFactory):
+    """
+    The IRC door's factory: an L{IrcProtocol} for each connection the sessions' L{Admission}
+    takes, and what they share: the hub, the limits, the admission and the outbox (with the
+    other doors), the server's name and MOTD, and the keepalive.
+    """
+
+    protocol = IrcProtocol  # type: ignore[assignment]
+    noisy = False
+
+    def __init__(
+        self,
+        hub: Hub,
+        limits: Limits = Limits(),
+        admission: Admission | None = None,
+        outbox: Outbox | None = None,
+        serverName: str = "chatsvc",
+        network: str = "chatsvc",
+        motd: Sequence[str] | None = None,
+        historyLines: int = 20,
+        pingInterval: float = 60.0,
+    ) -> None:
+        """
+        @param serverName: the server's name in numerics and as the source of its messages.
+        @param network: the network's name (C{NETWORK} in C{RPL_ISUPPORT}).
+        @param motd: the message of the day, line by line; L{None}: none (C{422}).
+        @param historyLines: how many recent messages a client without C{chathistory} is
+            sent on joining a room.
+        @param pingInterval: seconds of silence after which a client is pinged, and as many
+            again after which it is cut.
+        """
+        self.hub = hub
+        self.clock: IReactorTime = hub.clock
+        self.limits = limits
+        self.admission = admission if admission is not None else Admission(hub.clock, limits)
+        self.outbox = outbox if outbox is not None else Outbox(hub.clock)
+        self.serverName = serverName
+        self.network = network
+        self.motd = list(motd) if motd is not None else None
+        self.historyLines = historyLines
+        self.keepAlive = KeepAlive(hub.clock, pingInterval)
+        self.started = hub.clock.seconds()
+        self.capabilities = tuple(
+            name for name in CAPABILITIES if name != "sasl" or hub.accounts is not None
+        )
+
+    def isupport(self) -> list[str]:
+        """The tokens of C{RPL_ISUPPORT} (005)."""
+        return [
+            "CASEMAPPING=ascii",
+            "CHANLIMIT=#:",
+            "CHANMODES=b,,,imntR",
+            f"CHANNELLEN={MAX_ROOM_NAME_LENGTH + 1}",
+            "CHANTYPES=#",
+            "ELIST=",
+            f"NETWORK={self.network}",
+            f"NICKLEN={MAX_NICK_LENGTH}",
+            "PREFIX=(ov)@+",
+            "TARGMAX=PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:,KICK:",
+            f"TOPICLEN={MAX_TOPIC_LENGTH}",
+            "UTF8ONLY",
+            "MODES=4",
+        ]
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        """An L{IrcProtocol}, or a refusal in IRC's words when a connection limit is reached."""
+        reason = self.admission.refusal(addr)
+        if reason is None:
+            return cast(Protocol, super().buildProtocol(addr))
+        _log.warning(
+            "connection_refused",
+            peer=describeAddress(addr) if addr is not None else "-",
+            reason=reason,
+            door="irc",
+        )
+        return _Refusal(reason)
+
+    def closeAll(self, reason: str) -> Deferred[None]:
+        """Tell every connection C{reason} and close it (see L{Admission.closeAll})."""
+        return self.admission.closeAll(reason)
+
+
+class _Refusal(Protocol):
+    """What a connection over a limit gets: one C{ERROR} saying why, then the close."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(f"ERROR :Closing link: {self.reason}\r\n".encode("utf-8"))
+        self.transport.loseConnection()
