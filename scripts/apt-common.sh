@@ -1,12 +1,13 @@
-# Shared by scripts/setup-browser and scripts/setup-terminal (sourced, never run): installing one
-# Debian package for the tests that need it.
+# Shared by scripts/setup-browser, scripts/setup-terminal and scripts/setup-irc (sourced, never
+# run): installing the Debian package (or packages) for the tests that need it.
 #
 # The sourcing script sets, before sourcing:
 #   script    its name, which starts every line it prints (setup-browser)
-#   package   the Debian package (chromium)
+#   package   the Debian package (chromium), or several separated by spaces, installed together
+#             (weechat-headless weechat-plugins)
 #   skipped   the tests that skip when it cannot be installed (the browser tests)
 #
-# - aptInstall: apt-get install -y --no-install-recommends "$package", as root or through
+# - aptInstall: apt-get install -y --no-install-recommends $package, as root or through
 #   `sudo -n` (never a prompt); `apt-get update` first only when the install fails for want of
 #   package lists. Sets $updated to " (after apt-get update)" if it had to.
 # - cannot REASON: says why it cannot, and exits 0, so that the tests skip saying why; under
@@ -34,13 +35,14 @@ aptInstall() {
     else
         cannot "not root, and sudo is missing or needs a password"
     fi
-    local log
+    local log packages
+    read -r -a packages <<<"$package"
     log=$(mktemp)
     # shellcheck disable=SC2064
     trap "rm -f '$log'" EXIT
     updated=""
     if "${asRoot[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "$package" </dev/null >"$log" 2>&1; then
+        apt-get install -y -q --no-install-recommends "${packages[@]}" </dev/null >"$log" 2>&1; then
         return 0
     fi
     # Fresh images ship without package lists: "Unable to locate package" (or "has no
@@ -55,7 +57,7 @@ aptInstall() {
     fi
     updated=" (after apt-get update)"
     if ! "${asRoot[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "$package" </dev/null >"$log" 2>&1; then
+        apt-get install -y -q --no-install-recommends "${packages[@]}" </dev/null >"$log" 2>&1; then
         cat "$log" >&2
         cannot "apt-get install $package failed"
     fi
