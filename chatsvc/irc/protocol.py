@@ -552,8 +552,8 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         yield ("251", f"There are {members} users and 0 invisible on 1 servers")
         yield ("254", str(rooms), "channels formed")
         yield ("255", f"I have {members} clients and 0 servers")
-        yield ("265", str(members), str(members), f"Current local users {members}")
-        yield ("266", str(members), str(members), f"Current global users {members}")
+        yield ("265", str(members), str(members), f"Current local users {members}, max {members}")
+        yield ("266", str(members), str(members), f"Current global users {members}, max {members}")
 
     def _motd(self) -> Iterator[tuple[str, ...]]:
         motd = self.factory.motd
