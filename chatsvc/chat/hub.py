@@ -16,7 +16,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from attrs import frozen
@@ -69,7 +69,9 @@ __all__ = [
     "CROWD_SIZE",
     "DEFAULT_ROOM",
     "Hub",
+    "IPresenceWatcher",
     "Whois",
+    "MAX_AWAY_LENGTH",
     "MAX_BLANK_RUN",
     "MAX_TEXT_BYTES",
     "MAX_TOPIC_LENGTH",
@@ -82,6 +84,9 @@ __all__ = [
 
 MAX_TOPIC_LENGTH = 300
 """The longest topic, in characters."""
+
+MAX_AWAY_LENGTH = 200
+"""The longest away message, in characters."""
 
 DEFAULT_ROOM = "lobby"
 """Where every member lands on arrival, unless the server is told otherwise."""
@@ -178,6 +183,8 @@ class Whois:
     idle: float | None
     """Seconds since it last said something (or arrived); None when not connected."""
     connections: int
+    away: str | None = None
+    """Its away message, while it is away."""
 
 
 class Room:
@@ -361,7 +368,7 @@ class MemberRecord:
     has one place to go.
     """
 
-    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive")
+    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive", "away")
 
     def __init__(self, nick: str, key: str, account: Account | None = None) -> None:
         self.nick = nick
@@ -377,6 +384,28 @@ class MemberRecord:
         self.connections: list[IMember] = []
         """The member's connections, in the order they came: one for a guest; an account may
         be logged in from several at once, which share its nickname and rooms."""
+        self.away: str | None = None
+        """The member's away message, while it is away (L{Hub.setAway})."""
+
+
+class IPresenceWatcher(Protocol):
+    """
+    What a door that follows members beyond the rooms they share (IRC's C{MONITOR} and
+    C{away-notify}) is told by the hub (L{Hub.watch}): members coming, going, renamed, and
+    going away or coming back.
+    """
+
+    def online(self, nick: str) -> None:
+        """The member C{nick} arrived (its first connection)."""
+
+    def offline(self, nick: str) -> None:
+        """The member C{nick} left (its last connection)."""
+
+    def renamed(self, old: str, new: str) -> None:
+        """The member C{old} is now called C{new}."""
+
+    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+        """The member C{nick} (C{member}: one of its connections) is away, or (L{None}) back."""
 
 
 class Hub:
@@ -468,6 +497,7 @@ class Hub:
         """Where every event's id comes from."""
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
+        self._watchers: list[IPresenceWatcher] = []
 
     # Looking things up
 
@@ -649,6 +679,8 @@ class Hub:
         record.connections.append(member)
         self._byKey[key] = record
         self._records[member] = record
+        for watcher in self._watchers:
+            watcher.online(nick)
         try:
             self.join(member, self.defaultRoom.name)
         except ChatError as refusal:
@@ -665,6 +697,38 @@ class Hub:
             room.add(member, record)
         _log.info("account_connection_added", nick=record.nick, connections=len(record.connections))
         return record.nick
+
+    def watch(self, watcher: IPresenceWatcher) -> None:
+        """Tell C{watcher} of every member's coming, going, rename and away status from now on."""
+        self._watchers.append(watcher)
+
+    def setAway(self, member: IMember, message: str | None) -> str | None:
+        """
+        Mark C{member} away with C{message} (made safe, at most L{MAX_AWAY_LENGTH}
+        characters), or (L{None} or blank) back. Every door shows it where it shows who is
+        who (C{/whois}, member lists); watchers are told (L{IPresenceWatcher.awayChanged}).
+
+        @return: the message as kept, or L{None} for back.
+        @raise ChatError: if the message is too long.
+        """
+        record = self._records[member]
+        if message is not None and message.strip():
+            message = _clean_text(message, "an away message", self.maxTextBytes).strip()
+        else:
+            message = None
+        if message is not None and len(message) > MAX_AWAY_LENGTH:
+            raise ChatError(f"an away message may be at most {MAX_AWAY_LENGTH} characters long")
+        if message == record.away:
+            return message
+        record.away = message
+        for watcher in self._watchers:
+            watcher.awayChanged(member, record.nick, message)
+        return message
+
+    def awayOf(self, nick: str) -> str | None:
+        """The away message of the member called C{nick}, if it is here and away."""
+        record = self._byKey.get(nick_key(nick))
+        return None if record is None else record.away
 
     def accountOf(self, member: IMember) -> Account | None:
         """The account C{member} logged in with (or registered), or None for a guest."""
@@ -744,6 +808,8 @@ class Hub:
         del self._byKey[key]
         self.nicknames.release(key)
         self._memberCreations.discard(member)
+        for watcher in self._watchers:
+            watcher.offline(record.nick)
         return True
 
     # Claiming nicknames
@@ -1018,6 +1084,8 @@ class Hub:
         event = Renamed(old, new, **self._stamp())
         for recipient in told:
             self._deliverTo(recipient, event)
+        for watcher in self._watchers:
+            watcher.renamed(old, new)
         return new
 
     def whisper(self, member: IMember, recipientNick: str, text: str) -> Whispered:
@@ -1427,6 +1495,7 @@ class Hub:
             roles=tuple(roles.items()),
             idle=None if target is None else max(0.0, now - target.lastActive),
             connections=0 if target is None else len(target.connections),
+            away=None if target is None else target.away,
         )
 
     # History
