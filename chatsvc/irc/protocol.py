@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar, assert_never, cast
 
 import structlog
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
 
+from chatsvc.chat.ids import ID_SEQUENCE_BITS
 from chatsvc.chat import (
+    MAX_AWAY_LENGTH,
     MAX_NICK_LENGTH,
     MAX_ROOM_NAME_LENGTH,
     MAX_TOPIC_LENGTH,
@@ -55,6 +58,7 @@ from chatsvc.chat import (
     StoredMessage,
     TopicChanged,
     Whispered,
+    nick_key,
     validate_nick,
 )
 from chatsvc.irc.message import (
@@ -62,6 +66,7 @@ from chatsvc.irc.message import (
     MAX_TAGS_BYTES,
     BadMessage,
     Message,
+    escapeTag,
     formatMessage,
     isupportTokens,
     parse,
@@ -89,17 +94,33 @@ so that nobody's address is shown to anyone."""
 
 CAPABILITIES = (
     "account-tag",
+    "away-notify",
     "batch",
     "cap-notify",
+    "chghost",
+    "draft/chathistory",
+    "labeled-response",
     "echo-message",
     "extended-join",
     "message-tags",
     "multi-prefix",
     "sasl",
     "server-time",
+    "setname",
     "userhost-in-names",
 )
-"""The IRCv3 capabilities this door offers (C{sasl} only where the server has accounts)."""
+"""
+The IRCv3 capabilities this door offers (C{sasl} only where the server has accounts).
+C{chghost} is offered and never used: nobody's user or host ever changes here.
+"""
+
+CHATHISTORY_CAP = "draft/chathistory"
+"""The chathistory capability, still a draft of IRCv3's (as clients ask for it)."""
+CHATHISTORY_LIMIT = 100
+"""The most messages one CHATHISTORY request is answered with."""
+
+MONITOR_LIMIT = 100
+"""The most nicknames one client may MONITOR."""
 
 # What a member's rendering depends on: one bit per capability that changes how an event of
 # someone else's is written.
@@ -189,6 +210,11 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         self._arriving = False
         self._heard = True
         self._pinged = False
+        self._batches = 0
+        self._capture: list[bytes] | None = None
+        self._pendingLabel: tuple[str, list[bytes]] | None = None
+        self.monitoring: dict[str, str] = {}
+        """The nicknames this client MONITORs, by key, as it gave them."""
 
     # Connection life cycle
 
@@ -201,6 +227,8 @@ class IrcProtocol(LineReading, Session, LineReceiver):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.factory.keepAlive.closed(self)
+        for nick in list(self.monitoring.values()):
+            self.factory.unmonitor(self, nick)
         self._endSession()
 
     def _nameTimedOut(self) -> None:
@@ -286,16 +314,76 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             if handler is not None or command.isalpha():
                 self._numeric("451", "You have not registered")
             return
+        label = message.tags.get("label") if "labeled-response" in self.caps else None
+        if label is not None:
+            self._labelled(label, lambda: self._run(command, handler, message.params))
+        else:
+            self._run(command, handler, message.params)
+
+    def _run(self, command: str, handler: Callable[[Sequence[str]], None] | None, params: Sequence[str]) -> None:
         if handler is None:
             self._numeric("421", command, "Unknown command")
             return
         try:
-            handler(message.params)
+            handler(params)
         except _Refused as refused:
             self._numeric(refused.numeric, *refused.params)
         except ChatError as error:
             # A refusal the command did not map: told as a notice, with the core's words.
             self._enqueue(self._server("FAIL", command, "REFUSED", str(error)))
+
+    # labeled-response: what a command's answer is, marked with the label the client gave it
+
+    def _labelled(self, label: str, run: Callable[[], None]) -> None:
+        self._gather(label, [], run)
+
+    def _gather(self, label: str, captured: list[bytes], run: Callable[[], None]) -> None:
+        # Everything written to this client while the command runs is its answer: gathered
+        # (the session's _enqueue shadowed on the instance), then sent with the label. An
+        # answer that comes later (the command waits for the core) is gathered when it comes,
+        # after what was gathered before.
+        self._capture = captured
+        self._enqueue = captured.append  # type: ignore[method-assign, assignment]
+        try:
+            run()
+        finally:
+            del self._enqueue
+            self._capture = None
+        if self._waiting:
+            self._pendingLabel = (label, captured)
+        else:
+            self._sendLabelled(label, captured)
+
+    def _answerLabelled(self, answer: Callable[[], None]) -> None:
+        # The later answer of a command: gathered with the rest of its answer if labelled.
+        pending, self._pendingLabel = self._pendingLabel, None
+        if pending is None:
+            answer()
+        else:
+            self._gather(pending[0], pending[1], answer)
+
+    def _sendLabelled(self, label: str, lines: list[bytes]) -> None:
+        data = [line for chunk in lines for line in chunk.split(b"\r\n") if line]
+        tag = ("label=" + escapeTag(label)).encode("utf-8")
+        if not data:
+            self._enqueue(b"@" + tag + b" " + self._server("ACK"))
+        elif len(data) == 1:
+            self._enqueue(_tagged(data[0], tag) + b"\r\n")
+        else:
+            self._batches += 1
+            batch = f"l{self._batches}"
+            inner = b"batch=" + batch.encode("ascii")
+            out = [b"@" + tag + b" " + self._server("BATCH", f"+{batch}", "labeled-response")]
+            out += [_tagged(line, inner) + b"\r\n" for line in data]
+            out.append(self._server("BATCH", f"-{batch}"))
+            self._enqueue(b"".join(out))
+
+    def reply(self, lines: Iterable[bytes]) -> None:
+        """The session's paced reply; all of it at once while a labelled answer is gathered."""
+        if self._capture is not None:
+            self._capture.extend(lines)
+        else:
+            super().reply(lines)
 
     # Writing
 
@@ -487,7 +575,12 @@ class IrcProtocol(LineReading, Session, LineReceiver):
                 errors.append(failure.value)
             return failure
 
-        self._whenAnswered(answer.addErrback(keep), handle, lambda message: refused(errors[-1]), self._failed)
+        self._whenAnswered(
+            answer.addErrback(keep),
+            lambda result: self._answerLabelled(lambda: handle(result)),
+            lambda message: self._answerLabelled(lambda: refused(errors[-1])),
+            self._failed,
+        )
 
     def _notArrived(self, error: ChatError) -> None:
         self._arriving = False
@@ -637,23 +730,120 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         self._history(room)
 
     def _history(self, room: Room) -> None:
+        # A client that asks for history itself (CHATHISTORY) is sent none unasked.
         count = self.factory.historyLines
-        if not count:
+        if not count or CHATHISTORY_CAP in self.caps:
             return
         messages = room.history(count)
-        if not messages:
+        if messages:
+            self._sendHistory(channel(room.name), messages)
+
+    def _sendHistory(self, target: str, messages: Sequence[StoredMessage], always: bool = False) -> None:
+        # Stored messages, in a chathistory batch where the client has batch; an empty batch
+        # only when asked for (CHATHISTORY answers, even with nothing).
+        if not messages and not always:
             return
-        target = channel(room.name)
+        self._batches += 1
         lines: list[bytes] = []
         batch = None
         if "batch" in self.caps:
-            batch = f"h{messages[-1].id}"
+            batch = f"h{self._batches}"
             lines.append(self._server("BATCH", f"+{batch}", "chathistory", target))
         for message in messages:
             lines.extend(self._stored(message, target, batch))
         if batch is not None:
             lines.append(self._server("BATCH", f"-{batch}"))
         self.reply(lines)
+
+    def irc_CHATHISTORY(self, params: Sequence[str]) -> None:
+        """
+        CHATHISTORY LATEST|BEFORE|AFTER|AROUND|BETWEEN <target> <reference>... <limit>, and
+        TARGETS <from> <to> <limit>: a page of a room's stored history (IRCv3 chathistory).
+        """
+        if len(params) < 3:
+            self._fail("CHATHISTORY", "NEED_MORE_PARAMS", "Missing parameters")
+            return
+        sub = params[0].upper()
+        if sub == "TARGETS":
+            self._historyTargets(params)
+            return
+        if sub not in ("LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN") or len(params) < (5 if sub == "BETWEEN" else 4):
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, "Unknown or incomplete subcommand")
+            return
+        target = params[1]
+        limit = _historyLimit(params[-1])
+        if limit is None:
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, "Invalid limit")
+            return
+        if not target.startswith("#"):
+            # Private messages are not kept: there is nothing to give.
+            self._sendHistory(target, [], always=True)
+            return
+        try:
+            room = self._myRoom(target)
+        except _Refused:
+            self._fail("CHATHISTORY", "INVALID_TARGET", sub, target, "You are not on that channel")
+            return
+        references = [None if text == "*" and sub == "LATEST" else _reference(text) for text in params[2:-1]]
+        if None in references and not (sub == "LATEST" and params[2] == "*"):
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, "Invalid message reference")
+            return
+        hub = self.factory.hub
+        first = references[0]
+        page: Deferred[list[StoredMessage]]
+        if sub == "LATEST":
+            page = hub.history(room, None, None, limit).addCallback(
+                lambda found: [m for m in found[0] if first is None or m.id > first])
+        elif sub == "BEFORE":
+            page = hub.history(room, first, None, limit).addCallback(lambda found: found[0])
+        elif sub == "AFTER":
+            assert first is not None
+            page = hub.history(room, None, first, limit).addCallback(lambda found: found[0])
+        elif sub == "AROUND":
+            assert first is not None
+            # The reference in the middle: fewer before it than from it on, if one must go.
+            before = hub.history(room, first, None, (limit - 1) // 2) if limit > 1 else succeed(([], False))
+            page = before.addCallback(lambda found: self._andAfter(room, found[0], first, limit - len(found[0])))
+        else:
+            second = references[1]
+            assert first is not None and second is not None
+            low, high = min(first, second), max(first, second)
+            page = hub.history(room, None, low, limit).addCallback(
+                lambda found: [m for m in found[0] if m.id < high])
+        self._answered(page, lambda messages: self._sendHistory(target, messages, always=True),
+                       lambda error: self._fail("CHATHISTORY", "MESSAGE_ERROR", sub, str(error)))
+
+    def _andAfter(self, room: Room, before: list[StoredMessage], around: int, limit: int) -> Deferred[list[StoredMessage]]:
+        # The messages from the id around on (it included), after those before it.
+        after = self.factory.hub.history(room, None, around - 1, limit)
+        return after.addCallback(lambda found: before + found[0])
+
+    def _historyTargets(self, params: Sequence[str]) -> None:
+        # The rooms this member is in that have messages between the two times, the latest first.
+        first, second = _reference(params[1]), _reference(params[2])
+        limit = _historyLimit(params[3]) if len(params) > 3 else None
+        if first is None or second is None or limit is None:
+            self._fail("CHATHISTORY", "INVALID_PARAMS", "TARGETS", "Invalid parameters")
+            return
+        low, high = min(first, second), max(first, second)
+        latest = []
+        for room in self.factory.hub.roomsOf(self):
+            recent = [message for message in room.history(self.factory.hub.historyKept) if low < message.id < high]
+            if recent:
+                latest.append((recent[-1].time, room.name))
+        latest.sort(reverse=True)
+        self._batches += 1
+        batch = f"h{self._batches}"
+        lines = [self._server("BATCH", f"+{batch}", "draft/chathistory-targets")]
+        lines += [
+            self._server("CHATHISTORY", "TARGETS", channel(name), serverTime(when), tags={"batch": batch})
+            for when, name in latest[:limit]
+        ]
+        lines.append(self._server("BATCH", f"-{batch}"))
+        self.reply(lines)
+
+    def _fail(self, command: str, code: str, *context: str) -> None:
+        self._sendReplyLine(self._server("FAIL", command, code, *context))
 
     def _stored(self, message: StoredMessage, target: str, batch: str | None) -> list[bytes]:
         if "server-time" not in self.caps:
@@ -806,6 +996,9 @@ class IrcProtocol(LineReading, Session, LineReceiver):
                 except ChatError as error:
                     refuse("401", target, str(error))
                     continue
+                away = hub.awayOf(sent.recipient)
+                if away is not None and command == "PRIVMSG":
+                    self._numeric("301", sent.recipient, away)
                 if "echo-message" in self.caps:
                     self._echo(command, sent.recipient, sent.text, sent, False)
 
@@ -828,7 +1021,11 @@ class IrcProtocol(LineReading, Session, LineReceiver):
     def irc_WHO(self, params: Sequence[str]) -> None:
         hub = self.factory.hub
         mask = params[0] if params else "*"
-        lines: list[tuple[str, ...]] = []
+        # WHOX: "WHO <mask> %<fields>[,<token>]" asks for a 354 with those fields.
+        fields = token = None
+        if len(params) > 1 and params[1].startswith("%"):
+            fields, _, token = params[1][1:].partition(",")
+        found: list[tuple[str, str, str | None]] = []  # channel, nickname, role
         if mask.startswith("#"):
             try:
                 room = self._room(mask)
@@ -836,19 +1033,51 @@ class IrcProtocol(LineReading, Session, LineReceiver):
                 room = None
             if room is not None:
                 roles = hub.rolesIn(room)
-                for nick in hub.nicks(room):
-                    lines.append(self._whoLine(mask, nick, roles.get(nick)))
+                found = [(mask, nick, roles.get(nick)) for nick in hub.nicks(room)]
         else:
             member = hub.memberNamed(mask)
             if member is not None:
-                lines.append(self._whoLine("*", hub.nickOf(member), None))
+                found = [("*", hub.nickOf(member), None)]
+        lines = [
+            self._whoxLine(where, nick, role, fields, token or "0") if fields is not None
+            else self._whoLine(where, nick, role)
+            for where, nick, role in found
+        ]
         lines.append(("315", mask, "End of /WHO list"))
         self._numerics(lines)
 
+    def _whoFlags(self, nick: str, role: str | None) -> str:
+        away = self.factory.hub.awayOf(nick) is not None
+        return ("G" if away else "H") + (_PREFIXES[role] if role else "")
+
     def _whoLine(self, target: str, nick: str, role: str | None) -> tuple[str, ...]:
-        flags = "H" + (_PREFIXES[role] if role else "")
         user, _, host = USER_HOST.partition("@")
-        return ("352", target, user, host, self.factory.serverName, nick, flags, f"0 {nick}")
+        realname = self.factory.realname(nick)
+        return ("352", target, user, host, self.factory.serverName, nick, self._whoFlags(nick, role),
+                f"0 {realname}")
+
+    def _whoxLine(self, target: str, nick: str, role: str | None, fields: str, token: str) -> tuple[str, ...]:
+        # The fields asked for, in WHOX's own order (t c u i h s n f d l a o r), not the asker's.
+        hub = self.factory.hub
+        user, _, host = USER_HOST.partition("@")
+        member = hub.memberNamed(nick)
+        account = None if member is None else hub.accountOf(member)
+        values = {
+            "t": token,
+            "c": target,
+            "u": user,
+            "i": "255.255.255.255",
+            "h": host,
+            "s": self.factory.serverName,
+            "n": nick,
+            "f": self._whoFlags(nick, role),
+            "d": "0",
+            "l": "0",
+            "a": account.nick if account is not None else "0",
+            "o": "n/a",
+            "r": self.factory.realname(nick),
+        }
+        return ("354", *(values[letter] for letter in "tcuihsnfdlaor" if letter in fields))
 
     def irc_WHOIS(self, params: Sequence[str]) -> None:
         if not params:
@@ -863,7 +1092,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             self._numerics([("401", who.nick, "No such nick/channel"), ("318", who.nick, "End of /WHOIS list")])
             return
         user, _, host = USER_HOST.partition("@")
-        lines: list[tuple[str, ...]] = [("311", who.nick, user, host, "*", who.nick)]
+        lines: list[tuple[str, ...]] = [("311", who.nick, user, host, "*", self.factory.realname(who.nick))]
         roles = dict(who.roles)
         if who.rooms:
             shown = " ".join(
@@ -875,6 +1104,8 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             lines.append(("313", who.nick, "is a server admin"))
         if who.registered is not None:
             lines.append(("330", who.nick, who.nick, "is logged in as"))
+        if who.away is not None:
+            lines.append(("301", who.nick, who.away))
         if who.idle is not None:
             lines.append(("317", who.nick, str(int(who.idle)), "seconds idle"))
         lines.append(("318", who.nick, "End of /WHOIS list"))
@@ -897,6 +1128,69 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             if member is not None:
                 found.append(f"{hub.nickOf(member)}=+{USER_HOST}")
         self._numeric("302", " ".join(found))
+
+    def irc_AWAY(self, params: Sequence[str]) -> None:
+        message = stripFormatting(params[0]) if params and params[0] else None
+        kept = self.factory.hub.setAway(self, message)
+        if kept is None:
+            self._numeric("305", "You are no longer marked as being away")
+        else:
+            self._numeric("306", "You have been marked as being away")
+
+    def irc_SETNAME(self, params: Sequence[str]) -> None:
+        if not params or not params[0].strip():
+            self._enqueue(self._server("FAIL", "SETNAME", "INVALID_REALNAME", "A real name may not be empty"))
+            return
+        realname = stripFormatting(params[0]).strip()[:100]
+        self.realname = realname
+        assert self.nick is not None
+        line = (formatMessage("SETNAME", realname, source=source(self.nick), trailing=True) + "\r\n").encode("utf-8")
+        for member in self.factory.sharing(self, "setname"):
+            member._enqueue(line)
+
+    def irc_MONITOR(self, params: Sequence[str]) -> None:
+        if not params:
+            raise _Refused("461", "MONITOR", "Not enough parameters")
+        sub = params[0]
+        factory = self.factory
+        if sub == "+" and len(params) > 1:
+            wanted = [nick for nick in params[1].split(",") if nick]
+            room = MONITOR_LIMIT - len(self.monitoring)
+            if len(wanted) > room:
+                self._numeric("734", str(MONITOR_LIMIT), ",".join(wanted[room:]), "Monitor list is full")
+                wanted = wanted[:max(room, 0)]
+            for nick in wanted:
+                factory.monitor(self, nick)
+            self._monitorStatus(wanted)
+        elif sub == "-" and len(params) > 1:
+            for nick in params[1].split(","):
+                factory.unmonitor(self, nick)
+        elif sub.upper() == "C":
+            for nick in list(self.monitoring.values()):
+                factory.unmonitor(self, nick)
+        elif sub.upper() == "L":
+            names = list(self.monitoring.values())
+            lines: list[tuple[str, ...]] = [("732", ",".join(names[start : start + 20])) for start in range(0, len(names), 20)]
+            lines.append(("733", "End of MONITOR list"))
+            self._numerics(lines)
+        elif sub.upper() == "S":
+            self._monitorStatus(list(self.monitoring.values()))
+        else:
+            raise _Refused("461", "MONITOR", "Not enough parameters")
+
+    def _monitorStatus(self, nicks: Sequence[str]) -> None:
+        hub = self.factory.hub
+        online, offline = [], []
+        for nick in nicks:
+            member = hub.memberNamed(nick)
+            if member is None:
+                offline.append(nick)
+            else:
+                online.append(f"{hub.nickOf(member)}!{USER_HOST}")
+        if online:
+            self._numeric("730", ",".join(online))
+        if offline:
+            self._numeric("731", ",".join(offline))
 
     # Moderation
 
@@ -985,7 +1279,13 @@ class IrcProtocol(LineReading, Session, LineReceiver):
 
     def deliver(self, event: Event) -> None:
         """Write one event to this client, in IRC's words."""
-        for line in _render(event, self.profile, self.factory.serverName, self.nick, self.factory.hub):
+        lines = _render(event, self.profile, self.factory.serverName, self.nick, self.factory.hub)
+        pending = self._pendingLabel
+        if pending is not None and isinstance(event, Renamed) and event.old == self.nick:
+            # The rename this client is waiting for: part of its labelled answer.
+            pending[1].extend(lines)
+            return
+        for line in lines:
             self._enqueue(line)
         if isinstance(event, Moderated) and event.target == self.nick:
             self._moderatedHere(event)
@@ -1123,6 +1423,49 @@ def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: st
     return [line("NOTICE", me or "*", f"*** {event.describe()}")]
 
 
+def _tagged(line: bytes, tag: bytes) -> bytes:
+    # A formatted line with one more tag, unless it has a batch tag already (a line of an
+    # inner batch belongs to that batch, and its BATCH lines to the outer one).
+    if line.startswith(b"@"):
+        tags, _, rest = line[1:].partition(b" ")
+        if tag.startswith(b"batch=") and any(item.startswith(b"batch=") for item in tags.split(b";")):
+            return line
+        return b"@" + tag + b";" + tags + b" " + rest
+    return b"@" + tag + b" " + line
+
+
+def _historyLimit(text: str) -> int | None:
+    # A CHATHISTORY limit: a positive number, at most CHATHISTORY_LIMIT.
+    if not (text.isascii() and text.isdigit()) or len(text) > 6 or int(text) < 1:
+        return None
+    return min(int(text), CHATHISTORY_LIMIT)
+
+
+def _reference(text: str) -> int | None:
+    # A message reference as the id it stands for: msgid=ID is that id; timestamp=T the
+    # first id of the millisecond T (ids are made from times: chatsvc.chat.ids).
+    kind, _, value = text.partition("=")
+    if kind == "msgid" and value.isascii() and value.isdigit() and len(value) < 20:
+        return int(value)
+    if kind == "timestamp":
+        seconds = _parseTime(value)
+        if seconds is not None:
+            return int(round(seconds * 1000)) << ID_SEQUENCE_BITS
+    return None
+
+
+def _parseTime(text: str) -> float | None:
+    # 2026-12-01T18:00:00.000Z, as server-time writes times.
+    try:
+        whole, _, fraction = text.removesuffix("Z").partition(".")
+        seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    if fraction and not (fraction.isascii() and fraction.isdigit()):
+        return None
+    return seconds + (float("0." + fraction) if fraction else 0.0)
+
+
 def _joinRefusal(message: str) -> str:
     # The numeric for a refused JOIN, from the core's words.
     if "banned" in message:
@@ -1190,6 +1533,63 @@ class IrcFactory(ServerFactory):
         self.capabilities = tuple(
             name for name in CAPABILITIES if name != "sasl" or hub.accounts is not None
         )
+        # Who MONITORs whom: the clients watching each nickname key.
+        self._monitors: dict[str, set[IrcProtocol]] = {}
+        hub.watch(self)
+
+    # Following members beyond shared rooms (the hub's IPresenceWatcher)
+
+    def monitor(self, client: IrcProtocol, nick: str) -> None:
+        key = nick_key(nick)
+        client.monitoring[key] = nick
+        self._monitors.setdefault(key, set()).add(client)
+
+    def unmonitor(self, client: IrcProtocol, nick: str) -> None:
+        key = nick_key(nick)
+        client.monitoring.pop(key, None)
+        watching = self._monitors.get(key)
+        if watching is not None:
+            watching.discard(client)
+            if not watching:
+                del self._monitors[key]
+
+    def online(self, nick: str) -> None:
+        for client in self._monitors.get(nick_key(nick), ()):
+            client._numeric("730", f"{nick}!{USER_HOST}")
+
+    def offline(self, nick: str) -> None:
+        for client in self._monitors.get(nick_key(nick), ()):
+            client._numeric("731", nick)
+
+    def renamed(self, old: str, new: str) -> None:
+        if nick_key(old) != nick_key(new):
+            self.offline(old)
+            self.online(new)
+
+    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+        params = (message,) if message is not None else ()
+        line = (formatMessage("AWAY", *params, source=source(nick), trailing=bool(params)) + "\r\n").encode("utf-8")
+        for client in self.sharing(member, "away-notify"):
+            if client is not member:  # told by 305 and 306 itself
+                client._enqueue(line)
+
+    def sharing(self, member: IMember, capability: str) -> list[IrcProtocol]:
+        """The IRC clients with C{capability} that share a room with C{member} (and its own)."""
+        hub = self.hub
+        found: dict[IrcProtocol, None] = {}
+        for connection in hub.connectionsOf(member):
+            if isinstance(connection, IrcProtocol) and capability in connection.caps:
+                found[connection] = None
+        for room in hub.roomsOf(member):
+            for recipient in room.recipients:
+                if isinstance(recipient, IrcProtocol) and capability in recipient.caps:
+                    found[recipient] = None
+        return list(found)
+
+    def realname(self, nick: str) -> str:
+        """The real name of the member C{nick}: an IRC client's own, else the nickname."""
+        member = self.hub.memberNamed(nick)
+        return getattr(member, "realname", "") or nick
 
     def isupport(self) -> list[str]:
         """The tokens of C{RPL_ISUPPORT} (005)."""
@@ -1207,6 +1607,11 @@ class IrcFactory(ServerFactory):
             f"TOPICLEN={MAX_TOPIC_LENGTH}",
             "UTF8ONLY",
             "MODES=4",
+            f"MONITOR={MONITOR_LIMIT}",
+            f"AWAYLEN={MAX_AWAY_LENGTH}",
+            "WHOX",
+            f"CHATHISTORY={CHATHISTORY_LIMIT}",
+            "MSGREFTYPES=msgid,timestamp",
         ]
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.chat import Accounts, Hub, MemoryAccountStore
+from chatsvc.chat import Accounts, Hub, MemoryAccountStore, NicknameTaken, nick_key
 from chatsvc.chat.moderation import MemoryModerationStore, Moderation
 from chatsvc.irc.message import Message, parse, serverTime
 from chatsvc.irc.protocol import IrcFactory, IrcProtocol, stripFormatting
@@ -21,6 +21,7 @@ from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from tests.chat.test_accounts import PlainHasher
+from tests.chat.test_nicknames import SlowNicknames
 from tests.line.test_protocol import Client as LineClient
 
 _port = [41000]
@@ -454,6 +455,195 @@ class QueryTests(IrcTestCase):
         messages = alice.messages()
         self.assertEqual(messages[0].params[-1], "Bob Alice")
         self.assertEqual(messages[1].params[-1], "Bob=+chat@chatsvc")
+
+
+class ChatHistoryTests(IrcTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.bob = self.line("Bob")
+        self.bob.send("/join games\n")
+        self.times = []
+        for n in range(1, 11):
+            self.times.append(self.clock.seconds())
+            self.bob.send(f"m{n}\n")
+            self.clock.advance(60)
+        self.ids = [m.id for m in self.hub.room("games").history(10)]
+        self.alice = self.irc("Alice", "batch", "server-time", "message-tags", "draft/chathistory")
+        self.alice.send("JOIN #games")
+
+    def texts(self) -> list[str]:
+        messages = self.alice.messages()
+        self.assertEqual((messages[0].command, messages[-1].command), ("BATCH", "BATCH"))
+        self.assertEqual(messages[0].params[1:], ("chathistory", "#games"))
+        return [m.params[1] for m in messages[1:-1]]
+
+    def test_noneOnJoin(self) -> None:
+        """A client with chathistory asks for history itself: none is sent on JOIN."""
+        self.assertNotIn("PRIVMSG", [m.command for m in self.alice.messages()])
+
+    def test_latestBeforeAfter(self) -> None:
+        self.alice.lines()
+        self.alice.send("CHATHISTORY LATEST #games * 3")
+        self.assertEqual(self.texts(), ["m8", "m9", "m10"])
+        self.alice.send(f"CHATHISTORY BEFORE #games msgid={self.ids[4]} 2")
+        self.assertEqual(self.texts(), ["m3", "m4"])
+        self.alice.send(f"CHATHISTORY AFTER #games msgid={self.ids[4]} 2")
+        self.assertEqual(self.texts(), ["m6", "m7"])
+        self.alice.send(f"CHATHISTORY LATEST #games msgid={self.ids[7]} 5")
+        self.assertEqual(self.texts(), ["m9", "m10"])
+
+    def test_aroundBetweenTimestamps(self) -> None:
+        self.alice.lines()
+        self.alice.send(f"CHATHISTORY AROUND #games msgid={self.ids[4]} 3")
+        self.assertEqual(self.texts(), ["m4", "m5", "m6"])
+        start, end = serverTime(self.times[1] + 1), serverTime(self.times[4] + 1)
+        self.alice.send(f"CHATHISTORY BETWEEN #games timestamp={start} timestamp={end} 10")
+        self.assertEqual(self.texts(), ["m3", "m4", "m5"])
+        self.alice.send(f"CHATHISTORY BETWEEN #games timestamp={end} timestamp={start} 10")
+        self.assertEqual(self.texts(), ["m3", "m4", "m5"])
+
+    def test_targets(self) -> None:
+        self.alice.lines()
+        self.alice.send(f"CHATHISTORY TARGETS timestamp={serverTime(0)} timestamp={serverTime(self.clock.seconds())} 10")
+        messages = self.alice.messages()
+        self.assertEqual(messages[0].params[1:], ("draft/chathistory-targets",))
+        self.assertEqual(messages[1].params[:2], ("TARGETS", "#games"))
+        self.assertEqual(messages[1].params[2], serverTime(self.times[-1]))
+
+    def test_refusals(self) -> None:
+        self.alice.lines()
+        self.alice.send("CHATHISTORY LATEST #games * x", "CHATHISTORY LATEST #nowhere * 5",
+                        "CHATHISTORY BEFORE #games nonsense 5", "CHATHISTORY FROB #games * 5", "CHATHISTORY")
+        self.assertEqual(
+            [m.params[:2] for m in self.alice.messages()],
+            [("CHATHISTORY", "INVALID_PARAMS"), ("CHATHISTORY", "INVALID_TARGET"),
+             ("CHATHISTORY", "INVALID_PARAMS"), ("CHATHISTORY", "INVALID_PARAMS"),
+             ("CHATHISTORY", "NEED_MORE_PARAMS")],
+        )
+        self.alice.send("CHATHISTORY LATEST Bob * 5")
+        self.assertEqual([m.command for m in self.alice.messages()], ["BATCH", "BATCH"])
+
+
+class LabeledResponseTests(IrcTestCase):
+    def test_labels(self) -> None:
+        """One line of answer carries the label; several come in a batch; none, an ACK."""
+        alice = self.irc("Alice", "labeled-response", "batch", "message-tags")
+        alice.lines()
+        alice.send("@label=one PING :x")
+        [pong] = alice.messages()
+        self.assertEqual((pong.command, pong.tags), ("PONG", {"label": "one"}))
+        alice.send("@label=two;+other=x WHOIS Alice")
+        messages = alice.messages()
+        self.assertEqual((messages[0].command, messages[0].tags["label"]), ("BATCH", "two"))
+        self.assertEqual(messages[0].params[1], "labeled-response")
+        batch = messages[0].params[0][1:]
+        self.assertEqual({m.tags.get("batch") for m in messages[1:-1]}, {batch})
+        self.assertEqual(messages[-1].params, (f"-{batch}",))
+        alice.send("@label=three PONG :x")
+        [ack] = alice.messages()
+        self.assertEqual((ack.command, ack.tags), ("ACK", {"label": "three"}))
+        alice.send("@label=a\\sb PRIVMSG #nowhere :x")
+        [refused] = alice.messages()
+        self.assertEqual((refused.command, refused.tags["label"]), ("403", "a b"))
+
+    def test_laterAnswer(self) -> None:
+        """A command the core answers later (a rename) gets its label when the answer comes."""
+        nicknames = SlowNicknames()
+        self.hub = Hub(self.clock, nicknames=nicknames)
+        self.factory = IrcFactory(self.hub, Limits(), serverName="irc.test", pingInterval=0)
+        alice = self.irc()
+        alice.register("Alice", "labeled-response", "batch")
+        nicknames.grant(nick_key("Alice"))
+        self.clock.advance(0)
+        alice.lines()
+        alice.send("@label=n NICK Alicia")
+        self.assertEqual(alice.lines(), [])
+        nicknames.grant(nick_key("Alicia"))
+        self.clock.advance(0)
+        [renamed] = alice.messages()
+        self.assertEqual((renamed.command, renamed.tags), ("NICK", {"label": "n"}))
+        alice.send("@label=m NICK Bob")
+        nicknames.refuse(nick_key("Bob"), NicknameTaken("Bob"))
+        self.clock.advance(0)
+        [refused] = alice.messages()
+        self.assertEqual((refused.command, refused.tags), ("433", {"label": "m"}))
+
+    def test_nestedBatch(self) -> None:
+        """History asked for with a label: its chathistory batch inside the labeled one."""
+        bob = self.line("Bob")
+        bob.send("hello\n")
+        alice = self.irc("Alice", "labeled-response", "batch", "server-time", "message-tags", "draft/chathistory")
+        alice.lines()
+        alice.send("@label=h CHATHISTORY LATEST #lobby * 5")
+        messages = alice.messages()
+        outer = messages[0].params[0][1:]
+        inner = messages[1]
+        self.assertEqual((inner.command, inner.tags["batch"], inner.params[1]), ("BATCH", outer, "chathistory"))
+        self.assertEqual(messages[2].tags["batch"], inner.params[0][1:])
+        self.assertEqual(messages[2].params[1], "hello")
+
+
+class PresenceTests(IrcTestCase):
+    def test_away(self) -> None:
+        """AWAY marks a member away on every door: 301 to who messages it, G in WHO, WHOIS."""
+        alice = self.irc("Alice", "away-notify")
+        bob = self.irc("Bob")
+        carol = self.line("Carol")
+        alice.lines()
+        bob.lines()
+        bob.send("AWAY :at lunch")
+        self.assertEqual(bob.messages()[0].command, "306")
+        self.assertEqual(alice.lines(), [":Bob!chat@chatsvc AWAY :at lunch"])
+        self.assertEqual(self.hub.awayOf("Bob"), "at lunch")
+        alice.send("PRIVMSG Bob :lunch?")
+        self.assertEqual(alice.messages()[0].params, ("Alice", "Bob", "at lunch"))
+        alice.send("WHO #lobby")
+        flags = {m.params[5]: m.params[6] for m in alice.messages() if m.command == "352"}
+        self.assertEqual(flags, {"Alice": "H", "Bob": "G", "Carol": "H"})
+        alice.send("WHOIS Bob")
+        self.assertIn(("301", ("Alice", "Bob", "at lunch")), [(m.command, m.params) for m in alice.messages()])
+        bob.lines()
+        bob.send("AWAY")
+        self.assertEqual(bob.messages()[0].command, "305")
+        self.assertEqual(alice.lines(), [":Bob!chat@chatsvc AWAY"])
+        carol.lines()
+
+    def test_monitor(self) -> None:
+        alice = self.irc("Alice")
+        alice.lines()
+        alice.send("MONITOR + Bob,Carol")
+        self.assertEqual([(m.command, m.params[-1]) for m in alice.messages()], [("731", "Bob,Carol")])
+        bob = self.line("Bob")
+        self.assertEqual(alice.messages()[0].params, ("Alice", "Bob!chat@chatsvc"))
+        bob.send("/nick Bobby\n")
+        self.assertEqual([m.command for m in alice.messages()], ["NICK", "731"])
+        alice.send("MONITOR L")
+        self.assertEqual([m.params[-1] for m in alice.messages()], ["Bob,Carol", "End of MONITOR list"])
+        alice.send("MONITOR - Bob", "MONITOR S")
+        self.assertEqual([(m.command, m.params[-1]) for m in alice.messages()], [("731", "Carol")])
+        self.irc("Carol")
+        self.assertEqual(alice.messages()[0].command, "730")
+        alice.send("MONITOR C", "MONITOR L")
+        self.assertEqual([m.command for m in alice.messages()], ["733"])
+
+    def test_monitorFull(self) -> None:
+        alice = self.irc("Alice")
+        alice.lines()
+        alice.send("MONITOR + " + ",".join(f"n{i}" for i in range(105)))
+        full = alice.messages()[0]
+        self.assertEqual((full.command, full.params[1]), ("734", "100"))
+        self.assertEqual(len(alice.protocol.monitoring), 100)
+
+    def test_setnameAndWhox(self) -> None:
+        alice = self.irc("Alice", "setname")
+        bob = self.irc("Bob", "setname")
+        alice.lines()
+        bob.send("SETNAME :Bob the Builder")
+        self.assertEqual(alice.lines(), [":Bob!chat@chatsvc SETNAME :Bob the Builder"])
+        self.assertEqual(bob.lines(), [":Bob!chat@chatsvc SETNAME :Bob the Builder"])
+        alice.send("WHO #lobby %tcnfar,42")
+        whox = [m.params for m in alice.messages() if m.command == "354"]
+        self.assertIn(("Alice", "42", "#lobby", "Bob", "H", "0", "Bob the Builder"), whox)
 
 
 class ModerationTests(IrcTestCase):
