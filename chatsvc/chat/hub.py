@@ -407,6 +407,9 @@ class IPresenceWatcher(Protocol):
     def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
         """The member C{nick} (C{member}: one of its connections) is away, or (L{None}) back."""
 
+    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
+        """The member C{nick}, a guest until now, registered: it is logged in to C{account}."""
+
 
 class Hub:
     """
@@ -699,7 +702,10 @@ class Hub:
         return record.nick
 
     def watch(self, watcher: IPresenceWatcher) -> None:
-        """Tell C{watcher} of every member's coming, going, rename and away status from now on."""
+        """
+        Tell C{watcher} of every member's coming, going, rename, away status and registration
+        from now on.
+        """
         self._watchers.append(watcher)
 
     def setAway(self, member: IMember, message: str | None) -> str | None:
@@ -757,6 +763,8 @@ class Hub:
             _log.info("account_registered", nick=account.nick)
             if self._records.get(member) is record and record.key == account.key:
                 record.account = account
+                for watcher in self._watchers:
+                    watcher.loggedIn(member, record.nick, account.nick)
             return account
 
         return registered.addCallback(attach)

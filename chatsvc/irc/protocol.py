@@ -93,6 +93,7 @@ USER_HOST = "chat@chatsvc"
 so that nobody's address is shown to anyone."""
 
 CAPABILITIES = (
+    "account-notify",
     "account-tag",
     "away-notify",
     "batch",
@@ -124,7 +125,7 @@ MONITOR_LIMIT = 100
 
 # What a member's rendering depends on: one bit per capability that changes how an event of
 # someone else's is written.
-_TIME, _TAGS, _ACCOUNT, _EXTENDED = 1, 2, 4, 8
+_TIME, _TAGS, _ACCOUNT, _EXTENDED, _AWAY = 1, 2, 4, 8, 16
 
 _FORMATTING = re.compile(
     "\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
@@ -443,6 +444,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
                 | (_TAGS if "message-tags" in self.caps else 0)
                 | (_ACCOUNT if "account-tag" in self.caps else 0)
                 | (_EXTENDED if "extended-join" in self.caps else 0)
+                | (_AWAY if "away-notify" in self.caps else 0)
             )
             self._enqueue(self._server("CAP", self.nick or "*", "ACK", " ".join(asked)))
         elif sub == "END":
@@ -1383,13 +1385,20 @@ def _render(event: Event, profile: int, server: str, me: str | None, hub: Hub) -
 
 
 def _joinLine(room: str, nick: str, profile: int, tags: dict[str, str] | None, hub: Hub) -> bytes:
+    # A JOIN (with the account and real name, for extended-join), and the newcomer's away
+    # message after it for away-notify (the client would not know it otherwise).
     params: tuple[str, ...] = (channel(room),)
     if profile & _EXTENDED:
         member = hub.memberNamed(nick)
         account = None if member is None else hub.accountOf(member)
         realname = getattr(member, "realname", "") or nick
         params = (channel(room), account.nick if account else "*", realname)
-    return (formatMessage("JOIN", *params, source=source(nick), tags=tags) + "\r\n").encode("utf-8")
+    line = (formatMessage("JOIN", *params, source=source(nick), tags=tags) + "\r\n").encode("utf-8")
+    if profile & _AWAY:
+        away = hub.awayOf(nick)
+        if away is not None:
+            line += (formatMessage("AWAY", away, source=source(nick), trailing=True) + "\r\n").encode("utf-8")
+    return line
 
 
 def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: str | None) -> list[bytes]:
@@ -1572,6 +1581,11 @@ class IrcFactory(ServerFactory):
         for client in self.sharing(member, "away-notify"):
             if client is not member:  # told by 305 and 306 itself
                 client._enqueue(line)
+
+    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
+        line = (formatMessage("ACCOUNT", account, source=source(nick)) + "\r\n").encode("utf-8")
+        for client in self.sharing(member, "account-notify"):
+            client._enqueue(line)
 
     def sharing(self, member: IMember, capability: str) -> list[IrcProtocol]:
         """The IRC clients with C{capability} that share a room with C{member} (and its own)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.chat import MAX_AWAY_LENGTH, ChatError, Hub, IMember
+from chatsvc.chat import MAX_AWAY_LENGTH, Accounts, ChatError, Hub, IMember, MemoryAccountStore
+from tests.chat.test_accounts import PlainHasher
 from tests.chat.test_refusals import Member
 
 
@@ -25,10 +26,14 @@ class Watcher:
     def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
         self.seen.append(("away", nick, message))
 
+    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
+        self.seen.append(("account", nick, account))
+
 
 class PresenceTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.hub = Hub(Clock())
+        self.clock = Clock()
+        self.hub = Hub(self.clock, accounts=Accounts(self.clock, PlainHasher(), MemoryAccountStore()))
         self.watcher = Watcher()
         self.hub.watch(self.watcher)
         self.alice = Member()
@@ -56,3 +61,7 @@ class PresenceTests(SynchronousTestCase):
         self.assertEqual(aways, [("away", "Alice", "lunch^G"), ("away", "Alice", None)])
         with self.assertRaises(ChatError):
             self.hub.setAway(member, "x" * (MAX_AWAY_LENGTH + 1))  # type: ignore[arg-type]
+
+    def test_registered(self) -> None:
+        self.successResultOf(self.hub.register(self.alice, "sesame-open"))  # type: ignore[arg-type]
+        self.assertEqual(self.watcher.seen[-1], ("account", "Alice", "Alice"))

@@ -608,6 +608,24 @@ class PresenceTests(IrcTestCase):
         self.assertEqual(alice.lines(), [":Bob!chat@chatsvc AWAY"])
         carol.lines()
 
+    def test_accountNotifyAndAwayOnJoin(self) -> None:
+        alice = self.irc("Alice", "account-notify", "away-notify")
+        bob = self.irc("Bob")
+        alice.lines()
+        bob.send("AWAY :brb")
+        alice.lines()
+        carol = self.line("Carol")
+        alice.lines()
+        carol.send("/register sesame-open\n")
+        self.assertEqual(alice.lines(), [":Carol!chat@chatsvc ACCOUNT Carol"])
+        bob.send("JOIN #games")
+        alice.send("JOIN #games")
+        alice.lines()
+        dave = self.irc()
+        dave.register("Dave")
+        dave.send("AWAY :not here", "JOIN #games")
+        self.assertEqual(alice.lines()[-2:], [":Dave!chat@chatsvc JOIN #games", ":Dave!chat@chatsvc AWAY :not here"])
+
     def test_monitor(self) -> None:
         alice = self.irc("Alice")
         alice.lines()
