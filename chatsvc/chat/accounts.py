@@ -19,13 +19,14 @@ import math
 import secrets
 from collections.abc import Iterable
 
+import structlog
 from attrs import evolve
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from chatsvc.chat.errors import ChatError, LoginRefused
 from chatsvc.chat.events import describeSpan
-from chatsvc.chat.names import nick_key
+from chatsvc.chat.names import nick_key, validate_nick
 from chatsvc.chat.ports import Account, IAccountStore, IPasswordHasher, MemoryAccountStore
 from chatsvc.chat.rate import Buckets
 
@@ -40,6 +41,8 @@ __all__ = [
     "newInviteCode",
     "secretDigest",
 ]
+
+_log = structlog.get_logger("chatsvc.accounts")
 
 REGISTRATION_MODES = ("open", "invite", "closed")
 """Who may register: anyone; whoever has an invite code; nobody (but the server's admin)."""
@@ -150,6 +153,13 @@ class Accounts:
 
         def index(accounts: Iterable[Account]) -> None:
             self._byKey = {account.key: account for account in accounts}
+            for account in self._byKey.values():
+                # Registered before the rules tightened (for IRC): its member is shown by the
+                # valid spelling it logs in with (same key; see Hub.arrive).
+                try:
+                    validate_nick(account.nick)
+                except ChatError as error:
+                    _log.warning("account_nick_invalid", nick=account.nick, reason=str(error))
 
         return loaded.addCallback(index)
 

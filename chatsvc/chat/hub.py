@@ -661,7 +661,7 @@ class Hub:
             return self._claim(
                 member,
                 key,
-                account.nick,
+                _shownNick(account.nick, nick),
                 lambda member, key, nick: self._arrived(member, key, nick, account),
             )
 
@@ -1753,6 +1753,17 @@ def _first(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessag
 
 def _last(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
     return messages[-limit:], len(messages) > limit
+
+
+def _shownNick(registered: str, typed: str) -> str:
+    # How an account's member is shown: by the nickname it registered, unless the rules have
+    # since tightened past it (IRC's, see chatsvc.chat.names); then by the spelling it logged in
+    # with, which has the same key and is valid.
+    try:
+        validate_nick(registered)
+    except ChatError:
+        return typed
+    return registered
 
 
 def _taken(nick: str, holder: str) -> NameInUse:

@@ -9,8 +9,8 @@ and C{аlice} with a Cyrillic C{а} all have the key C{alice}.
 
 The skeleton, the scripts of a name and the Unicode properties used here all come from ICU (the
 reference implementation of UTS #39, through PyICU), not from lists kept by hand (but for two
-blank characters no Unicode property names), so that they follow Unicode as ICU does. A valid
-name also:
+blank characters no Unicode property names, and the IRC characters below), so that they follow
+Unicode as ICU does. A valid name also:
 
  - contains no invisible character: no whitespace, nothing Default_Ignorable_Code_Point (zero
    width characters, variation selectors, the Hangul fillers, the Khmer inherent vowels, the
@@ -19,6 +19,24 @@ name also:
    Latin with Han and the Japanese kana, with Han and Bopomofo, or with Han and Hangul (digits,
    punctuation and symbols belong to every script);
  - does not mix digits of different number systems, nor repeat a combining mark on one letter.
+
+A nickname must also be valid on every door, the IRC door's included, where it is the first part
+of a message's source (C{nick!user@host}), a word of a space-separated C{NAMES} reply behind its
+membership prefixes (C{@alice +bob}), and a target beside channels. So, following the modern IRC
+client protocol (modern.ircdocs.horse, "Clients"), a nickname:
+
+ - contains no space, C{,}, C{*}, C{?}, C{!} or C{@} (which separate targets, make masks and
+   split a source), no C{:} (which starts a trailing parameter), and no C{.} (which makes it look
+   like a server's name);
+ - does not start with C{$} (a server mask), with a channel type (C{#}, and C{&}, which clients
+   commonly take for one), or with a membership prefix (C{~}, C{&}, C{@}, C{%} and C{+}: those
+   clients commonly know, beyond the C{@} and C{+} of the C{PREFIX=(ov)@+} the IRC door
+   advertises);
+ - does not start with an ASCII digit (C{0} to C{9}) or C{-}, which RFC 2812 refuses and which
+   many clients and bots assume never start a nickname.
+
+Nor does it start with C{/} (a line door command), C{[} (the line door marks lines from a
+member's other rooms with C{[room]}) or a combining mark.
 
 Nothing here may import from chatsvc but L{chatsvc.chat.errors}.
 """
@@ -45,7 +63,16 @@ MAX_NICK_LENGTH = 32
 MAX_ROOM_NAME_LENGTH = 32
 """The longest room name, in characters."""
 
-_RESERVED_FIRST = "/*#@["
+# Characters no nickname holds, anywhere, for the IRC door (see the module's docstring): only these
+# ASCII ones, which IRC gives a meaning, not their look-alikes. Spaces, controls and invisible
+# characters are refused through Unicode properties, below.
+_NOT_IN_NICKS = ",:*?!@."
+
+# Characters no nickname starts with: for the IRC door, a server mask's C{$}, channel types and
+# membership prefixes, and C{-} (as digits, refused on their own); for the line door, C{/} (a
+# command) and C{[} (a line from another room). What is refused anywhere is not repeated here.
+_NOT_FIRST_IN_NICKS = "$#&~%+-/["
+_ASCII_DIGITS = "0123456789"
 
 # HIGHLY_RESTRICTIVE (ICU's default) rather than MODERATELY_RESTRICTIVE: it admits every script
 # alone and the mixes people write names in (Japanese with Latin, Chinese with Latin or
@@ -84,7 +111,7 @@ def _frozen_set(pattern: str) -> icu.UnicodeSet:
 
 
 _WHITE_SPACE = _frozen_set("[:White_Space:]")
-_CONTROL_OR_FORMAT = _frozen_set(r"[[:Cc:][:Cf:][:Z:][\:,]]")
+_CONTROL_OR_FORMAT = _frozen_set("[[:Cc:][:Cf:][:Z:]]")
 _UNASSIGNED_OR_PRIVATE = _frozen_set("[[:Cn:][:Co:]]")
 # What draws nothing. Unicode has no property for a graphic character without ink, so the two
 # designed to be blank are named: U+2800 BRAILLE PATTERN BLANK (a cell with no dots) and U+1D159
@@ -185,14 +212,15 @@ def _normalized(text: str) -> str | None:
 
 def validate_nick(raw: str) -> str:
     """
-    Check a requested nickname against the rules of this module and return it as it will be
-    used (trimmed, NFC-normalized). The line door also refuses its quit words (L{chatsvc.line.wire.QUIT_WORDS}).
+    Check a requested nickname against the rules of this module (those of every door, the IRC
+    door's included) and return it as it will be used (trimmed, NFC-normalized). The line door
+    also refuses its quit words (L{chatsvc.line.wire.QUIT_WORDS}).
 
     @raise ChatError: with a message saying what is wrong with it.
     """
     nick = _normalized(raw.strip())
     if nick is None:
-        raise ChatError("a nickname may not contain control or formatting characters, ':' or ','")
+        raise ChatError("a nickname may not contain control or formatting characters")
     if not nick:
         raise ChatError("a nickname may not be empty")
     if len(nick) > MAX_NICK_LENGTH:
@@ -200,7 +228,10 @@ def validate_nick(raw: str) -> str:
     if any(character.isspace() for character in nick) or _WHITE_SPACE.containsSome(nick):
         raise ChatError("a nickname may not contain spaces")
     if _CONTROL_OR_FORMAT.containsSome(nick):
-        raise ChatError("a nickname may not contain control or formatting characters, ':' or ','")
+        raise ChatError("a nickname may not contain control or formatting characters")
+    refused = next((character for character in nick if character in _NOT_IN_NICKS), None)
+    if refused is not None:
+        raise ChatError(f"a nickname may not contain '{refused}'")
     unassigned = _first(_UNASSIGNED_OR_PRIVATE, nick)
     if unassigned is not None:
         raise ChatError(
@@ -210,8 +241,10 @@ def validate_nick(raw: str) -> str:
     invisible = _first(_INVISIBLE, nick)
     if invisible is not None:
         raise ChatError(f"a nickname may not contain invisible characters ({_describe(invisible)})")
-    if nick[0] in _RESERVED_FIRST:
-        raise ChatError(f"a nickname may not start with {nick[0]!r}")
+    if nick[0] in _NOT_FIRST_IN_NICKS:
+        raise ChatError(f"a nickname may not start with '{nick[0]}'")
+    if nick[0] in _ASCII_DIGITS:
+        raise ChatError("a nickname may not start with a digit")
     if _MARKS.contains(nick[0]):
         raise ChatError("a nickname may not start with a combining mark")
     _check_confusable(nick, "a nickname")

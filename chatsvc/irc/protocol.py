@@ -550,7 +550,10 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         nick = self._wantedNick
         password = self._password
         if self.account is not None:
-            arrived = hub.arrive(self, self.account.nick, loggedIn=self.account)
+            # The nickname asked for, if it is the account's (in any spelling); else the
+            # account's own.
+            same = nick_key(nick) == self.account.key
+            arrived = hub.arrive(self, nick if same else self.account.nick, loggedIn=self.account)
         elif password is not None:
             # PASS account:password, or the password of the nickname asked for.
             account, colon, secret = password.partition(":")

@@ -1,6 +1,7 @@
 """
 Tests for L{chatsvc.chat.names}: names that look alike are one name, names that mix look-alike scripts
-or hold invisible characters are refused, and names of every script are still welcome.
+or hold invisible characters are refused, nicknames are valid IRC nicknames, and names of every
+script are still welcome.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ GOOD_NICKNAMES = [
     "ᏣᎳᎩ",
     "ⴰⵣⵓⵍ",
     "dj_42",
-    "x-y.z",
-    "a*b",
-    "->",
+    "x-y_z",
+    "a+b",
+    "<->",
     "dj🎉",
     "🎸",
     "Straße",
@@ -249,6 +250,121 @@ class RefusedNamesTests(SynchronousTestCase):
         assertRefused(self, validate_room_name, {**told, "dj🎉": f"a room name {_ONLY}"})
 
 
+# What the IRC door needs of a nickname (modern.ircdocs.horse, "Clients"): each character refused
+# anywhere, and each refused as the first, with a name holding it there.
+IRC_REFUSED_ANYWHERE = {
+    ",": "a nickname may not contain ','",
+    ":": "a nickname may not contain ':'",
+    "*": "a nickname may not contain '*'",
+    "?": "a nickname may not contain '?'",
+    "!": "a nickname may not contain '!'",
+    "@": "a nickname may not contain '@'",
+    ".": "a nickname may not contain '.'",
+}
+
+IRC_REFUSED_FIRST = {
+    "$server": "a nickname may not start with '$'",
+    ":colon": "a nickname may not contain ':'",
+    "#channel": "a nickname may not start with '#'",
+    "&channel": "a nickname may not start with '&'",
+    "~owner": "a nickname may not start with '~'",
+    "@op": "a nickname may not contain '@'",
+    "%halfop": "a nickname may not start with '%'",
+    "+voice": "a nickname may not start with '+'",
+    "-dash": "a nickname may not start with '-'",
+    "0day": "a nickname may not start with a digit",
+    "1bot": "a nickname may not start with a digit",
+    "9lives": "a nickname may not start with a digit",
+}
+
+# Names with IRC's special characters that stay valid (RFC 2812's "special" and others allowed
+# past the first character), and the characters refused first but allowed after it.
+IRC_ALLOWED = [
+    "a[b]",
+    "x_y",
+    "foo|bar",
+    "a^b",
+    "a{b}",
+    "a\\b",
+    "a`b",
+    "a-b",
+    "a'b",
+    "a1",
+    "a$b",
+    "a#b",
+    "a&b",
+    "a~b",
+    "a%b",
+    "a+b",
+    "_x",
+    "|x|",
+    "{x}",
+    "^x",
+    "`x",
+    "\\x",
+]
+
+
+class IrcNicknameTests(SynchronousTestCase):
+    """Every nickname is a valid IRC nickname, in a message's source and in C{NAMES} replies."""
+
+    def test_refusedAnywhere(self) -> None:
+        """
+        Space, C{,}, C{:}, C{*}, C{?}, C{!}, C{@} and C{.} are refused wherever they are, the
+        member told which.
+        """
+        for character, told in IRC_REFUSED_ANYWHERE.items():
+            for name in [f"a{character}b", f"{character}ab", f"ab{character}", character * 3]:
+                with self.subTest(name=name):
+                    error = self.assertRaises(ChatError, validate_nick, name)
+                    self.assertEqual(str(error), told)
+        error = self.assertRaises(ChatError, validate_nick, "a b")
+        self.assertEqual(str(error), "a nickname may not contain spaces")
+
+    def test_refusedFirst(self) -> None:
+        """
+        A server mask's C{$}, a channel type, a membership prefix, an ASCII digit and C{-} are
+        refused as the first character, the member told which.
+        """
+        for name, told in IRC_REFUSED_FIRST.items():
+            with self.subTest(name=name):
+                error = self.assertRaises(ChatError, validate_nick, name)
+                self.assertEqual(str(error), told)
+
+    def test_lineDoorFirst(self) -> None:
+        """C{/} (a command) and C{[} (a line from another room) are still refused first."""
+        for name in ["/who", "[games]"]:
+            with self.subTest(name=name):
+                error = self.assertRaises(ChatError, validate_nick, name)
+                self.assertEqual(str(error), f"a nickname may not start with '{name[0]}'")
+
+    def test_firstFoundTold(self) -> None:
+        """Of several characters refused, the member is told of the first."""
+        error = self.assertRaises(ChatError, validate_nick, "a.b!c")
+        self.assertEqual(str(error), "a nickname may not contain '.'")
+        error = self.assertRaises(ChatError, validate_nick, "#a!b")
+        self.assertEqual(str(error), "a nickname may not contain '!'")
+
+    def test_lookAlikesOfIrcCharacters(self) -> None:
+        """
+        Only the ASCII characters are refused: a fullwidth digit or exclamation mark breaks no
+        IRC message, and its key is that of the ASCII one, so the two cannot both be in use.
+        """
+        for nick, ascii in [("１bot", "1bot"), ("a！b", "a!b"), ("ｘ．ｙ", "x.y")]:
+            with self.subTest(nick=nick):
+                self.assertEqual(validate_nick(nick), nick)
+                self.assertEqual(nick_key(nick), nick_key(ascii))
+
+    def test_allowed(self) -> None:
+        """
+        IRC's special characters, and those refused first, are valid where IRC allows them;
+        names in any script still are.
+        """
+        for nick in [*IRC_ALLOWED, "Zoë", "李雷", "Ａｌｉｃｅ", "dj🎉"]:
+            with self.subTest(nick=nick):
+                self.assertEqual(validate_nick(nick), nick)
+
+
 class KeyTests(SynchronousTestCase):
     """The comparison keys."""
 
@@ -311,6 +427,7 @@ _NAME_CHARACTERS = st.one_of(
         sorted(
             set("".join([*LOOK_ALIKES, *BLANKS]))
             | set("aliceAm01rnO%#-_.*:,/李たタ김ㄅ🎉")
+            | set(" !?@$&~+[]{}|^`'\\")
             | set("\u03b1\u0301\u0308\u0662\u0966\u200d\u00a0\ue000\u0378")
         )
     ),
@@ -350,6 +467,33 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(validate_nick(nick), nick)
         self.assertNotEqual(nick_key(nick), "")
         self.assertFalse([character for character in nick if _blank(character)], nick)
+
+    @settings(max_examples=800, deadline=None)
+    @given(name=_names, prefixes=st.text(st.sampled_from("~&@%+"), max_size=5))
+    def test_validNicknamesParseInIrc(self, name: str, prefixes: str) -> None:
+        """
+        A valid nickname comes back whole from an IRC message's source (C{nick!user@host}),
+        split as a client splits it, from a list of targets, and from a word of a C{NAMES}
+        reply behind any membership prefixes; it is one parameter, never a trailing one, and is
+        no mask and names no channel or server.
+        """
+        try:
+            nick = validate_nick(name)
+        except ChatError:
+            return
+        line = f":{nick}!u@host PRIVMSG #lobby :hi"
+        source, command, target, text = line.split(" ", 3)
+        self.assertEqual(source[1:].split("!", 1)[0].split("@", 1)[0], nick)
+        self.assertEqual((command, target, text), ("PRIVMSG", "#lobby", ":hi"))
+        reply = f":server 353 {nick} = #lobby :{prefixes}{nick} @op"
+        words = reply.split(" :", 1)[1].split(" ")
+        self.assertEqual(words[0].lstrip("~&@%+"), nick)
+        self.assertEqual(f"NICK {nick}".split(" "), ["NICK", nick])
+        self.assertEqual(f"{nick},#lobby".split(","), [nick, "#lobby"])
+        self.assertFalse(set(nick) & set("*?"), nick)
+        self.assertNotIn(nick[0], "#&$:")
+        self.assertNotIn(".", nick)
+        self.assertNotIn(nick[0], "0123456789-")
 
     @settings(max_examples=800, deadline=None)
     @given(name=_names)

@@ -5,6 +5,7 @@ L{LoginRefused}), and for arriving with an account a door logged in to already.
 
 from __future__ import annotations
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -62,3 +63,26 @@ class RefusalKindTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.hub.arrive(member, "Alice", loggedIn=account)), "Alice")  # type: ignore[arg-type]
         self.assertEqual(self.hub.accountOf(member), account)  # type: ignore[arg-type]
         self.assertEqual(self.hasher.verified, checked)
+
+
+class TightenedRulesTests(SynchronousTestCase):
+    """An account registered under a nickname the rules have since refused."""
+
+    def test_shownByTheSpellingLoggedInWith(self) -> None:
+        clock = Clock()
+        store = MemoryAccountStore()
+        accounts = Accounts(clock, PlainHasher(), store)
+        hub = Hub(clock, accounts=accounts)
+        member = Member()
+        self.successResultOf(hub.arrive(member, "user_1"))  # type: ignore[arg-type]
+        account = self.successResultOf(hub.register(member, "sesame-open"))  # type: ignore[arg-type]
+        hub.depart(member)  # type: ignore[arg-type]
+        # As if registered when '.' was allowed: the stored spelling is no longer valid.
+        store.accounts[account.key] = evolve(account, nick="user.1")
+        accounts.load()
+        self.failureResultOf(hub.arrive(Member(), "user.1", password="sesame-open"), ChatError)  # type: ignore[arg-type]
+        again = Member()
+        self.assertEqual(
+            self.successResultOf(hub.arrive(again, "user_1", password="sesame-open")), "user_1"  # type: ignore[arg-type]
+        )
+        self.assertEqual(hub.accountOf(again).key, account.key)  # type: ignore[arg-type, union-attr]

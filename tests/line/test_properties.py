@@ -109,8 +109,9 @@ NICKNAMES = [
     "李雷",
     "dj_42",
     "GET_NAME",
-    "->",
-    "a*b",
+    "a->",
+    "a[b]",
+    "foo|bar",
     "n" * 32,
 ]
 
@@ -122,6 +123,11 @@ BAD_NICKNAMES = [
     "#chan",
     "@op",
     "/who",
+    "->",
+    "a*b",
+    "a.b",
+    "a!b",
+    "1bot",
     "n" * 33,
     "Q",
     "EXIT",
