@@ -100,7 +100,8 @@ def parse(line: str) -> Message:
     if rest.startswith(":"):
         # ":..." with nothing before it: the whole rest is the trailing parameter.
         rest, colon, trailing = "", ":", rest[1:]
-    words = rest.split()
+    # Parameters are separated by spaces only: a tab or a form feed is part of one.
+    words = [word for word in rest.split(" ") if word]
     if not words:
         raise BadMessage("no command")
     command = words[0].upper()

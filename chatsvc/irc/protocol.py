@@ -209,6 +209,10 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         self.account: Account | None = None
         """The account logged in to with SASL, before registration."""
         self._arriving = False
+        # True while the rest of an over-long line is still arriving and must be skipped;
+        # what followed an over-long line in the same read, still to be parsed.
+        self._discarding = False
+        self._leftover = b""
         self._heard = True
         self._pinged = False
         self._batches = 0
@@ -264,19 +268,34 @@ class IrcProtocol(LineReading, Session, LineReceiver):
     # Reading
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Feed C{data} to the line parser, skipping the rest of any over-long line and going on
+        with the lines after it (L{LineReceiver} alone would stop there).
+        """
         self._heard = True
+        if self._discarding:
+            end = data.find(self.delimiter)
+            if end == -1:
+                return
+            self._discarding = False
+            data = data[end + len(self.delimiter) :]
         gatherer = self._gatherer
         if not gatherer.gathering:
             gatherer.gather()
         super().dataReceived(data)
+        while self._leftover and self._state is not State.CLOSING:
+            data, self._leftover = self._leftover, b""
+            super().dataReceived(data)
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._numeric("417", "Input line was too long")
-        # The rest of the over-long line is dropped with it; the connection goes on.
+        """Refuse an over-long line (417) but keep the connection, and what follows the line."""
         _, delimiter, rest = line.partition(self.delimiter)
-        self.clearLineBuffer()
-        if delimiter and rest:
-            self.dataReceived(rest)
+        if delimiter:
+            self._leftover = rest
+        else:
+            self._discarding = True
+        if self._state is not State.CLOSING:
+            self._numeric("417", "Input line was too long")
 
     def lineReceived(self, line: bytes) -> None:
         if self._state is State.CLOSING:

@@ -722,6 +722,52 @@ class ModerationTests(IrcTestCase):
         self.assertEqual(carol.commands(), ["482"])
 
 
+class HostileInputTests(IrcTestCase):
+    def test_overlongLine(self) -> None:
+        """An over-long line is refused (417), in one read or several; the lines after it go on."""
+        alice = self.irc("Alice")
+        alice.lines()
+        long = b"PRIVMSG #lobby :" + b"x" * 9000
+        alice.protocol.dataReceived(long + b"\r\nPING :one\r\n")
+        self.clock.advance(0)
+        self.assertEqual(alice.commands(), ["417", "PONG"])
+        alice.protocol.dataReceived(long[:5000])
+        alice.protocol.dataReceived(long[5000:])
+        alice.protocol.dataReceived(b" more of it\r\nPING :two\r\n")
+        self.clock.advance(0)
+        self.assertEqual([(m.command, m.params[-1]) for m in alice.messages()], [("417", "Input line was too long"), ("PONG", "two")])
+
+    def test_notUtf8(self) -> None:
+        alice = self.irc("Alice")
+        bob = self.line("Bob")
+        alice.lines()
+        alice.protocol.dataReceived(b"PRIVMSG #lobby :caf\xe9\r\n")
+        self.clock.advance(0)
+        self.assertEqual(alice.messages()[0].params[:2], ("*", "INVALID_UTF8"))
+        self.assertEqual(bob.lines(), [])
+
+    def test_controlsNeutralized(self) -> None:
+        """Controls other than IRC's formatting reach the other doors made visible."""
+        alice = self.irc("Alice")
+        bob = self.line("Bob")
+        alice.send("PRIVMSG #lobby :\x1b[2Jhi\x07 \x02bold\x02")
+        self.assertEqual(bob.lines(), ["Alice: ^[[2Jhi^G bold"])
+
+    def test_flood(self) -> None:
+        """Past the flood burst, lines are delayed, with a notice; none is lost."""
+        alice = self.irc("Alice")
+        bob = self.line("Bob")
+        alice.lines()
+        bob.lines()
+        burst = Limits().floodBurst
+        alice.protocol.dataReceived(b"".join(b"PRIVMSG #lobby :line %d\r\n" % n for n in range(burst + 5)))
+        self.clock.advance(0)
+        self.assertEqual(len(bob.lines()), burst)
+        self.assertIn("too fast", alice.messages()[-1].params[-1])
+        self.clock.advance(5)
+        self.assertEqual(bob.lines(), [f"Alice: line {n}" for n in range(burst, burst + 5)])
+
+
 class FormattingTests(SynchronousTestCase):
     def test_stripped(self) -> None:
         self.assertEqual(stripFormatting("\x02bold\x02 \x0304,12red\x03 \x1ditalic\x0f"), "bold red italic")
