@@ -1330,21 +1330,29 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         L{deliver} to many clients at once (L{IBatchDelivery}): the event is rendered once for
         each set of capabilities that changes how it is written, not once a client.
         """
-        rendered: dict[int, list[bytes]] = {}
+        # Rendered once per set of capabilities (a handful at most), as one string of bytes:
+        # then, for most members, one append to what is gathered for it this turn.
+        rendered: dict[int, bytes] = {}
+        target = event.target if event.__class__ is Moderated else None
         for member in cast("Sequence[IrcProtocol]", members):
             if member is exclude:
                 continue
             try:
-                if isinstance(event, Moderated) and event.target == member.nick:
+                if target is not None and target == member.nick:
                     member.deliver(event)
                     continue
                 profile = member.profile
-                lines = rendered.get(profile)
-                if lines is None:
+                data = rendered.get(profile)
+                if data is None:
                     factory = member.factory
-                    lines = rendered[profile] = _render(event, profile, factory.serverName, None, factory.hub)
-                for line in lines:
-                    member._enqueue(line)
+                    data = rendered[profile] = b"".join(
+                        _render(event, profile, factory.serverName, None, factory.hub)
+                    )
+                outbox = member._outbox
+                if outbox:
+                    outbox.append(data)
+                elif data:
+                    member._enqueue(data)
             except Exception as error:
                 failed(member, event, error)
 
