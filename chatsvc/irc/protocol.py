@@ -194,6 +194,15 @@ class IrcProtocol(LineReading, Session, LineReceiver):
     MAX_LENGTH = MAX_TAGS_BYTES + MAX_LINE_BYTES
     factory: IrcFactory
 
+    # Kept in slots rather than in the instance's dictionary (which still holds what Twisted's
+    # classes set, and the labelled answer's gathering _enqueue while one is gathered): a
+    # server holds thousands of these.
+    __slots__ = (
+        "caps", "profile", "_negotiating", "_wantedNick", "username", "realname", "_password",
+        "_sasl", "_saslBuffer", "account", "_arriving", "_discarding", "_leftover", "_heard",
+        "_pinged", "_batches", "_capture", "_pendingLabel", "monitoring",
+    )
+
     def __init__(self) -> None:
         Session.__init__(self)
         self.caps: set[str] = set()
@@ -750,7 +759,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             self._own("JOIN", channel(room.name))
         if room.topic is not None:
             self._numeric("332", channel(room.name), room.topic)
-        self._names(room)
+        self._names(room, whole=not self.factory.hub.crowded(room))
         self._history(room)
 
     def _history(self, room: Room) -> None:
@@ -882,12 +891,15 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             tags["batch"] = batch
         return _renderLines("PRIVMSG", target, message.text, source(message.nick), tags, ctcp=message.action)
 
-    def _names(self, room: Room) -> None:
+    def _names(self, room: Room, whole: bool = True) -> None:
+        # RPL_NAMREPLY: every member; or, on joining a crowded room (see docs/irc.md), only
+        # those with a role and the newcomer, with a notice of how many there are.
         hub = self.factory.hub
         roles = hub.rolesIn(room)
         withHost = "userhost-in-names" in self.caps
         names = []
-        for nick in hub.nicks(room):
+        listed = hub.nicks(room) if whole else sorted({*roles, self.nick or ""} - {""}, key=str.casefold)
+        for nick in listed:
             shown = f"{nick}!{USER_HOST}" if withHost else nick
             role = roles.get(nick)
             names.append(_PREFIXES[role] + shown if role else shown)
@@ -906,6 +918,11 @@ class IrcProtocol(LineReading, Session, LineReceiver):
             lines.append(("353", "=", target, " ".join(chunk)))
         lines.append(("366", target, "End of /NAMES list"))
         self._numerics(lines)
+        if not whole:
+            self._sendReplyLine(self._server(
+                "NOTICE", target,
+                f"*** {target} has {len(room)} members, too many to list on joining: NAMES {target} lists them all",
+            ))
 
     def irc_NAMES(self, params: Sequence[str]) -> None:
         if not params:
@@ -1399,14 +1416,13 @@ def _render(event: Event, profile: int, server: str, me: str | None, hub: Hub) -
         case Whispered(sender=sender, recipient=recipient, text=text):
             return _renderLines("PRIVMSG", recipient, text, source(sender), accountTags(sender))
         case JoinsAndLeaves(room=room):
-            # IRC clients keep their own member lists: every join and leave, one by one.
+            # A crowded room's joins and leaves, told together (see docs/irc.md): as the line
+            # door tells them, in notices of as many names as fit, not a JOIN each.
             lines = []
             for joined, nicks in event.shown():
-                for nick in nicks:
-                    if joined:
-                        lines.append(_joinLine(room, nick, profile, tags, hub))
-                    else:
-                        lines.append(line("PART", channel(room), origin=source(nick)))
+                what = "Joined" if joined else "Left"
+                for names in _namesWithin(nicks, _NAMES_PER_LINE):
+                    lines.append(line("NOTICE", channel(room), f"*** {what}: {', '.join(names)}"))
             return lines
         case Moderated():
             return _moderated(event, line, server, me)
@@ -1460,6 +1476,21 @@ def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: st
                 return [line("INVITE", target, where, origin=by)]
         return [line("NOTICE", where, f"*** {event.describe()}")]
     return [line("NOTICE", me or "*", f"*** {event.describe()}")]
+
+
+def _namesWithin(nicks: Sequence[str], room: int) -> Iterator[list[str]]:
+    # Runs of nicknames whose UTF-8, with ", " between, fits in room bytes.
+    run: list[str] = []
+    used = 0
+    for nick in nicks:
+        size = len(nick.encode("utf-8")) + 2
+        if run and used + size > room:
+            yield run
+            run, used = [], 0
+        run.append(nick)
+        used += size
+    if run:
+        yield run
 
 
 def _tagged(line: bytes, tag: bytes) -> bytes:

@@ -423,16 +423,31 @@ class ChannelTests(IrcTestCase):
         self.assertEqual(alice.lines()[-1], "ERROR :Closing link: Quit: see you")
         self.assertEqual(bob.lines(), ["Alice left! (Quit: see you)"])
 
-    def test_crowdedJoinsOneByOne(self) -> None:
-        """In a crowded room, joins held by the core still reach IRC clients each as a JOIN."""
+    def test_crowdedRoom(self) -> None:
+        """
+        In a crowded room, joins the core holds come together as notices (not a JOIN each), and
+        a newcomer's NAMES lists those with a role and itself, saying how many there are; NAMES
+        asked for lists everyone.
+        """
         self.hub.crowdSize = 2
         alice = self.irc("Alice")
         for nick in ("Bob", "Carol", "Dave", "Erin"):
             self.line(nick)
         self.clock.advance(self.hub.crowdInterval)
-        joins = [m.source for m in alice.messages() if m.command == "JOIN"]
-        self.assertEqual([j.split("!")[0] for j in joins if j], ["Bob", "Carol", "Dave", "Erin"])
-
+        messages = alice.messages()
+        joins = [m.source.split("!")[0] for m in messages if m.command == "JOIN" and m.source]
+        notices = [m.params[1] for m in messages if m.command == "NOTICE"]
+        self.assertEqual(joins, ["Bob"])  # alone, before the room was crowded
+        self.assertEqual(notices, ["*** Joined: Carol, Dave, Erin"])
+        frank = self.irc()
+        frank.register("Frank")
+        frank.send("NAMES #lobby")
+        named = [(m.command, m.params[-1]) for m in frank.messages() if m.command in ("353", "366", "NOTICE")]
+        self.assertEqual(named[:3], [
+            ("353", "Frank"), ("366", "End of /NAMES list"),
+            ("NOTICE", "*** #lobby has 6 members, too many to list on joining: NAMES #lobby lists them all"),
+        ])
+        self.assertEqual(named[3], ("353", "Alice Bob Carol Dave Erin Frank"))
 
 class QueryTests(IrcTestCase):
     def test_whoWhoisListIsonUserhost(self) -> None:
