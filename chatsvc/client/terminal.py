@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from chatsvc.client.editor import LineEditor
 from chatsvc.client.layout import CONTINUATION, displayWidth, wrapLine
+from chatsvc.line.wire import AWAY_MARK
 from chatsvc.text import neutralize
 
 __all__ = ["ChatTerminal", "LINE_COMMANDS", "NICK_COLOURS", "TerminalConsole", "styled"]
@@ -230,7 +231,7 @@ class ChatTerminal(TerminalProtocol):
 
 LINE_COMMANDS = (
     "/join", "/part", "/rooms", "/who", "/topic", "/history", "/nick", "/me", "/msg", "/say",
-    "/register", "/password", "/whois", "/help", "/quit",
+    "/register", "/password", "/whois", "/away", "/help", "/quit",
     "/kick", "/ban", "/unban", "/bans", "/mute", "/unmute", "/mutes", "/op", "/deop",
     "/voice", "/devoice", "/invite", "/remove", "/set",
     "/announce", "/kill", "/suspend", "/unsuspend", "/lockdown", "/owner",
@@ -340,9 +341,15 @@ class TerminalConsole(ServerProtocol):
     def _learn(self, text: str) -> None:
         members = _MEMBERS.match(text)
         if members is not None:
-            for name in members.group("names").split(", "):
-                name = name.strip().lstrip("@+")
-                if name and " " not in name:
+            # Names with their roles' prefixes (@alice) and marked if away (Bob (away)); a
+            # line of anything else that starts the same way (a /whois line, a room of /rooms
+            # with its topic) has words that are no names, and teaches nothing.
+            names = [
+                name.strip().removesuffix(AWAY_MARK).lstrip("@+")
+                for name in members.group("names").split(", ")
+            ]
+            if all(name and " " not in name for name in names):
+                for name in names:
                     self.nicks[name.casefold()] = name
             return
         speaker = _SPEAKER.match(text)

@@ -65,9 +65,17 @@ from chatsvc.chat import (
     Whispered,
     deliverToEach,
 )
-from chatsvc.line.wire import GET_NAME, GET_PASSWORD, QUIT_WORDS, endsSession, removalReason
+from chatsvc.line.wire import (
+    AWAY_MARK,
+    GET_NAME,
+    GET_PASSWORD,
+    QUIT_WORDS,
+    endsSession,
+    removalReason,
+)
 from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
+from chatsvc.sessions.away import AwayNicks
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.lines import LineReading
@@ -117,7 +125,8 @@ HELP = [
     "  /announce TEXT, /kill NICK [REASON], /owner NICK (of the current room)",
     "  /suspend NICK [DURATION] [REASON], /unsuspend NICK, /lockdown on|off",
     "Anyone:",
-    "  /whois NICK         account or guest, rooms you share, roles, idle time",
+    "  /whois NICK         account or guest, rooms you share, roles, idle time, away",
+    "  /away [MESSAGE]     mark yourself away, with MESSAGE; without one, back",
     "  /me ACTION          send an action: * you ACTION",
     "  /msg NICK TEXT      send TEXT to NICK alone",
     "  /say TEXT           send TEXT as it is, even if it starts with / or is a quit word",
@@ -326,14 +335,16 @@ def _roomListLines(total: int, rooms: Sequence[Room], page: int, pages: int) -> 
         yield _notice(f"More: /rooms {page + 1}")
 
 
-def _viewLines(view: RoomView, roles: Mapping[str, str]) -> Iterator[bytes]:
+def _viewLines(
+    view: RoomView, roles: Mapping[str, str], away: Mapping[str, str]
+) -> Iterator[bytes]:
     """A room as a newcomer is shown it: the topic, the members (their number only in a crowded
     room: /who lists them), and what was said there lately."""
     yield from _topicLines(view.room, view.topic)
     if view.nicks is None:
         yield _notice(f"Members ({view.members}): too many to list here; /who shows them all")
     else:
-        yield from _memberListLines(view.nicks, roles)
+        yield from _memberListLines(view.nicks, roles, away)
     yield from _historyBlock(view.room, view.recent)
 
 
@@ -352,9 +363,17 @@ _PREFIXES = {"admin": "@", "owner": "@", "op": "@", "voice": "+"}
 or an admin), C{+bob} (voiced)."""
 
 
-def _memberListLines(nicks: Sequence[str], roles: Mapping[str, str] = {}) -> Iterator[bytes]:
-    if roles:
-        nicks = [_PREFIXES[roles[nick]] + nick if nick in roles else nick for nick in nicks]
+def _memberListLines(
+    nicks: Sequence[str], roles: Mapping[str, str] = {}, away: Mapping[str, str] = {}
+) -> Iterator[bytes]:
+    # Each name with its role's prefix, and marked if its member is away (in away, by
+    # nickname).
+    if roles or away:
+        nicks = [
+            (_PREFIXES[roles[nick]] + nick if nick in roles else nick)
+            + (AWAY_MARK if nick in away else "")
+            for nick in nicks
+        ]
     yield _notice(f"Members ({len(nicks)}): {', '.join(nicks[:MEMBERS_PER_LINE])}")
     for start in range(MEMBERS_PER_LINE, len(nicks), MEMBERS_PER_LINE):
         yield _notice(f"  {', '.join(nicks[start : start + MEMBERS_PER_LINE])}")
@@ -1005,6 +1024,8 @@ class ChatProtocol(LineReading, Session, LineReceiver):
             idle = "active now" if (who.idle or 0) < 60 else f"idle for {describeSpan(who.idle or 0)}"
             connections = f", on {who.connections} connections" if who.connections > 1 else ""
             lines.append(_notice(f"  {idle}{connections}"))
+            if who.away is not None:
+                lines.append(_notice(f"  away: {who.away}"))
             lines.append(_notice(f"  rooms you share: {', '.join(who.rooms) or 'none'}"))
         if who.roles:
             roles = ", ".join(f"{role} of {room}" for room, role in who.roles)
@@ -1023,8 +1044,27 @@ class ChatProtocol(LineReading, Session, LineReceiver):
         text = text.lstrip()
         if not recipient or not text:
             raise ChatError("usage: /msg NICK TEXT")
-        sent = self.factory.hub.whisper(self, recipient, text)
+        hub = self.factory.hub
+        sent = hub.whisper(self, recipient, text)
         self.sendText(f"-> *{sent.recipient}* {sent.text}")
+        away = hub.awayOf(sent.recipient)
+        if away is not None:
+            self.sendNotice(f"{sent.recipient} is away: {away}")
+
+    def command_away(self, argument: str) -> None:
+        """
+        C{/away [MESSAGE]}: mark the member away with MESSAGE (on every door, and on all of its
+        connections); without one, back.
+        """
+        hub = self.factory.hub
+        if not argument and hub.awayOf(hub.nickOf(self)) is None:
+            self.sendNotice("You are not marked as away")
+            return
+        kept = hub.setAway(self, argument or None)
+        if kept is None:
+            self.sendNotice("You are no longer marked as away")
+        else:
+            self.sendNotice(f"You are marked as away: {kept}")
 
     def command_say(self, argument: str) -> None:
         """C{/say TEXT}: send TEXT as chat, whatever it looks like."""
@@ -1037,7 +1077,8 @@ class ChatProtocol(LineReading, Session, LineReceiver):
     def _roomLines(self, room: Room) -> Iterator[bytes]:
         # On arriving in a room: what the core says a newcomer is shown of it, as lines.
         hub = self.factory.hub
-        return _viewLines(hub.view(room, self.factory.historyLines), hub.rolesIn(room))
+        view = hub.view(room, self.factory.historyLines)
+        return _viewLines(view, hub.rolesIn(room), self.factory.away.messages)
 
     def _topicLines(self, room: Room, always: bool = False) -> Iterator[bytes]:
         return _topicLines(room.name, room.topic, always)
@@ -1045,7 +1086,7 @@ class ChatProtocol(LineReading, Session, LineReceiver):
     def _memberLines(self, room: Room) -> Iterator[bytes]:
         # The names are taken when the reply's turn comes, the lines made as they are written.
         hub = self.factory.hub
-        yield from _memberListLines(hub.nicks(room), hub.rolesIn(room))
+        yield from _memberListLines(hub.nicks(room), hub.rolesIn(room), self.factory.away.messages)
 
     def _historyLines(self, room: Room, count: int, always: bool = False) -> Iterator[bytes]:
         return _historyBlock(room.name, room.history(count), always)
@@ -1098,6 +1139,10 @@ class ChatFactory(ServerFactory):
     The line door's factory: builds a L{ChatProtocol} for each connection the sessions'
     L{Admission} takes, and holds what they share: the hub (members and rooms), the limits, the
     clock, the admission (with every door's open connections) and the process's L{Outbox}.
+
+    It watches the hub (an L{IPresenceWatcher}) for members going away and coming back: it
+    keeps who is away for the member lists (L{away}), and tells the member's other line
+    connections.
     """
 
     protocol = ChatProtocol  # type: ignore[assignment]
@@ -1128,6 +1173,44 @@ class ChatFactory(ServerFactory):
         self.historyLines = historyLines
         self.admission = admission if admission is not None else Admission(hub.clock, limits)
         self.outbox = outbox if outbox is not None else Outbox(hub.clock)
+        self.away = AwayNicks()
+        """Who is away, for the member lists (L{Hub.awayOf} for one nickname)."""
+        hub.watch(self)
+
+    # What the hub tells its watchers (IPresenceWatcher): only away matters to this door.
+
+    def online(self, nick: str) -> None:
+        """Members arriving are told by the rooms they land in."""
+
+    def offline(self, nick: str) -> None:
+        """Members leaving are told by the rooms they leave; away, they are not any more."""
+        self.away.gone(nick)
+
+    def renamed(self, old: str, new: str) -> None:
+        """Renames are told by the rooms (L{Renamed}); away goes with the name."""
+        self.away.renamed(old, new)
+
+    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
+        """Nothing to tell: the member that registered is told by its own command."""
+
+    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+        """
+        C{member} (one of its connections, on any door) went away or came back: its other line
+        connections are told, as they are of rooms it joins from elsewhere. The others see it
+        in member lists and C{/whois}, and on messaging it.
+        """
+        self.away.changed(nick, message)
+        if message is None:
+            notice = "You are no longer marked as away (from another connection)"
+        else:
+            notice = f"You are marked as away from another connection: {message}"
+        for connection in self.hub.connectionsOf(member):
+            if (
+                connection is not member
+                and isinstance(connection, ChatProtocol)
+                and connection.factory is self
+            ):
+                connection.sendNotice(notice)
 
     @property
     def connections(self) -> set[ChatProtocol]:

@@ -8,6 +8,7 @@ This module imports nothing else from chatsvc, so that the client can use it wit
 from __future__ import annotations
 
 __all__ = [
+    "AWAY_MARK",
     "GET_NAME",
     "GET_PASSWORD",
     "QUIT_WORDS",
@@ -25,6 +26,10 @@ GET_PASSWORD = "GET_PASSWORD"
 
 QUIT_WORDS = frozenset({"q", "exit", "close", "disconnect"})
 """Lines that end a session, kept from the original chat room; never valid as nicknames."""
+
+AWAY_MARK = " (away)"
+"""What follows the name of a member who is away in member lists: C{*** Members (2): Alice,
+Bob (away)}. A nickname has no spaces, so a name so marked is never a nickname itself."""
 
 
 def endsSession(line: str) -> bool:

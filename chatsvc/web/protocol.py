@@ -54,6 +54,7 @@ from chatsvc.chat import (
     nick_key,
 )
 from chatsvc.sessions.admission import Admission
+from chatsvc.sessions.away import AwayNicks
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.keepalive import KeepAlive
 from chatsvc.sessions.limits import Limits
@@ -185,9 +186,18 @@ class _Renderer:
         self._event: Event | None = None
         self._frame = b""
 
-    def __call__(self, event: Event) -> bytes:
+    def __call__(self, event: Event, hub: Hub | None = None) -> bytes:
+        """
+        The frame of C{event}; a C{joined} of a member who is away (as C{hub} says) carries
+        its C{away} message, so that the pages in the room know it without asking.
+        """
         if event is not self._event:
-            self._frame = frame(_encode(eventMessage(event)))
+            message = eventMessage(event)
+            if hub is not None and event.__class__ is Joined:
+                away = hub.awayOf(event.nick)
+                if away is not None:
+                    message["away"] = away
+            self._frame = frame(_encode(message))
             self._event = event
         return self._frame
 
@@ -420,7 +430,7 @@ class WebSession(Session, WebSocketProtocol):
         ):
             self.deliverKill(event)
             return
-        self._enqueue(renderEvent(event))
+        self._enqueue(renderEvent(event, self.factory.hub))
 
     @staticmethod
     def deliverToMany(
@@ -433,8 +443,9 @@ class WebSession(Session, WebSocketProtocol):
         L{deliver} to many members at once (L{IBatchDelivery}): the event is rendered and
         framed once, and the same bytes join what is gathered for each member.
         """
-        data = renderEvent(event)
-        for member in cast("Sequence[WebSession]", members):
+        sessions = cast("Sequence[WebSession]", members)
+        data = renderEvent(event, sessions[0].factory.hub if sessions else None)
+        for member in sessions:
             if member is exclude:
                 continue
             try:
@@ -631,6 +642,7 @@ class WebSession(Session, WebSocketProtocol):
                 "count": view.members,
                 "members": None if view.nicks is None else list(view.nicks),
                 "roles": self.factory.hub.rolesIn(room),
+                "away": {} if view.nicks is None else self.factory.away.among(view.nicks),
                 "settings": self.factory.hub.roomSettings(room),
                 "history": [_message(each) for each in history],
                 "more": more,
@@ -733,8 +745,24 @@ class WebSession(Session, WebSocketProtocol):
         room = self._room(request)
         hub = self.factory.hub
         members = hub.nicks(room)
-        reply = {"type": "who", "room": room.name, "members": members, "roles": hub.rolesIn(room)}
+        reply = {
+            "type": "who",
+            "room": room.name,
+            "members": members,
+            "roles": hub.rolesIn(room),
+            "away": self.factory.away.among(members),
+        }
         self._reply(reply, label)
+
+    def handle_away(self, request: dict[str, Any], label: str | None) -> None:
+        """
+        C{away}: C{message} (a string; L{None}, absent or blank: back) marks the member away
+        on every door, or back; answered with its C{away}, the message as kept. The pages
+        sharing a room with the member, and its other pages, are told (L{WebFactory.awayChanged}).
+        """
+        hub = self.factory.hub
+        kept = hub.setAway(self, _text(request, "message", optional=True))
+        self._reply({"type": "away", "nick": hub.nickOf(self), "message": kept}, label)
 
     def handle_rooms(self, request: dict[str, Any], label: str | None) -> None:
         """C{rooms}: every room, with its member count and topic."""
@@ -922,6 +950,7 @@ class WebSession(Session, WebSocketProtocol):
                 "roles": dict(who.roles),
                 "idle": None if who.idle is None else round(who.idle),
                 "connections": who.connections,
+                "away": who.away,
             },
             label,
         )
@@ -944,6 +973,10 @@ class WebFactory:
     what they share: the hub, the limits, the clock, the sessions' admission and outbox, the
     keepalive, the origins allowed besides the page's own, and the proxies trusted to say who
     a client is.
+
+    It watches the hub (an L{IPresenceWatcher}) for members going away and coming back: it
+    keeps who is away for the member lists (L{away}), and tells the pages sharing a room with
+    them.
     """
 
     def __init__(
@@ -975,6 +1008,53 @@ class WebFactory:
         self._said: OrderedDict[tuple[str | None, str, str], Said | Acted | Whispered] = (
             OrderedDict()
         )
+        self.away = AwayNicks()
+        """Who is away, for the member lists (L{Hub.awayOf} for one nickname)."""
+        hub.watch(self)
+
+    # What the hub tells its watchers (IPresenceWatcher): only away matters to this door.
+
+    def online(self, nick: str) -> None:
+        """Members arriving are told by the rooms they land in."""
+
+    def offline(self, nick: str) -> None:
+        """Members leaving are told by the rooms they leave; away, they are not any more."""
+        self.away.gone(nick)
+
+    def renamed(self, old: str, new: str) -> None:
+        """Renames are told by the rooms (C{renamed}); away goes with the name."""
+        self.away.renamed(old, new)
+
+    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
+        """Nothing to tell: the page that registered is told by its own request."""
+
+    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+        """
+        The member C{nick} went away, or came back (C{message} L{None}), from its connection
+        C{member} (on any door): every page sharing a room with it, and its own other pages,
+        get C{{"type": "away", "nick", "message"}}, rendered and framed once for them all.
+        C{member} itself, a page that asked, gets the answer to its request instead.
+        """
+        self.away.changed(nick, message)
+        hub = self.hub
+        sessions: dict[WebSession, None] = {}
+        for connection in hub.connectionsOf(member):
+            if isinstance(connection, WebSession) and connection.factory is self:
+                sessions[connection] = None
+        for room in hub.roomsOf(member):
+            for recipient in room.recipients:
+                if isinstance(recipient, WebSession) and recipient.factory is self:
+                    sessions[recipient] = None
+        if isinstance(member, WebSession):
+            sessions.pop(member, None)
+        if not sessions:
+            return
+        data = frame(_encode({"type": "away", "nick": nick, "message": message}))
+        for session in sessions:
+            try:
+                session._enqueue(data)
+            except Exception as error:
+                _log.error("away_delivery_failed", nick=session.nick, exc_info=error)
 
     def acceptWebSocket(self, request: Request) -> WebSession:
         """

@@ -205,3 +205,20 @@ class ConsoleTests(SynchronousTestCase):
         self.failureResultOf(asked)
         self.console.dataReceived(b"!\r")
         self.assertEqual(self.sent, [b"hi!"])
+
+    def test_nicknamesFromMemberLists(self) -> None:
+        """
+        Tab completes the nicknames of member lists, without their roles' prefixes or the mark
+        of a member who is away; a /whois line of an away message teaches no names.
+        """
+        self.console.show("*** Members (4): @Alice, Bob (away), +Carol (away), @Dave")
+        self.console.show("***   Erin (away), Frank")
+        self.console.show("***   away: lunch, Mallory")
+        self.assertEqual(
+            sorted(self.console.nicks.values()), ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank"]
+        )
+        for typed, completed in [(b"hi b", "> hi Bob"), (b"hi +ca", "> hi Carol"), (b"hi e", "> hi Erin")]:
+            self.console.dataReceived(b"\x15" + typed + b"\t")
+            self.assertEqual(self.visible()[-1], completed)
+        self.console.dataReceived(b"\x15hi ma\t")
+        self.assertEqual(self.visible()[-1], "> hi ma")

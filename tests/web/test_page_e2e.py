@@ -6,6 +6,7 @@ chromium cannot start; see L{tests.web.browser}.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -135,6 +136,47 @@ class ChatTests(PageTestCase):
         bob.locator("#dm-list").get_by_text("Alice").click()
         expect(bob.locator("#timeline")).to_contain_text("just between us", timeout=WAIT_MS)
         self.assertEqual(timeline(bob).count("just between us"), 1)
+
+    def test_away(self) -> None:
+        """
+        A page types /away lunch: the other page shows that member away in its member list
+        (greyed, marked in words, the message in the title) and in /whois, and so does the
+        terminal; /away alone brings it back everywhere.
+        """
+        alice, bob, carol = self.threeMembers()
+        member = bob.locator("#member-list button.member[data-nick='Alice']")
+        expect(member).to_be_visible(timeout=WAIT_MS)
+        expect(member).not_to_have_class(re.compile(r"\baway\b"))
+        say(alice, "/away lunch")
+        expect(alice.locator("#timeline")).to_contain_text("You are marked as away: lunch", timeout=WAIT_MS)
+        expect(member).to_have_class(re.compile(r"\baway\b"), timeout=WAIT_MS)
+        expect(member.locator(".away-badge")).to_have_text("away")
+        expect(member).to_have_attribute("title", re.compile(r"^Alice is away: lunch"))
+        # Alice's own page shows her away too.
+        own = alice.locator("#member-list button.member[data-nick='Alice']")
+        expect(own).to_have_class(re.compile(r"\baway\b"), timeout=WAIT_MS)
+        say(bob, "/whois Alice")
+        expect(bob.locator("#timeline")).to_contain_text("away: lunch", timeout=WAIT_MS)
+        say(bob, "/who")
+        expect(bob.locator("#timeline")).to_contain_text("Alice (away), Bob, Carol", timeout=WAIT_MS)
+        carol.send("/who\n")
+        carol.stdout.expect(r"Members \(3\): Alice \(away\), Bob, Carol")
+        screenshot(bob, "away-member-list")
+        # Greyed: the name is drawn in the muted colour, not the nickname's own.
+        colours = bob.evaluate(
+            """() => [...document.querySelectorAll('#member-list button.member')]
+                 .map((b) => [b.dataset.nick, getComputedStyle(b).color])"""
+        )
+        shown = dict(colours)
+        self.assertNotEqual(shown["Alice"], shown["Carol"])
+        carol.send("/away in a meeting\n")
+        carol.stdout.expect(r"You are marked as away: in a meeting")
+        carolOnBob = bob.locator("#member-list button.member[data-nick='Carol']")
+        expect(carolOnBob).to_have_attribute("title", re.compile(r"^Carol is away: in a meeting"), timeout=WAIT_MS)
+        say(alice, "/away")
+        expect(alice.locator("#timeline")).to_contain_text("You are no longer marked as away", timeout=WAIT_MS)
+        expect(member).not_to_have_class(re.compile(r"\baway\b"), timeout=WAIT_MS)
+        self.assertEqual(member.locator(".away-badge").count(), 0)
 
     def test_inertPayloads(self) -> None:
         """Markup and scripts arrive as text; a bidi override is made visible, never obeyed."""

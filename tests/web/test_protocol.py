@@ -212,6 +212,7 @@ class HandshakeTests(WebTestCase):
                 "count": 2,
                 "members": ["Alice", "Bob"],
                 "roles": {},
+                "away": {},
                 "settings": {
                     "private": False,
                     "moderated": False,
@@ -350,7 +351,7 @@ class ChatTests(WebTestCase):
             [{"room": "games", "count": 1, "topic": "Chess"}, {"room": "lobby", "count": 1, "topic": None}],
         )
         alice.send({"type": "who", "room": "games"})
-        self.assertEqual(alice.messages(), [{"type": "who", "room": "games", "members": ["Alice"], "roles": {}}])
+        self.assertEqual(alice.messages(), [{"type": "who", "room": "games", "members": ["Alice"], "roles": {}, "away": {}}])
         alice.send({"type": "part", "room": "games"})
         self.assertEqual(alice.messages(), [{"type": "parted", "room": "games"}])
 

@@ -35,6 +35,7 @@ const state = {
   byeReason: null,
   account: false, // logged in to an account (or registered) on this session
   attached: false, // welcomed as another connection of an account already here
+  away: null, // this member's away message, while it is away (/away)
   password: null, // the password to log in with, held only until the server answers it
   usedToken: false, // the last name message logged in with the stored token
   convs: new Map(),
@@ -337,6 +338,8 @@ const handlers = {
     // Another connection of an account already here: its rooms are the account's, never to
     // be left on landing (see room()).
     state.attached = (Number(m.connections) || 1) > 1;
+    // A new member is not away; another connection of an account learns it from its rooms.
+    state.away = null;
     if (typeof m.token === "string") saveLogin(m.nick, m.token);
     $("login-password").value = "";
     $("login-password-row").hidden = true;
@@ -380,6 +383,8 @@ const handlers = {
     conv.crowded = !Array.isArray(m.members);
     conv.roles = m.roles && typeof m.roles === "object" ? { ...m.roles } : {};
     conv.settings = m.settings && typeof m.settings === "object" ? { ...m.settings } : {};
+    conv.setAwayMap(m.away);
+    if (state.me && conv.hasMember(state.me)) state.away = conv.awayOf(state.me);
     state.roomOrder = state.roomOrder.filter((k) => k !== key).concat(key);
 
     const history = Array.isArray(m.history) ? m.history : [];
@@ -420,7 +425,10 @@ const handlers = {
     }
     conv.noteId(m.id);
     if (!conv.addEvent({ kind: "joined", id: m.id, time: m.time, nick: m.nick })) return;
-    if (!sameNick(m.nick, state.me)) conv.addMember(m.nick);
+    if (!sameNick(m.nick, state.me)) {
+      conv.addMember(m.nick);
+      conv.setAway(m.nick, typeof m.away === "string" ? m.away : null);
+    }
   },
 
   left(m) {
@@ -508,6 +516,27 @@ const handlers = {
     }
     const entry = conv.addEvent({ kind: "msg", id: m.id, time: m.time, nick: m.from, text: String(m.text ?? ""), own: mine });
     if (entry && !mine) noteArrival(conv, entry, true);
+    const away = entry && mine ? knownAway(m.to) : null;
+    if (away !== null) conv.addLocal({ style: "notice", text: `${m.to} is away: ${away}` });
+  },
+
+  away(m) {
+    const context = takeContext(m);
+    const message = typeof m.message === "string" ? m.message : null;
+    for (const key of state.roomOrder) {
+      const conv = state.convs.get(key);
+      if (conv && (conv.members === null || conv.hasMember(m.nick))) conv.setAway(m.nick, message);
+    }
+    if (!sameNick(m.nick, state.me)) return;
+    const was = state.away;
+    state.away = message;
+    if (context) {
+      // The answer to this page's own /away.
+      if (message !== null) info(`You are marked as away: ${message}`);
+      else info(was !== null ? "You are no longer marked as away" : "You are not marked as away");
+    } else if (message !== was) {
+      info(message !== null ? `You are marked as away from another connection: ${message}` : "You are no longer marked as away (from another connection)");
+    }
   },
 
   notice(m) {
@@ -518,13 +547,16 @@ const handlers = {
     const context = takeContext(m, "who", m.room);
     const members = Array.isArray(m.members) ? m.members : [];
     const conv = state.convs.get(roomKey(m.room));
+    const away = m.away && typeof m.away === "object" ? m.away : {};
     if (conv) {
       conv.setMembers(members, members.length);
       conv.namesShown = true;
       if (m.roles && typeof m.roles === "object") conv.roles = { ...m.roles };
+      conv.setAwayMap(away);
     }
     if (!context || context.print) {
-      addLocal(null, "info", `Members of #${m.room} (${members.length}): ${members.join(", ")}`);
+      const names = members.map((nick) => (typeof away[nick] === "string" ? `${nick} (away)` : nick));
+      addLocal(null, "info", `Members of #${m.room} (${members.length}): ${names.join(", ")}`);
     }
   },
 
@@ -621,6 +653,7 @@ const handlers = {
     if (!m.online) lines.push("not connected now");
     else {
       lines.push(m.idle < 60 ? "active now" : `idle for ${Math.round(m.idle / 60)} minutes`);
+      if (typeof m.away === "string") lines.push(`away: ${m.away}`);
       lines.push(`rooms you share: ${(m.rooms || []).map((r) => `#${r}`).join(", ") || "none"}`);
     }
     const roles = Object.entries(m.roles || {}).map(([room, role]) => `${role} of #${room}`);
@@ -972,6 +1005,9 @@ function execute(line) {
     case "logout":
       logout();
       return;
+    case "away":
+      request({ type: "away", message: command.message }, { kind: "away" });
+      return;
     case "mod":
       if (command.inRoom) {
         if (!needRoom(conv, `/${command.request.type}`)) return;
@@ -1216,13 +1252,28 @@ const ROLE_BADGES = { admin: "admin", owner: "owner", op: "op", voice: "voice" }
 function updateMember(li, nick) {
   const button = li.firstChild;
   const me = sameNick(nick, state.me);
-  button.className = `member nick ${nickClass(nick)}${me ? " me" : ""}`;
+  const conv = currentConv();
+  const away = conv.kind === "room" ? conv.awayOf(nick) : me ? state.away : knownAway(nick);
+  button.className = `member nick ${nickClass(nick)}${me ? " me" : ""}${away !== null ? " away" : ""}`;
   button.dataset.nick = nick;
   button.textContent = me ? `${nick} (you)` : nick;
-  const conv = currentConv();
   const role = conv && conv.roles ? conv.roles[nick] : null;
   if (role && ROLE_BADGES[role]) button.append(" ", el("span", { class: `role-badge role-${role}` }, ROLE_BADGES[role]));
-  button.title = me ? "This is you" : `Send a private message to ${nick}`;
+  // Away is said in words (the badge, and the title with the message), not by the grey alone.
+  if (away !== null) button.append(" ", el("span", { class: "away-badge" }, "away"));
+  const what = me ? "This is you" : `Send a private message to ${nick}`;
+  button.title = away !== null ? `${me ? "You are" : `${nick} is`} away: ${away}\n${what}` : what;
+}
+
+/** The away message of C{nick} as the rooms shown know it, or null. */
+function knownAway(nick) {
+  if (sameNick(nick, state.me)) return state.away;
+  for (const key of state.roomOrder) {
+    const conv = state.convs.get(key);
+    const away = conv ? conv.awayOf(nick) : null;
+    if (away !== null) return away;
+  }
+  return null;
 }
 
 function isAtBottom(node) {

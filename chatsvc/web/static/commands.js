@@ -35,7 +35,8 @@ export const COMMANDS = [
   { name: "suspend", args: "NICK [DURATION] [REASON]", help: "suspend NICK's account: it may not log in (server admins)" },
   { name: "unsuspend", args: "NICK", help: "lift a suspension (server admins)" },
   { name: "lockdown", args: "on|off", help: "no registrations and no new guests (server admins)" },
-  { name: "whois", args: "NICK", help: "who NICK is: account or guest, rooms you share, roles, idle time" },
+  { name: "whois", args: "NICK", help: "who NICK is: account or guest, rooms you share, roles, idle time, away message" },
+  { name: "away", args: "[MESSAGE]", help: "mark yourself away, with MESSAGE for the others to see; /away alone: back" },
   { name: "help", args: "", help: "list these commands" },
   { name: "quit", args: "[REASON]", help: "leave the chat, with a reason the others see" },
 ];
@@ -90,7 +91,7 @@ function nickDurationReason(type, args) {
  * {type:"rooms"}, {type:"history", limit|null}, {type:"help"}, {type:"quit", reason|null},
  * {type:"register", password, code|null}, {type:"password", old, new}, {type:"logout"},
  * {type:"mod", request, inRoom} (a moderation request; the room shown is added when inRoom),
- * {type:"settings"} (show the room's settings).
+ * {type:"settings"} (show the room's settings), {type:"away", message|null} (null: back).
  */
 export function parseInput(line) {
   if (line.trim() === "") return { type: "empty" };
@@ -201,6 +202,8 @@ export function parseInput(line) {
     }
     case "announce":
       return args ? { type: "mod", request: { type: "announce", text: rest }, inRoom: false } : usage("announce");
+    case "away":
+      return { type: "away", message: args || null };
     case "help":
       return { type: "help" };
     case "quit":

@@ -28,6 +28,7 @@ export class Conversation {
     this.ids = new Set();
     this.topic = null;
     this.members = null; // sorted nicknames, or null when not known (crowded room)
+    this.away = new Map(); // fold(nick) -> away message, for the members who are away
     this.count = 0;
     this.crowded = false;
     this.lastId = null; // the newest room event id seen, for join {after}
@@ -152,19 +153,25 @@ export class Conversation {
   }
 
   removeMember(nick) {
+    const key = fold(nick);
+    this.away.delete(key);
     if (this.members === null) {
       this.count = Math.max(0, this.count - 1);
       return;
     }
-    const key = fold(nick);
     const before = this.members.length;
     this.members = this.members.filter((m) => fold(m) !== key);
     if (this.members.length < before) this.count = Math.max(this.members.length, this.count - 1);
   }
 
   renameMember(oldNick, newNick) {
-    if (this.members === null) return;
     const key = fold(oldNick);
+    const away = this.away.get(key);
+    if (away !== undefined) {
+      this.away.delete(key);
+      this.away.set(fold(newNick), away);
+    }
+    if (this.members === null) return;
     this.members = this.members.map((m) => (fold(m) === key ? newNick : m));
     this.members.sort((a, b) => a.localeCompare(b, undefined, { sensitivity: "base" }));
   }
@@ -172,5 +179,27 @@ export class Conversation {
   setMembers(members, count) {
     this.members = Array.isArray(members) ? [...members] : null;
     this.count = typeof count === "number" ? count : this.members ? this.members.length : 0;
+  }
+
+  // ----- Away -----
+
+  /** The away message of C{nick}, or null if it is not away (as far as this room knows). */
+  awayOf(nick) {
+    return this.away.get(fold(nick)) ?? null;
+  }
+
+  /** C{nick} is away with C{message}, or back (null). */
+  setAway(nick, message) {
+    if (typeof message === "string") this.away.set(fold(nick), message);
+    else this.away.delete(fold(nick));
+  }
+
+  /** Who is away, all at once: the server's {nick: message} map (of a room or who message). */
+  setAwayMap(map) {
+    this.away = new Map();
+    if (!map || typeof map !== "object") return;
+    for (const [nick, message] of Object.entries(map)) {
+      if (typeof message === "string") this.away.set(fold(nick), message);
+    }
   }
 }
