@@ -75,6 +75,7 @@ from chatsvc.irc.message import (
 )
 from chatsvc.sessions.addresses import describeAddress
 from chatsvc.sessions.admission import Admission
+from chatsvc.sessions.away import AwayNicks
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.keepalive import KeepAlive
 from chatsvc.sessions.limits import Limits
@@ -1088,7 +1089,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         self._numerics(lines)
 
     def _whoFlags(self, nick: str, role: str | None) -> str:
-        away = self.factory.hub.awayOf(nick) is not None
+        away = nick in self.factory.away.messages
         return ("G" if away else "H") + (_PREFIXES[role] if role else "")
 
     def _whoLine(self, target: str, nick: str, role: str | None) -> tuple[str, ...]:
@@ -1320,7 +1321,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
 
     def deliver(self, event: Event) -> None:
         """Write one event to this client, in IRC's words."""
-        lines = _render(event, self.profile, self.factory.serverName, self.nick, self.factory.hub)
+        lines = _render(event, self.profile, self.factory, self.nick)
         pending = self._pendingLabel
         if pending is not None and isinstance(event, Renamed) and event.old == self.nick:
             # The rename this client is waiting for: part of its labelled answer.
@@ -1361,10 +1362,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
                 profile = member.profile
                 data = rendered.get(profile)
                 if data is None:
-                    factory = member.factory
-                    data = rendered[profile] = b"".join(
-                        _render(event, profile, factory.serverName, None, factory.hub)
-                    )
+                    data = rendered[profile] = b"".join(_render(event, profile, member.factory, None))
                 outbox = member._outbox
                 if outbox:
                     outbox.append(data)
@@ -1374,12 +1372,13 @@ class IrcProtocol(LineReading, Session, LineReceiver):
                 failed(member, event, error)
 
 
-def _render(event: Event, profile: int, server: str, me: str | None, hub: Hub) -> list[bytes]:
+def _render(event: Event, profile: int, factory: IrcFactory, me: str | None) -> list[bytes]:
     """
     C{event} as the IRC lines a client with capability bits C{profile} is sent. C{me}: the
     recipient's nickname, where the lines depend on it (a private message, a moderator's
     action on the recipient), or None in a room's broadcast.
     """
+    server, hub, away = factory.serverName, factory.hub, factory.away
     tags: dict[str, str] | None = None
     if profile & (_TIME | _TAGS):
         tags = {}
@@ -1404,7 +1403,7 @@ def _render(event: Event, profile: int, server: str, me: str | None, hub: Hub) -
         case Acted(room=room, nick=nick, action=action):
             return _renderLines("PRIVMSG", channel(room), action, source(nick), accountTags(nick), ctcp=True)
         case Joined(room=room, nick=nick):
-            return [_joinLine(room, nick, profile, tags, hub)]
+            return [_joinLine(room, nick, profile, tags, hub, away)]
         case Left(room=room, nick=nick, reason=reason):
             if reason:
                 return [line("PART", channel(room), reason, origin=source(nick))]
@@ -1430,7 +1429,9 @@ def _render(event: Event, profile: int, server: str, me: str | None, hub: Hub) -
             assert_never(event)
 
 
-def _joinLine(room: str, nick: str, profile: int, tags: dict[str, str] | None, hub: Hub) -> bytes:
+def _joinLine(
+    room: str, nick: str, profile: int, tags: dict[str, str] | None, hub: Hub, awayNicks: AwayNicks
+) -> bytes:
     # A JOIN (with the account and real name, for extended-join), and the newcomer's away
     # message after it for away-notify (the client would not know it otherwise).
     params: tuple[str, ...] = (channel(room),)
@@ -1441,7 +1442,7 @@ def _joinLine(room: str, nick: str, profile: int, tags: dict[str, str] | None, h
         params = (channel(room), account.nick if account else "*", realname)
     line = (formatMessage("JOIN", *params, source=source(nick), tags=tags) + "\r\n").encode("utf-8")
     if profile & _AWAY:
-        away = hub.awayOf(nick)
+        away = awayNicks.messages.get(nick)
         if away is not None:
             line += (formatMessage("AWAY", away, source=source(nick), trailing=True) + "\r\n").encode("utf-8")
     return line
@@ -1606,6 +1607,8 @@ class IrcFactory(ServerFactory):
         # Who MONITORs whom: the clients watching each nickname key.
         self._monitors: dict[str, set[IrcProtocol]] = {}
         hub.watch(self)
+        self.away = AwayNicks(hub)
+        """Who is away, for WHO's flags and away-notify after a JOIN."""
 
     # Following members beyond shared rooms (the hub's IPresenceWatcher)
 

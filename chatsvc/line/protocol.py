@@ -1173,33 +1173,15 @@ class ChatFactory(ServerFactory):
         self.historyLines = historyLines
         self.admission = admission if admission is not None else Admission(hub.clock, limits)
         self.outbox = outbox if outbox is not None else Outbox(hub.clock)
-        self.away = AwayNicks()
+        self.away = AwayNicks(hub, self._awayChanged)
         """Who is away, for the member lists (L{Hub.awayOf} for one nickname)."""
-        hub.watch(self)
 
-    # What the hub tells its watchers (IPresenceWatcher): only away matters to this door.
-
-    def online(self, nick: str) -> None:
-        """Members arriving are told by the rooms they land in."""
-
-    def offline(self, nick: str) -> None:
-        """Members leaving are told by the rooms they leave; away, they are not any more."""
-        self.away.gone(nick)
-
-    def renamed(self, old: str, new: str) -> None:
-        """Renames are told by the rooms (L{Renamed}); away goes with the name."""
-        self.away.renamed(old, new)
-
-    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
-        """Nothing to tell: the member that registered is told by its own command."""
-
-    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+    def _awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
         """
         C{member} (one of its connections, on any door) went away or came back: its other line
         connections are told, as they are of rooms it joins from elsewhere. The others see it
         in member lists and C{/whois}, and on messaging it.
         """
-        self.away.changed(nick, message)
         if message is None:
             notice = "You are no longer marked as away (from another connection)"
         else:

@@ -4,7 +4,9 @@ Who is away, by nickname, as the doors' member lists need it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+from chatsvc.chat import Hub, IMember
 
 __all__ = ["AwayNicks"]
 
@@ -22,10 +24,42 @@ class AwayNicks:
     hub itself where one nickname is concerned (C{/whois}, C{/msg}).
     """
 
-    __slots__ = ("_messages",)
+    __slots__ = ("_messages", "_told")
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        hub: Hub | None = None,
+        told: Callable[[IMember, str, str | None], object] | None = None,
+    ) -> None:
+        """
+        @param hub: the hub to follow, as its watcher (L{Hub.watch}); none: told by hand
+            (L{changed}, L{renamed}, L{gone}).
+        @param told: called, after the change is kept, with the connection a member went away
+            or came back from, its nickname and its message (L{None}: back), for a door that
+            tells someone of it.
+        """
         self._messages: dict[str, str] = {}
+        self._told = told
+        if hub is not None:
+            hub.watch(self)
+
+    # What the hub tells its watchers (chatsvc.chat.IPresenceWatcher)
+
+    def online(self, nick: str) -> None:
+        """A member arrived: not away yet."""
+
+    def offline(self, nick: str) -> None:
+        """A member left: away no more."""
+        self.gone(nick)
+
+    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
+        """A guest registered: nothing to do with away."""
+
+    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+        """A member went away, or came back: kept, then the door told."""
+        self.changed(nick, message)
+        if self._told is not None:
+            self._told(member, nick, message)
 
     @property
     def messages(self) -> Mapping[str, str]:

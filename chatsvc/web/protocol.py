@@ -1008,34 +1008,16 @@ class WebFactory:
         self._said: OrderedDict[tuple[str | None, str, str], Said | Acted | Whispered] = (
             OrderedDict()
         )
-        self.away = AwayNicks()
+        self.away = AwayNicks(hub, self._awayChanged)
         """Who is away, for the member lists (L{Hub.awayOf} for one nickname)."""
-        hub.watch(self)
 
-    # What the hub tells its watchers (IPresenceWatcher): only away matters to this door.
-
-    def online(self, nick: str) -> None:
-        """Members arriving are told by the rooms they land in."""
-
-    def offline(self, nick: str) -> None:
-        """Members leaving are told by the rooms they leave; away, they are not any more."""
-        self.away.gone(nick)
-
-    def renamed(self, old: str, new: str) -> None:
-        """Renames are told by the rooms (C{renamed}); away goes with the name."""
-        self.away.renamed(old, new)
-
-    def loggedIn(self, member: IMember, nick: str, account: str) -> None:
-        """Nothing to tell: the page that registered is told by its own request."""
-
-    def awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
+    def _awayChanged(self, member: IMember, nick: str, message: str | None) -> None:
         """
         The member C{nick} went away, or came back (C{message} L{None}), from its connection
         C{member} (on any door): every page sharing a room with it, and its own other pages,
         get C{{"type": "away", "nick", "message"}}, rendered and framed once for them all.
         C{member} itself, a page that asked, gets the answer to its request instead.
         """
-        self.away.changed(nick, message)
         hub = self.hub
         sessions: dict[WebSession, None] = {}
         for connection in hub.connectionsOf(member):
