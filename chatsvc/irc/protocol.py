@@ -5,8 +5,9 @@ the specification; in short, a room C{games} is the channel C{#games}, the accou
 as the IRC message a client understands (C{PRIVMSG}, C{JOIN}, C{PART}, C{KICK}, C{MODE},
 C{TOPIC}, C{NICK}), or as a C{NOTICE} where IRC has none.
 
-An L{IrcProtocol} is a L{Session} (the name timeout, here the registration timeout; the flood
-gate, the send-queue guard, gathered writes, closing within the grace) and a L{LineReceiver};
+An L{IrcProtocol} is a L{LineSession}: a L{Session} (the name timeout, here the registration
+timeout; the flood gate, the send-queue guard, gathered writes, closing within the grace) that
+reads lines, as the line door's connections do;
 what it writes goes through the session as on the other doors. Events are rendered once for
 every member that negotiated the same capabilities (L{IrcProtocol.deliverToMany}).
 
@@ -27,7 +28,6 @@ import structlog
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
 
@@ -65,7 +65,6 @@ from chatsvc.irc.message import (
     MAX_LINE_BYTES,
     MAX_TAGS_BYTES,
     BadMessage,
-    Message,
     escapeTag,
     formatMessage,
     isupportTokens,
@@ -79,9 +78,9 @@ from chatsvc.sessions.away import AwayNicks
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.keepalive import KeepAlive
 from chatsvc.sessions.limits import Limits
-from chatsvc.sessions.lines import LineReading
+from chatsvc.sessions.lines import LineSession
 from chatsvc.sessions.outbox import Outbox
-from chatsvc.sessions.session import Session, State
+from chatsvc.sessions.session import State
 
 __all__ = ["CAPABILITIES", "IrcFactory", "IrcProtocol", "stripFormatting"]
 
@@ -188,7 +187,7 @@ def _renderLines(command: str, target: str, text: str, head: str, tags: dict[str
 
 @implementer(IMember, ISession)
 @provider(IBatchDelivery)
-class IrcProtocol(LineReading, Session, LineReceiver):
+class IrcProtocol(LineSession):
     """One IRC client's connection: commands into calls on the hub, events into IRC messages."""
 
     delimiter = b"\n"
@@ -200,12 +199,12 @@ class IrcProtocol(LineReading, Session, LineReceiver):
     # server holds thousands of these.
     __slots__ = (
         "caps", "profile", "_negotiating", "_wantedNick", "username", "realname", "_password",
-        "_sasl", "_saslBuffer", "account", "_arriving", "_discarding", "_leftover", "_heard",
+        "_sasl", "_saslBuffer", "account", "_arriving", "_heard",
         "_pinged", "_batches", "_capture", "_pendingLabel", "monitoring",
     )
 
     def __init__(self) -> None:
-        Session.__init__(self)
+        LineSession.__init__(self)
         self.caps: set[str] = set()
         self.profile = 0
         """The bits of the capabilities that change how events are written to this client."""
@@ -219,10 +218,6 @@ class IrcProtocol(LineReading, Session, LineReceiver):
         self.account: Account | None = None
         """The account logged in to with SASL, before registration."""
         self._arriving = False
-        # True while the rest of an over-long line is still arriving and must be skipped;
-        # what followed an over-long line in the same read, still to be parsed.
-        self._discarding = False
-        self._leftover = b""
         self._heard = True
         self._pinged = False
         self._batches = 0
@@ -278,34 +273,9 @@ class IrcProtocol(LineReading, Session, LineReceiver):
     # Reading
 
     def dataReceived(self, data: bytes) -> None:
-        """
-        Feed C{data} to the line parser, skipping the rest of any over-long line and going on
-        with the lines after it (L{LineReceiver} alone would stop there).
-        """
+        """Heard from (see the keepalive); then read as every line door reads (LineReading)."""
         self._heard = True
-        if self._discarding:
-            end = data.find(self.delimiter)
-            if end == -1:
-                return
-            self._discarding = False
-            data = data[end + len(self.delimiter) :]
-        gatherer = self._gatherer
-        if not gatherer.gathering:
-            gatherer.gather()
         super().dataReceived(data)
-        while self._leftover and self._state is not State.CLOSING:
-            data, self._leftover = self._leftover, b""
-            super().dataReceived(data)
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """Refuse an over-long line (417) but keep the connection, and what follows the line."""
-        _, delimiter, rest = line.partition(self.delimiter)
-        if delimiter:
-            self._leftover = rest
-        else:
-            self._discarding = True
-        if self._state is not State.CLOSING:
-            self._numeric("417", "Input line was too long")
 
     def lineReceived(self, line: bytes) -> None:
         if self._state is State.CLOSING:
@@ -318,6 +288,7 @@ class IrcProtocol(LineReading, Session, LineReceiver):
 
     def _handleLine(self, line: bytes | None) -> None:
         if line is None:
+            self._numeric("417", "Input line was too long")
             return
         try:
             self._dispatch(line.removesuffix(b"\r"))

@@ -37,7 +37,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
-from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
 
@@ -78,9 +77,9 @@ from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.away import AwayNicks
 from chatsvc.sessions.interfaces import ISession
 from chatsvc.sessions.limits import Limits
-from chatsvc.sessions.lines import LineReading
+from chatsvc.sessions.lines import LineSession
 from chatsvc.sessions.outbox import Outbox
-from chatsvc.sessions.session import Session, State, unsentBytes
+from chatsvc.sessions.session import State, unsentBytes
 from chatsvc.text import neutralize
 
 __all__ = ["ChatFactory", "ChatProtocol", "renderEvent", "unsentBytes"]
@@ -405,7 +404,7 @@ def renderHistory(message: StoredMessage) -> str:
 
 @implementer(IMember, ISession)
 @provider(IBatchDelivery)
-class ChatProtocol(LineReading, Session, LineReceiver):
+class ChatProtocol(LineSession):
     """
     One client connection of the line door: turns lines into calls on the hub, and the hub's
     events into lines. What every door's connections share is L{Session}'s.
@@ -416,16 +415,12 @@ class ChatProtocol(LineReading, Session, LineReceiver):
 
     # Kept in slots rather than in the instance's dictionary (which still holds what Twisted's
     # classes set): a server holds thousands of these.
-    __slots__ = ("current", "_discarding", "_leftover", "_loggingIn")
+    __slots__ = ("current", "_loggingIn")
 
     def __init__(self) -> None:
-        Session.__init__(self)
+        LineSession.__init__(self)
         self.current: Room | None = None
         """The room plain text goes to: the one joined, or switched to, last."""
-        # True while the rest of an over-long line is still arriving and must be skipped.
-        self._discarding = False
-        # What followed an over-long line in the same read, still to be parsed.
-        self._leftover = b""
         # The registered nickname whose password the next line is (after GET_PASSWORD).
         self._loggingIn: str | None = None
 
@@ -454,47 +449,7 @@ class ChatProtocol(LineReading, Session, LineReceiver):
     def _tellDelayed(self) -> None:
         self.sendNotice("You are sending too fast; your lines are being delayed.")
 
-    # Framing: lines, over-long lines, decoding
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        Feed C{data} to the line parser, skipping the rest of any over-long line and going on
-        with the lines after it (L{LineReceiver} alone would stop there).
-        """
-        if self._discarding:
-            end = data.find(self.delimiter)
-            if end == -1:
-                return
-            self._discarding = False
-            data = data[end + len(self.delimiter) :]
-        gatherer = self._gatherer
-        if not gatherer.gathering:
-            gatherer.gather()
-        self._parse(data)
-
-    def _parse(self, data: bytes) -> None:
-        super().dataReceived(data)
-        while self._leftover and self._state is not State.CLOSING:
-            data, self._leftover = self._leftover, b""
-            super().dataReceived(data)
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """
-        Refuse an over-long line but keep the connection: skip to the end of that line, and keep
-        what follows it for L{dataReceived}.
-        """
-        _, delimiter, rest = line.partition(self.delimiter)
-        if delimiter:
-            self._leftover = rest
-        else:
-            self._discarding = True
-        if self._state is State.CLOSING:
-            return
-        delay = self._takeToken()
-        if delay:
-            self._hold(None, delay)
-        else:
-            self._lineTooLong()
+    # Framing (LineReading's), decoding
 
     def _lineTooLong(self) -> None:
         self._refuse(

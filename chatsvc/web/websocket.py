@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
-from twisted.internet.interfaces import IReactorTime, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.resource import Resource
