@@ -11,6 +11,8 @@ The fan-out benchmark: chatsvc against a reference relay, measured in the same r
     python benchmarks/fanout.py --workload web --json /tmp/web.json   # the web door's suite
     python benchmarks/fanout.py --workload closedloop --door web --clients 100
     python benchmarks/fanout.py --workload closedloop --door mixed --clients 100
+    python benchmarks/fanout.py --workload irc --json /tmp/irc.json   # the IRC door's suite
+    python benchmarks/fanout.py --workload closedloop --door irc --clients 100
 
 Every workload runs against each target (C{--target both}, the default): chatsvc itself
 (C{twistd -n chatroom}) and C{benchmarks/relay.py}, the thinnest Twisted relay that speaks the same
@@ -104,6 +106,56 @@ C{web}: the web door's suite: open loop N=100 all sending 5 lines/s, closed loop
 sending, idle C=2000, each against chatsvc and the WebSocket relay; and the closed loop N=100
 with C{--door mixed}.
 
+The IRC door
+============
+
+C{--door irc} runs a workload with IRC clients against chatsvc's IRC door (docs/irc.md),
+started with C{--irc-listen tcp:0:interface=127.0.0.1} (the harness gives chatsvc C{--no-irc}
+otherwise), its port read from the server's C{server_listening ... door='irc'} line as the web
+door's is, and its limits raised as the line door's are: they are the same limits (the flood
+limits, the connection caps, the send queue, the registration timeout, which is
+C{--name-timeout}). There is no IRC relay: the reference is chatsvc's own line door, measured
+in the same run. As with C{--door mixed}, two chatsvc servers run, both with the IRC door: the
+targets C{irc} (IRC clients in one room) and C{line} (as many line clients in one room of their
+own server); in the closed loop both at once, their steps in turn. The ratio irc/line is what
+the IRC door costs.
+
+The clients are the generator's own (an IRC library's costs would be the generator's limit):
+C{NICK n0000001} and C{USER n0000001 0 * :n0000001}, and no C{CAP} (so no tags: plain lines,
+and no C{echo-message}: the door sends nobody their own messages, and one coming back is an
+error). A client is a member from its C{001}; the server puts every member in C{#lobby} and
+tells it so (its C{JOIN}, then C{353} and C{366}). It sends C{PRIVMSG #lobby :<text>}, and
+receives C{:<nick>!chat@chatsvc PRIVMSG #lobby :<text>}; it answers C{PING} with C{PONG}. The
+text is a line's (sequence number, send time, padding: C{--size} bytes, at most 471 so that
+the door never cuts it in pieces), and the sender is in the source as on the line door it is
+in C{<nick>: }. So every chat line an IRC client receives has one width, the line door's with a
+longer prefix, and is checked by the same code as a line: whole reads compared as bytes with
+what each sender sent (runs found from the digit columns of the source's nickname), the open
+loop's predecessor sets, and lost, duplicated and reordered deliveries counted alike.
+
+A join is told as C{:<nick>!chat@chatsvc JOIN #lobby}; each counts as one join notice, and a
+read of nothing but C{JOIN} lines is counted in bulk as the line door's C{joined!} lines are
+(once the client's own C{JOIN} has come: before, such a read could be its own). In a room of
+more than C{--crowd} members the door tells the core's summaries as the line door does, in
+notices from the server, C{NOTICE #lobby :*** Joined: <nick>, <nick>, ...} (and
+C{*** Left: ...}), every nickname of a client's counting as one join notice; and a newcomer to
+such a room gets, instead of every name in C{353}, a notice with their count
+(C{*** #lobby has N members, too many to list on joining: ...}). A client's place in the room,
+to check its count of notices against, is the number of names in its C{353} replies, or that
+count; a C{PART} is a leave.
+
+C{irc}: the IRC door's suite: open loop N=100 all sending 5 lines/s, closed loop N=100 all
+sending, idle C=2000 and the join storm C=5000, each against C{irc} and C{line}.
+
+The IRC door's targets (from its issue), checked after the table at these sizes (a target
+missed is said, but is not a failure of the run):
+
+  - closed loop, N=100 all sending: peak deliveries/s at least 0.8x the line door's
+    (irc/line >= 0.8);
+  - open loop, N=100 all sending 5 lines/s: latency p99 at most 5 ms;
+  - idle, C=2000: at most 6 KB of server RSS per idle IRC member;
+  - join storm, C=5000: every join notice delivered within 10 s.
+
 How it measures
 ===============
 
@@ -147,7 +199,8 @@ they have not exited after a few seconds, also after an error or an interrupted 
 is bounded.
 
 Output: a table (one row per workload and figure: chatsvc, relay, ratio) and, with C{--json}, every
-figure with the machine's details (CPUs, Python and Twisted versions). The exit status is 0 when
+figure with the machine's details (CPUs, Python and Twisted versions), and the IRC door's
+targets met or missed (C{irc_targets}). The exit status is 0 when
 every run completed with nothing lost, duplicated or reordered and no error; otherwise 1.
 """
 
@@ -219,15 +272,21 @@ from harness import (
 RELAY = Path(__file__).resolve().parent / "relay.py"
 WSRELAY = Path(__file__).resolve().parent / "wsrelay.py"
 
-TARGETS = ("chatsvc", "history", "accounts", "relay", "mixed", "line", "web")
+TARGETS = ("chatsvc", "history", "accounts", "relay", "mixed", "line", "web", "irc")
 """What can be measured: chatsvc without history (C{--db :memory:}), chatsvc storing history in
 its SQLite file as it does by default, the same with every client logged in to an account of its
 own (C{accounts}: the file made beforehand with one account per client, which logs in with its
 password, C{GET_PASSWORD} or the web door's C{name} with C{password}), and the relay (relay.py
-for the line door, wsrelay.py for the web door). The last three are for C{--door mixed} only: chatsvc (without history) with a
-room of both doors' members, and with a room of the same size of each door's alone."""
+for the line door, wsrelay.py for the web door). The next three are for C{--door mixed} only: chatsvc (without history) with a
+room of both doors' members, and with a room of the same size of each door's alone. The last,
+C{irc}, is for C{--door irc} only, with C{line}: chatsvc (without history) with a room of IRC
+clients, and with a room of line clients of the same size."""
 MIXED_TARGETS = ("line", "web", "mixed")
 """The targets of C{--door mixed}, which has no others."""
+IRC_TARGETS = ("line", "irc")
+"""The targets of C{--door irc}, which has no others: the line door is the IRC door's reference."""
+DOOR_TARGETS = ("mixed", "line", "web", "irc")
+"""The targets that belong to C{--door mixed} or C{--door irc} alone."""
 
 RATIOS = (
     ("chatsvc", "relay"),
@@ -235,11 +294,14 @@ RATIOS = (
     ("accounts", "history"),
     ("mixed", "line"),
     ("mixed", "web"),
+    ("irc", "line"),
 )
 """The ratios shown, where a run has both targets."""
 WORKLOADS = ("openloop", "closedloop", "idle", "joinstorm")
-DOORS = ("line", "web", "mixed")
-"""How the clients reach the server: TCP lines, a WebSocket speaking JSON, or half and half."""
+DOORS = ("line", "web", "mixed", "irc")
+"""
+How the clients reach the server: TCP lines, a WebSocket speaking JSON, half and half, or IRC.
+"""
 
 NICK_FORMAT = b"n%07d"
 NICK_WIDTH = 8
@@ -260,6 +322,10 @@ WEB_LISTEN = "tcp:0:interface=127.0.0.1"
 """Where chatsvc's web door listens for the web doors' workloads: a free loopback port."""
 WEB_LISTENING = re.compile(r"server_listening.*127\.0\.0\.1:(\d+)' door='web'")
 """chatsvc's log line that its web door listens (after the line door's); its group is the port."""
+IRC_LISTEN = "tcp:0:interface=127.0.0.1"
+"""Where chatsvc's IRC door listens for the IRC workloads: a free loopback port."""
+IRC_LISTENING = re.compile(r"server_listening.*127\.0\.0\.1:(\d+)' door='irc'")
+"""chatsvc's log line that its IRC door listens (after the line door's); its group is the port."""
 DOOR_LISTENING = re.compile(r"server_listening.*address='127\.0\.0\.1:(\d+)' door='(\w+)'")
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 """RFC 6455's constant of the handshake's C{Sec-WebSocket-Accept}."""
@@ -267,6 +333,27 @@ SAY_HEAD = b'{"type":"say","room":"lobby","text":"'
 """How a web client's chat message begins, to chatsvc and to the WebSocket relay alike."""
 TEXT_END = b'"}'
 WEB_FLOOD_NOTICE = "You are sending too fast; your messages are being delayed."
+
+IRC_USER_HOST = b"!chat@chatsvc"
+"""What follows every member's nickname in its source on chatsvc's IRC door."""
+IRC_SAY_HEAD = b"PRIVMSG #lobby :"
+"""How an IRC client's chat line begins (the text follows, then C{\\r\\n})."""
+IRC_PREFIX_WIDTH = 1 + NICK_WIDTH + len(IRC_USER_HOST) + 1 + len(IRC_SAY_HEAD)
+"""
+A delivered IRC chat line's C{:<nick>!chat@chatsvc PRIVMSG #lobby :}, before the text: as the
+line door's C{<nick>: }, the key that groups a read's lines by sender.
+"""
+IRC_JOIN_SUFFIX = IRC_USER_HOST + b" JOIN #lobby\r\n"
+IRC_JOIN_WIDTH = 1 + NICK_WIDTH + len(IRC_JOIN_SUFFIX)
+IRC_MAX_SIZE = 512 - 2 - IRC_PREFIX_WIDTH
+"""The longest text the IRC door sends as one C{PRIVMSG} (512 bytes with its source and C{\\r\\n})."""
+IRC_FLOOD_NOTICE = b"You are sending too fast; your lines are being delayed."
+IRC_QUIET_REPLIES = frozenset(
+    b"%03d" % numeric
+    for numeric in (2, 3, 4, 5, 221, 251, 252, 253, 254, 255, 265, 266, 332, 333, 372, 375, 376,
+                    422)
+)
+"""The numerics of the welcome (after C{001}) and of joining a room that the benchmark ignores."""
 
 WELCOME = b"*** Type /help for commands, /quit to leave"
 """The start of the last line of a welcome (it goes on to say which room the member is in)."""
@@ -279,6 +366,11 @@ LEFT_SUMMARY = b"*** Left: "
 SUMMARY_SEPARATOR = b", "
 MEMBERS_CONTINUED = b"***   "
 """How each further line of a long member list begins (its count is on its first line)."""
+IRC_JOINED = b"#lobby :" + JOINED_SUMMARY
+"""How the parameters of a crowded room's summary of joins begin (a C{NOTICE} from the server)."""
+IRC_LEFT = b"#lobby :" + LEFT_SUMMARY
+IRC_CROWDED = re.compile(rb"#lobby :\*\*\* #lobby has (\d+) members, too many to list")
+"""The notice a newcomer to a crowded room gets instead of every name; its group is the count."""
 
 NEVER = 1 << 62
 """What a sender's own slot in its receivers' progress holds: it receives nothing from itself."""
@@ -413,7 +505,10 @@ class Workload:
     checked: int | None = None
     """Open loop: how many receivers check every line (the rest count them); None: all."""
     door: str = "line"
-    """How the clients connect (see L{DOORS}); C{mixed}: half of them each way."""
+    """
+    How the clients connect (see L{DOORS}); C{mixed}: half of them each way; C{irc}: by IRC, in
+    one server, and by lines in another.
+    """
 
     @property
     def name(self) -> str:
@@ -440,20 +535,28 @@ class Workload:
 
 
 def runDoor(workload: Workload, target: str) -> str:
-    """How the clients of C{target} under C{workload} connect: C{line}, C{web} or C{mixed}."""
+    """
+    How the clients of C{target} under C{workload} connect: C{line}, C{web}, C{mixed} or
+    C{irc}.
+    """
     if workload.door == "mixed":
         return target if target in MIXED_TARGETS else "mixed"
+    if workload.door == "irc":
+        return "line" if target == "line" else "irc"
     return workload.door
 
 
 def targetsFor(workload: Workload, targets: list[str]) -> list[str]:
     """
     The targets C{workload} runs against: those asked for that it has (C{--door mixed} has
-    only chatsvc's rooms of both doors' members and of each door's alone; the others, those).
+    only chatsvc's rooms of both doors' members and of each door's alone; C{--door irc}, only
+    chatsvc's room of IRC clients and its room of line clients; the others, the rest).
     """
     if workload.door == "mixed":
         return [target for target in targets if target in MIXED_TARGETS] or list(MIXED_TARGETS)
-    return [target for target in targets if target not in MIXED_TARGETS]
+    if workload.door == "irc":
+        return [target for target in targets if target in IRC_TARGETS] or list(IRC_TARGETS)
+    return [target for target in targets if target not in DOOR_TARGETS]
 
 
 PASSWORD = b"bench-password"
@@ -586,7 +689,7 @@ def makeServer(
     cProfile, which writes its figures there when the server exits.
     """
     backlog = listenBacklog(workload.clients)
-    web = workload.door != "line"
+    web = workload.door in ("web", "mixed")
     if target == "relay":
         script = WSRELAY if web else RELAY
         command = [sys.executable, str(script), "--port", "0", "--backlog", str(backlog)]
@@ -606,6 +709,16 @@ def makeServer(
                 "on a free loopback port; its limits are the line door's, raised alike"
             )
             listening = WEB_LISTENING
+        if workload.door == "irc":
+            # And with --no-irc unless it is told where the IRC door is. Both servers of an IRC
+            # run have it, the line door's room's too, so that they differ only in their clients.
+            options += ["--irc-listen", IRC_LISTEN]
+            reasons.append(
+                f"--irc-listen {IRC_LISTEN} (the benchmark's default: --no-irc): the IRC door "
+                "on a free loopback port; its limits (flood, connection caps, send queue, "
+                "registration timeout) are the line door's, raised alike"
+            )
+            listening = IRC_LISTENING
         command = chatroomCommand(
             options, listen="tcp:0:interface=127.0.0.1", twistdOptions=["--reactor=epoll"]
         )
@@ -625,11 +738,11 @@ class DoorServer(ServerProcess):
     def __init__(self, *arguments: Any, **keywords: Any) -> None:
         super().__init__(*arguments, **keywords)
         self.ports: dict[str, int] = {}
-        """Each door's port (C{line}, C{web}), from chatsvc's C{server_listening} lines."""
+        """Each door's port (C{line}, C{web}, C{irc}), from chatsvc's C{server_listening} lines."""
 
     def lineReceived(self, line: str) -> None:
         """A line of the server's output: a door's port, if it says so; then as ever."""
-        if len(self.ports) < 2:
+        if len(self.ports) < 3:
             match = DOOR_LISTENING.search(line)
             if match:
                 self.ports.setdefault(match.group(2), int(match.group(1)))
@@ -748,8 +861,9 @@ class Run:
         layout: WebLayout | None = None,
     ) -> None:
         """
-        @param door: how the clients connect: C{line}, C{web} (all with a WebSocket) or
-            C{mixed} (every second client with a WebSocket, the others with lines).
+        @param door: how the clients connect: C{line}, C{web} (all with a WebSocket),
+            C{mixed} (every second client with a WebSocket, the others with lines) or C{irc}
+            (all by IRC).
         @param layout: how chat messages reach the web clients, if there are any.
         """
         self.reactor = reactor
@@ -765,14 +879,41 @@ class Run:
         not: the server sends the same summary lines to every member who was there before them,
         so most lines are split and checked once, not once per receiver.
         """
-        self.prefixes = [self.nicks[sender] + b": " for sender in range(senders)]
+        irc = door == "irc"
+        if irc:
+            # A delivered chat line: ":<nick>!chat@chatsvc PRIVMSG #lobby :<text>\r\n". Its
+            # text is a line's; its sender is in its source, as a line's is in "<nick>: ".
+            self.prefixes = [
+                b":" + self.nicks[sender] + IRC_USER_HOST + b" " + IRC_SAY_HEAD
+                for sender in range(senders)
+            ]
+            self.prefixWidth = IRC_PREFIX_WIDTH
+            self.joinSuffix = IRC_JOIN_SUFFIX
+            self.joinWidth = IRC_JOIN_WIDTH
+            nickAt = 1
+            # The columns a counting receiver checks (see BenchClient._counted).
+            self.countColumns: tuple[tuple[int, bytes], ...] = (
+                (0, b":"), (1, b"n"), (IRC_PREFIX_WIDTH - 1, b":"),
+            )
+        else:
+            self.prefixes = [self.nicks[sender] + b": " for sender in range(senders)]
+            self.prefixWidth = PREFIX_WIDTH
+            self.joinSuffix = JOIN_SUFFIX
+            self.joinWidth = JOIN_WIDTH
+            nickAt = 0
+            self.countColumns = ((NICK_WIDTH, b":"), (0, b"n"))
+        self.prefixOf = PREFIX if not irc else itemgetter(slice(0, IRC_PREFIX_WIDTH))
+        """A delivered chat line's prefix, before the text: what groups lines by sender."""
         self.senderByPrefix = {prefix: sender for sender, prefix in enumerate(self.prefixes)}
         self.padding = b"x" * (size - HEADER_WIDTH)
-        self.width = NICK_WIDTH + 2 + size + 2
-        """The length of every delivered chat line: C{<nick>: <text>\\r\\n}."""
+        self.width = self.prefixWidth + size + 2
+        """
+        The length of every delivered chat line: C{<nick>: <text>\\r\\n}, or on IRC
+        C{:<nick>!chat@chatsvc PRIVMSG #lobby :<text>\\r\\n}.
+        """
         # The digit columns of a nickname that tell the senders apart (the last ones).
         digits = len(str(max(0, senders - 1)))
-        self.senderColumns = tuple(range(NICK_WIDTH - digits, NICK_WIDTH))
+        self.senderColumns = tuple(range(nickAt + NICK_WIDTH - digits, nickAt + NICK_WIDTH))
         # Per sender: how many lines it sent, all of them as receivers get them (line q at
         # (q - 1) * width), and when each was sent (microseconds, at q - 1); per sender and
         # receiver, the last sequence number received in order (NEVER for the sender itself),
@@ -845,7 +986,9 @@ class Run:
         self.layout = layout
         self.crowdCounts: dict[bytes, tuple[int, int, int]] = {}
         """The web door's C{crowd} events seen so far: joins of clients, others', leaves."""
-        if door != "line":
+        if irc:
+            self.message = self._ircMessage  # type: ignore[method-assign]
+        elif door != "line":
             assert layout is not None
             self.lineReceivers = not all(self.isWeb)
             self.webReceivers = any(self.isWeb)
@@ -949,6 +1092,25 @@ class Run:
         self.streams[sender] += line + b"\n"
         self.sendTimes[sender].append(now)
         return text + b"\n"
+
+    def _ircMessage(self, sender: int, now: int) -> bytes:
+        """
+        L{message}, for a run of IRC clients: the same text, remembered as its receivers get it
+        (with its sender's source), and written as a C{PRIVMSG} to C{#lobby}.
+        """
+        sequence = self.sentCounts[sender] + 1
+        self.sentCounts[sender] = sequence
+        text = b"%09d %014d " % (sequence, now) + self.padding
+        line = self.prefixes[sender] + text + b"\r"
+        lines = self.sentLines[sender]
+        if self.exactLatency:
+            self.predecessor[line] = lines[-1]
+            self.stampOf[line] = now
+            self.lineInfo[line] = (sender, sequence)
+        lines.append(line)
+        self.streams[sender] += line + b"\n"
+        self.sendTimes[sender].append(now)
+        return IRC_SAY_HEAD + text + b"\r\n"
 
     def _webMessage(self, sender: int, now: int) -> bytes:
         """
@@ -1188,6 +1350,8 @@ class BenchClient(Protocol):
         """Open loop: the last line received from each sender (see L{_inOrder})."""
         self.progressStale = False
         """Whether L{frontier} is ahead of this receiver's entries in C{Run.got}."""
+        self.joinSuffix: bytes | None = run.joinSuffix
+        """How a join notice ends, for reads of nothing but them; None: not counted so (yet)."""
 
     # Connection
 
@@ -1258,9 +1422,10 @@ class BenchClient(Protocol):
             data = self._handshake(data, now)
             if not data:
                 return
-        if data.endswith(JOIN_SUFFIX):
-            count = linesOfWidth(data, JOIN_WIDTH)
-            if count and data.count(JOIN_SUFFIX) == count:
+        joinSuffix = self.joinSuffix
+        if joinSuffix is not None and data.endswith(joinSuffix):
+            count = linesOfWidth(data, run.joinWidth)
+            if count and data.count(joinSuffix) == count:
                 # Nothing but join notices, each of a test member's nickname's width.
                 self.joins += count
                 run.joinsSeenAdd(count, now)
@@ -1283,16 +1448,17 @@ class BenchClient(Protocol):
         run = self.run
         width = run.width
         count = linesOfWidth(data, width)
-        if (
-            count
-            and data[NICK_WIDTH::width].count(b":") == count
-            and data[::width].count(b"n") == count
+        if count and all(
+            data[column::width].count(character) == count
+            for column, character in run.countColumns
         ):
-            # Nothing but lines of a chat line's width, each "n<digits>: ...".
+            # Nothing but lines of a chat line's width, each "n<digits>: ..." (on IRC,
+            # ":n<digits>!... :...").
             return count
         count = 0
+        prefixOf = run.prefixOf
         for line in data.split(b"\n")[:-1]:
-            if len(line) + 1 == width and PREFIX(line) in run.senderByPrefix:
+            if len(line) + 1 == width and prefixOf(line) in run.senderByPrefix:
                 count += 1
             else:
                 self._otherLine(line, monotonicUs())
@@ -1402,6 +1568,7 @@ class BenchClient(Protocol):
         else:
             changes = b""
         senderByPrefix = run.senderByPrefix
+        prefixWidth = run.prefixWidth
         streams = run.streams
         progress = run.got
         totals = run.progress
@@ -1418,7 +1585,7 @@ class BenchClient(Protocol):
             begin = start * width
             end = begin + count * width
             start = last + 1
-            sender = senderByPrefix.get(data[begin : begin + PREFIX_WIDTH])
+            sender = senderByPrefix.get(data[begin : begin + prefixWidth])
             if sender is None:
                 delivered += self._lines(data[begin:end], now)
                 continue
@@ -1446,6 +1613,7 @@ class BenchClient(Protocol):
         """
         run = self.run
         senderByPrefix = run.senderByPrefix
+        prefixWidth = run.prefixWidth
         sentLines = run.sentLines
         sendTimes = run.sendTimes
         progress = run.got
@@ -1457,7 +1625,7 @@ class BenchClient(Protocol):
         lines = data.split(b"\n")
         lines.pop()
         for line in lines:
-            sender = senderByPrefix.get(line[:PREFIX_WIDTH])
+            sender = senderByPrefix.get(line[:prefixWidth])
             if sender is None:
                 self._otherLine(line, now)
                 continue
@@ -1491,7 +1659,7 @@ class BenchClient(Protocol):
         lines = data.split(b"\n")
         lines.pop()
         delivered = 0
-        for prefix, group in groupby(lines, PREFIX):
+        for prefix, group in groupby(lines, run.prefixOf):
             sender = senderByPrefix.get(prefix)
             batch = list(group)
             if sender is None:
@@ -1558,13 +1726,14 @@ class BenchClient(Protocol):
         """
         run = self.run
         got = run.got[sender]
+        textAt = run.prefixWidth
         counted = 0
         for line in batch:
             if sender == self.index:
                 run.error(self.nick, f"its own line echoed back: {line[:40]!r}")
                 continue
             try:
-                sequence = int(line[NICK_WIDTH + 2 : NICK_WIDTH + 11])
+                sequence = int(line[textAt : textAt + 9])
             except ValueError:
                 sequence = 0
             if line != run.sentLine(sender, sequence):
@@ -2024,6 +2193,146 @@ class WebClient(BenchClient):
             run.joinsSeenAdd(joins, now)
 
 
+def splitIrc(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """An IRC line's source (without its C{:}; empty if it has none), command, and the rest."""
+    source = b""
+    if line.startswith(b":"):
+        source, _, line = line[1:].partition(b" ")
+    command, _, params = line.partition(b" ")
+    return source, command, params
+
+
+class IrcClient(BenchClient):
+    """
+    One client of chatsvc's IRC door: the generator's own minimal IRC client (no IRC library:
+    a library's own costs would be the generator's limit). It registers with C{NICK} and
+    C{USER}, asking for no capability (no C{CAP}: no tags, plain lines, no echo of its own
+    messages), and is a member from the server's C{001}; the server puts it in C{#lobby} and
+    tells it so (its own C{JOIN}, then C{353} and C{366}). It sends its chat as
+    C{PRIVMSG #lobby :<text>} and answers C{PING} with C{PONG}.
+
+    A chat line it receives, C{:<nick>!chat@chatsvc PRIVMSG #lobby :<text>}, is a line door's
+    chat line with another prefix (see L{Run}), checked by the same code: in bulk, as bytes,
+    against what its sender sent. Everything else is read here, line by line: another client's
+    C{JOIN} is a join notice (a read of nothing but C{JOIN}s is counted in bulk, as the line
+    door's C{joined!} lines are, once its own C{JOIN} has come: before, such a read could be
+    its own), and so is each nickname of a crowded room's summary, C{NOTICE #lobby :*** Joined:
+    <nick>, <nick>} (as the line door's are counted); a C{PART} or a C{*** Left: } summary is a
+    leave. Its place in the room is the count of the names in its C{353} replies, or in a crowded
+    room the count the server gives instead (C{NOTICE #lobby :*** #lobby has N members, too many
+    to list on joining: ...}).
+    """
+
+    def __init__(self, run: Run, index: int) -> None:
+        super().__init__(run, index)
+        self.joinSuffix = None
+        self.inRoom = False
+        """Whether its own C{JOIN #lobby} has come."""
+        self.names = 0
+        """The names of C{#lobby} in its C{353} replies so far."""
+
+    # Connection
+
+    def connectionMade(self) -> None:
+        """No Nagle; registration at once, as a client without capabilities does it."""
+        transport = cast(ITCPTransport, self.transport)
+        transport.setTcpNoDelay(True)
+        nick = self.nick
+        transport.write(b"NICK " + nick + b"\r\nUSER " + nick + b" 0 * :" + nick + b"\r\n")
+
+    # Receiving
+
+    def _handshake(self, data: bytes, now: int) -> bytes:
+        # Registration's answer: 001 names us, and from there on this is a member; what follows
+        # (the rest of the welcome, its JOIN, the names) is returned for the usual checks.
+        start = 0
+        while not self.member:
+            end = data.find(b"\n", start)
+            if end < 0:
+                return b""
+            line = data[start:end].rstrip(b"\r")
+            start = end + 1
+            fire(self.accepted)  # the server answered: it took the connection
+            _, command, params = splitIrc(line)
+            if command == b"001" and params.split(b" ", 1)[0] == self.nick:
+                self.member = True
+                self.run.handshakeDone(now)
+                self.run.readers.add(self)
+            elif command == b"PING":
+                self._pong(params)
+            else:
+                self._refused(line)
+                return b""
+        return data[start:]
+
+    def _pong(self, params: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(b"PONG " + params + b"\r\n")
+
+    def _otherLine(self, line: bytes, now: int) -> None:
+        """
+        Everything but the clients' chat: joins (a C{JOIN} each, or a crowded room's summaries),
+        leaves (C{PART}, or summaries), the names, pings, notices; anything that tells of trouble
+        (an error numeric, C{ERROR}, C{FAIL}, a C{PRIVMSG} that is no client's chat line) is an
+        error.
+        """
+        run = self.run
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        source, command, params = splitIrc(line)
+        if command == b"JOIN":
+            nick = source.partition(b"!")[0]
+            if nick == self.nick and not self.inRoom and params == b"#lobby":
+                self.inRoom = True
+                self.joinSuffix = run.joinSuffix
+            elif nick in run.nickSet and nick != self.nick:
+                self.joins += 1
+                run.joinsSeenAdd(1, now)
+            elif nick == self.nick:
+                run.error(self.nick, f"its own join again: {line[:60]!r}")
+            else:
+                run.foreignLines += 1
+        elif command in (b"PART", b"QUIT"):
+            self._left(1, line)
+        elif command == b"PING":
+            self._pong(params)
+        elif command == b"353":
+            # "<me> = #lobby :<nick> <nick> ..." (without the colon when there is one name).
+            parts = params.split(b" ", 3)
+            if len(parts) == 4 and parts[2] == b"#lobby":
+                self.names += parts[3].count(b" ") + 1
+            else:
+                run.notice(line)
+        elif command == b"366":
+            if params.split(b" ", 2)[1:2] == [b"#lobby"]:
+                if self.position is None:  # unless a crowded room's count came first
+                    self.position = self.names
+            else:
+                run.notice(line)
+        elif command == b"NOTICE":
+            if params.startswith(IRC_JOINED):
+                self._joinedSummary(params[len(IRC_JOINED) :], now)
+            elif params.startswith(IRC_LEFT):
+                self._left(params.count(SUMMARY_SEPARATOR) + 1, line)
+            elif params.endswith(b" :" + IRC_FLOOD_NOTICE):
+                run.floodNotices += 1
+            else:
+                crowded = IRC_CROWDED.match(params)
+                if crowded:
+                    # A crowded room's count, instead of every name: this client's place.
+                    self.position = int(crowded.group(1))
+                else:
+                    run.notice(line)
+        elif command in IRC_QUIET_REPLIES:
+            pass
+        elif command in (b"PRIVMSG", b"ERROR", b"FAIL", b"KICK") or (
+            len(command) == 3 and command[:1] in (b"4", b"5")
+        ):
+            run.error(self.nick, f"unexpected line {line[:100]!r}")
+        else:
+            run.notice(line)
+
+
 @dataclass
 class Subject:
     """One target under one workload: its server, its clients' run, its results."""
@@ -2093,7 +2402,7 @@ class Bench:
             say(f"      {reason}")
         senders = workload.senders if workload.kind in ("openloop", "closedloop") else 0
         door = runDoor(workload, target)
-        layout = None if door == "line" else WebLayout(target == "relay", workload.size)
+        layout = None if door in ("line", "irc") else WebLayout(target == "relay", workload.size)
         run = Run(
             self.reactor, workload.clients, senders, workload.size,
             exactLatency=workload.kind == "openloop", door=door, layout=layout,
@@ -2103,6 +2412,10 @@ class Bench:
         if door == "mixed":
             say("    every second client (in the order they join) uses the web door, the others "
                 "the line door")
+        if workload.door == "irc":
+            say(f"    {workload.clients} IRC clients (NICK, USER; then PRIVMSG #lobby)"
+                if door == "irc" else
+                f"    {workload.clients} line clients: the IRC door's reference, in the same run")
         if workload.kind == "openloop" and workload.checked is not None:
             run.checkOnly(workload.checked)
             say(f"    {workload.checked} receivers (the senders, then others spread over the "
@@ -2112,7 +2425,7 @@ class Bench:
         return Subject(target, server, run, results, time.monotonic())
 
     async def start(self, subject: Subject) -> dict[str, int]:
-        """Start a subject's server; the port of each door (C{line}, C{web}) it listens on."""
+        """Start a subject's server; the port of each of its doors (C{line}, C{web}, C{irc})."""
         server = subject.server
         port = await within(self.reactor, server.start(), 60, f"{subject.target} to listen")
         subject.results["server_command"] = server.command
@@ -2210,6 +2523,9 @@ class Bench:
                 if run.isWeb[index]:
                     port = ports["web"]
                     client = WebClient(run, index, port)
+                elif run.door == "irc":
+                    port = ports["irc"]
+                    client = IrcClient(run, index)
                 else:
                     port = ports["line"]
                     client = BenchClient(run, index)
@@ -2292,7 +2608,7 @@ class Bench:
             leaves=run.leaves,
             latency_ms=summaryMs(run.latencies),
         )
-        if run.door != "line":
+        if run.door in ("web", "mixed"):
             web = [client for client in run.clients if isinstance(client, WebClient)]
             results["own_messages_sent"] = sum(
                 run.sentCounts[client.index] for client in web if client.index < run.senderCount
@@ -2739,6 +3055,46 @@ def table(report: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join(text), rows
 
 
+def ircTargets(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    The IRC door's targets (see the module's docstring), for each IRC workload of C{report} run
+    at the size its target is set at: what it is, the figure, and whether it was met.
+    """
+    checked = []
+    for entry in report:
+        workload = Workload(**entry["workload"])
+        runs = entry["results"]
+        irc, line = runs.get("irc"), runs.get("line")
+        if workload.door != "irc" or irc is None or irc["aborted"] is not None:
+            continue
+        value: Any
+        if workload.kind == "closedloop" and workload.clients == 100:
+            if line is None or line["aborted"] is not None:
+                continue
+            goal = "peak deliveries/s at least 0.8x the line door's (irc/line)"
+            value = ratio(irc.get("deliveries_per_s"), line.get("deliveries_per_s"))
+            met = value is not None and value >= 0.8
+        elif (
+            workload.kind == "openloop" and workload.clients == 100
+            and workload.senders == 100 and workload.rate == 5
+        ):
+            goal = "latency p99 at most 5 ms (ms)"
+            value = irc["latency_ms"]["p99"]
+            met = value <= 5.0
+        elif workload.kind == "idle" and workload.clients == 2000:
+            goal = "at most 6 KB of server RSS per idle member (KB)"
+            value = irc["rss_per_connection_kb"]
+            met = value is not None and value <= 6.0
+        elif workload.kind == "joinstorm" and workload.clients == 5000:
+            goal = "every join notice within 10 s (s)"
+            value = irc["join_seconds"]
+            met = bool(irc["joins_complete"]) and value <= 10.0
+        else:
+            continue
+        checked.append({"workload": workload.name, "target": goal, "value": value, "met": met})
+    return checked
+
+
 def machine(bench: Bench) -> dict[str, Any]:
     """What the figures were measured on."""
     model = None
@@ -2846,6 +3202,26 @@ def webSuite(settings: Settings) -> list[Workload]:
     ]
 
 
+def ircSuite(settings: Settings) -> list[Workload]:
+    """
+    The IRC door's suite: open loop N=100 all sending 5 lines/s, closed loop N=100 all sending,
+    idle C=2000 and the join storm C=5000, each with IRC clients against a room of as many line
+    clients (the targets C{irc} and C{line}; the closed loop's two servers at once).
+    """
+    size = settings.size
+    openSeconds = settings.duration or STANDARD_DURATION
+    closedSeconds = settings.duration or STANDARD_CLOSED_DURATION
+    return [
+        Workload("openloop", 100, senders=100, rate=5, duration=openSeconds, size=size, door="irc"),
+        Workload(
+            "closedloop", 100, senders=100, duration=closedSeconds, size=size, step=settings.step,
+            door="irc",
+        ),
+        Workload("idle", 2000, size=size, door="irc"),
+        Workload("joinstorm", 5000, size=size, door="irc"),
+    ]
+
+
 DEFAULT_CLIENTS = {"openloop": 100, "closedloop": 100, "idle": 2000, "joinstorm": 5000}
 
 
@@ -2855,6 +3231,8 @@ def workloadsFor(settings: Settings) -> list[Workload]:
         return standardSuite(settings)
     if settings.workload == "web":
         return webSuite(settings)
+    if settings.workload == "irc":
+        return ircSuite(settings)
     clients = settings.clients or DEFAULT_CLIENTS[settings.workload]
     senders = min(settings.senders or clients, clients)
     return [
@@ -2881,14 +3259,16 @@ def parseArguments(argv: list[str]) -> Settings:
         "reordered and no error.",
     )
     parser.add_argument(
-        "--workload", choices=[*WORKLOADS, "standard", "web"], default="standard",
-        help="what to run (default: the standard suite; web: the web door's suite)",
+        "--workload", choices=[*WORKLOADS, "standard", "web", "irc"], default="standard",
+        help="what to run (default: the standard suite; web: the web door's suite; irc: the "
+        "IRC door's)",
     )
     parser.add_argument(
         "--door", choices=DOORS, default="line",
         help="how one workload's clients connect: line (TCP lines, the default), web (a "
-        "WebSocket speaking JSON, against chatsvc's web door and benchmarks/wsrelay.py), or "
-        "mixed (one room, half of each, against chatsvc with a room of each door's alone)",
+        "WebSocket speaking JSON, against chatsvc's web door and benchmarks/wsrelay.py), "
+        "mixed (one room, half of each, against chatsvc with a room of each door's alone), or "
+        "irc (IRC clients in chatsvc's IRC door, against a room of line clients in the same run)",
     )
     parser.add_argument(
         "--target", type=targetList, default="both",
@@ -2896,7 +3276,7 @@ def parseArguments(argv: list[str]) -> Settings:
         "relay, the default), or a comma-separated list of chatsvc, history (chatsvc storing "
         "history, as it does by default) and relay; with --door mixed, of mixed, line and web "
         "(chatsvc with a room of both doors, of the line door's alone, of the web door's alone: "
-        "all three by default)",
+        "all three by default); with --door irc, of irc and line (both by default)",
     )
     parser.add_argument("--clients", type=int, help="N (or C): clients in the room")
     parser.add_argument("--senders", type=int, help="K: how many of them send (default all)")
@@ -2953,11 +3333,21 @@ def parseArguments(argv: list[str]) -> Settings:
     if settings.size < MIN_SIZE:
         parser.error(f"--size must be at least {MIN_SIZE} (the sequence number and timestamp)")
     if settings.workload == "standard" and settings.door != "line":
-        parser.error("the standard suite is the line door's: use --workload web for the web door")
-    if (settings.door != "line" or settings.workload == "web") and settings.size < WEB_MIN_SIZE:
+        parser.error(
+            "the standard suite is the line door's: use --workload web for the web door, "
+            "--workload irc for the IRC door"
+        )
+    if (settings.door in ("web", "mixed") or settings.workload == "web") and (
+        settings.size < WEB_MIN_SIZE
+    ):
         parser.error(
             f"--size must be at least {WEB_MIN_SIZE} for the web door (the sequence number, "
             "timestamp and nickname)"
+        )
+    if (settings.door == "irc" or settings.workload == "irc") and settings.size > IRC_MAX_SIZE:
+        parser.error(
+            f"--size must be at most {IRC_MAX_SIZE} for the IRC door (a longer text would reach "
+            "IRC clients cut in several PRIVMSGs, each within IRC's 512 bytes)"
         )
     if settings.window is not None and settings.window < 1:
         parser.error("--window must be at least 1")
@@ -3024,6 +3414,13 @@ def main(argv: list[str] | None = None) -> int:
     text, rows = table(report)
     print()
     print(text)
+    goals = ircTargets(report)
+    if goals:
+        print()
+        print("The IRC door's targets:")
+        for goal in goals:
+            print(f"  {'met   ' if goal['met'] else 'MISSED'}  {goal['workload']}: "
+                  f"{goal['target']}: {goal['value']}")
     elapsed = time.monotonic() - started
     noisy: list[str] = []
     for entry in report:
@@ -3058,6 +3455,7 @@ def main(argv: list[str] | None = None) -> int:
             "passed": not bench.failed,
             "workloads": report,
             "table": rows,
+            "irc_targets": goals,
         }
         settings.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         say(f"figures written to {settings.json}")

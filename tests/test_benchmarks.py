@@ -2,7 +2,8 @@
 The fan-out benchmark (benchmarks/fanout.py) and its reference relay (benchmarks/relay.py), run
 tiny: each workload against both servers, every delivery checked. The real sizes are run by hand;
 this keeps the harness itself working. How its clients count join notices is also checked on
-lines in memory, summaries of a crowded room among them.
+lines in memory, summaries of a crowded room among them, and how its IRC clients register and
+read what the IRC door sends them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from typing import Any, cast
 
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatsvc.sessions.outbox import FLUSH_CHUNK
@@ -26,7 +28,7 @@ RELAY = BENCHMARKS / "relay.py"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from fanout import BenchClient, Phase, Run  # noqa: E402
+from fanout import BenchClient, IrcClient, Phase, Run  # noqa: E402
 TIMEOUT = 90.0
 """Seconds one small benchmark run may take (each needs a few)."""
 
@@ -251,6 +253,95 @@ class FanoutTests(SynchronousTestCase):
         self.assertGreater(peak["mixed/line"], 0)
         self.assertGreater(peak["mixed/web"], 0)
 
+    def ircBench(self, *arguments: str) -> dict[str, Any]:
+        """
+        Run the benchmark with C{--door irc}; its exit status must be 0. Returns the results of
+        its one workload by target, after checking that both targets ran, IRC clients in
+        chatsvc's IRC door and line clients in a room of their own, and the table's ratio
+        irc/line.
+        """
+        output, document = runScript(self, FANOUT, *arguments, "--door", "irc", timeout=TIMEOUT)
+        self.assertIn("irc/line", output)
+        self.assertTrue(document["passed"], output)
+        [workload] = document["workloads"]
+        self.assertEqual(workload["workload"]["door"], "irc")
+        results: dict[str, Any] = workload["results"]
+        self.assertEqual(sorted(results), ["irc", "line"])
+        for target, figures in results.items():
+            self.assertIsNone(figures["aborted"], f"{target}: {output}")
+            self.assertEqual(figures["errors"], 0, f"{target}: {figures['error_lines']}")
+            self.assertEqual(figures["other_notices"], 0, f"{target}: {figures['other_notice_lines']}")
+            self.assertEqual(figures["server_log_trouble"], 0, figures["server_log_trouble_lines"])
+            # Both servers have the IRC door; only the irc target's clients use it.
+            self.assertIn("--irc-listen", figures["server_command"])
+            self.assertNotIn("--no-irc", figures["server_command"])
+        self.assertTrue(document["table"])
+        for row in document["table"]:
+            self.assertEqual(sorted(row), ["figure", "irc", "irc/line", "line", "workload"])
+        return results
+
+    def test_ircOpenLoop(self) -> None:
+        """
+        Five IRC clients, all sending five lines a second for a second, three of them checking
+        every line and two counting theirs, against as many line clients: every line delivered
+        to every other client once, in order, each timed.
+        """
+        results = self.ircBench(
+            "--workload", "openloop", "--clients", "5", "--rate", "5", "--duration", "1",
+            "--checked", "3",
+        )
+        for figures in results.values():
+            self.assertDelivered(figures, 5)
+            self.assertEqual(figures["latency_ms"]["count"], 3 * 4 * figures["sent"] // 5)
+            self.assertGreater(figures["latency_ms"]["max"], 0)
+            self.assertEqual(figures["flood_notices"], 0)
+
+    def test_ircClosedLoop(self) -> None:
+        """
+        Five IRC clients in a closed loop, and five line clients, the two servers at once: the
+        ramp finds a window for each, the sustained run delivers every line, and the table has
+        the ratio irc/line.
+        """
+        results = self.ircBench(
+            "--workload", "closedloop", "--clients", "5", "--duration", "0.5", "--step", "0.2",
+        )
+        for figures in results.values():
+            self.assertDelivered(figures, 5)
+            self.assertGreaterEqual(figures["window"], 1)
+            self.assertGreater(figures["best_step_deliveries_per_s"], 0)
+            # The IRC door sends nobody their own messages: none came back, none counted.
+            self.assertNotIn("own_messages_received", figures)
+
+    def test_ircIdle(self) -> None:
+        """
+        Twenty idle IRC clients, registered and in #lobby, and twenty line clients: the time
+        to connect them, the server's memory per connection, and each told of everyone who
+        came after it (a JOIN each).
+        """
+        results = self.ircBench("--workload", "idle", "--clients", "20")
+        for figures in results.values():
+            self.assertEqual(figures["connections"], 20)
+            self.assertGreater(figures["connect_seconds"], 0)
+            self.assertGreater(figures["server_rss_kb_after"], 0)
+            self.assertIsInstance(figures["rss_per_connection_kb"], float)
+            self.assertEqual(figures["joins_seen"], 20 * 19 // 2)
+
+    def test_ircJoinStorm(self) -> None:
+        """
+        A hundred and twenty IRC clients join at once, more than a crowded room's 100: each
+        client sees everyone who joined after it, by a JOIN of its own or, once the room is
+        crowded, in the server's summaries, as many as its place in the room (its names, or
+        the count it is given instead) says; likewise for the line clients.
+        """
+        clients = 120
+        results = self.ircBench("--workload", "joinstorm", "--clients", str(clients))
+        for figures in results.values():
+            self.assertTrue(figures["joins_complete"])
+            self.assertEqual(figures["joins_expected"], clients * (clients - 1) // 2)
+            self.assertEqual(figures["joins_seen"], figures["joins_expected"])
+            self.assertEqual(figures["joins_missing_by_member_list"], 0)
+            self.assertGreater(figures["join_seconds"], 0)
+
 
 class JoinNoticeTests(SynchronousTestCase):
     """
@@ -341,6 +432,154 @@ class JoinNoticeTests(SynchronousTestCase):
         self.assertEqual([client.joins for client in clients], [4, 3, 2, 1, 0])
         self.assertEqual(shared.joinsSeen, shared.joinsExpected)
         self.assertNoErrors()
+
+
+class NoDelayTransport(StringTransport):
+    """A transport in memory that takes the TCP option the clients set."""
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """Nothing to set in memory."""
+
+
+class IrcClientTests(SynchronousTestCase):
+    """
+    How fanout.py's IRC clients register, and read what chatsvc's IRC door sends them: chat
+    lines checked against what each sender sent (in bulk or one by one), joins, names, pings
+    and notices, from lines in memory.
+    """
+
+    def setUp(self) -> None:
+        # Three clients, the first two sending; the third is the one under test.
+        self.shared = Run(cast(Any, Clock()), 3, 2, 80, exactLatency=False, door="irc")
+        self.addCleanup(self.shared.readers.close)
+        self.shared.readers.add = lambda client: None  # type: ignore[method-assign]
+        self.client = IrcClient(self.shared, 2)
+        self.transport = NoDelayTransport()
+        self.client.makeConnection(self.transport)
+
+    def register(self) -> None:
+        """The server's welcome, the client's own JOIN and the names of #lobby."""
+        self.client.dataReceived(
+            b":vm 001 n0000002 :Welcome to vm, n0000002!chat@chatsvc\r\n"
+            b":vm 005 n0000002 CASEMAPPING=ascii :are supported by this server\r\n"
+            b":vm 422 n0000002 :MOTD File is missing\r\n:vm 221 n0000002 +\r\n"
+            b":n0000002!chat@chatsvc JOIN #lobby\r\n"
+            b":vm 353 n0000002 = #lobby :n0000000 n0000001\r\n"
+            b":vm 353 n0000002 = #lobby n0000002\r\n"
+            b":vm 366 n0000002 #lobby :End of /NAMES list\r\n"
+        )
+
+    def assertNoErrors(self) -> None:
+        """The client saw no error, and no notice it had no use for."""
+        self.assertEqual(self.shared.errorCount, 0, self.shared.errors)
+        self.assertEqual(self.shared.noticeCount, 0, self.shared.notices)
+
+    def test_registration(self) -> None:
+        """
+        The client sends NICK and USER at once, and no CAP; from 001 it is a member, the rest
+        of the welcome passes unremarked, and the names in its 353 replies are its place.
+        """
+        self.assertEqual(
+            self.transport.value(), b"NICK n0000002\r\nUSER n0000002 0 * :n0000002\r\n"
+        )
+        self.register()
+        self.assertTrue(self.client.member)
+        self.assertTrue(self.client.inRoom)
+        self.assertEqual(self.client.position, 3)
+        self.assertEqual(self.shared.handshaked, 1)
+        self.assertEqual(self.shared.joinsSeen, 0)
+        self.assertNoErrors()
+
+    def test_refused(self) -> None:
+        """A nickname refused (433) is an error, and the run cannot go on."""
+        self.client.dataReceived(b":vm 433 * n0000002 :Nickname is already in use\r\n")
+        self.assertFalse(self.client.member)
+        self.assertEqual(self.shared.errorCount, 1)
+        self.assertTrue(self.shared.allHandshaked.called)
+        self.shared.allHandshaked.addErrback(lambda failure: None)
+
+    def test_chatChecked(self) -> None:
+        """
+        What the senders sent arrives as PRIVMSGs from their sources: a run of one sender's
+        lines, and lines of the two in turn, are deliveries; a line again is a duplicate, one
+        that skips another leaves it missing until it comes late (reordered).
+        """
+        self.register()
+        shared = self.shared
+        sent = [shared.message(sender, 1000 + number) for number in range(4) for sender in (0, 1)]
+        self.assertEqual(sent[0][:16], b"PRIVMSG #lobby :")
+        self.assertEqual(sent[0][-2:], b"\r\n")
+        width = shared.width
+
+        def line(sender: int, number: int) -> bytes:
+            # Line number (from 1) of sender, as its receivers get it.
+            return bytes(shared.streams[sender][(number - 1) * width : number * width])
+
+        self.assertTrue(line(0, 1).startswith(b":n0000000!chat@chatsvc PRIVMSG #lobby :000000001 "))
+        # A run of one sender's lines, compared as a whole.
+        self.client.dataReceived(line(0, 1) + line(0, 2))
+        self.assertEqual(shared.delivered, 2)
+        # Senders in turn, line by line.
+        self.client.dataReceived(line(1, 1) + line(0, 3) + line(1, 2))
+        self.assertEqual(shared.delivered, 5)
+        self.client.dataReceived(line(0, 3))
+        self.assertEqual(shared.duplicated, 1)
+        self.client.dataReceived(line(1, 4))
+        self.client.dataReceived(line(1, 3))
+        self.assertEqual(shared.reordered, 1)
+        self.assertEqual(shared.delivered, 7)
+        self.assertEqual(list(shared.got[1]), [0, 1 << 62, 4])  # only the third has read
+        self.assertNoErrors()
+
+    def test_crowdedRoom(self) -> None:
+        """
+        In a crowded room, a newcomer's NAMES lists only itself, and a notice gives the count,
+        its place; each client's nickname in a summary of joins is a join notice seen, each
+        name in a summary of leaves a leave.
+        """
+        self.client.dataReceived(
+            b":vm 001 n0000002 :Welcome\r\n:n0000002!chat@chatsvc JOIN #lobby\r\n"
+            b":vm 353 n0000002 = #lobby n0000002\r\n"
+            b":vm 366 n0000002 #lobby :End of /NAMES list\r\n"
+            b":vm NOTICE #lobby :*** #lobby has 101 members, too many to list on joining: "
+            b"NAMES #lobby lists them all\r\n"
+        )
+        self.assertEqual(self.client.position, 101)
+        self.client.dataReceived(
+            b":vm NOTICE #lobby :*** Joined: n0000000, Alice, n0000001\r\n"
+            b":vm NOTICE #lobby :*** Left: n0000000, n0000001\r\n"
+        )
+        self.assertEqual((self.client.joins, self.shared.joinsSeen), (2, 2))
+        self.assertEqual(self.shared.foreignLines, 1)
+        self.assertEqual(self.shared.leaves, 2)
+        self.assertNoErrors()
+
+    def test_joinsAndPings(self) -> None:
+        """
+        Others' JOINs are join notices, a read of nothing but them counted at once; a PING is
+        answered with a PONG; a PART is a leave; the flood notice is counted; an error numeric
+        is an error.
+        """
+        self.client.dataReceived(b":vm 001 n0000002 :Welcome\r\n")
+        # Its own JOIN alone in a read is not a join notice.
+        self.client.dataReceived(b":n0000002!chat@chatsvc JOIN #lobby\r\n")
+        self.assertEqual(self.shared.joinsSeen, 0)
+        self.client.dataReceived(
+            b":n0000000!chat@chatsvc JOIN #lobby\r\n:n0000001!chat@chatsvc JOIN #lobby\r\n"
+        )
+        self.assertEqual((self.client.joins, self.shared.joinsSeen), (2, 2))
+        self.transport.clear()
+        self.client.dataReceived(b"PING :vm\r\n:vm PING vm\r\n")
+        self.assertEqual(self.transport.value(), b"PONG :vm\r\nPONG vm\r\n")
+        self.client.dataReceived(
+            b":vm NOTICE n0000002 :You are sending too fast; your lines are being delayed.\r\n"
+            b":n0000000!chat@chatsvc PART #lobby :connection lost\r\n"
+        )
+        self.assertEqual(self.shared.floodNotices, 1)
+        self.assertEqual(self.shared.leaves, 1)
+        self.assertNoErrors()
+        self.client.dataReceived(b":vm 404 n0000002 #lobby :Cannot send to channel\r\n")
+        self.assertEqual(self.shared.errorCount, 1)
 
 
 class RelayTests(SynchronousTestCase):
