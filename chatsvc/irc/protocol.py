@@ -149,9 +149,8 @@ def stripFormatting(text: str) -> str:
     C{text} without IRC's formatting codes (bold, colours, italics, underline, reverse,
     monospace, reset): members of other doors would see them as C{^B} and C{^C}.
     """
-    if not any(character < " " for character in text):
-        return text
-    return _FORMATTING.sub("", text)
+    # Searched first: most text has no formatting, and is then kept as it is.
+    return _FORMATTING.sub("", text) if _FORMATTING.search(text) is not None else text
 
 
 def source(nick: str) -> str:
@@ -200,7 +199,7 @@ class IrcProtocol(LineSession):
     __slots__ = (
         "caps", "profile", "_negotiating", "_wantedNick", "username", "realname", "_password",
         "_sasl", "_saslBuffer", "account", "_arriving", "_heard",
-        "_pinged", "_batches", "_capture", "_pendingLabel", "monitoring",
+        "_pinged", "_batches", "_talkingIn", "_capture", "_pendingLabel", "monitoring",
     )
 
     def __init__(self) -> None:
@@ -221,6 +220,9 @@ class IrcProtocol(LineSession):
         self._heard = True
         self._pinged = False
         self._batches = 0
+        # The rooms this client talked in, by the channel name as it wrote it: a room's name
+        # is looked up (its key computed) once, not for every message.
+        self._talkingIn: dict[str, Room] = {}
         self._capture: list[bytes] | None = None
         self._pendingLabel: tuple[str, list[bytes]] | None = None
         self.monitoring: dict[str, str] = {}
@@ -302,8 +304,6 @@ class IrcProtocol(LineSession):
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             self._enqueue(self._server("FAIL", "*", "INVALID_UTF8", "Message rejected: it is not UTF-8"))
-            return
-        if not text.strip():
             return
         try:
             message = parse(text)
@@ -987,11 +987,15 @@ class IrcProtocol(LineSession):
         hub = self.factory.hub
         for target in params[0].split(",")[:4]:
             if target.startswith("#"):
-                try:
-                    room = self._room(target, "403")
-                except _Refused:
-                    refuse("403", target, "No such channel")
-                    continue
+                room = self._talkingIn.get(target)
+                if room is None or self not in room:
+                    try:
+                        room = self._room(target, "403")
+                    except _Refused:
+                        refuse("403", target, "No such channel")
+                        continue
+                    if self in room and len(self._talkingIn) < 64:
+                        self._talkingIn[target] = room
                 if self not in room:
                     refuse("404", target, "Cannot send to channel (you are not on it)")
                     continue
@@ -1385,15 +1389,10 @@ def _render(event: Event, profile: int, factory: IrcFactory, me: str | None) -> 
             return [line("NICK", new, origin=source(old))]
         case Whispered(sender=sender, recipient=recipient, text=text):
             return _renderLines("PRIVMSG", recipient, text, source(sender), accountTags(sender))
-        case JoinsAndLeaves(room=room):
+        case JoinsAndLeaves():
             # A crowded room's joins and leaves, told together (see docs/irc.md): as the line
             # door tells them, in notices of as many names as fit, not a JOIN each.
-            lines = []
-            for joined, nicks in event.shown():
-                what = "Joined" if joined else "Left"
-                for names in _namesWithin(nicks, _NAMES_PER_LINE):
-                    lines.append(line("NOTICE", channel(room), f"*** {what}: {', '.join(names)}"))
-            return lines
+            return factory.summaries.render(event, profile, line)
         case Moderated():
             return _moderated(event, line, server, me)
         case _:
@@ -1448,6 +1447,46 @@ def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: st
                 return [line("INVITE", target, where, origin=by)]
         return [line("NOTICE", where, f"*** {event.describe()}")]
     return [line("NOTICE", me or "*", f"*** {event.describe()}")]
+
+
+class _Summaries:
+    """
+    The notices of a crowded room's summary (L{JoinsAndLeaves}), made once for every member
+    it goes to: the hub hands each member the same runs of names, but skips, for one who joined
+    among them, the names before its own (C{since}). The notices of the whole runs are made
+    once; a member is given those after its skip, the one it falls in made again from there.
+    """
+
+    def __init__(self) -> None:
+        # The runs last rendered (kept, so that their id is theirs) and, by capability bits,
+        # their notices: each with whether they tell of joins, their names, and the line.
+        self._runs: object = None
+        self._made: dict[int, list[tuple[bool, list[str], bytes]]] = {}
+
+    def render(self, event: JoinsAndLeaves, profile: int, line: Callable[..., bytes]) -> list[bytes]:
+        if event.runs is not self._runs:
+            self._runs, self._made = event.runs, {}
+        notices = self._made.get(profile)
+        target = channel(event.room)
+        if notices is None:
+            notices = self._made[profile] = [
+                (joined, names, _summaryLine(line, target, joined, names))
+                for joined, nicks in event.runs
+                for names in _namesWithin(nicks, _NAMES_PER_LINE)
+            ]
+        skip = event.since
+        out = []
+        for joined, names, made in notices:
+            if skip >= len(names):
+                skip -= len(names)
+                continue
+            out.append(_summaryLine(line, target, joined, names[skip:]) if skip else made)
+            skip = 0
+        return out
+
+
+def _summaryLine(line: Callable[..., bytes], target: str, joined: bool, names: Sequence[str]) -> bytes:
+    return line("NOTICE", target, f"*** {'Joined' if joined else 'Left'}: {', '.join(names)}")
 
 
 def _namesWithin(nicks: Sequence[str], room: int) -> Iterator[list[str]]:
@@ -1580,6 +1619,8 @@ class IrcFactory(ServerFactory):
         hub.watch(self)
         self.away = AwayNicks(hub)
         """Who is away, for WHO's flags and away-notify after a JOIN."""
+        self.summaries = _Summaries()
+        """Crowded rooms' summaries, rendered once for all their members."""
 
     # Following members beyond shared rooms (the hub's IPresenceWatcher)
 

@@ -431,9 +431,13 @@ class ChannelTests(IrcTestCase):
         """
         self.hub.crowdSize = 2
         alice = self.irc("Alice")
-        for nick in ("Bob", "Carol", "Dave", "Erin"):
-            self.line(nick)
+        self.line("Bob")
+        self.line("Carol")
+        dave = self.irc("Dave")
+        self.line("Erin")
         self.clock.advance(self.hub.crowdInterval)
+        # Dave joined among them: told only of those after him.
+        self.assertEqual([m.params[1] for m in dave.messages() if m.command == "NOTICE"], ["*** Joined: Erin"])
         messages = alice.messages()
         joins = [m.source.split("!")[0] for m in messages if m.command == "JOIN" and m.source]
         notices = [m.params[1] for m in messages if m.command == "NOTICE"]
