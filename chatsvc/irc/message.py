@@ -82,6 +82,11 @@ def parse(line: str) -> Message:
 
     @raise BadMessage: if there is no command in it.
     """
+    if line.startswith("PRIVMSG ") and " :" in line:
+        # What clients send most, without tags or a source: read at once.
+        target, _, text = line[8:].partition(" :")
+        if target and " " not in target:
+            return Message("PRIVMSG", (target, text))
     tags: dict[str, str] = {}
     rest = line.lstrip(" ")
     if rest.startswith("@"):

@@ -174,6 +174,15 @@ class _Refused(Exception):
 
 def _renderLines(command: str, target: str, text: str, head: str, tags: dict[str, str] | None, ctcp: bool = False) -> list[bytes]:
     # One or more messages carrying text, each within IRC's 512 bytes with its source.
+    if not ctcp and "\r" not in text and "\n" not in text:
+        # Most text fits in one message: written at once, without cutting.
+        start = f":{head} {command} {target} :"
+        whole = (start + text + "\r\n").encode("utf-8")
+        if len(whole) <= MAX_LINE_BYTES:
+            if tags:
+                prefix = "@" + ";".join(key if value == "" else f"{key}={escapeTag(value)}" for key, value in tags.items())
+                return [prefix.encode("utf-8") + b" " + whole]
+            return [whole]
     room = MAX_LINE_BYTES - len(f":{head} {command} {target} :".encode("utf-8")) - 2
     if ctcp:
         room -= len("\x01ACTION \x01")
@@ -1325,8 +1334,10 @@ class IrcProtocol(LineSession):
         """
         # Rendered once per set of capabilities (a handful at most), as one string of bytes:
         # then, for most members, one append to what is gathered for it this turn.
+        # Members in a row mostly share their capabilities: the last rendering is kept at hand.
         rendered: dict[int, bytes] = {}
         target = event.target if event.__class__ is Moderated else None
+        lastProfile, data = -1, b""
         for member in cast("Sequence[IrcProtocol]", members):
             if member is exclude:
                 continue
@@ -1335,9 +1346,11 @@ class IrcProtocol(LineSession):
                     member.deliver(event)
                     continue
                 profile = member.profile
-                data = rendered.get(profile)
-                if data is None:
-                    data = rendered[profile] = b"".join(_render(event, profile, member.factory, None))
+                if profile != lastProfile:
+                    found = rendered.get(profile)
+                    if found is None:
+                        found = rendered[profile] = b"".join(_render(event, profile, member.factory, None))
+                    lastProfile, data = profile, found
                 outbox = member._outbox
                 if outbox:
                     outbox.append(data)
