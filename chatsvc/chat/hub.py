@@ -1324,7 +1324,10 @@ class Hub:
         return {name: bool(settings is not None and getattr(settings, name)) for name in ROOM_SETTINGS}
 
     def invite(self, member: IMember, name: str, nick: str) -> Moderated:
-        """An operator invites a member (here) into a room: a private one lets it join once."""
+        """
+        An operator invites a member (here) into a room: a private one lets it join once. The
+        room and the member are told (C{Moderated} C{invite}).
+        """
         actor, room, _ = self._moderator(member, name, "invite")
         shown, _, target = self._target(nick)
         if target is None:
@@ -1333,6 +1336,9 @@ class Hub:
             raise ChatError(f"{shown} is in {room.name} already")
         self._invited.setdefault(room.key, set()).add(target.key)
         event = Moderated(room.name, "invite", actor.nick, shown, **self._stamp())
+        # The room sees it, as it sees every moderator's action (the moderator is told by its
+        # own door); and so, of course, does the member invited.
+        self._broadcast(room, event, exclude=member)
         for connection in target.connections:
             self._deliverTo(connection, event)
         self.moderation.audit(actor.nick, "invite", room.name, shown, None)

@@ -103,6 +103,7 @@ CAPABILITIES = (
     "labeled-response",
     "echo-message",
     "extended-join",
+    "invite-notify",
     "message-tags",
     "multi-prefix",
     "sasl",
@@ -125,7 +126,7 @@ MONITOR_LIMIT = 100
 
 # What a member's rendering depends on: one bit per capability that changes how an event of
 # someone else's is written.
-_TIME, _TAGS, _ACCOUNT, _EXTENDED, _AWAY = 1, 2, 4, 8, 16
+_TIME, _TAGS, _ACCOUNT, _EXTENDED, _AWAY, _INVITE = 1, 2, 4, 8, 16, 32
 
 _FORMATTING = re.compile(
     "\x03(?:[0-9]{1,2}(?:,[0-9]{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]"
@@ -454,6 +455,7 @@ class IrcProtocol(LineSession):
                 | (_ACCOUNT if "account-tag" in self.caps else 0)
                 | (_EXTENDED if "extended-join" in self.caps else 0)
                 | (_AWAY if "away-notify" in self.caps else 0)
+                | (_INVITE if "invite-notify" in self.caps else 0)
             )
             self._enqueue(self._server("CAP", self.nick or "*", "ACK", " ".join(asked)))
         elif sub == "END":
@@ -1407,7 +1409,7 @@ def _render(event: Event, profile: int, factory: IrcFactory, me: str | None) -> 
             # door tells them, in notices of as many names as fit, not a JOIN each.
             return factory.summaries.render(event, profile, line)
         case Moderated():
-            return _moderated(event, line, server, me)
+            return _moderated(event, line, server, me, profile)
         case _:
             assert_never(event)
 
@@ -1431,7 +1433,9 @@ def _joinLine(
     return line
 
 
-def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: str | None) -> list[bytes]:
+def _moderated(
+    event: Moderated, line: Callable[..., bytes], server: str, me: str | None, profile: int
+) -> list[bytes]:
     # A moderator's action as the IRC message for it: KICK, MODE; else a NOTICE, from the
     # server, with the core's words.
     by = source(event.by)
@@ -1456,7 +1460,7 @@ def _moderated(event: Moderated, line: Callable[..., bytes], server: str, me: st
             case "set" if event.setting in _MODES:
                 sign = "+" if event.on else "-"
                 return [line("MODE", where, sign + _MODES[event.setting], origin=by)]
-            case "invite" if me is not None and target == me:
+            case "invite" if (me is not None and target == me) or profile & _INVITE:
                 return [line("INVITE", target, where, origin=by)]
         return [line("NOTICE", where, f"*** {event.describe()}")]
     return [line("NOTICE", me or "*", f"*** {event.describe()}")]

@@ -733,6 +733,23 @@ class ModerationTests(IrcTestCase):
         self.alice.send("KICK #games Nobody")
         self.assertEqual(self.alice.commands(), ["441"])
 
+    def test_inviteNotify(self) -> None:
+        """An invitation: the invited get INVITE; the room sees it (INVITE with invite-notify)."""
+        watcher = self.irc("Dave", "invite-notify")
+        watcher.send("JOIN #games")
+        plain = self.irc("Erin")
+        plain.send("JOIN #games")
+        carol = self.irc("Carol")
+        for client in (watcher, plain, carol, self.alice):
+            client.lines()
+        self.bob.lines()
+        self.alice.send("INVITE Carol #games")
+        self.assertEqual(self.alice.messages()[0].command, "341")
+        self.assertEqual(carol.lines(), [":Alice!chat@chatsvc INVITE Carol #games"])
+        self.assertEqual(watcher.lines(), [":Alice!chat@chatsvc INVITE Carol #games"])
+        self.assertEqual(plain.messages()[0].params, ("#games", "*** Alice invited Carol"))
+        self.assertEqual(self.bob.lines(), ["*** Alice invited Carol"])
+
     def test_notAnOperator(self) -> None:
         carol = self.irc("Carol")
         carol.send("JOIN #games")
