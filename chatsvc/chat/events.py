@@ -233,10 +233,13 @@ class Moderated:
 def describeSpan(seconds: float) -> str:
     """A duration as people say it: C{9 minutes}, C{2 hours}, C{7 days}."""
     # To the second first: a span measured between two readings of the clock is a hair short.
+    # A unit is used once the next smaller one would round up to it: 3,599 seconds is "1 hour",
+    # not "60 minutes".
     seconds = max(0, round(seconds))
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = round(seconds / size)
+    units = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+    for (unit, size), (_, smaller) in zip(units, units[1:]):
+        if seconds >= size or round(seconds / smaller) * smaller >= size:
+            count = max(1, round(seconds / size))
             return f"{count} {unit}{'' if count == 1 else 's'}"
     count = max(1, round(seconds))
     return f"{count} second{'' if count == 1 else 's'}"

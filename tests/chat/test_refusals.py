@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.chat import Accounts, ChatError, Hub, LoginRefused, MemoryAccountStore, NameInUse
+from chatsvc.chat import Accounts, ChatError, Hub, LoginRefused, MemoryAccountStore, NameInUse, describeSpan
 from tests.chat.test_accounts import PlainHasher
 
 
@@ -86,3 +86,13 @@ class TightenedRulesTests(SynchronousTestCase):
             self.successResultOf(hub.arrive(again, "user_1", password="sesame-open")), "user_1"  # type: ignore[arg-type]
         )
         self.assertEqual(hub.accountOf(again).key, account.key)  # type: ignore[arg-type, union-attr]
+
+
+class SpanTests(SynchronousTestCase):
+    """L{describeSpan}: durations as people say them, also a moment short of a whole unit."""
+
+    def test_spans(self) -> None:
+        cases = {0: "1 second", 59.4: "59 seconds", 59.6: "1 minute", 2700: "45 minutes",
+                 3540: "59 minutes", 3599.4: "1 hour", 7200: "2 hours", 86399: "1 day", 7 * 86400: "7 days"}
+        for seconds, said in cases.items():
+            self.assertEqual(describeSpan(seconds), said, seconds)
