@@ -1,4 +1,4 @@
-# Shared by scripts/setup-browser, scripts/setup-terminal and scripts/setup-irc (sourced, never
+# Shared by scripts/setup-browser, setup-terminal, setup-irc and setup-redis (sourced, never
 # run): installing the Debian package (or packages) for the tests that need it.
 #
 # The sourcing script sets, before sourcing:
