@@ -1098,19 +1098,8 @@ class Run:
         L{message}, for a run of IRC clients: the same text, remembered as its receivers get it
         (with its sender's source), and written as a C{PRIVMSG} to C{#lobby}.
         """
-        sequence = self.sentCounts[sender] + 1
-        self.sentCounts[sender] = sequence
-        text = b"%09d %014d " % (sequence, now) + self.padding
-        line = self.prefixes[sender] + text + b"\r"
-        lines = self.sentLines[sender]
-        if self.exactLatency:
-            self.predecessor[line] = lines[-1]
-            self.stampOf[line] = now
-            self.lineInfo[line] = (sender, sequence)
-        lines.append(line)
-        self.streams[sender] += line + b"\n"
-        self.sendTimes[sender].append(now)
-        return IRC_SAY_HEAD + text + b"\r\n"
+        # The line clients' message (self.message is this method for an IRC run).
+        return IRC_SAY_HEAD + Run.message(self, sender, now)[:-1] + b"\r\n"
 
     def _webMessage(self, sender: int, now: int) -> bytes:
         """

@@ -50,6 +50,16 @@ class Netcat:
         self.socket.close()
 
 
+def member(test: SynchronousTestCase, port: int, nick: str) -> Netcat:
+    """A guest on netcat, named C{nick} and in (its first line said), closed after C{test}."""
+    connection = Netcat(port)
+    test.addCleanup(connection.close)
+    connection.line()  # GET_NAME
+    connection.send(nick)
+    connection.expect("connected to server!")
+    return connection
+
+
 class AccountsTestCase(SynchronousTestCase):
     """A server with a database file of its own, and members who connect as netcat does."""
 

@@ -14,7 +14,7 @@ from chatsvc.irc.message import parse
 from tests.certificates import serverCertificate
 from tests.irc.ircsocket import IrcSocket
 from tests.processes import TIMEOUT, Server
-from tests.test_accounts_e2e import Netcat
+from tests.test_accounts_e2e import Netcat, member
 
 
 class IrcEndToEndTests(SynchronousTestCase):
@@ -44,12 +44,7 @@ class IrcEndToEndTests(SynchronousTestCase):
         return client
 
     def netcat(self, nick: str) -> Netcat:
-        member = Netcat(self.port)
-        self.addCleanup(member.close)
-        member.line()  # GET_NAME
-        member.send(nick)
-        member.expect("connected to server!")
-        return member
+        return member(self, self.port, nick)
 
     def test_talkWithTheLineDoor(self) -> None:
         """An IRC client registers, sees the MOTD, joins #games and talks with a netcat member."""

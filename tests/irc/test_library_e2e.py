@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatsvc.irc.protocol import CAPABILITIES
 from tests.processes import TIMEOUT, Server
-from tests.test_accounts_e2e import Netcat
+from tests.test_accounts_e2e import Netcat, member
 from tests.web.test_web_e2e import WSPeer
 
 
@@ -96,12 +96,7 @@ class LibraryTests(SynchronousTestCase):
         return LibraryClient(self, self.ircPort)
 
     def netcat(self, nick: str) -> Netcat:
-        member = Netcat(self.port)
-        self.addCleanup(member.close)
-        member.line()  # GET_NAME
-        member.send(nick)
-        member.expect("connected to server!")
-        return member
+        return member(self, self.port, nick)
 
     def page(self, nick: str) -> WSPeer:
         peer = WSPeer(self.webPort)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from tests.test_accounts_e2e import Netcat
+from tests.test_accounts_e2e import Netcat, member
 from tests.weechat import WeeChat
 from tests.web.test_page_e2e import WAIT_MS, PageTestCase, login, say, seeded
 
@@ -28,12 +28,7 @@ class WeeChatTests(PageTestCase):
         seeded(self.directory / "chat.db", "games", _SEEDED)
 
     def netcat(self, nick: str) -> Netcat:
-        member = Netcat(self.port)
-        self.addCleanup(member.close)
-        member.line()  # GET_NAME
-        member.send(nick)
-        member.expect("connected to server!")
-        return member
+        return member(self, self.port, nick)
 
     def test_weechat(self) -> None:
         ircPort = self.server.waitIrcListening()
