@@ -628,12 +628,11 @@ class IrcProtocol(LineSession):
         self.nick = nick
         self._arriving = False
         self._named()
+        account = hub.accountOf(self)
         _log.info(
             "member_joined", nick=nick, peer=self.peer, members=len(hub), door="irc",
-            account=hub.accountOf(self) is not None,
+            account=account is not None,
         )
-        factory = self.factory
-        account = hub.accountOf(self)
         if account is not None and self.account is None and self._password is not None:
             self._numeric("900", f"{nick}!{USER_HOST}", account.nick, f"You are now logged in as {account.nick}")
         self._numerics(self._welcome())
