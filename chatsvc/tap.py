@@ -33,15 +33,16 @@ from chatsvc.logs import LOG_FORMATS, configureLogging, jsonObserverFactory
 from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
-from chatsvc.line.protocol import ChatFactory
+from chatsvc.line.protocol import ChatFactory, ChatProtocol
+from chatsvc.metrics import Metric, makeMetricsSite
 from chatsvc.service import ChatService, Door, StartupFailed, freezeStartupObjects
 from chatsvc.chat.moderation import IModerationStore, MemoryModerationStore, Moderation
 from chatsvc.storage.accounts import SQLiteAccountStore
 from chatsvc.storage.moderation import SQLiteModerationStore
 from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
-from chatsvc.irc.protocol import IrcFactory
-from chatsvc.web.protocol import WebFactory
+from chatsvc.irc.protocol import IrcFactory, IrcProtocol
+from chatsvc.web.protocol import WebFactory, WebSession
 from chatsvc.web.site import makeSite
 
 __all__ = [
@@ -359,6 +360,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["web-listen"] = []
         self["irc-listen"] = []
+        self["metrics-listen"] = []
         self["web-origin"] = []
         self["web-trusted-proxy"] = []
 
@@ -373,6 +375,10 @@ class Options(usage.Options):
     def opt_irc_listen(self, description: str) -> None:
         """Listen for IRC clients on a Twisted endpoint description, e.g. tcp:6667:interface=127.0.0.1 or ssl:6697:privateKey=key.pem:certKey=cert.pem for IRC over TLS (repeatable; --irc-port N adds tcp:N)."""
         self["irc-listen"].append(_endpoint(description))
+
+    def opt_metrics_listen(self, description: str) -> None:
+        """Serve Prometheus metrics (/metrics) and a health check (/healthz) on a Twisted endpoint description, e.g. tcp:9108:interface=127.0.0.1 (repeatable; off by default). docs/metrics.md lists the metrics."""
+        self["metrics-listen"].append(_endpoint(description))
 
     def opt_web_origin(self, origin: str) -> None:
         """An origin, such as https://chat.example.org, whose pages may connect to the WebSocket besides the page's own (repeatable): the address a reverse proxy serves the page at."""
@@ -502,6 +508,35 @@ def ensureFileLimit(needed: int) -> None:
         )
 
 
+_DOORS = (("line", ChatProtocol), ("web", WebSession), ("irc", IrcProtocol))
+
+
+def _metrics(hub: Hub, admission: Admission, accounts: Accounts, store: IHistoryStore) -> list[Metric]:
+    # What /metrics reports (docs/metrics.md), each read when it is asked for.
+    def connections() -> dict[tuple[tuple[str, str], ...], float]:
+        counts = {name: 0 for name, _ in _DOORS}
+        for connection in admission.connections:
+            for name, kind in _DOORS:
+                if isinstance(connection, kind):
+                    counts[name] += 1
+        return {(("door", name),): count for name, count in counts.items()}
+
+    history = store if isinstance(store, SQLiteStore) else None
+    return [
+        Metric("chatsvc_connections", "gauge", "Open connections, named or not, by door.", connections),
+        Metric("chatsvc_members", "gauge", "Members here (an account on several connections is one).", lambda: len(hub)),
+        Metric("chatsvc_rooms", "gauge", "Rooms (with members, history or a topic).", lambda: len(hub.rooms())),
+        Metric("chatsvc_messages_total", "counter", "Messages and actions said in rooms, and private messages.", lambda: hub.messages),
+        Metric("chatsvc_deliveries_total", "counter", "Events handed to members' connections by rooms' broadcasts.", lambda: hub.deliveries),
+        Metric("chatsvc_flood_delays_total", "counter", "Times a connection's lines were delayed by the flood limits.", lambda: admission.floodDelays),
+        Metric("chatsvc_send_queue_cuts_total", "counter", "Connections cut for a send queue past --max-send-queue.", lambda: admission.cuts),
+        Metric("chatsvc_login_failures_total", "counter", "Logins refused for a wrong password.", lambda: accounts.failedLogins),
+        Metric("chatsvc_history_queue", "gauge", "Messages waiting to be written to the history file.", lambda: history.pending if history else 0),
+        Metric("chatsvc_history_written_total", "counter", "Messages written to the history file.", lambda: history.written if history else 0),
+        Metric("chatsvc_history_failures_total", "counter", "Messages whose writing to the history file failed (each attempt).", lambda: history.failed if history else 0),
+    ]
+
+
 def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatService:
     """Build the chat service from parsed L{Options}."""
     if reactor is None:
@@ -601,6 +636,9 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             historyLines=options["history-lines"],
         )
         doors.append(Door("irc", irc, tuple(options["irc-endpoints"])))
+    if options["metrics-listen"]:
+        metrics = _metrics(hub, admission, accounts, store)
+        doors.append(Door("metrics", makeMetricsSite(lambda: metrics), tuple(options["metrics-listen"])))
     return ChatService(
         reactor,
         hub,

@@ -141,6 +141,8 @@ class Accounts:
         self._registering: set[str] = set()
         perSecond = 1 / 20
         self._accountFailures: Buckets[str] = Buckets(perSecond, LOGIN_FAILURES, 10_000)
+        self.failedLogins = 0
+        """Logins refused for a wrong password so far (a metric)."""
         self._addressFailures: Buckets[str] = Buckets(perSecond, LOGIN_FAILURES, 10_000)
         self._registrations: Buckets[str] = Buckets(1 / 1200, REGISTRATIONS_PER_ADDRESS, 10_000)
 
@@ -200,6 +202,7 @@ class Accounts:
 
         def checked(right: bool) -> Account:
             if not right:
+                self.failedLogins += 1
                 if perAddress is not None:
                     perAddress.wait(self.clock.seconds())
                     perAddress.spend()

@@ -501,6 +501,10 @@ class Hub:
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
         self._watchers: list[IPresenceWatcher] = []
+        self.messages = 0
+        """Messages and actions said in rooms, and private messages, so far (a metric)."""
+        self.deliveries = 0
+        """Events handed to members' connections in rooms' broadcasts so far (a metric)."""
 
     # Looking things up
 
@@ -998,6 +1002,7 @@ class Hub:
         nick = record.nick
         text = _clean_text(text, "a message", self.maxTextBytes)
         event = Said(room.name, nick, text, **self._stamp())
+        self.messages += 1
         record.lastActive = event.time
         self._record(room, event.nick, text, False, event.id, event.time)
         self._broadcast(room, event, exclude=member)
@@ -1015,6 +1020,7 @@ class Hub:
         nick = record.nick
         action = _clean_text(action, "an action", self.maxTextBytes)
         event = Acted(room.name, nick, action, **self._stamp())
+        self.messages += 1
         record.lastActive = event.time
         self._record(room, nick, action, True, event.id, event.time)
         self._broadcast(room, event, exclude=member)
@@ -1114,6 +1120,7 @@ class Hub:
             _clean_text(text, "a message", self.maxTextBytes),
             **self._stamp(),
         )
+        self.messages += 1
         # Every connection of the recipient's, and the sender's others, which see it as sent.
         for connection in dict.fromkeys([*recipient.connections, *record.connections]):
             if connection is not member:
@@ -1749,6 +1756,8 @@ class Hub:
     def _broadcast(self, room: Room, event: Event, exclude: IMember | None = None) -> None:
         # The hot path of every message: one call for each kind of member in the room.
         failed = self.onDeliveryError
+        recipients = room.recipients
+        self.deliveries += len(recipients) - (exclude is not None and exclude in room)
         for deliverToMany, members in room.fanOut:
             deliverToMany(members, event, exclude, failed)
 

@@ -37,6 +37,10 @@ class Admission:
         self.limits = limits
         self.connections: set[ISession] = set()
         """The open connections, named or not."""
+        self.floodDelays = 0
+        """How many times a connection's lines were delayed by the flood limit (a metric)."""
+        self.cuts = 0
+        """How many connections were cut for a send queue past its bound (a metric)."""
         self._perAddress: dict[str, int] = {}
         # An address's bucket is kept while it has connections, which hold it.
         self._addressBuckets: Buckets[str] = Buckets(

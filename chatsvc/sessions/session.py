@@ -367,6 +367,7 @@ class Session:
         # again: the flooder's further lines wait in its own kernel buffers, at no cost to us.
         self._held = line
         self._stopReading()
+        self._admission.floodDelays += 1
         clock = self._clock
         self._floodTimer = clock.callLater(delay, self._floodPauseOver)
         now = clock.seconds()
@@ -597,6 +598,7 @@ class Session:
 
     def _cut(self, reason: str, queued: int) -> None:
         # The peer cannot be told (it is not reading): drop it now, unsent data and all.
+        self._admission.cuts += 1
         self._state = State.CLOSING
         self._write = _discard
         self._outbox = []
