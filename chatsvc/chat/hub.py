@@ -740,6 +740,14 @@ class Hub:
         record = self._byKey.get(nick_key(nick))
         return None if record is None else record.away
 
+    def audienceOf(self, member: IMember) -> tuple[IMember, ...]:
+        """
+        The connections that share a room with C{member}, and its own, each once: who is told
+        of what concerns the member wherever it is (a rename; on some doors, going away).
+        """
+        record = self._records.get(member)
+        return () if record is None else tuple(_audience(record))
+
     def accountOf(self, member: IMember) -> Account | None:
         """The account C{member} logged in with (or registered), or None for a guest."""
         record = self._records.get(member)
@@ -1090,13 +1098,11 @@ class Hub:
             self._byKey[newKey] = record
         record.key = newKey
         record.nick = new
-        told: dict[IMember, None] = dict.fromkeys(record.connections)
         for room in record.rooms:
             for connection in record.connections:
                 room.renamed(connection, new)
-            told.update(dict.fromkeys(room.recipients))
         event = Renamed(old, new, **self._stamp())
-        for recipient in told:
+        for recipient in _audience(record):
             self._deliverTo(recipient, event)
         for watcher in self._watchers:
             watcher.renamed(old, new)
@@ -1768,6 +1774,14 @@ def _first(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessag
 
 def _last(messages: list[StoredMessage], limit: int) -> tuple[list[StoredMessage], bool]:
     return messages[-limit:], len(messages) > limit
+
+
+def _audience(record: MemberRecord) -> dict[IMember, None]:
+    # The member's connections and those of everyone in its rooms, each once, in that order.
+    told: dict[IMember, None] = dict.fromkeys(record.connections)
+    for room in record.rooms:
+        told.update(dict.fromkeys(room.recipients))
+    return told
 
 
 def _shownNick(registered: str, typed: str) -> str:

@@ -305,9 +305,7 @@ class IrcProtocol(LineSession):
         try:
             self._dispatch(line.removesuffix(b"\r"))
         except Exception as error:
-            _log.error("line_failed", peer=self.peer, nick=self.nick, door="irc", exc_info=error)
-            if self._state is not State.CLOSING:
-                self._notice("The server failed to handle that line; it was dropped.")
+            self._failed(error)
 
     def _dispatch(self, line: bytes) -> None:
         try:
@@ -619,6 +617,8 @@ class IrcProtocol(LineSession):
             self.disconnect(str(error))
 
     def _failed(self, error: BaseException) -> None:
+        # A line (or the core's later answer to one) the server failed to handle: logged, the
+        # client told, and the connection goes on.
         _log.error("line_failed", peer=self.peer, nick=self.nick, door="irc", exc_info=error)
         if self._state is not State.CLOSING:
             self._notice("The server failed to handle that line; it was dropped.")
@@ -1681,16 +1681,11 @@ class IrcFactory(ServerFactory):
 
     def sharing(self, member: IMember, capability: str) -> list[IrcProtocol]:
         """The IRC clients with C{capability} that share a room with C{member} (and its own)."""
-        hub = self.hub
-        found: dict[IrcProtocol, None] = {}
-        for connection in hub.connectionsOf(member):
-            if isinstance(connection, IrcProtocol) and capability in connection.caps:
-                found[connection] = None
-        for room in hub.roomsOf(member):
-            for recipient in room.recipients:
-                if isinstance(recipient, IrcProtocol) and capability in recipient.caps:
-                    found[recipient] = None
-        return list(found)
+        return [
+            connection
+            for connection in self.hub.audienceOf(member)
+            if isinstance(connection, IrcProtocol) and capability in connection.caps
+        ]
 
     def realname(self, nick: str) -> str:
         """The real name of the member C{nick}: an IRC client's own, else the nickname."""

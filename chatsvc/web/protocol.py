@@ -1019,16 +1019,11 @@ class WebFactory:
         C{member} itself, a page that asked, gets the answer to its request instead.
         """
         hub = self.hub
-        sessions: dict[WebSession, None] = {}
-        for connection in hub.connectionsOf(member):
-            if isinstance(connection, WebSession) and connection.factory is self:
-                sessions[connection] = None
-        for room in hub.roomsOf(member):
-            for recipient in room.recipients:
-                if isinstance(recipient, WebSession) and recipient.factory is self:
-                    sessions[recipient] = None
-        if isinstance(member, WebSession):
-            sessions.pop(member, None)
+        sessions = [
+            connection
+            for connection in hub.audienceOf(member)
+            if isinstance(connection, WebSession) and connection.factory is self and connection is not member
+        ]
         if not sessions:
             return
         data = frame(_encode({"type": "away", "nick": nick, "message": message}))
