@@ -50,13 +50,19 @@ class Netcat:
         self.socket.close()
 
 
-def member(test: SynchronousTestCase, port: int, nick: str) -> Netcat:
-    """A guest on netcat, named C{nick} and in (its first line said), closed after C{test}."""
+def member(test: SynchronousTestCase, port: int, nick: str, register: str | None = None) -> Netcat:
+    """
+    A guest on netcat, named C{nick} and in (its first line said), closed after C{test}; with
+    C{register}, the nickname registered with that password (the server said so).
+    """
     connection = Netcat(port)
     test.addCleanup(connection.close)
     connection.line()  # GET_NAME
     connection.send(nick)
     connection.expect("connected to server!")
+    if register is not None:
+        connection.send(f"/register {register}")
+        connection.expect("is registered")
     return connection
 
 

@@ -43,8 +43,8 @@ class IrcEndToEndTests(SynchronousTestCase):
         self.addCleanup(client.close)
         return client
 
-    def netcat(self, nick: str) -> Netcat:
-        return member(self, self.port, nick)
+    def netcat(self, nick: str, register: str | None = None) -> Netcat:
+        return member(self, self.port, nick, register)
 
     def test_talkWithTheLineDoor(self) -> None:
         """An IRC client registers, sees the MOTD, joins #games and talks with a netcat member."""
@@ -72,9 +72,7 @@ class IrcEndToEndTests(SynchronousTestCase):
 
     def test_saslOverTls(self) -> None:
         """Registered on the line door, the account logs in with SASL over TLS."""
-        owner = self.netcat("Alice")
-        owner.send("/register sesame-open")
-        owner.expect("is registered")
+        owner = self.netcat("Alice", register="sesame-open")
         owner.send("/quit")
         alice = self.irc(tls=True)
         welcome = alice.register("alice_", sasl=("Alice", "sesame-open"))

@@ -95,8 +95,8 @@ class LibraryTests(SynchronousTestCase):
     def client(self) -> LibraryClient:
         return LibraryClient(self, self.ircPort)
 
-    def netcat(self, nick: str) -> Netcat:
-        return member(self, self.port, nick)
+    def netcat(self, nick: str, register: str | None = None) -> Netcat:
+        return member(self, self.port, nick, register)
 
     def page(self, nick: str) -> WSPeer:
         peer = WSPeer(self.webPort)
@@ -129,9 +129,7 @@ class LibraryTests(SynchronousTestCase):
 
     def test_channelsAcrossDoors(self) -> None:
         """The library's view of #games follows members of every door: joins, modes, topic, kick."""
-        owner = self.netcat("Owner")
-        owner.send("/register owner-pass")
-        owner.expect("is registered")
+        owner = self.netcat("Owner", register="owner-pass")
         owner.send("/join games")
         owner.expect("You joined games")
         alice = self.client()
@@ -198,9 +196,7 @@ class LibraryTests(SynchronousTestCase):
         Every command a client sends, once, against the real server, each answer read by the
         library (and its state checked where it keeps one).
         """
-        owner = self.netcat("Owner")
-        owner.send("/register owner-pass")
-        owner.expect("is registered")
+        owner = self.netcat("Owner", register="owner-pass")
         alice = self.client()
         alice.register("Alice", ["labeled-response", "batch", "server-time", "message-tags",
                                  "draft/chathistory", "setname", "invite-notify", "away-notify"])
@@ -278,9 +274,7 @@ class LibraryTests(SynchronousTestCase):
         alice.expect("ERROR")
 
     def test_sasl(self) -> None:
-        owner = self.netcat("Dave")
-        owner.send("/register dave-pass")
-        owner.expect("is registered")
+        owner = self.netcat("Dave", register="dave-pass")
         owner.send("/quit")
         dave = self.client()
         dave.register("dave_", ["sasl", "account-tag"], sasl=("Dave", "dave-pass"))

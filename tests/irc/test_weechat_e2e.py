@@ -27,19 +27,15 @@ class WeeChatTests(PageTestCase):
         self.seededAt = time.time()
         seeded(self.directory / "chat.db", "games", _SEEDED)
 
-    def netcat(self, nick: str) -> Netcat:
-        return member(self, self.port, nick)
+    def netcat(self, nick: str, register: str | None = None) -> Netcat:
+        return member(self, self.port, nick, register)
 
     def test_weechat(self) -> None:
         ircPort = self.server.waitIrcListening()
         # Alice's account, registered on the line door; Carol owns #dev (she made it).
-        alice = self.netcat("Alice")
-        alice.send("/register sesame-open")
-        alice.expect("is registered")
+        alice = self.netcat("Alice", register="sesame-open")
         alice.send("/quit")
-        carol = self.netcat("Carol")
-        carol.send("/register carol-pass")
-        carol.expect("is registered")
+        carol = self.netcat("Carol", register="carol-pass")
         carol.send("/join dev")
         carol.expect("You joined dev")
         bob = self.page()
