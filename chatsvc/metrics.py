@@ -11,29 +11,57 @@ but an integer added to.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-__all__ = ["Metric", "makeMetricsSite", "render"]
+__all__ = ["Histogram", "Metric", "makeMetricsSite", "render"]
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
+class Histogram:
+    """What a histogram metric reads: how many observations fell at or below each bound."""
+
+    def __init__(self, bounds: Sequence[float], counts: Sequence[int], total: float) -> None:
+        """
+        @param bounds: the buckets' upper bounds, increasing; the last may be infinity.
+        @param counts: how many observations fell in each bucket (not counted up).
+        @param total: the sum of every observation.
+        """
+        self.bounds = bounds
+        self.counts = counts
+        self.total = total
+
+    def lines(self, name: str) -> list[str]:
+        """The histogram's lines: cumulative buckets, then its sum and count."""
+        lines = []
+        running = 0
+        for bound, count in zip(self.bounds, self.counts):
+            running += count
+            if bound != float("inf"):
+                lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {running}')
+        lines.append(f'{name}_bucket{{le="+Inf"}} {running}')
+        lines.append(f"{name}_sum {_number(self.total)}")
+        lines.append(f"{name}_count {running}")
+        return lines
+
+
 class Metric:
-    """One metric: its name, kind (C{gauge} or C{counter}), help, and how to read its values."""
+    """One metric: its name, kind (C{gauge}, C{counter} or C{histogram}), help, and how to
+    read its values."""
 
     def __init__(
         self,
         name: str,
         kind: str,
         help: str,
-        read: Callable[[], float | Mapping[tuple[tuple[str, str], ...], float]],
+        read: Callable[[], float | Histogram | Mapping[tuple[tuple[str, str], ...], float]],
     ) -> None:
         """
         @param read: the metric's value now; or, for one with labels, its value for each set
-            of labels (C{(("door", "irc"),)}).
+            of labels (C{(("door", "irc"),)}); or, for a histogram, its L{Histogram}.
         """
         self.name = name
         self.kind = kind
@@ -56,7 +84,9 @@ def render(metrics: Iterable[Metric]) -> bytes:
         lines.append(f"# HELP {metric.name} {metric.help}")
         lines.append(f"# TYPE {metric.name} {metric.kind}")
         value = metric.read()
-        if isinstance(value, Mapping):
+        if isinstance(value, Histogram):
+            lines.extend(value.lines(metric.name))
+        elif isinstance(value, Mapping):
             for labels, number in value.items():
                 shown = ",".join(f'{key}="{_escape(label)}"' for key, label in labels)
                 lines.append(f"{metric.name}{{{shown}}} {_number(number)}")

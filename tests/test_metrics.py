@@ -11,7 +11,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatsvc.metrics import Metric, render
+from chatsvc.metrics import Histogram, Metric, render
 from tests.irc.ircsocket import IrcSocket
 from tests.processes import TIMEOUT, Server
 from tests.test_accounts_e2e import member
@@ -27,6 +27,21 @@ class RenderTests(SynchronousTestCase):
             text,
             '# HELP a_total Things.\n# TYPE a_total counter\na_total 3\n'
             '# HELP b By door.\n# TYPE b gauge\nb{door="x\\"y"} 1.5\n',
+        )
+
+
+    def test_histogram(self) -> None:
+        """A histogram's buckets count up to each bound, then its sum and count follow."""
+        lag = Metric("lag_seconds", "histogram", "Lag.", lambda: Histogram((0.001, 0.01, float("inf")), [2, 1, 1], 0.5))
+        self.assertEqual(
+            render([lag]).decode(),
+            "# HELP lag_seconds Lag.\n"
+            "# TYPE lag_seconds histogram\n"
+            'lag_seconds_bucket{le="0.001"} 2\n'
+            'lag_seconds_bucket{le="0.01"} 3\n'
+            'lag_seconds_bucket{le="+Inf"} 4\n'
+            "lag_seconds_sum 0.5\n"
+            "lag_seconds_count 4\n",
         )
 
 

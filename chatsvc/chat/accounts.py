@@ -169,6 +169,13 @@ class Accounts:
         """The account of the nickname C{nick} (matched as nicknames are), if it is registered."""
         return self._byKey.get(nick_key(nick))
 
+    def remember(self, account: Account) -> None:
+        """
+        Keep C{account} at hand as it is now, new or changed: another node of a cluster
+        registered it, or changed its password or suspension, in the store every node reads.
+        """
+        self._byKey[account.key] = account
+
     # Logging in
 
     def login(self, nick: str, password: str, host: str | None) -> Deferred[Account]:

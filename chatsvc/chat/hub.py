@@ -55,8 +55,11 @@ from chatsvc.chat.ports import (
     IHistoryStore,
     IMember,
     INicknameRegistry,
+    IRelay,
     LocalNicknames,
+    NicknamesUnavailable,
     NicknameTaken,
+    NoRelay,
     NullStore,
     StoredMessage,
     deliverToEach,
@@ -206,6 +209,9 @@ class Room:
         # connections: an account logged in from a laptop and a phone is one) has in it.
         self._members: dict[IMember, None] = {}
         self._people: dict[object, int] = {}
+        # The connections that stand for members of other nodes of a cluster (not delivered
+        # to here: see Hub.remoteArrive).
+        self._remote: set[IMember] = set()
         self._recipients: tuple[IMember, ...] | None = ()
         self._fanOut: tuple[tuple[DeliverToMany, tuple[IMember, ...]], ...] | None = ()
         # The members' nicknames, sorted, while nobody has joined, left or been renamed.
@@ -264,6 +270,13 @@ class Room:
         """The members, in the order they joined."""
         return self.recipients
 
+    def localCount(self, exclude: IMember | None) -> int:
+        """How many connections here are this node's own, C{exclude} left out."""
+        count = len(self._members) - len(self._remote)
+        if exclude is not None and exclude in self._members and exclude not in self._remote:
+            count -= 1
+        return count
+
     def history(self, count: int) -> list[StoredMessage]:
         """The last C{count} messages (as many as are kept), oldest first."""
         if count <= 0:
@@ -277,6 +290,8 @@ class Room:
         default, a person of its own).
         """
         self._members[member] = None
+        if getattr(person, "node", None) is not None:
+            self._remote.add(member)
         person = member if person is None else person
         self._people[person] = self._people.get(person, 0) + 1
         self._recipients = self._fanOut = self._sortedNicks = None
@@ -284,6 +299,7 @@ class Room:
     def remove(self, member: IMember, person: object = None) -> None:
         """Count C{member} out (the L{Hub} tells the others)."""
         del self._members[member]
+        self._remote.discard(member)
         person = member if person is None else person
         left = self._people[person] - 1
         if left:
@@ -368,9 +384,11 @@ class MemberRecord:
     has one place to go.
     """
 
-    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive", "away")
+    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive", "away", "node")
 
-    def __init__(self, nick: str, key: str, account: Account | None = None) -> None:
+    def __init__(
+        self, nick: str, key: str, account: Account | None = None, node: str | None = None
+    ) -> None:
         self.nick = nick
         """The nickname as shown."""
         self.key = key
@@ -386,6 +404,8 @@ class MemberRecord:
         be logged in from several at once, which share its nickname and rooms."""
         self.away: str | None = None
         """The member's away message, while it is away (L{Hub.setAway})."""
+        self.node = node
+        """The node of a cluster the member is on, if not this one (L{Hub.remoteArrive})."""
 
 
 class IPresenceWatcher(Protocol):
@@ -443,6 +463,8 @@ class Hub:
         nicknames: INicknameRegistry | None = None,
         accounts: Accounts | None = None,
         moderation: Moderation | None = None,
+        relay: IRelay | None = None,
+        ids: EventIds | None = None,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -468,6 +490,10 @@ class Hub:
             nobody can register.
         @param moderation: the roles, room settings and sanctions; by default, kept in
             memory only.
+        @param relay: where what this hub's own members do is told to the other nodes of a
+            cluster (see L{remoteArrive}); by default, nowhere.
+        @param ids: where every event's id comes from (a cluster gives each node a slot of
+            its own); by default, ids of this hub alone.
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
@@ -496,8 +522,9 @@ class Hub:
         self._claimOf: dict[IMember, str] = {}
         # Connections whose password or token is being checked (see arrive).
         self._waitingLogin: set[IMember] = set()
-        self.ids = EventIds()
+        self.ids = ids if ids is not None else EventIds()
         """Where every event's id comes from."""
+        self.relay: IRelay = relay if relay is not None else NoRelay()
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
         self._watchers: list[IPresenceWatcher] = []
@@ -531,6 +558,18 @@ class Hub:
         """
         record = self._byKey.get(nick_key(nick))
         return None if record is None else record.connections[0]
+
+    def recordOf(self, member: IMember) -> MemberRecord | None:
+        """What the hub knows of C{member} (a connection), if it is here."""
+        return self._records.get(member)
+
+    def tell(self, member: IMember, event: Event) -> None:
+        """Deliver C{event} to C{member} alone (a failure goes to L{onDeliveryError})."""
+        self._deliverTo(member, event)
+
+    def stamp(self) -> dict[str, Any]:
+        """The id and time of a new event, as its keywords (C{Moderated(..., **hub.stamp())})."""
+        return self._stamp()
 
     def connectionsOf(self, member: IMember) -> tuple[IMember, ...]:
         """Every connection of C{member}'s, C{member} among them (in the order they came)."""
@@ -656,6 +695,12 @@ class Hub:
                 raise ChatError(f"gone before logging in as {account.nick}")
             self._waitingLogin.discard(member)
             holder = self._byKey.get(key)
+            if holder is not None and holder.node is not None:
+                # One account's connections share one record, on one node.
+                raise NameInUse(
+                    f"{account.nick} is logged in on another node of this chat ({holder.node}): "
+                    "connect to that one, or leave there first"
+                )
             if holder is not None and holder.account is not None and holder.account.key == key:
                 return self._attach(member, holder)
             # Checked again: the nickname may have been taken while the password was.
@@ -688,6 +733,7 @@ class Hub:
         self._records[member] = record
         for watcher in self._watchers:
             watcher.online(nick)
+        self.relay.arrived(nick, None if account is None else account.key, getattr(member, "host", None))
         try:
             self.join(member, self.defaultRoom.name)
         except ChatError as refusal:
@@ -730,10 +776,15 @@ class Hub:
             raise ChatError(f"an away message may be at most {MAX_AWAY_LENGTH} characters long")
         if message == record.away:
             return message
+        self._away(member, record, message)
+        if record.node is None:
+            self.relay.away(record.nick, message)
+        return message
+
+    def _away(self, member: IMember, record: MemberRecord, message: str | None) -> None:
         record.away = message
         for watcher in self._watchers:
             watcher.awayChanged(member, record.nick, message)
-        return message
 
     def awayOf(self, nick: str) -> str | None:
         """The away message of the member called C{nick}, if it is here and away."""
@@ -777,6 +828,7 @@ class Hub:
                 record.account = account
                 for watcher in self._watchers:
                     watcher.loggedIn(member, record.nick, account.nick)
+                self.relay.loggedIn(record.nick, account.key)
             return account
 
         return registered.addCallback(attach)
@@ -826,10 +878,12 @@ class Hub:
             self._leaveRoom(member, room, reason)
         key = self._records.pop(member).key
         del self._byKey[key]
-        self.nicknames.release(key)
         self._memberCreations.discard(member)
         for watcher in self._watchers:
             watcher.offline(record.nick)
+        if record.node is None:
+            self.nicknames.release(key)
+            self.relay.departed(record.nick, reason)
         return True
 
     # Claiming nicknames
@@ -875,6 +929,8 @@ class Hub:
         if failure.check(NicknameTaken) is not None:
             holder: str = failure.value.holder  # type: ignore[union-attr]
             raise _taken(nick, holder)
+        if failure.check(NicknamesUnavailable) is not None:
+            raise ChatError(str(failure.value))
         _log.error("nickname_claim_failed", nick=nick, reason=failure.getErrorMessage())
         raise ChatError(f"nickname {nick!r} cannot be claimed just now; try again")
 
@@ -915,16 +971,20 @@ class Hub:
         if member in room:
             return room
         self._mayJoin(record, member, room)
+        event = Joined(room.name, record.nick, **self._stamp())
+        self._enter(member, record, room, event)
+        self.relay.joined(event)
+        return room
+
+    def _enter(self, member: IMember, record: MemberRecord, room: Room, event: Joined) -> None:
         room.add(member, record)
         record.rooms.append(room)
-        event = Joined(room.name, record.nick, **self._stamp())
         self._announce(room, member, event)
         # The member's other connections are in the room from now on, and told so.
         for other in record.connections:
             if other is not member:
                 room.add(other, record)
                 self._deliverTo(other, event)
-        return room
 
     def _mayJoin(self, record: MemberRecord, member: IMember, room: Room) -> None:
         # Bans, and the private and registered settings (see chatsvc.chat.moderation).
@@ -987,11 +1047,14 @@ class Hub:
             topic = _clean_text(topic, "a topic", self.maxTextBytes).strip()
             if len(topic) > MAX_TOPIC_LENGTH:
                 raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
-        room.topic = topic
-        room.lastActive = self.clock.seconds()
-        self._broadcast(
-            room, TopicChanged(room.name, self._records[member].nick, topic, **self._stamp())
-        )
+        event = TopicChanged(room.name, self._records[member].nick, topic, **self._stamp())
+        self._topic(room, event)
+        self.relay.topicChanged(event)
+
+    def _topic(self, room: Room, event: TopicChanged) -> None:
+        room.topic = event.topic
+        room.lastActive = event.time
+        self._broadcast(room, event)
 
     # Talking
 
@@ -1014,6 +1077,7 @@ class Hub:
         record.lastActive = event.time
         self._record(room, event.nick, text, False, event.id, event.time)
         self._broadcast(room, event, exclude=member)
+        self.relay.said(event)
         return event
 
     def act(self, member: IMember, room: Room, action: str) -> Acted:
@@ -1032,6 +1096,7 @@ class Hub:
         record.lastActive = event.time
         self._record(room, nick, action, True, event.id, event.time)
         self._broadcast(room, event, exclude=member)
+        self.relay.said(event)
         return event
 
     def _maySpeak(self, record: MemberRecord, member: IMember, room: Room) -> None:
@@ -1090,23 +1155,28 @@ class Hub:
         return self._claim(member, newKey, new, self._renamed)
 
     def _renamed(self, member: IMember, newKey: str, new: str) -> str:
-        record = self._records[member]
+        event = self._rename(self._records[member], newKey, new, self._stamp())
+        self.relay.renamed(event)
+        return new
+
+    def _rename(self, record: MemberRecord, newKey: str, new: str, stamp: dict[str, Any]) -> Renamed:
         old, oldKey = record.nick, record.key
         if newKey != oldKey:
             del self._byKey[oldKey]
-            self.nicknames.release(oldKey)
+            if record.node is None:
+                self.nicknames.release(oldKey)
             self._byKey[newKey] = record
         record.key = newKey
         record.nick = new
         for room in record.rooms:
             for connection in record.connections:
                 room.renamed(connection, new)
-        event = Renamed(old, new, **self._stamp())
+        event = Renamed(old, new, **stamp)
         for recipient in _audience(record):
             self._deliverTo(recipient, event)
         for watcher in self._watchers:
             watcher.renamed(old, new)
-        return new
+        return event
 
     def whisper(self, member: IMember, recipientNick: str, text: str) -> Whispered:
         """
@@ -1189,7 +1259,9 @@ class Hub:
             raise ChatError(f"you cannot do that to {shown}: they are {_title(theirs)} of {room.name}")
 
     def _tell(self, room: Room, event: Moderated, also: MemberRecord | None = None) -> None:
-        # A moderation event: to the room, and to the target's connections if not in it.
+        # A moderation event: to the room, and to the target's connections if not in it; and
+        # to the other nodes.
+        self.relay.moderated(event)
         self._broadcast(room, event)
         if also is not None:
             for connection in also.connections:
@@ -1354,6 +1426,7 @@ class Hub:
         self._broadcast(room, event, exclude=member)
         for connection in target.connections:
             self._deliverTo(connection, event)
+        self.relay.moderated(event)
         self.moderation.audit(actor.nick, "invite", room.name, shown, None)
         return event
 
@@ -1391,6 +1464,7 @@ class Hub:
             await store.remove(room.key, id)
             event = Moderated(room.name, "remove", actor.nick, message.nick, message=id, **self._stamp())
             self._broadcast(room, event)
+            self.relay.moderated(event)
             self.moderation.audit(actor.nick, "remove", room.name, message.nick, message.text[:200])
             return event
 
@@ -1419,6 +1493,7 @@ class Hub:
             event = Moderated(None, "announce", record.nick, text=text, **self._stamp())
             for connection in self.members():
                 self._deliverTo(connection, event)
+            self.relay.moderated(event)
             self.moderation.audit(record.nick, "announce", None, None, text)
             return event
 
@@ -1438,6 +1513,7 @@ class Hub:
             event = Moderated(None, "kill", record.nick, shown, reason, **self._stamp())
             for connection in list(target.connections):
                 self._deliverTo(connection, event)
+            self.relay.moderated(event)
             self.moderation.audit(record.nick, "kill", None, shown, reason)
             return event
 
@@ -1475,6 +1551,7 @@ class Hub:
             told = [] if target is None else list(target.connections)
             for connection in dict.fromkeys([*told, member]):
                 self._deliverTo(connection, event)
+            self.relay.moderated(event)
             self.moderation.audit(record.nick, action, None, changed.nick, _detail(reason, until, now))
             return event
 
@@ -1493,6 +1570,7 @@ class Hub:
             event = Moderated(None, "lockdown", record.nick, on=on, **self._stamp())
             for connection in self.members():
                 self._deliverTo(connection, event)
+            self.relay.moderated(event)
             self.moderation.audit(record.nick, "lockdown", None, None, "on" if on else "off")
             return event
 
@@ -1589,6 +1667,174 @@ class Hub:
         _log.error("history_read_failed", reason=failure.getErrorMessage())
         raise ChatError("the history cannot be read just now; try again")
 
+    # Members of other nodes
+    #
+    # In a cluster, every node keeps a copy of every member of the others (a member of its
+    # own, standing for it: see chatsvc.cluster), so that member lists, counts, crowded rooms,
+    # /whois and nicknames are the same everywhere. What a member does is decided by its own
+    # node's hub, which tells the others through its relay (IRelay); theirs do the same to
+    # its copy here with these methods, with the event's id and time as its node gave them.
+    # They check no rule (its node did), store nothing (its node did), and tell no relay.
+
+    def remoteArrive(
+        self,
+        member: IMember,
+        node: str,
+        nick: str,
+        account: str | None = None,
+        away: str | None = None,
+    ) -> None:
+        """
+        C{member} stands for C{nick}, a member of the node C{node}, logged in to C{account}
+        (its key) if not a guest: it is in no room yet (see L{remoteJoin}).
+
+        @raise ChatError: if the nickname is held here: the cluster's registry let two nodes
+            have it, and the caller decides which stays.
+        """
+        key = nick_key(nick)
+        if member in self._records or key in self._byKey or key in self._claiming:
+            raise ChatError(f"nickname {nick!r} is held here already")
+        known = None if account is None or self.accounts is None else self.accounts.registered(nick)
+        record = MemberRecord(nick, key, known if known is not None and known.key == account else None, node)
+        record.lastActive = self.clock.seconds()
+        record.away = away
+        record.connections.append(member)
+        self._byKey[key] = record
+        self._records[member] = record
+        for watcher in self._watchers:
+            watcher.online(nick)
+
+    def remoteJoin(self, member: IMember, name: str, id: int, time: float) -> Room | None:
+        """A member of another node joined the room C{name}; L{None} if it cannot be had here."""
+        record = self._records[member]
+        room = self._rooms.get(room_key(name))
+        if room is None:
+            if len(self._rooms) >= self.maxRooms and not self._forgetIdleRoom():
+                _log.warning("remote_join_no_room", nick=record.nick, room=name)
+                return None
+            room = self._room(validate_room_name(name))
+        if member in room:
+            return room
+        self.ids.seen(id)
+        self._enter(member, record, room, Joined(room.name, record.nick, id=id, time=time))
+        return room
+
+    def remoteLeave(
+        self, member: IMember, name: str, reason: str | None, id: int, time: float
+    ) -> None:
+        """A member of another node left the room C{name} (or was never in it here)."""
+        room = self._rooms.get(room_key(name))
+        if room is not None and member in room:
+            self.ids.seen(id)
+            self._leaveRoom(member, room, reason, {"id": id, "time": time})
+
+    def remoteSay(
+        self, member: IMember, name: str, text: str, action: bool, id: int, time: float
+    ) -> Said | Acted | None:
+        """
+        A member of another node said C{text} (or did it, as an C{action}) in the room
+        C{name}: its members here are told, and it is kept at hand (its node stored it).
+        """
+        room = self._rooms.get(room_key(name))
+        if room is None or member not in room:
+            return None
+        record = self._records[member]
+        self.ids.seen(id)
+        event: Said | Acted = (
+            Acted(room.name, record.nick, text, id=id, time=time)
+            if action
+            else Said(room.name, record.nick, text, id=id, time=time)
+        )
+        record.lastActive = time
+        room.lastActive = time
+        room.recent.append(StoredMessage(room.key, room.name, time, record.nick, text, action, id=id))
+        self._broadcast(room, event, exclude=member)
+        return event
+
+    def remoteTopic(
+        self, member: IMember, name: str, topic: str | None, id: int, time: float
+    ) -> None:
+        """A member of another node set (or cleared) the topic of the room C{name}."""
+        room = self._rooms.get(room_key(name))
+        if room is not None:
+            self.ids.seen(id)
+            self._topic(room, TopicChanged(room.name, self._records[member].nick, topic, id=id, time=time))
+
+    def remoteRename(self, member: IMember, new: str, id: int, time: float) -> None:
+        """
+        A member of another node is called C{new} now.
+
+        @raise ChatError: if another member holds C{new} here.
+        """
+        record = self._records[member]
+        newKey = nick_key(new)
+        holder = self._byKey.get(newKey)
+        if (holder is not None and holder is not record) or newKey in self._claiming:
+            raise ChatError(f"nickname {new!r} is held here already")
+        self.ids.seen(id)
+        self._rename(record, newKey, new, {"id": id, "time": time})
+
+    def remoteAway(self, member: IMember, message: str | None) -> None:
+        """A member of another node went away with C{message}, or (L{None}) came back."""
+        record = self._records[member]
+        if record.away != message:
+            self._away(member, record, message)
+
+    def remoteLoggedIn(self, member: IMember, account: str) -> None:
+        """A member of another node registered its nickname (C{account}, its key)."""
+        record = self._records[member]
+        known = None if self.accounts is None else self.accounts.registered(record.nick)
+        if known is not None and known.key == account:
+            record.account = known
+            for watcher in self._watchers:
+                watcher.loggedIn(member, record.nick, known.nick)
+
+    def remoteWhisper(self, event: Whispered) -> bool:
+        """
+        A member of another node whispered to one of this node's: its connections are told.
+
+        @return: whether the recipient is here.
+        """
+        record = self._byKey.get(nick_key(event.recipient))
+        if record is None or record.node is not None:
+            return False
+        for connection in record.connections:
+            self._deliverTo(connection, event)
+        return True
+
+    def remoteModerated(self, event: Moderated) -> None:
+        """
+        A moderator (or an admin) of another node did something: this node's members are told
+        as that node's were, and what it did to members is done to those here (put out of the
+        room for a kick or a ban; the door of a member killed or suspended closes it on being
+        told). Roles, settings and sanctions are read again from the store by the caller.
+        """
+        self.ids.seen(event.id)
+        target = None if event.target is None else self._byKey.get(nick_key(event.target))
+        if event.room is None:
+            if event.action == "lockdown" and self.accounts is not None:
+                self.accounts.lockdown = bool(event.on)
+            told = self.members() if target is None or event.action == "announce" else target.connections
+            for connection in tuple(told):
+                self._deliverTo(connection, event)
+            return
+        room = self._rooms.get(room_key(event.room))
+        if room is None:
+            return
+        if event.action in ("kick", "ban") and target is not None:
+            self._putOut(target, room)
+        elif event.action == "invite" and target is not None:
+            self._invited.setdefault(room.key, set()).add(target.key)
+        elif event.action == "remove":
+            kept = [message for message in room.recent if message.id != event.message]
+            room.recent.clear()
+            room.recent.extend(kept)
+        self._broadcast(room, event)
+        if target is not None:
+            for connection in target.connections:
+                if connection not in room:
+                    self._deliverTo(connection, event)
+
     # Failures
 
     def onDeliveryError(self, member: IMember, event: Event, error: Exception) -> None:
@@ -1648,11 +1894,15 @@ class Hub:
             raise ChatError(f"you are not in room {neutralize(name.strip())}")
         return room
 
-    def _leaveRoom(self, member: IMember, room: Room, reason: str | None) -> None:
+    def _leaveRoom(
+        self, member: IMember, room: Room, reason: str | None, stamp: dict[str, Any] | None = None
+    ) -> None:
         record = self._records[member]
         crowded = self.crowded(room)
         self._putOut(record, room)
-        event = Left(room.name, record.nick, reason, **self._stamp())
+        event = Left(room.name, record.nick, reason, **(stamp or self._stamp()))
+        if record.node is None:
+            self.relay.left(event)
         for other in record.connections:
             if other is not member:
                 self._deliverTo(other, event)
@@ -1762,8 +2012,7 @@ class Hub:
     def _broadcast(self, room: Room, event: Event, exclude: IMember | None = None) -> None:
         # The hot path of every message: one call for each kind of member in the room.
         failed = self.onDeliveryError
-        recipients = room.recipients
-        self.deliveries += len(recipients) - (exclude is not None and exclude in room)
+        self.deliveries += room.localCount(exclude)
         for deliverToMany, members in room.fanOut:
             deliverToMany(members, event, exclude, failed)
 

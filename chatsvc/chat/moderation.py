@@ -260,6 +260,10 @@ class Moderation:
         """Keep what changed of a room's settings."""
         self._written(self.store.saveRoom(settings), "room")
 
+    def rememberRoom(self, settings: RoomSettings) -> None:
+        """A room's settings as another node of a cluster kept them (in the store already)."""
+        self._rooms[settings.key] = settings
+
     def role(self, account: str | None, roomKey: str) -> Role | None:
         """What the account C{account} (its key; None for a guest) is in the room, if anything."""
         if account is None:
@@ -290,15 +294,25 @@ class Moderation:
 
     def impose(self, sanction: Sanction) -> None:
         """Keep a sanction (replacing the same kind on the same target in that room)."""
+        self.remember(sanction)
+        self._written(self.store.addSanction(sanction), "sanction")
+
+    def remember(self, sanction: Sanction) -> None:
+        """L{impose}, but kept at hand only: another node of a cluster stored it."""
         kept = [
             s for s in self._sanctions.get(sanction.roomKey, [])
             if not _same(s, sanction.kind, sanction.roomKey, sanction.account, sanction.nick)
         ]
         self._sanctions[sanction.roomKey] = [*kept, sanction]
-        self._written(self.store.addSanction(sanction), "sanction")
 
     def lift(self, kind: str, roomKey: str, account: str | None, nick: str | None) -> bool:
         """Lift a sanction; whether one was in force."""
+        inForce = self.forget(kind, roomKey, account, nick)
+        self._written(self.store.removeSanction(kind, roomKey, account, nick), "sanction")
+        return inForce
+
+    def forget(self, kind: str, roomKey: str, account: str | None, nick: str | None) -> bool:
+        """L{lift}, but at hand only: another node of a cluster lifted it in the store."""
         now = self.clock.seconds()
         sanctions = self._sanctions.get(roomKey, [])
         before = [
@@ -310,7 +324,6 @@ class Moderation:
             self._sanctions[roomKey] = kept
         else:
             self._sanctions.pop(roomKey, None)
-        self._written(self.store.removeSanction(kind, roomKey, account, nick), "sanction")
         return bool(before)
 
     def inForce(self, kind: str, roomKey: str) -> list[Sanction]:

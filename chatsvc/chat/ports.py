@@ -3,8 +3,9 @@ The ports the core talks through: what a member is (L{IMember}), where history i
 (L{IHistoryStore}, with L{NullStore}, which keeps nothing), and who holds which nickname
 (L{INicknameRegistry}, with L{LocalNicknames} for a server on its own), where accounts are
 kept (L{IAccountStore}, with L{MemoryAccountStore}) and how passwords are hashed
-(L{IPasswordHasher}). Doors implement the first; storage backends the history and the
-accounts; a cluster backend the registry.
+(L{IPasswordHasher}), and where what this server's members do is told to the other nodes of a
+cluster (L{IRelay}, with L{NoRelay} for a server on its own). Doors implement the first;
+storage backends the history and the accounts; a cluster backend the registry and the relay.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorCore
 from zope.interface import Attribute, Interface, implementer
 
-from chatsvc.chat.events import Event
+from chatsvc.chat.events import Acted, Event, Joined, Left, Moderated, Renamed, Said, TopicChanged
 
 __all__ = [
     "Account",
@@ -29,9 +30,12 @@ __all__ = [
     "IMember",
     "INicknameRegistry",
     "IPasswordHasher",
+    "IRelay",
     "LocalNicknames",
     "MemoryAccountStore",
     "NicknameTaken",
+    "NicknamesUnavailable",
+    "NoRelay",
     "NullStore",
     "StoreError",
     "StoredMessage",
@@ -233,6 +237,13 @@ class NicknameTaken(Exception):
         self.holder = holder
 
 
+class NicknamesUnavailable(Exception):
+    """
+    A registry's refusal to answer now (a cluster whose other nodes are out of reach): the
+    message, shown to the member, says why and that it is worth trying again.
+    """
+
+
 class INicknameRegistry(Interface):
     """
     Who holds which nickname, by its key (L{chatsvc.chat.names.nick_key}): the one authority on
@@ -248,8 +259,8 @@ class INicknameRegistry(Interface):
         Hold C{key} for a member of this server, shown as C{nick}.
 
         @return: a L{Deferred} that fires with L{None} once the key is held, or fails with
-            L{NicknameTaken} if it is held already (any other failure: the registry cannot
-            answer now).
+            L{NicknameTaken} if it is held already, or L{NicknamesUnavailable} if the
+            registry cannot answer now, saying why (any other failure: neither can it).
         """
 
     def relabel(key: str, nick: str) -> None:
@@ -403,3 +414,76 @@ class MemoryAccountStore:
             self.invites.discard(digest)
             return succeed(True)
         return succeed(False)
+
+
+class IRelay(Interface):
+    """
+    Where the hub tells what its own members did (never what it was told of members of other
+    nodes), for the other nodes of a cluster to do the same to their copies: each call is
+    made once the hub has decided and done it here, with the event it delivered.
+    """
+
+    def arrived(nick: str, account: str | None, host: str | None) -> None:
+        """A member arrived (its first connection): C{account} is its key, if logged in."""
+
+    def departed(nick: str, reason: str | None) -> None:
+        """A member left (its last connection), having left each of its rooms (L{left})."""
+
+    def joined(event: Joined) -> None:
+        """A member joined a room."""
+
+    def left(event: Left) -> None:
+        """A member left a room (parting, or departing)."""
+
+    def said(event: Said | Acted) -> None:
+        """A member said something, or did a C{/me}, in a room."""
+
+    def topicChanged(event: TopicChanged) -> None:
+        """A member set or cleared a room's topic."""
+
+    def renamed(event: Renamed) -> None:
+        """A member changed its nickname."""
+
+    def away(nick: str, message: str | None) -> None:
+        """A member went away with C{message}, or (L{None}) came back."""
+
+    def loggedIn(nick: str, account: str) -> None:
+        """A guest registered its nickname: it is logged in to C{account} now."""
+
+    def moderated(event: Moderated) -> None:
+        """A moderator (or an admin) did something, told as the hub told its own members."""
+
+
+@implementer(IRelay)
+class NoRelay:
+    """The relay of a server on its own: nobody else to tell."""
+
+    def arrived(self, nick: str, account: str | None, host: str | None) -> None:
+        pass
+
+    def departed(self, nick: str, reason: str | None) -> None:
+        pass
+
+    def joined(self, event: Joined) -> None:
+        pass
+
+    def left(self, event: Left) -> None:
+        pass
+
+    def said(self, event: Said | Acted) -> None:
+        pass
+
+    def topicChanged(self, event: TopicChanged) -> None:
+        pass
+
+    def renamed(self, event: Renamed) -> None:
+        pass
+
+    def away(self, nick: str, message: str | None) -> None:
+        pass
+
+    def loggedIn(self, nick: str, account: str) -> None:
+        pass
+
+    def moderated(self, event: Moderated) -> None:
+        pass

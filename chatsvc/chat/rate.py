@@ -5,10 +5,11 @@ budgets for creating rooms. Plain Python: time is passed in, never read here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Buckets", "MAX_DEBT", "TokenBucket"]
+__all__ = ["Buckets", "MAX_DEBT", "Throttle", "TokenBucket"]
 
 _Owner = TypeVar("_Owner")
 
@@ -130,3 +131,18 @@ class Buckets(Generic[_Owner]):
     def discard(self, owner: _Owner) -> None:
         """Forget C{owner}'s bucket, full or not (its owner is gone for good)."""
         self._buckets.pop(owner, None)
+
+
+class Throttle:
+    """Says yes at most once every C{interval} seconds: for log events that could repeat."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = -math.inf
+
+    def ready(self, now: float) -> bool:
+        """Whether to say it at C{now}: yes, unless it was said less than C{interval} ago."""
+        if now < self._next:
+            return False
+        self._next = now + self._interval
+        return True

@@ -98,6 +98,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from chatsvc.chat.rate import Throttle
 from chatsvc.chat import (
     KEY_RULES,
     IHistoryStore,
@@ -593,20 +594,6 @@ def _capRoom(connection: sqlite3.Connection, roomKey: str, keep: int, limit: int
     return cursor.rowcount
 
 
-class _Throttle:
-    """Says yes at most once every C{interval} seconds."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._next = -math.inf
-
-    def ready(self, now: float) -> bool:
-        if now < self._next:
-            return False
-        self._next = now + self._interval
-        return True
-
-
 _MIN_RETRY_DELAY = 0.05
 """The first retry of a failed write waits at least this long, whatever C{batchInterval}."""
 
@@ -731,15 +718,15 @@ class SQLiteStore:
         self._flushDue = False
         self._failedAttempts = 0
         self._unloggedFailures = 0
-        self._failureThrottle = _Throttle(logInterval)
+        self._failureThrottle = Throttle(logInterval)
         self._unreportedDrops = 0
-        self._dropThrottle = _Throttle(logInterval)
+        self._dropThrottle = Throttle(logInterval)
         self._pruneCall: IDelayedCall | None = None
         self._pruneCutoff: float | None = None
         self._pruneRooms: deque[str] = deque()
         self._dirtyRooms: set[str] = set()
         self._prunedThisPass = 0
-        self._pruneThrottle = _Throttle(logInterval)
+        self._pruneThrottle = Throttle(logInterval)
         # _shrinkAbove: a size check is due, deleting if the database uses more bytes than this
         # (maxBytes to begin with, then its 90 % while shrinking). _overBound: the last
         # measurement found more than maxBytes. _shrunk: deleted since shrinking began.

@@ -36,6 +36,28 @@ class EventIdsTests(SynchronousTestCase):
         ids.seen(5)
         self.assertEqual(ids.next(1.0), 10**16 + 1)
 
+    def test_slotsNeverMeet(self) -> None:
+        """
+        Givers of different slots (the nodes of a cluster) never give the same id, even in
+        the same millisecond and after seeing each other's, and each keeps increasing.
+        """
+        nodes = [EventIds(slot=slot, slots=4) for slot in range(4)]
+        given: list[int] = []
+        for step in range(200):
+            node = nodes[step % 3]
+            id = node.next(1000.0 + step // 50 / 1000)
+            self.assertEqual(id % 4, node.slot)
+            given.append(id)
+            for other in nodes:
+                other.seen(id)
+        self.assertEqual(len(set(given)), len(given))
+        self.assertEqual(given, sorted(given))
+
+    def test_badSlot(self) -> None:
+        """A slot outside the slots is refused."""
+        self.assertRaises(ValueError, EventIds, slot=4, slots=4)
+        self.assertRaises(ValueError, EventIds, slot=0, slots=64)
+
     def test_fitsAJavaScriptNumber(self) -> None:
         """Ids stay below 2**53 for two centuries (a page may keep them as numbers)."""
         self.assertLess(EventIds().next(8_000_000_000.0), 2**53)  # the year 2223
