@@ -3,10 +3,10 @@ The running server as a tree of Twisted services: the history, the accounts, the
 every door, and one listening service for each door and endpoint. L{ChatService} starts them in
 that order and stops them in the reverse one, each stop done before the next begins:
 
-    start: history read ─► accounts read ─► sessions ─► every door listening ─► history written
-           in the background
+    start: (cluster link) ─► history read ─► accounts read ─► sessions ─► every door listening
+           ─► history written in the background
     stop:  every door stops listening ─► every session told and closed ─► password threads
-           stopped ─► history written, closed
+           stopped ─► history written, closed ─► (cluster goodbye)
 
 so that nobody arrives once the goodbyes have begun, and every message said before the last
 connection closed is on disk before the process exits.
@@ -88,10 +88,14 @@ class HistoryService(service.Service):
 
     name = "history"
 
-    def __init__(self, reactor: IReactorCore, hub: Hub) -> None:
+    def __init__(self, reactor: IReactorCore, hub: Hub, readAtStart: bool = True) -> None:
+        """
+        @param readAtStart: whether to read the history before listening; not in a cluster,
+            whose node reads it once it has joined (L{chatsvc.cluster}).
+        """
         self._reactor = reactor
         self.hub = hub
-        self._read = False
+        self._read = not readAtStart
 
     def privilegedStartService(self) -> None:
         """
@@ -136,11 +140,17 @@ class AccountsService(service.Service):
 
     name = "accounts"
 
-    def __init__(self, reactor: IReactorCore, hub: Hub, hasher: Argon2Hasher | None) -> None:
+    def __init__(
+        self, reactor: IReactorCore, hub: Hub, hasher: Argon2Hasher | None, readAtStart: bool = True
+    ) -> None:
+        """
+        @param readAtStart: whether to read them before listening; not in a cluster, whose
+            node reads them each time it joins (L{chatsvc.cluster}).
+        """
         self._reactor = reactor
         self.hub = hub
         self.hasher = hasher
-        self._read = False
+        self._read = not readAtStart
 
     def privilegedStartService(self) -> None:
         """
@@ -279,6 +289,7 @@ class ChatService(service.MultiService):
         logObserver: ILogObserver | None = None,
         prepare: Iterable[Any] = (),
         hasher: Argon2Hasher | None = None,
+        cluster: service.Service | None = None,
     ) -> None:
         """
         @param hub: the members and rooms every door's connections join.
@@ -289,6 +300,10 @@ class ChatService(service.MultiService):
             raising the open-files limit.
         @param hasher: the password hasher of the hub's accounts, whose threads the server
             starts and stops.
+        @param cluster: this node of a cluster (L{chatsvc.cluster.node.ClusterNode}), if the
+            server is one: started first and stopped last, once every member has left; it
+            reads the history and the accounts once it has joined, instead of their services
+            before listening.
         """
         super().__init__()
         self._reactor = reactor
@@ -298,8 +313,11 @@ class ChatService(service.MultiService):
         self._logObserver = logObserver
         self._prepare = list(prepare)
         self._privileged = False
-        HistoryService(reactor, hub).setServiceParent(self)
-        AccountsService(reactor, hub, hasher).setServiceParent(self)
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.setServiceParent(self)
+        HistoryService(reactor, hub, readAtStart=cluster is None).setServiceParent(self)
+        AccountsService(reactor, hub, hasher, readAtStart=cluster is None).setServiceParent(self)
         SessionsService(admission).setServiceParent(self)
         self.listeners: list[ListeningService] = []
         for door in self.doors.values():

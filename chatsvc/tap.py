@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 
 import structlog
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
@@ -20,6 +21,7 @@ from chatsvc.chat import (
     CROWD_SIZE,
     DEFAULT_ROOM,
     REGISTRATION_MODES,
+    Account,
     Accounts,
     ChatError,
     Hub,
@@ -34,7 +36,7 @@ from chatsvc.sessions.admission import Admission
 from chatsvc.sessions.limits import Limits
 from chatsvc.sessions.outbox import Outbox
 from chatsvc.line.protocol import ChatFactory, ChatProtocol
-from chatsvc.metrics import Metric, makeMetricsSite
+from chatsvc.metrics import Histogram, Metric, makeMetricsSite
 from chatsvc.service import ChatService, Door, StartupFailed, freezeStartupObjects
 from chatsvc.chat.moderation import IModerationStore, MemoryModerationStore, Moderation
 from chatsvc.storage.accounts import SQLiteAccountStore
@@ -42,6 +44,15 @@ from chatsvc.storage.moderation import SQLiteModerationStore
 from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 from chatsvc.irc.protocol import IrcFactory, IrcProtocol
+from chatsvc.cluster.node import DEFAULT_LEASE, LAG_BUCKETS, ClusterNode, RedisLink, defaultNodeName
+from chatsvc.cluster.shared import SharedAccountStore, SharedModerationStore, applyModerationChange
+from chatsvc.cluster.stores import (
+    RedisAccountStore,
+    RedisHistoryStore,
+    RedisModerationStore,
+    checkDurability,
+)
+from chatsvc.cluster.url import parseRedisUrl
 from chatsvc.web.protocol import WebFactory, WebSession
 from chatsvc.web.site import makeSite
 
@@ -348,6 +359,39 @@ class Options(usage.Options):
             "yes",
             "Whether members who have not logged in to an account may chat: yes or no.",
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Join a cluster of nodes sharing rooms, nicknames, accounts and history through "
+            "the Redis at this URL: redis://[:PASSWORD@]HOST[:PORT][/DB], or rediss:// for "
+            "TLS. Accounts, moderation and history are then kept in Redis, not in --db "
+            "(python -m chatsvc.cluster.migrate moves a --db file there). Without it: one "
+            "node on its own.",
+        ],
+        [
+            "node-name",
+            None,
+            None,
+            "This node's name in the cluster, its logs and metrics, unique among the nodes "
+            "(default: host name and line door port, HOST:5051).",
+        ],
+        [
+            "lease",
+            None,
+            DEFAULT_LEASE,
+            "Seconds the other nodes wait for a node gone silent (killed, cut off) before "
+            "announcing its members as left and freeing their nicknames; it renews its "
+            "lease every third of that.",
+            _positiveFloat,
+        ],
+        [
+            "redis-prefix",
+            None,
+            "chatsvc:",
+            "What the cluster's keys and channels in Redis start with, so that several "
+            "clusters can share one Redis.",
+        ],
     ]
 
     optFlags = [
@@ -441,6 +485,20 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--server-name must be a host name (letters, digits, '.' and '-'), not {self['server-name']!r}"
             )
+        if self["redis"] is not None:
+            try:
+                self["redis-address"] = parseRedisUrl(self["redis"])
+            except ValueError as error:
+                raise usage.UsageError(f"--redis: {error}")
+            if self["node-name"] is None:
+                self["node-name"] = defaultNodeName(_portOf(self["endpoints"][0]))
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}", self["node-name"]):
+                raise usage.UsageError(
+                    "--node-name must be 1 to 64 letters, digits, '.', '_', ':' and '-', "
+                    f"not {self['node-name']!r}"
+                )
+        elif self["node-name"] is not None:
+            raise usage.UsageError("--node-name names a node of a cluster: give --redis too")
         if self["motd"] is not None:
             try:
                 with open(self["motd"], encoding="utf-8") as file:
@@ -449,6 +507,12 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--motd: cannot read {self['motd']}: {error}")
         else:
             self["motd-lines"] = None
+
+
+def _portOf(description: str) -> str:
+    # The port of an endpoint description, for a node's default name (a UNIX socket's path).
+    fields = description.split(":")
+    return fields[1] if len(fields) > 1 else description
 
 
 def _endpoint(description: str) -> str:
@@ -511,7 +575,9 @@ def ensureFileLimit(needed: int) -> None:
 _DOORS = (("line", ChatProtocol), ("web", WebSession), ("irc", IrcProtocol))
 
 
-def _metrics(hub: Hub, admission: Admission, accounts: Accounts, store: IHistoryStore) -> list[Metric]:
+def _metrics(
+    hub: Hub, admission: Admission, accounts: Accounts, store: IHistoryStore, node: ClusterNode | None
+) -> list[Metric]:
     # What /metrics reports (docs/metrics.md), each read when it is asked for.
     def connections() -> dict[tuple[tuple[str, str], ...], float]:
         counts = {name: 0 for name, _ in _DOORS}
@@ -521,8 +587,22 @@ def _metrics(hub: Hub, admission: Admission, accounts: Accounts, store: IHistory
                     counts[name] += 1
         return {(("door", name),): count for name, count in counts.items()}
 
-    history = store if isinstance(store, SQLiteStore) else None
-    return [
+    history = store if isinstance(store, (SQLiteStore, RedisHistoryStore)) else None
+    cluster = [] if node is None else [
+        Metric("chatsvc_redis_up", "gauge", "Whether this node is linked to Redis and in the cluster (1) or not (0).", lambda: int(node.inCluster)),
+        Metric("chatsvc_redis_outages_total", "counter", "Times the link to Redis was lost.", lambda: node.outages),
+        Metric("chatsvc_cluster_nodes", "gauge", "Nodes of the cluster this node knows of, itself included.", lambda: len(node.peers) + 1),
+        Metric("chatsvc_cluster_published_total", "counter", "Messages this node published to the others.", lambda: node.published),
+        Metric("chatsvc_cluster_unpublished_total", "counter", "Messages this node could not publish (Redis out of reach).", lambda: node.unpublished),
+        Metric("chatsvc_cluster_received_total", "counter", "Messages of other nodes this node applied.", lambda: node.received),
+        Metric(
+            "chatsvc_cluster_lag_seconds",
+            "histogram",
+            "Seconds from another node's publishing a message to this node's delivering it.",
+            lambda: Histogram(LAG_BUCKETS, node.lagBuckets, node.lagSum),
+        ),
+    ]
+    return cluster + [
         Metric("chatsvc_connections", "gauge", "Open connections, named or not, by door.", connections),
         Metric("chatsvc_members", "gauge", "Members here (an account on several connections is one).", lambda: len(hub)),
         Metric("chatsvc_rooms", "gauge", "Rooms (with members, history or a topic).", lambda: len(hub.rooms())),
@@ -566,10 +646,25 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
     )
     store: IHistoryStore
     accountStore: IAccountStore
-    if options["db"] == ":memory:":
+    link = RedisLink()
+    redisAccounts: RedisAccountStore | None = None
+    node: ClusterNode | None = None
+    if options["redis"] is not None:
+        prefix = options["redis-prefix"]
+        days = options["history-days"]
+        store = RedisHistoryStore(
+            link, prefix, keepPerRoom=options["history-keep"], maxAge=days * 86400 if days else None
+        )
+        redisAccounts = RedisAccountStore(link, prefix)
+        accountStore = SharedAccountStore(redisAccounts, lambda key: node.accountChanged(key) if node else None)
+        moderationStore: IModerationStore = SharedModerationStore(
+            RedisModerationStore(link, prefix),
+            lambda change, value: node.moderationChanged(change, value) if node else None,
+        )
+    elif options["db"] == ":memory:":
         store = NullStore()
         accountStore = MemoryAccountStore()
-        moderationStore: IModerationStore = MemoryModerationStore()
+        moderationStore = MemoryModerationStore()
     else:
         days = options["history-days"]
         store = SQLiteStore(
@@ -602,6 +697,19 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         accounts=accounts,
         moderation=Moderation(reactor, moderationStore),  # type: ignore[arg-type]
     )
+    if options["redis"] is not None:
+        node = ClusterNode(
+            reactor,
+            hub,
+            options["redis-address"],
+            options["node-name"],
+            lease=options["lease"],
+            prefix=options["redis-prefix"],
+            link=link,
+            reloadAccount=lambda key: _reloadAccount(redisAccounts, accounts, key),  # type: ignore[arg-type]
+            moderationChanged=lambda change, value: applyModerationChange(hub.moderation, change, value),
+            joinedCluster=_sharedStateReader(hub, accounts, store, link),  # type: ignore[arg-type]
+        )
     # What every door shares: one admission (the caps count every door's connections together)
     # and one outbox (writes gathered per reactor turn, whichever door caused them).
     admission = Admission(reactor, limits)  # type: ignore[arg-type]
@@ -637,7 +745,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         )
         doors.append(Door("irc", irc, tuple(options["irc-endpoints"])))
     if options["metrics-listen"]:
-        metrics = _metrics(hub, admission, accounts, store)
+        metrics = _metrics(hub, admission, accounts, store, node)
         doors.append(Door("metrics", makeMetricsSite(lambda: metrics), tuple(options["metrics-listen"])))
     return ChatService(
         reactor,
@@ -647,4 +755,37 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         observer,
         hasher=hasher,
         prepare=[lambda: ensureFileLimit(limits.maxConnections + _SPARE_FILES)],
+        cluster=node,
     )
+
+
+def _reloadAccount(store: RedisAccountStore, accounts: Accounts, key: str) -> Deferred[None]:
+    # Another node registered or changed the account `key`: read it again.
+    def remember(account: Account | None) -> None:
+        if account is not None:
+            accounts.remember(account)
+
+    return store.loadAccount(key).addCallback(remember)
+
+
+def _sharedStateReader(
+    hub: Hub, accounts: Accounts, store: RedisHistoryStore, link: RedisLink
+) -> Callable[[], Deferred[None]]:
+    # What a node reads each time it joins its cluster (first, and after an outage): the
+    # accounts and moderation as they are now, and, the first time, the rooms' history.
+    first = True
+
+    async def read() -> None:
+        nonlocal first
+        if first:
+            for warning in await checkDurability(link):
+                _log.warning("redis_not_durable", reason=warning)
+        await accounts.load()
+        await hub.moderation.load()
+        if first:
+            await store.preload(hub.historyKept)
+            hub.restore(store.recent(hub.historyKept))
+            first = False
+        _log.info("cluster_state_read", accounts=len(accounts), admins=len(hub.moderation.adminKeys))
+
+    return lambda: Deferred.fromCoroutine(read())

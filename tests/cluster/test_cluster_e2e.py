@@ -1,0 +1,367 @@
+"""
+End-to-end tests of a cluster: a real C{redis-server} (L{tests.redis.RedisServer}) and two or
+three real C{twistd -n chatroom --redis ...} nodes, each on free loopback ports for all of its
+doors; members on netcat, IRC and the terminal client's wire, on different nodes.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.processes import TIMEOUT, Server, environment
+from tests.redis import RedisServer
+from tests.test_accounts_e2e import Netcat, member
+
+LEASE = 2.0
+"""The nodes' lease in these tests: short, so that a node gone silent is noticed quickly."""
+
+
+class IrcMember:
+    """A plain IRC connection, registered with NICK and USER, read a line at a time."""
+
+    def __init__(self, test: SynchronousTestCase, port: int, nick: str) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.file = self.socket.makefile("rb")
+        test.addCleanup(self.close)
+        self.send(f"NICK {nick}")
+        self.send(f"USER {nick.lower()} 0 * :{nick}")
+        self.expect(r" 001 ")
+
+    def send(self, line: str) -> None:
+        self.socket.sendall(line.encode("utf-8") + b"\r\n")
+
+    def expect(self, pattern: str) -> str:
+        while True:
+            raw = self.file.readline()
+            if not raw:
+                raise AssertionError(f"connection closed before a line matching {pattern!r}")
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line.startswith("PING "):
+                self.send("PONG " + line[5:])
+            if re.search(pattern, line):
+                return line
+
+    def close(self) -> None:
+        self.file.close()
+        self.socket.close()
+
+
+class ClusterTestCase(SynchronousTestCase):
+    """A Redis of the test's own, and nodes of one cluster on it."""
+
+    def setUp(self) -> None:
+        self.directory = Path(self.mktemp()).resolve()
+        self.directory.mkdir()
+        self.redis = RedisServer(self, appendonly=True)
+
+    def node(self, name: str, *options: str, lease: float = LEASE) -> Server:
+        """A node, once it has joined the cluster."""
+        server = Server(
+            self.directory,
+            "--redis",
+            self.redis.url,
+            "--node-name",
+            name,
+            "--lease",
+            str(lease),
+            *options,
+        )
+        self.addCleanup(server.stop)
+        server.waitListening()
+        server.waitWebListening()
+        server.waitIrcListening()
+        server.stdout.expect("cluster_joined")
+        return server
+
+    def nodes(self, count: int = 2, lease: float = LEASE) -> list[Server]:
+        servers = [self.node(f"node{n}", lease=lease) for n in range(1, count + 1)]
+        # Each knows every other before the test goes on.
+        for server in servers:
+            for _ in range(count - 1):
+                server.stdout.expect("cluster_peer_seen")
+        return servers
+
+
+class ChatTests(ClusterTestCase):
+    def test_acrossNodesAndDoors(self) -> None:
+        """
+        A netcat member on one node, a netcat and an IRC member on another: each line reaches
+        the others once and in order, whoever said it and wherever; member lists and history
+        are the same from both nodes.
+        """
+        a, b = self.nodes()
+        alice = member(self, a.port, "Alice")
+        carol = member(self, b.port, "Carol")
+        alice.expect("^Carol joined!$")
+        dave = IrcMember(self, b.ircPort, "Dave")
+        dave.send("JOIN #lobby")
+        dave.expect(r"JOIN #lobby")
+        alice.expect("^Dave joined!$")
+        for n in range(30):
+            alice.send(f"line {n}")
+        # (Carol may have come before her node heard of Alice: then she sees her join first.)
+        carol.expect("^Alice: line 0$")
+        for n in range(1, 30):
+            self.assertEqual(carol.line(), f"Alice: line {n}")
+        for n in range(30):
+            dave.expect(rf":Alice!\S+ PRIVMSG #lobby :line {n}$")
+        dave.send("PRIVMSG #lobby :hello from IRC")
+        alice.expect("^Dave: hello from IRC$")
+        carol.expect("^Dave: hello from IRC$")
+        alice.send("/who")
+        alice.expect(r"^\*\*\* Members \(3\): Alice, Carol, Dave$")
+        carol.send("/who")
+        carol.expect(r"^\*\*\* Members \(3\): Alice, Carol, Dave$")
+        # A whisper across nodes.
+        carol.send("/msg Alice just you")
+        alice.expect(r"^\*Carol\* just you$")
+        # The same history from either node, read from the one store.
+        histories: list[list[str]] = []
+        for node in (a, b):
+            reader = member(self, node.port, f"Reader{len(histories)}")
+            reader.expect(r"^\*\*\* Type /help")  # after the history shown on joining
+            reader.send("/history 40")
+            reader.expect(r"^\*\*\* History of lobby")
+            lines = []
+            while True:
+                line = reader.line()
+                if line.startswith("*** End of history"):
+                    break
+                lines.append(re.sub(r"^\*\*\* \[[^]]+\] ", "", line))
+            histories.append(lines)
+        self.assertEqual(histories[0], histories[1])
+        self.assertEqual(histories[0], [f"Alice: line {n}" for n in range(30)] + ["Dave: hello from IRC"])
+
+    def test_nicknameRace(self) -> None:
+        """Two nodes asked for one nickname at the same moment: exactly one gives it."""
+        a, b = self.nodes()
+        for round in range(15):
+            nick = f"Racer{round}"
+            connections = [Netcat(node.port) for node in (a, b)]
+            for connection in connections:
+                self.addCleanup(connection.close)
+                self.assertEqual(connection.line(), "GET_NAME")
+            for connection in connections:
+                connection.socket.sendall(nick.encode() + b"\n")
+            answers = sorted(connection.line() for connection in connections)
+            self.assertEqual(
+                answers,
+                [f"*** Error: nickname '{nick}' is already in use", f"{nick} connected to server!"],
+                nick,
+            )
+
+    def test_accountsAndModeration(self) -> None:
+        """
+        An account registered on one node is reserved on the other and logs in there; an
+        operator's ban on one node puts out a member on the other.
+        """
+        a, b = self.nodes()
+        watcher = member(self, b.port, "Watcher")
+        alice = member(self, a.port, "Alice", register="sesame-open")
+        alice.send("/join games")
+        alice.expect("You joined games")
+        alice.send("/quit")
+        alice.expect(r"^\*\*\* Goodbye")
+        watcher.expect("^Alice left!")
+        guest = Netcat(b.port)
+        self.addCleanup(guest.close)
+        guest.line()
+        guest.send("alice")
+        self.assertEqual(guest.line(), "GET_PASSWORD")
+        guest.send("sesame-open")
+        self.assertEqual(guest.line(), "Alice connected to server!")
+        owner = guest
+        owner.send("/join games")
+        owner.expect("You joined games")
+        bob = member(self, a.port, "Bob")
+        bob.send("/join games")
+        bob.expect("You joined games")
+        owner.expect("^Bob joined!$")
+        owner.send("/ban Bob 10m spam")
+        owner.expect("Bob was banned by Alice")
+        bob.expect("Bob was banned by Alice")
+        bob.send("/join games")
+        bob.expect(r"^\*\*\* Error: you are banned from games")
+
+
+class FaultTests(ClusterTestCase):
+    def test_killed(self) -> None:
+        """
+        A node killed (SIGKILL): within its lease, the other announces its members as left and
+        frees their nicknames; every line its members said that anyone saw is in the history.
+        """
+        a, b = self.nodes()
+        alice = member(self, a.port, "Alice")
+        bob = member(self, b.port, "Bob")
+        alice.expect("^Bob joined!$")
+        for n in range(20):
+            bob.send(f"before the crash {n}")
+        for n in range(20):
+            alice.expect(f"^Bob: before the crash {n}$")
+        killed = time.monotonic()
+        b.process.kill()
+        b.wait()
+        alice.expect(r"^Bob left! \(its node node2 stopped answering\)$")
+        elapsed = time.monotonic() - killed
+        self.assertLess(elapsed, LEASE + LEASE / 3 + 2, "noticed within the lease")
+        again = member(self, a.port, "Bob")
+        again.send("/history 40")
+        again.expect(r"^\*\*\* History of lobby")
+        for n in range(20):
+            again.expect(f"Bob: before the crash {n}$")
+
+    def test_stopped(self) -> None:
+        """A node stopped (SIGTERM): its members leave at once on the other node."""
+        a, b = self.nodes(lease=30.0)
+        alice = member(self, a.port, "Alice")
+        member(self, b.port, "Bob")
+        alice.expect("^Bob joined!$")
+        stopped = time.monotonic()
+        self.assertEqual(b.terminate(), 0)
+        alice.expect(r"^Bob left! \(server shutting down\)$")
+        self.assertLess(time.monotonic() - stopped, 10, "well before the lease of 30 s")
+        member(self, a.port, "Bob")
+
+    def test_redisRestarted(self) -> None:
+        """
+        Redis restarted: each node tells its members, refuses arrivals meanwhile with a clear
+        error, and once back the cluster is whole again, nothing announced twice.
+        """
+        a, b = self.nodes(lease=6.0)
+        alice = member(self, a.port, "Alice")
+        zed = member(self, a.port, "Zed")
+        bob = member(self, b.port, "Bob")
+        alice.expect("^Bob joined!$")
+        zed.expect("^Bob joined!$")
+        self.redis.stop()
+        alice.expect("the other nodes of this chat are out of reach")
+        bob.expect("the other nodes of this chat are out of reach")
+        a.stdout.expect("redis_unreachable")
+        newcomer = Netcat(a.port)
+        self.addCleanup(newcomer.close)
+        newcomer.line()
+        newcomer.send("Carol")
+        self.assertEqual(
+            newcomer.line(),
+            "*** Error: the other nodes of this chat are out of reach just now: try again in a moment",
+        )
+        # Members of one node still talk among themselves.
+        alice.send("still here")
+        zed.expect("^Alice: still here$")
+        self.redis.restart()
+        alice.expect("the other nodes of this chat are back in reach")
+        bob.expect("the other nodes of this chat are back in reach")
+        alice.send("after the restart")
+        bob.expect("^Alice: after the restart$")
+        bob.send("/who")
+        line = bob.expect(r"^\*\*\* Members")
+        self.assertEqual(line, "*** Members (3): Alice, Bob, Zed")
+        # Nothing announced again while the views were brought in line.
+        alice.send("/who")
+        self.assertEqual(
+            alice.expect(r"^(\*\*\* Members|Bob (joined|left))"), "*** Members (3): Alice, Bob, Zed"
+        )
+
+    def test_cutOffPastTheLease(self) -> None:
+        """
+        Redis out of reach for longer than the lease: the node stops serving the members
+        that the other nodes have announced as gone (they may connect again).
+        """
+        a, b = self.nodes()
+        alice = member(self, a.port, "Alice")
+        member(self, b.port, "Bob")
+        alice.expect("^Bob joined!$")
+        self.redis.stop()
+        alice.expect("out of reach")
+        alice.expect("cut off from the rest of the chat for too long")
+        alice.file.read()  # to the end: the connection is closed, not left open
+        self.redis.restart()
+        a.stdout.expect("cluster_joined")
+        b.stdout.expect("cluster_joined")
+        # Bob's node was cut off as long, and let Bob go too: once each node has heard the
+        # other's state, neither has him.
+        again = member(self, a.port, "Alice")
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            again.send("/who")
+            members = again.expect(r"^\*\*\* Members")
+            if members == "*** Members (1): Alice" or time.monotonic() > deadline:
+                break
+        self.assertEqual(members, "*** Members (1): Alice")
+
+
+class AdministrationTests(ClusterTestCase):
+    def admin(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "chatsvc.admin", "--redis", self.redis.url, *arguments],
+            cwd=self.directory,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+
+    def test_adminAcrossNodes(self) -> None:
+        """
+        The admin tool makes an admin in the cluster's Redis; the admin's announcement on one
+        node reaches every node, and a /kill on one node disconnects a member on the other.
+        """
+        a, b = self.nodes()
+        root = member(self, a.port, "Root", register="sesame-open")
+        made = self.admin("admin", "root")
+        self.assertEqual(made.stdout, "Root is now a server admin\n", made.stderr)
+        self.assertIn("Root\tregistered", self.admin("accounts").stdout)
+        bob = member(self, b.port, "Bob")
+        root.expect("^Bob joined!$")
+        root.send("/announce pizza in ten minutes")
+        bob.expect(r"Announcement from Root: pizza in ten minutes")
+        root.send("/kill Bob enough")
+        bob.expect(r"^\*\*\* Disconnected: .*enough")
+        root.expect(r"^Bob left!")
+        audit = self.admin("audit").stdout
+        self.assertIn("Root: announce", audit)
+        self.assertIn("Root: kill Bob (enough)", audit)
+
+    def test_migratedFromOneNode(self) -> None:
+        """
+        A single node's SQLite file, moved into Redis with the migration tool: its accounts
+        log in on the cluster's nodes, and its history is there, under its ids.
+        """
+        database = self.directory / "single.db"
+        single = Server(self.directory, "--db", str(database))
+        self.addCleanup(single.stop)
+        single.waitListening()
+        alice = member(self, single.port, "Alice", register="sesame-open")
+        for n in range(5):
+            alice.send(f"said on one node {n}")
+        alice.send("/quit")
+        alice.expect(r"^\*\*\* Goodbye")
+        self.assertEqual(single.terminate(), 0)
+        moved = subprocess.run(
+            [sys.executable, "-m", "chatsvc.cluster.migrate", "--db", str(database), "--redis", self.redis.url],
+            cwd=self.directory,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        self.assertEqual(moved.returncode, 0, moved.stdout + moved.stderr)
+        a, b = self.nodes()
+        owner = Netcat(b.port)
+        self.addCleanup(owner.close)
+        owner.line()
+        owner.send("alice")
+        self.assertEqual(owner.line(), "GET_PASSWORD")
+        owner.send("sesame-open")
+        self.assertEqual(owner.line(), "Alice connected to server!")
+        for n in range(5):
+            owner.expect(f"Alice: said on one node {n}$")
