@@ -365,3 +365,51 @@ class AdministrationTests(ClusterTestCase):
         self.assertEqual(owner.line(), "Alice connected to server!")
         for n in range(5):
             owner.expect(f"Alice: said on one node {n}$")
+
+
+class PageTests(ClusterTestCase):
+    def test_pagesOnBothNodes(self) -> None:
+        """
+        Chromium pages on either node talk with a netcat member of the first; scrolled back to
+        the beginning, both pages show the same history, read from the one store.
+        """
+        from tests.web.browser import launchBrowser, newPage, screenshot
+        from tests.web.test_page_e2e import WAIT_MS, login, say, timeline
+
+        from playwright.sync_api import expect
+
+        browser = launchBrowser(self)
+        a = self.node("node1", "--history-max", "20", "--history-lines", "20")
+        b = self.node("node2", "--history-max", "20", "--history-lines", "20")
+        a.stdout.expect("cluster_peer_seen")
+        b.stdout.expect("cluster_peer_seen")
+        alice = member(self, a.port, "Alice")
+        for n in range(1, 61):
+            alice.send(f"m{n}")
+        pages = []
+        for name, node in (("Bob", b), ("Carol", a)):
+            page = newPage(self, browser)
+            page.set_viewport_size({"width": 1280, "height": 800})
+            login(page, f"http://127.0.0.1:{node.webPort}/", name)
+            expect(page.locator("#timeline")).to_contain_text("m60", timeout=WAIT_MS)
+            pages.append(page)
+        bob, carol = pages
+        say(bob, "hello from the second node")
+        alice.expect("^Bob: hello from the second node$")
+        expect(carol.locator("#timeline")).to_contain_text("hello from the second node", timeout=WAIT_MS)
+        texts = []
+        for page in pages:
+            for _ in range(20):
+                if "Beginning of #lobby" in timeline(page):
+                    break
+                page.evaluate("document.querySelector('#timeline').scrollTop = 0")
+                older = page.locator("#timeline [data-older]")
+                if older.count():
+                    older.first.click()
+                page.wait_for_timeout(200)
+            expect(page.locator("#timeline")).to_contain_text("Beginning of #lobby", timeout=WAIT_MS)
+            text = timeline(page)
+            texts.append([line for line in text.split("\n") if re.fullmatch(r"m\d+", line)])
+        screenshot(bob, "cluster-page-node2")
+        self.assertEqual(texts[0], [f"m{n}" for n in range(1, 61)])
+        self.assertEqual(texts[0], texts[1])
