@@ -91,6 +91,9 @@ OUT_OF_REACH = (
 )
 """Why an arrival or a rename is refused while Redis cannot be reached."""
 
+CUT_OFF = "this node was cut off from the rest of the chat for too long: connect again"
+"""Why a node lets its members go once its lease ran out while Redis was out of reach."""
+
 # The scripts: each runs atomically in Redis. Values of nickname keys are OWNER \t NICK, with
 # OWNER = NODE/INCARNATION.
 
@@ -565,12 +568,9 @@ class ClusterNode(service.Service):
         # The links stay up: try again on the next renewal.
 
     async def _join(self) -> None:
-        now = self.reactor.seconds()
-        if self._lastRenewed is not None and now - self._lastRenewed >= self.lease:
+        if self._pastLease():
             # Cut off past the lease: the others have announced this node's members gone.
-            self._expelAll(
-                "this node was cut off from the rest of the chat for too long: connect again"
-            )
+            self._expelAll(CUT_OFF)
         leaseMs = int(self.lease * 1000)
         slot = int(await self.run(_SLOT, [], [self.key("slot:"), self.owner, leaseMs, MAX_SLOTS]))
         if slot < 0:
@@ -606,12 +606,8 @@ class ClusterNode(service.Service):
 
     def _renew(self) -> None:
         if not self.inCluster:
-            now = self.reactor.seconds()
-            if self._lastRenewed is not None and now - self._lastRenewed >= self.lease and self.hub.members():
-                if any(getattr(m, "node", None) is None for m in self.hub.members()):
-                    self._expelAll(
-                        "this node was cut off from the rest of the chat for too long: connect again"
-                    )
+            if self._pastLease():
+                self._expelAll(CUT_OFF)
             self._maybeJoin()
             return
         leaseMs = int(self.lease * 1000)
@@ -621,6 +617,11 @@ class ClusterNode(service.Service):
             [self.incarnation, leaseMs, "renew", self.owner],
         )
         renewed.addCallbacks(self._renewed, self._renewFailed)
+
+    def _pastLease(self) -> bool:
+        # Whether the lease has run out since it was last renewed (the node was in the cluster).
+        last = self._lastRenewed
+        return last is not None and self.reactor.seconds() - last >= self.lease
 
     def _renewed(self, ok: Any) -> defer.Deferred[None] | None:
         if not int(ok):

@@ -264,6 +264,10 @@ class ClusterTests(TestCase):
         # Refused what a node cannot decide alone.
         failure = await defer.Deferred.fromCoroutine(self.refusedArrival(a))
         self.assertEqual(str(failure), OUT_OF_REACH)
+        with self.assertRaises(ChatError) as renaming:
+            await a.hub.rename(alice, "Alicia")
+        self.assertEqual(str(renaming.exception), OUT_OF_REACH)
+        self.assertEqual(a.hub.nickOf(alice), "Alice")
         # Its own members still talk among themselves.
         carolsNode = a
         self.server.restart()
