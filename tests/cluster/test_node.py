@@ -176,6 +176,31 @@ class ClusterTests(TestCase):
         self.assertIsNone(self.server.command("GET", f"chatsvc:nick:{nick_key('Alice')}"))
 
     @defer.inlineCallbacks
+    def test_lateNode(self) -> Any:
+        """A node started later learns every member, room, topic and away message there is."""
+        yield defer.Deferred.fromCoroutine(self.lateNode())
+
+    async def lateNode(self) -> None:
+        a, b = await self.twoNodes()
+        alice = await arrive(a, "Alice")
+        bob = await arrive(b, "Bob")
+        a.hub.join(alice, "games")
+        a.hub.setTopic(alice, a.hub.room("games"), "chess at 8")
+        b.hub.setAway(bob, "lunch")
+        await until(lambda: b.hub.awayOf("Bob") == "lunch" and "games" in [r.name for r in b.hub.rooms()], "b has it all")
+        c = self.cluster.node("c")
+        await self.cluster.ready()
+        await until(lambda: nicks(c) == ["Alice", "Bob"], "c knows both")
+        await until(lambda: c.hub.awayOf("Bob") == "lunch", "c knows Bob is away")
+        self.assertEqual(nicks(c, "games"), ["Alice"])
+        self.assertEqual(c.hub.room("games").topic, "chess at 8")
+        carol = await arrive(c, "Carol")
+        c.hub.join(carol, "games")
+        await until(lambda: Joined("games", "Carol") in alice.events, "Alice sees Carol join")
+        with self.assertRaises(NameInUse):
+            await c.hub.arrive(Member(c.hub), "bob")
+
+    @defer.inlineCallbacks
     def test_nicknameRace(self) -> Any:
         """Two nodes claiming one nickname at the same moment: exactly one has it."""
         yield defer.Deferred.fromCoroutine(self.nicknameRace())
