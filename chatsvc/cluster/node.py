@@ -267,7 +267,8 @@ class ClusterNicknames:
             node.runQuietly(_RELABEL, [node.key("nick:", key)], [node.owner, nick])
 
     def release(self, key: str) -> None:
-        if self.held.pop(key, None) is not None:
+        # Out of reach, the node lets go of it when it joins again (see ClusterNode._join).
+        if self.held.pop(key, None) is not None and self._node.linked:
             node = self._node
             node.runQuietly(_RELEASE, [node.key("nick:", key), node.nicksKey], [node.owner, key])
 
@@ -418,7 +419,6 @@ class ClusterNode(service.Service):
         self._subscriber: Any = None
         self._factories: list[Any] = []
         self._peers: dict[str, _Peer] = {}
-        self._seq = 0
         self._slot: int | None = None
         self._renewing = LoopingCall(self._renew)
         self._renewing.clock = reactor
@@ -586,6 +586,10 @@ class ClusterNode(service.Service):
         ids.slot, ids.slots = slot, MAX_SLOTS
         # An earlier incarnation of this node (killed, then started again) may hold names.
         await self.run(_FREE, [self.nicksKey, self.key("node:", self.nodeName)], [self.key("nick:"), self.nodeName])
+        # Those given up while Redis was out of reach.
+        for key in await self._commands.smembers(self.nicksKey):
+            if _text(key) not in self.nicknames.held:
+                await self.run(_RELEASE, [self.key("nick:", _text(key)), self.nicksKey], [self.owner, _text(key)])
         lost = []
         for key, nick in list(self.nicknames.held.items()):
             reply = await self.run(_CLAIM, [self.key("nick:", key), self.nicksKey], [self.owner, nick, key])
@@ -684,10 +688,8 @@ class ClusterNode(service.Service):
         if conn is None or (not self.inCluster and message["k"] not in ("hello", "state")):
             self.unpublished += 1
             return
-        self._seq += 1
         message["n"] = self.nodeName
         message["i"] = self.incarnation
-        message["s"] = self._seq
         message["w"] = round(self.reactor.seconds(), 6)
         data = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         self.published += 1

@@ -312,6 +312,33 @@ class ClusterTests(TestCase):
         with self.assertRaises(NameInUse):
             await b.hub.arrive(carol, "alice")
 
+    @defer.inlineCallbacks
+    def test_leftDuringOutage(self) -> Any:
+        """
+        A member who leaves while Redis is out of reach is gone from every node once it is
+        back, and its nickname free: kept in Redis's append-only file, its claim is let go.
+        """
+        yield defer.Deferred.fromCoroutine(self.leftDuringOutage())
+
+    async def leftDuringOutage(self) -> None:
+        self.server = RedisServer(self, appendonly=True)
+        self.cluster = Cluster(self, self.server)
+        a, b = self.cluster.node("a", lease=6.0), self.cluster.node("b", lease=6.0)
+        await self.cluster.ready()
+        alice = await arrive(a, "Alice")
+        await arrive(b, "Bob")
+        await until(lambda: nicks(b) == ["Alice", "Bob"], "B sees Alice")
+        key = f"chatsvc:nick:{nick_key('Alice')}"
+        self.assertIsNotNone(self.server.command("GET", key))
+        self.server.stop()
+        await until(lambda: not a.inCluster, "A knows Redis is gone")
+        a.hub.depart(alice, "gone home")
+        self.server.restart()
+        await self.cluster.ready()
+        await until(lambda: nicks(b) == ["Bob"], "Alice is gone from B")
+        await until(lambda: self.server.command("GET", key) is None, "Alice's nickname is free")
+        await arrive(b, "Alice")
+
     async def refusedArrival(self, node: ClusterNode) -> ChatError:
         try:
             await node.hub.arrive(Member(node.hub), "Dave")
