@@ -162,7 +162,7 @@ class AccountsService(service.Service):
         accounts = self.hub.accounts
         if self._read or accounts is None:
             return
-        for load in (accounts.load, self.hub.moderation.load):
+        for load in (accounts.load, self.hub.moderation.load, self._topics):
             results: list[object] = []
             load().addBoth(results.append)
             [result] = results  # the stores read at startup answer at once
@@ -180,6 +180,10 @@ class AccountsService(service.Service):
             guests=accounts.guests,
         )
         self._read = True
+
+    def _topics(self) -> defer.Deferred[None]:
+        self.hub.restoreTopics()
+        return defer.succeed(None)
 
     def startService(self) -> None:
         """Start the threads that hash passwords."""

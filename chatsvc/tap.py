@@ -782,6 +782,7 @@ def _sharedStateReader(
                 _log.warning("redis_not_durable", reason=warning)
         await accounts.load()
         await hub.moderation.load()
+        hub.restoreTopics()
         if first:
             await store.preload(hub.historyKept)
             hub.restore(store.recent(hub.historyKept))

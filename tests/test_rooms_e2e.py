@@ -84,7 +84,8 @@ class PersistentHistoryTests(SynchronousTestCase):
     def test_restart(self) -> None:
         """
         Two members chat in the lobby and in games; after a restart, a newcomer sees each
-        room's own history, time-stamped, and nothing of the other room or of private messages.
+        room's own history, time-stamped, and nothing of the other room or of private messages;
+        and the topic set before.
         """
         port = self.start()
         alice = self.member(port, "Alice")
@@ -115,6 +116,7 @@ class PersistentHistoryTests(SynchronousTestCase):
         carol.send("/join games")
         joined = carol.until("^\\*\\*\\* End of history")
         self.assertEqual(history(joined), ["* Bob deals the cards"])
+        self.assertIn("*** Topic of games: poker night", joined)
         self.assertNotIn("weak", "\n".join(carol.arrival + joined))
         carol.send("/history 100")
         self.assertEqual(history(carol.until("^\\*\\*\\* End of history")), ["* Bob deals the cards"])

@@ -1049,6 +1049,9 @@ class Hub:
                 raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
         event = TopicChanged(room.name, self._records[member].nick, topic, **self._stamp())
         self._topic(room, event)
+        settings = self.moderation.settingsFor(room.key, room.name)
+        settings.topic = topic
+        self.moderation.saveRoom(settings)
         self.relay.topicChanged(event)
 
     def _topic(self, room: Room, event: TopicChanged) -> None:
@@ -1604,6 +1607,19 @@ class Hub:
         )
 
     # History
+
+    def restoreTopics(self) -> None:
+        """
+        Take back the rooms' kept topics (at start-up, once moderation is read): a room with a
+        topic lasts, with or without members (within L{maxRooms}).
+        """
+        for key, (name, topic) in self.moderation.topics().items():
+            room = self._rooms.get(key)
+            if room is None:
+                if len(self._rooms) >= self.maxRooms:
+                    continue
+                room = self._room(name)
+            room.topic = topic
 
     def restore(self, history: dict[str, list[StoredMessage]]) -> None:
         """

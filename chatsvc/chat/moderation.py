@@ -122,6 +122,8 @@ class RoomSettings:
     registered: bool = False
     roles: dict[str, str] = field(factory=dict)
     """Account key: C{op} or C{voice}."""
+    topic: str | None = None
+    """The room's topic, kept across restarts (L{None}: none)."""
 
 
 @frozen
@@ -255,6 +257,14 @@ class Moderation:
         if settings is None:
             settings = self._rooms[key] = RoomSettings(key, name)
         return settings
+
+    def topics(self) -> dict[str, tuple[str, str]]:
+        """The rooms that have a topic kept: by room key, the room's name and its topic."""
+        return {
+            key: (settings.name, settings.topic)
+            for key, settings in self._rooms.items()
+            if settings.topic is not None
+        }
 
     def saveRoom(self, settings: RoomSettings) -> None:
         """Keep what changed of a room's settings."""

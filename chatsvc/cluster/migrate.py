@@ -52,7 +52,7 @@ from chatsvc.cluster.url import RedisAddress, RedisCommands, connectRedis, parse
 
 __all__ = ["CHUNK", "SCHEMA_VERSION", "Copied", "Refused", "SQLiteSource", "copyToRedis", "main"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """
 The version of the SQLite schema (C{chatsvc.storage.sqlite.SCHEMA_VERSION}) this tool's
 queries are written for. Stated here, not imported: the cluster stands beside the storage
@@ -166,12 +166,13 @@ class SQLiteSource:
     def rooms(self) -> list[RoomSettings]:
         """Every room's settings and roles, by key."""
         rooms: dict[str, RoomSettings] = {}
-        for key, name, owner, private, moderated, topiclock, registered in self._rows(
-            "SELECT room_key, room, owner_key, private, moderated, topiclock, registered "
+        for key, name, owner, private, moderated, topiclock, registered, topic in self._rows(
+            "SELECT room_key, room, owner_key, private, moderated, topiclock, registered, topic "
             "FROM room_settings ORDER BY room_key"
         ):
             rooms[key] = RoomSettings(
-                key, name, owner, bool(private), bool(moderated), bool(topiclock), bool(registered)
+                key, name, owner, bool(private), bool(moderated), bool(topiclock), bool(registered),
+                topic=topic,
             )
         for roomKey, account, role in self._rows("SELECT room_key, account_key, role FROM room_roles"):
             if roomKey in rooms:

@@ -28,11 +28,13 @@ def _admins(connection: sqlite3.Connection) -> set[str]:
 def _load(connection: sqlite3.Connection) -> tuple[set[str], list[RoomSettings], list[Sanction]]:
     rooms: dict[str, RoomSettings] = {}
     rows = connection.execute(
-        "SELECT room_key, room, owner_key, private, moderated, topiclock, registered FROM room_settings"
+        "SELECT room_key, room, owner_key, private, moderated, topiclock, registered, topic "
+        "FROM room_settings"
     )
-    for key, name, owner, private, moderated, topiclock, registered in rows:
+    for key, name, owner, private, moderated, topiclock, registered, topic in rows:
         rooms[key] = RoomSettings(
-            key, name, owner, bool(private), bool(moderated), bool(topiclock), bool(registered)
+            key, name, owner, bool(private), bool(moderated), bool(topiclock), bool(registered),
+            topic=topic,
         )
     for roomKey, account, role in connection.execute("SELECT room_key, account_key, role FROM room_roles"):
         if roomKey in rooms:
@@ -84,12 +86,13 @@ class SQLiteModerationStore:
             try:
                 connection.execute(
                     "INSERT OR REPLACE INTO room_settings (room_key, room, owner_key, private, "
-                    "moderated, topiclock, registered) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "moderated, topiclock, registered, topic) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         settings.key,
                         settings.name,
                         settings.owner,
                         *(int(getattr(settings, name)) for name in _SETTINGS),
+                        settings.topic,
                     ),
                 )
                 connection.execute("DELETE FROM room_roles WHERE room_key = ?", (settings.key,))

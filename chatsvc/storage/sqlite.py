@@ -249,6 +249,8 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "ALTER TABLE accounts ADD COLUMN suspended_until REAL",
         "ALTER TABLE accounts ADD COLUMN suspend_reason TEXT",
     ),
+    # Version 7: a room's topic is kept across restarts, with its settings.
+    ("ALTER TABLE room_settings ADD COLUMN topic TEXT",),
 )
 """
 The schema's history: step M{i} takes a database from version M{i} to M{i + 1}. Append only;

@@ -595,6 +595,21 @@ class RoomsTests(SynchronousTestCase):
         hub.setTopic(bob, hub.room("games"), None)
         self.assertIsNone(hub.room("games").topic)
 
+    def test_topicKept(self) -> None:
+        """
+        A topic is kept with the room's settings, and a hub reading them takes it back: the
+        room lasts, empty, with its topic. A topic cleared is kept cleared.
+        """
+        hub, (alice,) = hubWith("Alice")
+        hub.join(alice, "games")
+        hub.join(alice, "dev")
+        hub.setTopic(alice, hub.room("games"), "chess at 5")
+        hub.setTopic(alice, hub.room("dev"), "builds")
+        hub.setTopic(alice, hub.room("dev"), None)
+        again = Hub(Clock(), moderation=hub.moderation)
+        again.restoreTopics()
+        self.assertEqual([(room.name, room.topic) for room in again.rooms()], [("games", "chess at 5"), ("lobby", None)])
+
     def test_topicChecked(self) -> None:
         """A topic is neutralized and limited in length."""
         hub, (alice,) = hubWith("Alice")

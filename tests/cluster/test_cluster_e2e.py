@@ -139,6 +139,34 @@ class ChatTests(ClusterTestCase):
         self.assertEqual(histories[0], histories[1])
         self.assertEqual(histories[0], [f"Alice: line {n}" for n in range(30)] + ["Dave: hello from IRC"])
 
+    def test_keptAcrossRestarts(self) -> None:
+        """
+        Every node stopped, then a new one started: a room's topic, history and owner are all
+        still there, in Redis.
+        """
+        a, b = self.nodes()
+        alice = member(self, a.port, "Alice", register="sesame-open")
+        alice.send("/join games")
+        alice.expect("You joined games")
+        alice.send("/topic chess at 8")
+        alice.expect("set the topic of games: chess at 8")
+        alice.send("first move")
+        for node in (a, b):
+            self.assertEqual(node.terminate(), 0)
+        c = self.node("node3")
+        owner = Netcat(c.port)
+        self.addCleanup(owner.close)
+        owner.line()
+        owner.send("Alice")
+        self.assertEqual(owner.line(), "GET_PASSWORD")
+        owner.send("sesame-open")
+        owner.expect("^Alice connected to server!$")
+        owner.send("/join games")
+        owner.expect(r"^\*\*\* Topic of games: chess at 8$")
+        owner.expect(r"Alice: first move$")
+        owner.send("/who")
+        owner.expect(r"^\*\*\* Members \(1\): @Alice$")
+
     def test_nicknameRace(self) -> None:
         """Two nodes asked for one nickname at the same moment: exactly one gives it."""
         a, b = self.nodes()

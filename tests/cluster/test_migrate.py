@@ -88,7 +88,7 @@ class NodeFiles(DatabaseFiles):
         await accounts.addInvite("invite-1", NOW - 3)
         await accounts.addInvite("invite-2", NOW - 2)
         await moderation.saveRoom(RoomSettings("games", "Games", "alice", private=True, roles={"carol": "op", "dave": "voice"}))
-        await moderation.saveRoom(RoomSettings("lobby", "Lobby", None, moderated=True))
+        await moderation.saveRoom(RoomSettings("lobby", "Lobby", None, moderated=True, topic="welcome, all"))
         for sanction in (BAN, MUTE, EXPIRED):
             await moderation.addSanction(sanction)
         for entry in AUDIT:

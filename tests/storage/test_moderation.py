@@ -36,7 +36,7 @@ class SQLiteModerationStoreTests(DatabaseFiles, TestCase):
         first = self.started(path)
         now = time.time()
         await first.saveRoom(RoomSettings("games", "Games", "alice", private=True, roles={"carol": "op", "dave": "voice"}))
-        await first.saveRoom(RoomSettings("games", "Games", "alice", private=True, moderated=True, roles={"carol": "op"}))
+        await first.saveRoom(RoomSettings("games", "Games", "alice", private=True, moderated=True, roles={"carol": "op"}, topic="chess at 8"))
         ban = Sanction("ban", "games", "Bob", None, "bob", "203.0.113.5", now + 3600, "spam", "Alice", now)
         await first.addSanction(ban)
         await first.addSanction(Sanction("mute", "games", "Eve", "eve", None, None, None, None, "Alice", now))
@@ -51,7 +51,7 @@ class SQLiteModerationStoreTests(DatabaseFiles, TestCase):
         second = self.started(path)
         admins, rooms, sanctions = await second.loadModeration()
         self.assertEqual(admins, {"root"})
-        self.assertEqual(rooms, [RoomSettings("games", "Games", "alice", True, True, False, False, {"carol": "op"})])
+        self.assertEqual(rooms, [RoomSettings("games", "Games", "alice", True, True, False, False, {"carol": "op"}, "chess at 8")])
         self.assertEqual(sanctions, [ban])  # the lifted and the expired are not read back
         self.assertEqual(await second.admins(), {"root"})
         [entry] = readAudit(path, 10)
