@@ -289,6 +289,9 @@ class _Commands(txredisapi.RedisFactory):  # type: ignore[misc]
             convertNumbers=False,
         )
         self.node = node
+        # The first connection's result, for a caller waiting on it: the node is told of each
+        # connection (addConnection) and refusal (connectionError) itself.
+        self.deferred.addErrback(lambda failure: None)
 
     def addConnection(self, conn: Any) -> None:
         super().addConnection(conn)
@@ -298,6 +301,10 @@ class _Commands(txredisapi.RedisFactory):  # type: ignore[misc]
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
         self.node._commandsDown(conn)
+
+    def connectionError(self, why: str) -> None:
+        super().connectionError(why)
+        self.node._refused(why)
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
@@ -315,6 +322,7 @@ class _Subscriptions(txredisapi.SubscriberFactory):  # type: ignore[misc]
         self.password = address.password
         self.username = address.username
         self.node = node
+        self.deferred.addErrback(lambda failure: None)  # as _Commands
 
     def addConnection(self, conn: Any) -> None:
         super().addConnection(conn)
@@ -324,6 +332,10 @@ class _Subscriptions(txredisapi.SubscriberFactory):  # type: ignore[misc]
     def delConnection(self, conn: Any) -> None:
         super().delConnection(conn)
         self.node._subscriberDown(conn)
+
+    def connectionError(self, why: str) -> None:
+        super().connectionError(why)
+        self.node._refused(why)
 
 
 def redisEndpoint(reactor: Any, address: RedisAddress, timeout: float = 5.0) -> IStreamClientEndpoint:
@@ -440,6 +452,9 @@ class ClusterNode(service.Service):
         """Publish-to-delivery lag of other nodes' messages: count, sum, and histogram."""
         self.outages = 0
         """Times the link to Redis was lost (a metric)."""
+        self.authFailed = False
+        """Whether Redis refused this node for good (a wrong password or database number): it
+        has stopped trying, and says so in its log (C{redis_refused})."""
 
     # Keys
 
@@ -540,6 +555,13 @@ class ClusterNode(service.Service):
         if self._subscriber is conn:
             self._subscriber = None
             self._linkLost("events")
+
+    def _refused(self, why: str) -> None:
+        # Redis refused the connection for good (a wrong password or database): txredisapi
+        # stops trying, and so does the node.
+        if not self.authFailed:
+            self.authFailed = True
+            _log.error("redis_refused", node=self.nodeName, redis=str(self.address), reason=why)
 
     def _linkLost(self, link: str) -> None:
         if self._stopping:

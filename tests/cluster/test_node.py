@@ -63,9 +63,9 @@ class Cluster:
         self.server = server
         self.nodes: list[ClusterNode] = []
 
-    def node(self, name: str, lease: float = LEASE) -> ClusterNode:
+    def node(self, name: str, lease: float = LEASE, url: str | None = None) -> ClusterNode:
         hub = Hub(reactor)
-        node = ClusterNode(reactor, hub, parseRedisUrl(self.server.url), name, lease=lease)
+        node = ClusterNode(reactor, hub, parseRedisUrl(url or self.server.url), name, lease=lease)
         node.startService()
         self.nodes.append(node)
         self.test.addCleanup(self.stop, node)
@@ -338,6 +338,25 @@ class ClusterTests(TestCase):
         await until(lambda: nicks(b) == ["Bob"], "Alice is gone from B")
         await until(lambda: self.server.command("GET", key) is None, "Alice's nickname is free")
         await arrive(b, "Alice")
+
+    @defer.inlineCallbacks
+    def test_password(self) -> Any:
+        """A Redis with a password: nodes given it in the URL join; a node given a wrong one
+        does not, and refuses arrivals saying why."""
+        yield defer.Deferred.fromCoroutine(self.password())
+
+    async def password(self) -> None:
+        self.server = RedisServer(self, password="open sesame")
+        self.cluster = Cluster(self, self.server)
+        a, b = self.cluster.node("a"), self.cluster.node("b")
+        await self.cluster.ready()
+        await arrive(a, "Alice")
+        await until(lambda: nicks(b) == ["Alice"], "B sees Alice")
+        c = Cluster(self, self.server).node("c", url=self.server.url.replace("open%20sesame", "guess"))
+        await until(lambda: c.authFailed, "C knows its password is wrong")
+        self.assertFalse(c.inCluster)
+        failure = await defer.Deferred.fromCoroutine(self.refusedArrival(c))
+        self.assertEqual(str(failure), OUT_OF_REACH)
 
     async def refusedArrival(self, node: ClusterNode) -> ChatError:
         try:
