@@ -14,6 +14,8 @@ import structlog
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorCore
+from OpenSSL.SSL import Error as SSLError
+from twisted.internet.ssl import Certificate
 from twisted.python import usage
 
 from chatsvc.chat import (
@@ -44,7 +46,14 @@ from chatsvc.storage.moderation import SQLiteModerationStore
 from chatsvc.storage.passwords import Argon2Hasher
 from chatsvc.storage.sqlite import DEFAULT_MAX_BYTES, SQLiteStore
 from chatsvc.irc.protocol import IrcFactory, IrcProtocol
-from chatsvc.cluster.node import DEFAULT_LEASE, LAG_BUCKETS, ClusterNode, RedisLink, defaultNodeName
+from chatsvc.cluster.node import (
+    DEFAULT_LEASE,
+    LAG_BUCKETS,
+    ClusterNode,
+    RedisLink,
+    defaultNodeName,
+    redisEndpoint,
+)
 from chatsvc.cluster.shared import SharedAccountStore, SharedModerationStore, applyModerationChange
 from chatsvc.cluster.stores import (
     RedisAccountStore,
@@ -370,6 +379,13 @@ class Options(usage.Options):
             "node on its own.",
         ],
         [
+            "redis-ca",
+            None,
+            None,
+            "For rediss:// URLs: a PEM file of the certificate authority that signed Redis' "
+            "certificate, trusted instead of the system's authorities.",
+        ],
+        [
             "node-name",
             None,
             None,
@@ -492,6 +508,15 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--redis: {error}")
             if self["node-name"] is None:
                 self["node-name"] = defaultNodeName(_portOf(self["endpoints"][0]))
+            if self["redis-ca"] is not None:
+                if not self["redis-address"].tls:
+                    raise usage.UsageError("--redis-ca is for TLS: give a rediss:// URL")
+                try:
+                    with open(self["redis-ca"], "rb") as file:
+                        self["redis-ca-pem"] = file.read()
+                    Certificate.loadPEM(self["redis-ca-pem"])
+                except (OSError, SSLError, ValueError) as error:
+                    raise usage.UsageError(f"--redis-ca: cannot read a PEM certificate from {self['redis-ca']}: {error}")
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}", self["node-name"]):
                 raise usage.UsageError(
                     "--node-name must be 1 to 64 letters, digits, '.', '_', ':' and '-', "
@@ -706,6 +731,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             lease=options["lease"],
             prefix=options["redis-prefix"],
             link=link,
+            endpoint=redisEndpoint(reactor, options["redis-address"], authority=options.get("redis-ca-pem")),
             reloadAccount=lambda key: _reloadAccount(redisAccounts, accounts, key),  # type: ignore[arg-type]
             moderationChanged=lambda change, value: applyModerationChange(hub.moderation, change, value),
             joinedCluster=_sharedStateReader(hub, accounts, store, link),  # type: ignore[arg-type]

@@ -196,6 +196,7 @@ class RedisServer:
         appendonly: bool = False,
         password: str | None = None,
         timeout: float = TIMEOUT,
+        tls: tuple[Path, Path, Path] | None = None,
     ) -> None:
         """
         Start it and wait until it answers.
@@ -204,6 +205,9 @@ class RedisServer:
             so that L{restart} after L{kill} finds the data again.
         @param password: what clients must send with C{AUTH} first (C{requirepass}).
         @param timeout: seconds it may take to answer, at each start.
+        @param tls: a certificate, its key and the CA that signed it (PEM files): the server
+            then also speaks TLS, on L{tlsPort} (L{tlsUrl}); the harness itself still talks
+            to it on its plain port.
         """
         binary = shutil.which("redis-server")
         if binary is None:
@@ -213,6 +217,8 @@ class RedisServer:
         self.appendonly = appendonly
         self.password = password
         self.timeout = timeout
+        self.tls = tls
+        self.tlsPort = 0
         self.directory = Path(test.mktemp()).resolve()
         self.directory.mkdir(parents=True)
         self.logFile = self.directory / "redis.log"
@@ -224,6 +230,8 @@ class RedisServer:
         self.version = self._version()
         for attempt in range(ATTEMPTS):
             self.port = freePort()
+            if tls is not None:
+                self.tlsPort = freePort()
             try:
                 self._start()
                 return
@@ -238,6 +246,12 @@ class RedisServer:
         """C{redis://127.0.0.1:PORT/0}, or C{redis://:PASSWORD@127.0.0.1:PORT/0}."""
         password = "" if self.password is None else f":{quote(self.password, safe='')}@"
         return f"redis://{password}127.0.0.1:{self.port}/0"
+
+    @property
+    def tlsUrl(self) -> str:
+        """C{rediss://localhost:TLSPORT/0} (with the password, if any), for a server with C{tls}."""
+        password = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"rediss://{password}localhost:{self.tlsPort}/0"
 
     @property
     def running(self) -> bool:
@@ -346,6 +360,15 @@ class RedisServer:
             command += ["--appendonly", "no"]
         if self.password is not None:
             command += ["--requirepass", self.password]
+        if self.tls is not None:
+            certificate, key, authority = self.tls
+            command += [
+                "--tls-port", str(self.tlsPort),
+                "--tls-cert-file", str(certificate),
+                "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(authority),
+                "--tls-auth-clients", "no",
+            ]
         return command
 
     def _start(self) -> None:

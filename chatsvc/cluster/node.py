@@ -47,7 +47,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer, provider
@@ -74,6 +74,7 @@ from chatsvc.chat.events import (
     Whispered,
 )
 from chatsvc.chat.ids import MAX_SLOTS
+from chatsvc.chat.rate import Throttle
 from chatsvc.chat.names import nick_key, room_key, validate_room_name
 from chatsvc.chat.ports import DeliveryFailed
 from chatsvc.cluster.url import RedisAddress
@@ -306,6 +307,40 @@ class _Commands(txredisapi.RedisFactory):  # type: ignore[misc]
         super().connectionError(why)
         self.node._refused(why)
 
+    def buildProtocol(self, addr: Any) -> Any:
+        return _watched(super().buildProtocol(addr), self.node)
+
+
+def _watched(protocol: Any, node: ClusterNode) -> Any:
+    # A connection lost before it was ready (a TLS certificate refused, say) is worth a line
+    # in the log: txredisapi only tries again.
+    connectionLost = protocol.connectionLost
+
+    def lost(reason: Failure) -> None:
+        if not getattr(protocol, "_ready", True):  # txredisapi's "usable": after AUTH, SELECT
+            node._cannotConnect(reason)
+        connectionLost(reason)
+
+    protocol.connectionLost = lost
+    return protocol
+
+
+@implementer(IStreamClientEndpoint)
+class _Attempts:
+    """An endpoint whose failed connection attempts the node logs (at most one line in 30 s)."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, node: ClusterNode) -> None:
+        self._endpoint = endpoint
+        self._node = node
+
+    def connect(self, protocolFactory: Any) -> defer.Deferred[Any]:
+        def failed(failure: Failure) -> Failure:
+            self._node._cannotConnect(failure)
+            return failure
+
+        connecting: defer.Deferred[Any] = self._endpoint.connect(protocolFactory)
+        return connecting.addErrback(failed)
+
 
 class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
@@ -337,12 +372,22 @@ class _Subscriptions(txredisapi.SubscriberFactory):  # type: ignore[misc]
         super().connectionError(why)
         self.node._refused(why)
 
+    def buildProtocol(self, addr: Any) -> Any:
+        return _watched(super().buildProtocol(addr), self.node)
 
-def redisEndpoint(reactor: Any, address: RedisAddress, timeout: float = 5.0) -> IStreamClientEndpoint:
-    """The endpoint to reach Redis at C{address}: TCP, or TLS for C{rediss://}."""
+
+def redisEndpoint(
+    reactor: Any, address: RedisAddress, timeout: float = 5.0, authority: bytes | None = None
+) -> IStreamClientEndpoint:
+    """
+    The endpoint to reach Redis at C{address}: TCP, or TLS for C{rediss://}, checking the
+    server's certificate for its host name against the system's trusted authorities, or
+    C{authority} (a PEM certificate) alone.
+    """
     endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, address.host, address.port, timeout=timeout)
     if address.tls:
-        endpoint = wrapClientTLS(optionsForClientTLS(address.host), endpoint)
+        trust = None if authority is None else Certificate.loadPEM(authority)
+        endpoint = wrapClientTLS(optionsForClientTLS(address.host, trustRoot=trust), endpoint)
     return endpoint
 
 
@@ -452,6 +497,7 @@ class ClusterNode(service.Service):
         """Publish-to-delivery lag of other nodes' messages: count, sum, and histogram."""
         self.outages = 0
         """Times the link to Redis was lost (a metric)."""
+        self._attemptsLogged = Throttle(30.0)
         self.authFailed = False
         """Whether Redis refused this node for good (a wrong password or database number): it
         has stopped trying, and says so in its log (C{redis_refused})."""
@@ -478,7 +524,7 @@ class ClusterNode(service.Service):
         for factory in (_Commands(self, self.address), _Subscriptions(self, self.address)):
             factory.initialDelay = 0.5
             factory.maxDelay = max(0.5, self.lease / 4)
-            factory.startConnecting(self._endpoint)
+            factory.startConnecting(_Attempts(self._endpoint, self))
             self._factories.append(factory)
         self._renewing.start(self.lease / 3, now=False)
 
@@ -555,6 +601,13 @@ class ClusterNode(service.Service):
         if self._subscriber is conn:
             self._subscriber = None
             self._linkLost("events")
+
+    def _cannotConnect(self, reason: Failure) -> None:
+        if self._attemptsLogged.ready(self.reactor.seconds()):
+            _log.warning(
+                "redis_connect_failed", node=self.nodeName, redis=str(self.address),
+                reason=reason.getErrorMessage(),
+            )
 
     def _refused(self, why: str) -> None:
         # Redis refused the connection for good (a wrong password or database): txredisapi

@@ -441,3 +441,46 @@ class PageTests(ClusterTestCase):
         screenshot(bob, "cluster-page-node2")
         self.assertEqual(texts[0], [f"m{n}" for n in range(1, 61)])
         self.assertEqual(texts[0], texts[1])
+
+
+class TLSTests(SynchronousTestCase):
+    def test_rediss(self) -> None:
+        """
+        Nodes reach Redis over TLS (rediss://), trusting the CA given with --redis-ca; a node
+        without it refuses Redis' certificate, says so in its log, and lets nobody in.
+        """
+        import trustme
+
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir()
+        authority = trustme.CA()
+        issued = authority.issue_cert("localhost")
+        files = (directory / "cert.pem", directory / "key.pem", directory / "ca.pem")
+        issued.cert_chain_pems[0].write_to_path(str(files[0]))
+        issued.private_key_pem.write_to_path(str(files[1]))
+        authority.cert_pem.write_to_path(str(files[2]))
+        redis = RedisServer(self, password="s3cret", tls=files)
+        nodes = []
+        for name in ("node1", "node2"):
+            server = Server(directory, "--redis", redis.tlsUrl, "--redis-ca", str(files[2]), "--node-name", name)
+            self.addCleanup(server.stop)
+            server.waitListening()
+            server.stdout.expect("cluster_joined")
+            nodes.append(server)
+        nodes[1].stdout.expect("cluster_peer_seen")
+        alice = member(self, nodes[0].port, "Alice")
+        bob = member(self, nodes[1].port, "Bob")
+        alice.expect("^Bob joined!$")
+        bob.send("over TLS")
+        alice.expect("^Bob: over TLS$")
+        untrusting = Server(directory, "--redis", redis.tlsUrl, "--node-name", "node3")
+        self.addCleanup(untrusting.stop)
+        untrusting.waitListening()
+        line = untrusting.stdout.expect("redis_connect_failed")
+        self.assertIn("certificate verify failed", line.string)
+        self.assertNotIn("s3cret", line.string)
+        refused = Netcat(untrusting.port)
+        self.addCleanup(refused.close)
+        refused.line()
+        refused.send("Carol")
+        self.assertEqual(refused.line(), "*** Error: " + "the other nodes of this chat are out of reach just now: try again in a moment")
