@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from chatsvc.chat import ChatError, Hub, IMember, NameInUse
-from chatsvc.chat.events import Event, Joined, Left, Moderated, Renamed, Said, Whispered
+from chatsvc.chat.events import Event, Joined, JoinsAndLeaves, Left, Moderated, Renamed, Said, Whispered
 from chatsvc.chat.names import nick_key
 from chatsvc.cluster.node import OUT_OF_REACH, ClusterNode, RemoteMember
 from chatsvc.cluster.url import parseRedisUrl
@@ -63,8 +63,8 @@ class Cluster:
         self.server = server
         self.nodes: list[ClusterNode] = []
 
-    def node(self, name: str, lease: float = LEASE, url: str | None = None) -> ClusterNode:
-        hub = Hub(reactor)
+    def node(self, name: str, lease: float = LEASE, url: str | None = None, **options: Any) -> ClusterNode:
+        hub = Hub(reactor, **options)
         node = ClusterNode(reactor, hub, parseRedisUrl(url or self.server.url), name, lease=lease)
         node.startService()
         self.nodes.append(node)
@@ -199,6 +199,42 @@ class ClusterTests(TestCase):
         await until(lambda: Joined("games", "Carol") in alice.events, "Alice sees Carol join")
         with self.assertRaises(NameInUse):
             await c.hub.arrive(Member(c.hub), "bob")
+
+    @defer.inlineCallbacks
+    def test_crowded(self) -> Any:
+        """
+        A crowded room is crowded on every node: joins on one node reach the other's members
+        as the same summaries, and counts agree.
+        """
+        yield defer.Deferred.fromCoroutine(self.crowded())
+
+    async def crowded(self) -> None:
+        # Run last (cleanups go last in, first out): the leaves of the members put out when
+        # the nodes stop are announced, in a crowded room, a moment later.
+        self.addCleanup(deferLater, reactor, 0.4, lambda: None)
+        a = self.cluster.node("a", crowdSize=3, crowdInterval=0.3)
+        b = self.cluster.node("b", crowdSize=3, crowdInterval=0.3)
+        await self.cluster.ready()
+        watchers = [await arrive(node, name) for node, name in ((a, "Wa"), (b, "Wb"))]
+        for n in range(6):
+            await arrive(a, f"Guest{n}")
+        await until(lambda: len(b.hub.room("lobby")) == 8, "B counts everyone")
+        self.assertTrue(b.hub.crowded(b.hub.room("lobby")))
+        guests = {f"Guest{n}" for n in range(6)}
+
+        def announced(watcher: Member) -> set[str]:
+            joined = {e.nick for e in watcher.of(Joined)}
+            for summary in watcher.of(JoinsAndLeaves):
+                for isJoin, names in summary.shown():
+                    if isJoin:
+                        joined.update(names)
+            return joined
+
+        await until(lambda: all(announced(w) >= guests for w in watchers), "every guest announced on both")
+        self.assertTrue(all(w.of(JoinsAndLeaves) for w in watchers), "in summaries")
+        for node in (a, b):
+            view = node.hub.view(node.hub.room("lobby"), 0)
+            self.assertEqual((view.members, view.nicks), (8, None))
 
     @defer.inlineCallbacks
     def test_nicknameRace(self) -> Any:
