@@ -26,10 +26,14 @@ LEASE = 2.0
 class IrcMember:
     """A plain IRC connection, registered with NICK and USER, read a line at a time."""
 
-    def __init__(self, test: SynchronousTestCase, port: int, nick: str) -> None:
+    def __init__(self, test: SynchronousTestCase, port: int, nick: str, caps: str = "") -> None:
         self.socket = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.file = self.socket.makefile("rb")
         test.addCleanup(self.close)
+        if caps:
+            self.send(f"CAP REQ :{caps}")
+            self.expect(r" CAP \S+ ACK ")
+            self.send("CAP END")
         self.send(f"NICK {nick}")
         self.send(f"USER {nick.lower()} 0 * :{nick}")
         self.expect(r" 001 ")
@@ -47,6 +51,20 @@ class IrcMember:
                 self.send("PONG " + line[5:])
             if re.search(pattern, line):
                 return line
+
+    def history(self, room: str) -> list[tuple[str, str]]:
+        """C{CHATHISTORY LATEST} of C{room}: each message's msgid and text, oldest first."""
+        self.send(f"CHATHISTORY LATEST {room} * 100")
+        self.expect(r"^(@\S+ )?:\S+ BATCH \+")
+        found: list[tuple[str, str]] = []
+        while True:
+            line = self.expect(r"")
+            if re.search(r" BATCH -", line):
+                return found
+            match = re.match(r"^@(\S+) :\S+ PRIVMSG \S+ :(.*)$", line)
+            if match:
+                tags = dict(tag.partition("=")[::2] for tag in match.group(1).split(";"))
+                found.append((tags["msgid"], match.group(2)))
 
     def close(self) -> None:
         self.file.close()
@@ -138,6 +156,11 @@ class ChatTests(ClusterTestCase):
             histories.append(lines)
         self.assertEqual(histories[0], histories[1])
         self.assertEqual(histories[0], [f"Alice: line {n}" for n in range(30)] + ["Dave: hello from IRC"])
+        # And IRC's CHATHISTORY on either node: the same messages, under the same msgids.
+        caps = "batch server-time message-tags draft/chathistory"
+        answers = [IrcMember(self, node.ircPort, f"Historian{n}", caps).history("#lobby") for n, node in enumerate((a, b))]
+        self.assertEqual(answers[0], answers[1])
+        self.assertEqual([text for _, text in answers[0]], [f"line {n}" for n in range(30)] + ["hello from IRC"])
 
     def test_keptAcrossRestarts(self) -> None:
         """
