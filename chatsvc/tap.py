@@ -722,6 +722,10 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
         accounts=accounts,
         moderation=Moderation(reactor, moderationStore),  # type: ignore[arg-type]
     )
+    # What every door shares: one admission (the caps count every door's connections together)
+    # and one outbox (writes gathered per reactor turn, whichever door or node caused them).
+    admission = Admission(reactor, limits)  # type: ignore[arg-type]
+    outbox = Outbox(reactor)  # type: ignore[arg-type]
     if options["redis"] is not None:
         node = ClusterNode(
             reactor,
@@ -735,11 +739,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> ChatSe
             reloadAccount=lambda key: _reloadAccount(redisAccounts, accounts, key),  # type: ignore[arg-type]
             moderationChanged=lambda change, value: applyModerationChange(hub.moderation, change, value),
             joinedCluster=_sharedStateReader(hub, accounts, store, link),  # type: ignore[arg-type]
+            gather=lambda: None if outbox.gathering else outbox.gather(),
         )
-    # What every door shares: one admission (the caps count every door's connections together)
-    # and one outbox (writes gathered per reactor turn, whichever door caused them).
-    admission = Admission(reactor, limits)  # type: ignore[arg-type]
-    outbox = Outbox(reactor)  # type: ignore[arg-type]
     line = ChatFactory(
         hub,
         limits,

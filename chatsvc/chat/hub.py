@@ -1704,11 +1704,14 @@ class Hub:
         C{member} stands for C{nick}, a member of the node C{node}, logged in to C{account}
         (its key) if not a guest: it is in no room yet (see L{remoteJoin}).
 
+        A member of this hub may be claiming the same nickname: the registry gave it to the
+        other node, and will refuse this one's claim.
+
         @raise ChatError: if the nickname is held here: the cluster's registry let two nodes
             have it, and the caller decides which stays.
         """
         key = nick_key(nick)
-        if member in self._records or key in self._byKey or key in self._claiming:
+        if member in self._records or key in self._byKey:
             raise ChatError(f"nickname {nick!r} is held here already")
         known = None if account is None or self.accounts is None else self.accounts.registered(nick)
         record = MemberRecord(nick, key, known if known is not None and known.key == account else None, node)
@@ -1785,7 +1788,7 @@ class Hub:
         record = self._records[member]
         newKey = nick_key(new)
         holder = self._byKey.get(newKey)
-        if (holder is not None and holder is not record) or newKey in self._claiming:
+        if holder is not None and holder is not record:  # (one claiming it here will be refused)
             raise ChatError(f"nickname {new!r} is held here already")
         self.ids.seen(id)
         self._rename(record, newKey, new, {"id": id, "time": time})

@@ -25,6 +25,11 @@ What goes through Redis:
     applying it twice changes nothing, and a node back after an outage brings every view back
     in line without repeating anything.
 
+Every message read in a turn is parsed at once (txredisapi with hiredis, Redis' own parser) and
+applied under the process's outbox (as a member's line is), so that each member of this node is
+written to once per turn, however many lines other nodes sent. A node hears its own messages
+too, and drops them on the incarnation they start with, before any JSON is read.
+
 While Redis cannot be reached, the node keeps serving its own members (who are told that the
 other nodes are out of reach), and refuses what it cannot decide alone: arrivals and renames,
 which need a nickname claimed (L{NicknamesUnavailable}). It reconnects with backoff. Once its
@@ -343,6 +348,12 @@ class _Attempts:
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+    def dataReceived(self, data: bytes, unpause: bool = False) -> None:
+        # Everything read in this turn is parsed now (hiredis: see the module's description),
+        # and what it makes members be told is written in one go per member.
+        self.factory.node._arriving()
+        super().dataReceived(data, unpause)
+
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.node._received(message)
 
@@ -433,6 +444,7 @@ class ClusterNode(service.Service):
         moderationChanged: Callable[[str, Any], None] | None = None,
         joinedCluster: Callable[[], defer.Deferred[Any] | None] | None = None,
         link: RedisLink | None = None,
+        gather: Callable[[], None] | None = None,
     ) -> None:
         """
         @param hub: this node's hub: its relay and nickname registry are set to this node's.
@@ -450,6 +462,9 @@ class ClusterNode(service.Service):
             after an outage), before anything is announced: to read the shared state.
         @param link: the command connection's stand-in the stores write on (see
             L{RedisLink}); by default, a new one.
+        @param gather: called when messages of other nodes arrive, before they are applied:
+            the outbox's, so that what they make members be told is written once per member
+            per turn, as for what members' own connections bring.
         """
         self.reactor = reactor
         self.hub = hub
@@ -468,6 +483,7 @@ class ClusterNode(service.Service):
         self._endpoint = endpoint if endpoint is not None else redisEndpoint(reactor, address)
         self._reloadAccount = reloadAccount
         self._moderationChanged = moderationChanged
+        self._gather = gather
         self._joinedCluster = joinedCluster
         self.nicknames = ClusterNicknames(self)
         hub.nicknames = self.nicknames
@@ -766,7 +782,7 @@ class ClusterNode(service.Service):
         message["n"] = self.nodeName
         message["i"] = self.incarnation
         message["w"] = round(self.reactor.seconds(), 6)
-        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        data = self.incarnation + " " + json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         self.published += 1
         conn.execute_command("PUBLISH", channel or self.channel, data).addErrback(self._publishFailed)
 
@@ -842,7 +858,18 @@ class ClusterNode(service.Service):
 
     # Receiving
 
+    def _arriving(self) -> None:
+        if self._gather is not None:
+            self._gather()
+
     def _received(self, data: Any) -> None:
+        if isinstance(data, bytes):
+            data = data.decode("utf-8")
+        # Every node hears its own messages too (it subscribes to the channel it publishes
+        # on): they are told apart by the incarnation in front, before any JSON is read.
+        incarnation, _, data = data.partition(" ")
+        if incarnation == self.incarnation:
+            return
         try:
             message = json.loads(data)
             if message.get("n") == self.nodeName:

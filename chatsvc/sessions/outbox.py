@@ -23,8 +23,9 @@ _log = structlog.get_logger("chatsvc.protocol")
 
 class Outbox:
     """
-    Gathers what is to be written to connections, whichever door they came through (and, later,
-    whatever node caused it), and writes it per reactor turn.
+    Gathers what is to be written to connections, whichever door they came through (and
+    whichever node of a cluster caused it: see L{chatsvc.cluster.node}), and writes it per
+    reactor turn.
 
     A connection takes part by keeping its own list of gathered lines: while L{gathering}, it
     appends the first line of a round to its list and itself to L{unflushed}, later lines only
@@ -48,7 +49,8 @@ class Outbox:
         Gather the lines for connections until the reactor's next turn, then write each member's
         with one write (L{flush}).
 
-        Called when a connection brings data. The reactor hands over everything it read in
+        Called when a connection brings data (or, in a cluster, when other nodes' messages
+        arrive). The reactor hands over everything it read in
         one turn before it runs the calls that are due, this flush among them, and only then
         waits for more: what the gathered lines would have waited for anyway. So a line
         alone in its turn goes out as soon as ever, and under load, when a turn brings lines
