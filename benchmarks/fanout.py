@@ -13,6 +13,7 @@ The fan-out benchmark: chatsvc against a reference relay, measured in the same r
     python benchmarks/fanout.py --workload closedloop --door mixed --clients 100
     python benchmarks/fanout.py --workload irc --json /tmp/irc.json   # the IRC door's suite
     python benchmarks/fanout.py --workload closedloop --door irc --clients 100
+    python benchmarks/fanout.py --workload cluster --json /tmp/cluster.json   # one node, two nodes
 
 Every workload runs against each target (C{--target both}, the default): chatsvc itself
 (C{twistd -n chatroom}) and C{benchmarks/relay.py}, the thinnest Twisted relay that speaks the same
@@ -156,6 +157,78 @@ missed is said, but is not a failure of the run):
   - idle, C=2000: at most 6 KB of server RSS per idle IRC member;
   - join storm, C=5000: every join notice delivered within 10 s.
 
+The cluster workload
+====================
+
+C{cluster}: chatsvc as nodes of a cluster (docs/cluster.md), all on one C{redis-server} that
+the benchmark starts for itself (it needs Debian's C{redis-server}; it never uses the system's):
+on a free port of 127.0.0.1, its whole configuration on the command line, C{--save ''
+--appendonly no} (no disk in the measure: each node's C{redis_not_durable} warning is expected,
+and not counted as trouble), ready once it answers C{PING} with C{PONG} and C{INFO server} gives
+its process id; started again on another port if another process took the one chosen. Two
+clusters are measured, each against the same load, in the same run:
+
+  - C{one_node}: one node with C{--redis redis://127.0.0.1:PORT/0}, a cluster of one: every
+    member on it, every event still published once on Redis (and stored in its history);
+  - C{two_nodes}: two nodes on database 1 of the same Redis, the room's members spread over
+    them (client i on node i mod 2: 50 each of 100). Redis' keys are per database and the
+    cluster's channels are named by prefix and database (C{PREFIX DB:events}), so the two
+    clusters never meet; each workload has a prefix of its own too (C{fanout-openloop:},
+    C{fanout-closedloop:}), so that no run finds another's nicknames or history.
+
+Each node runs C{twistd -n chatroom --redis URL --redis-prefix PREFIX --node-name NAME --lease 10
+--metrics-listen tcp:0:interface=127.0.0.1 --no-web --no-irc} with the limits the load needs
+raised as for chatsvc, and no C{--db} (with C{--redis}, every room message goes to Redis'
+history, a C{ZADD}, before it is published). Its ports (line door, metrics) are read from its
+C{server_listening} lines, and clients connect only once it has logged C{cluster_joined} and,
+in the two-node cluster, C{cluster_peer_seen} for the other node; once every client has joined,
+the load waits until every node holds all of them (C{chatsvc_members} of each node's /metrics,
+which counts its copies of the other node's members), so that every join has reached every node.
+
+Two measures, each against both clusters: the open loop (C{openloop} above: by default N=100,
+all sending 5 lines/s for 10 s, one cluster at a time, each with nodes of its own) and the closed
+loop (C{closedloop} above, N=100 all sending: both clusters' nodes running at once, their steps
+in turn; sustained for 5 s). Every delivery is checked as ever. Over each measured window (the
+open loop's whole load until its last delivery; each ramp step and sustained slice of the
+closed loop), each node's /metrics is read at both ends (its deliveries to its own members,
+C{chatsvc_deliveries_total}; the messages it published and applied; its inter-node lag
+histogram's sum and count), and as soon as each answers, its process's CPU (utime + stime of
+/proc/PID/stat); then Redis' CPU (its /proc/PID/stat, and its own, finer account, C{INFO cpu})
+and its C{INFO commandstats}. Reported, per cluster: the open loop's latency p50/p99/max,
+deliveries/s and lost/duplicated/reordered; the closed loop's peak deliveries/s; in both,
+each node's CPU microseconds per delivery to its own members (and all nodes' together), each
+node's CPU %, the messages published, Redis' subscribers to the events channel (C{PUBSUB
+NUMSUB}: every node subscribes, the publisher too), Redis' CPU microseconds per published
+message and its CPU %, and the mean lag between nodes. Targets (said, not failures): nothing
+lost, duplicated or reordered in either cluster; the two-node cluster's open-loop p99 at most
+20 ms. The run fails if a delivery is wrong, a run aborts, or a node logs trouble.
+
+Nothing is pinned: the nodes, Redis and the generator are more processes than a two-core machine
+has CPUs, and they share them (the output says so). A node's CPU per delivery is work done
+whatever the contention; its deliveries/s are not.
+
+Redis' cost per message falls steeply as its rate rises (at 5 lines/s a sender each message
+wakes it alone; at a closed loop's rate it serves many per wakeup), and the two clusters' closed
+loops run at different rates, so neither pair of figures, one node against two, isolates what a
+subscriber costs. After its closed loop, the one-node cluster therefore runs on at its window
+in slices that take turns between its own subscriber alone (S=1) and with L{CLUSTER_LISTENERS}
+passive subscribers more (S=5: connections of the generator that C{SUBSCRIBE} to its events
+channel and read and drop what comes, as fast as it comes): Redis' CPU per published message in
+each, and the difference per extra subscriber, at the same rate (in the table, and the JSON's
+C{subscriber_cost}; every delivery still checked).
+
+Then a projection, from the measured costs, each node and Redis on a core of its own: a
+message costs a node c x m CPU seconds (c its cost per delivery, the two-node cluster's from the
+closed loop, the cost at the peak; m its members), and Redis r(S) = r0 + rs x S, fitted to the
+one node's costs per message with S=1 and S=5 (else to the open loop's, one node and two, where
+both publish as many messages a second). One room then carries at most min(1 / (c x m),
+1 / r(N)) messages a second on N nodes: shown for 1, 2, 4, 8 and 16 nodes, for the room of the
+run's M members spread over the nodes (m = M / N; with where Redis' growing cost meets the
+nodes' falling one, and the room's capacity stops growing), and for a room of 50 members a node
+(with where Redis saturates, and the deliveries/s it tends to). The JSON (C{cluster}) has every figure, the targets, and the
+projection from each regime alone (C{projection.closedloop}, C{projection.openloop}) beside
+the one shown (C{projection.chosen}).
+
 How it measures
 ===============
 
@@ -227,7 +300,7 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import groupby, repeat
 from operator import itemgetter, sub
@@ -254,6 +327,8 @@ from harness import (
     LISTENING,
     Aborted,
     IReactor,
+    RedisClient,
+    RedisProcess,
     Schedule,
     ServerProcess,
     Unfinished,
@@ -264,8 +339,10 @@ from harness import (
     raiseFileLimit,
     readCPUTicks,
     readWaitSeconds,
+    redisBinary,
     runUntilDone,
     say,
+    startRedis,
     within,
 )
 
@@ -761,6 +838,453 @@ async def stopServer(server: ServerProcess, grace: float) -> str:
     return f"exit status {status}"
 
 
+# The cluster workload
+
+
+CLUSTER_JOINED = re.compile(r"cluster_joined node='([^']*)'")
+"""A node's log line that it has joined its cluster (linked to Redis, its lease and id slot held)."""
+CLUSTER_PEER_SEEN = re.compile(r"cluster_peer_seen node='([^']*)' peer='([^']*)'")
+"""A node's log line that it has heard from another node of its cluster; the second group names it."""
+CLUSTER_EVENT = re.compile(r"\] (cluster_\w+|redis_\w+|history_\w+)\b")
+"""The log lines of a node that tell of its cluster and its Redis (kept for the report)."""
+EXPECTED_NODE_TROUBLE = re.compile(r"\] redis_not_durable ")
+"""
+The one warning every node of the benchmark gives, as it should: its Redis runs without an
+append-only file (the benchmark's choice: no disk in the measure).
+"""
+CLUSTER_LEASE = 10.0
+"""The nodes' lease (seconds), chatsvc's default: no node may be thought gone during a run."""
+CLUSTER_MEMBERS_ON_A_NODE = 50
+"""Members per node in the projection of larger clusters with a room that grows with them."""
+CLUSTER_PROJECTED = (1, 2, 4, 8, 16)
+"""The cluster sizes projected from the measured costs (1 and 2 to compare with the measures)."""
+CLUSTER_P99_TARGET_MS = 20.0
+"""The two-node cluster's open-loop target: latency p99 at most this."""
+CLUSTER_CONFIGS = (("one_node", 1, 0), ("two_nodes", 2, 1))
+CLUSTER_LISTENERS = 4
+"""
+Passive subscribers added to the one-node cluster's events channel, in turns, after its closed
+loop: Redis' cost per subscriber at that rate, the one node's own subscriber alone (S=1) and
+with these (S=5).
+"""
+"""The clusters measured: a name, how many nodes, and the Redis database they use."""
+EVENT_COUNTERS = (
+    ("cpu_seconds", None),
+    ("deliveries", "chatsvc_deliveries_total"),
+    ("published", "chatsvc_cluster_published_total"),
+    ("received", "chatsvc_cluster_received_total"),
+    ("messages", "chatsvc_messages_total"),
+    ("lag_count", "chatsvc_cluster_lag_seconds_count"),
+    ("lag_sum", "chatsvc_cluster_lag_seconds_sum"),
+)
+"""What a window measures on each node: its CPU, and the deltas of these counters of /metrics."""
+
+
+class NodeProcess(DoorServer):
+    """
+    A node of a cluster under test (C{twistd -n chatroom --redis ...}): a L{DoorServer} that
+    also watches its log for C{cluster_joined} and for a C{cluster_peer_seen} of each of the
+    other nodes of its cluster, and keeps the lines about its cluster and its Redis.
+    """
+
+    def __init__(self, *arguments: Any, nodeName: str, peers: set[str], **keywords: Any) -> None:
+        """
+        @param nodeName: the node's name (C{--node-name}).
+        @param peers: the names of the other nodes of its cluster, each to be seen.
+        """
+        super().__init__(*arguments, expectedTrouble=EXPECTED_NODE_TROUBLE, **keywords)
+        self.nodeName = nodeName
+        self.waitingFor = set(peers)
+        self.joined = False
+        self.ready: Deferred[None] = Deferred()
+        """Fires once the node has joined its cluster and seen every other node of it."""
+        self.events: list[str] = []
+        """Its log lines about the cluster and Redis, the first L{MAX_SAMPLES} * 5."""
+        self.eventCounts: dict[str, int] = {}
+        """How many of each of those lines it logged (C{cluster_joined}: 1, ...)."""
+
+    def lineReceived(self, line: str) -> None:
+        """A line of the node's log: its cluster's progress, and as ever."""
+        event = CLUSTER_EVENT.search(line)
+        if event is not None:
+            name = event.group(1)
+            self.eventCounts[name] = self.eventCounts.get(name, 0) + 1
+            if len(self.events) < MAX_SAMPLES * 5:
+                self.events.append(line)
+            if CLUSTER_JOINED.search(line):
+                self.joined = True
+            seen = CLUSTER_PEER_SEEN.search(line)
+            if seen is not None:
+                self.waitingFor.discard(seen.group(2))
+            if self.joined and not self.waitingFor:
+                fire(self.ready)
+        super().lineReceived(line)
+
+    def _end(self) -> None:
+        super()._end()
+        if not self.ready.called and not self.stopping:
+            tail = "\n    ".join(self.tail)
+            self.ready.errback(Aborted(f"node {self.nodeName} exited before joining:\n    {tail}"))
+
+
+class _MetricsFetch(Protocol):
+    """C{GET /metrics} in HTTP/1.0: the whole reply, once the server closes the connection."""
+
+    def __init__(self) -> None:
+        self.done: Deferred[bytes] = Deferred()
+        self._data: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+
+    def dataReceived(self, data: bytes) -> None:
+        self._data.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.done.called:
+            self.done.callback(b"".join(self._data))
+
+
+class Listener(Protocol):
+    """
+    A passive subscriber of a cluster's events channel: C{SUBSCRIBE}, then everything Redis
+    sends it is read and dropped (counted in bytes), as fast as it comes. It makes Redis write
+    each message once more, as a node more would, at none of a node's cost.
+    """
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel.encode("utf-8")
+        self.subscribed: Deferred[None] = Deferred()
+        self.received = 0
+        self._head = b""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(
+            b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(self.channel), self.channel)
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        if not self.subscribed.called:
+            self._head += data
+            if b"subscribe" in self._head:
+                fire(self.subscribed)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.subscribed.called:
+            self.subscribed.errback(Aborted(f"a listener's connection to Redis: {reason.getErrorMessage()}"))
+
+
+class _OneProtocol(ClientFactory):
+    """Connects one protocol (a L{_MetricsFetch}, a L{Listener}); C{failed} if it cannot."""
+
+    noisy = False
+
+    def __init__(self, protocol: Protocol, failed: Deferred[Any]) -> None:
+        self.connecting = protocol
+        self.failed = failed
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return self.connecting
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        if not self.failed.called:
+            self.failed.errback(Aborted(f"cannot connect: {reason.getErrorMessage()}"))
+
+
+def parseMetrics(text: str) -> dict[str, float]:
+    """Prometheus' text format: every sample by its name (with its labels, if any)."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            samples[name] = float(value)
+        except ValueError:
+            continue
+    return samples
+
+
+def commandStats(fields: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """C{INFO commandstats}: calls and microseconds of each command (C{publish}, C{zadd}, ...)."""
+    stats: dict[str, tuple[int, int]] = {}
+    for name, value in fields.items():
+        if not name.startswith("cmdstat_"):
+            continue
+        parts = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+        try:
+            stats[name[len("cmdstat_") :]] = (int(parts["calls"]), int(parts["usec"]))
+        except (KeyError, ValueError):
+            continue
+    return stats
+
+
+@dataclass
+class MeterReading:
+    """What a L{ClusterMeter} read at one moment."""
+
+    at: float
+    nodes: list[dict[str, float]]
+    """Per node: its CPU seconds (C{cpu_seconds}, None unknown as nan) and its /metrics."""
+    redisCPU: float
+    redisOwnCPU: float
+    """Redis' own account of its CPU (C{INFO cpu}: user + system, to the microsecond)."""
+    commands: dict[str, tuple[int, int]]
+    ticks: dict[int, tuple[int, int, int]]
+    """Each CPU's ticks busy, stolen and in all (/proc/stat)."""
+
+
+class ClusterMeter:
+    """
+    Measures a cluster over a window: each node's CPU (utime + stime of its process, from
+    /proc/PID/stat, read as soon as its /metrics answers) and the counters of its /metrics
+    (deliveries to its own members, messages published and applied, the lag histogram's sum
+    and count), and Redis' own CPU (its /proc/PID/stat) and the calls and time of each command
+    (C{INFO commandstats}).
+    """
+
+    def __init__(
+        self, reactor: IReactor, nodes: list[NodeProcess], redis: RedisProcess, channel: str
+    ) -> None:
+        """
+        @param channel: the cluster's events channel in Redis (C{PREFIX DB:events}), whose
+            subscribers L{subscribers} counts.
+        """
+        self.reactor = reactor
+        self.nodes = nodes
+        self.redis = redis
+        self.channel = channel
+        self._redis: RedisClient | None = None
+
+    def _command(self) -> RedisClient:
+        if self._redis is None:
+            self._redis = self.redis.client()
+        return self._redis
+
+    async def metrics(self, node: NodeProcess) -> dict[str, float]:
+        """What C{node}'s /metrics says now."""
+        fetch = _MetricsFetch()
+        self.reactor.connectTCP(
+            "127.0.0.1", node.ports["metrics"], _OneProtocol(fetch, fetch.done), timeout=30
+        )
+        reply = await within(self.reactor, fetch.done, 30, f"{node.nodeName}'s /metrics")
+        head, _, body = reply.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
+            raise Aborted(f"{node.nodeName}'s /metrics answered {head[:100]!r}")
+        return parseMetrics(body.decode("utf-8", "replace"))
+
+    async def _readNode(self, node: NodeProcess) -> dict[str, float]:
+        samples = await self.metrics(node)
+        cpu = node.cpuSeconds()
+        samples["cpu_seconds"] = float("nan") if cpu is None else cpu
+        return samples
+
+    async def read(self) -> MeterReading:
+        """Every node's CPU and counters (asked at once), then Redis' CPU and command stats."""
+        nodes = await defer.gatherResults(
+            [defer.ensureDeferred(self._readNode(node)) for node in self.nodes], consumeErrors=True
+        )
+        redisCPU = self.redis.cpuSeconds()
+        connection = self._command()
+        own = connection.info("cpu")
+        commands = commandStats(connection.info("commandstats"))
+        try:
+            ownCPU = float(own["used_cpu_user"]) + float(own["used_cpu_sys"])
+        except (KeyError, ValueError):
+            ownCPU = float("nan")
+        return MeterReading(
+            time.monotonic(), list(nodes), float("nan") if redisCPU is None else redisCPU,
+            ownCPU, commands, readCPUTicks(),
+        )
+
+    def window(self, before: MeterReading, after: MeterReading) -> dict[str, Any]:
+        """
+        What happened between two readings: its seconds, Redis' CPU seconds and the calls and
+        microseconds of each command it ran, and per node the deltas of L{EVENT_COUNTERS}.
+        """
+        nodes = []
+        for node, first, last in zip(self.nodes, before.nodes, after.nodes):
+            figures: dict[str, Any] = {"name": node.nodeName}
+            for name, metric in EVENT_COUNTERS:
+                key = metric or name
+                figures[name] = round(last.get(key, 0.0) - first.get(key, 0.0), 6)
+            nodes.append(figures)
+        commands = {
+            name: [calls - before.commands.get(name, (0, 0))[0], usec - before.commands.get(name, (0, 0))[1]]
+            for name, (calls, usec) in after.commands.items()
+            if calls != before.commands.get(name, (0, 0))[0]
+        }
+        busy = steal = total = 0
+        for cpu, (afterBusy, afterSteal, afterTotal) in after.ticks.items():
+            beforeBusy, beforeSteal, beforeTotal = before.ticks.get(cpu, (afterBusy, afterSteal, afterTotal))
+            busy += afterBusy - beforeBusy
+            steal += afterSteal - beforeSteal
+            total += afterTotal - beforeTotal
+        return {
+            "seconds": round(after.at - before.at, 3),
+            "machine_ticks": [busy, steal, total],
+            "redis_cpu_seconds": round(after.redisCPU - before.redisCPU, 3),
+            "redis_own_cpu_seconds": round(after.redisOwnCPU - before.redisOwnCPU, 6),
+            "redis_commands": commands,
+            "nodes": nodes,
+        }
+
+    async def settle(self, members: int, timeout: float) -> None:
+        """
+        Wait until every node holds C{members} members (its own and its copies of the other
+        nodes': C{chatsvc_members}), at most C{timeout}: every join has reached every node.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = [
+                (await self.metrics(node)).get("chatsvc_members", -1.0) for node in self.nodes
+            ]
+            if all(count == members for count in counts):
+                return
+            if time.monotonic() > deadline:
+                raise Aborted(
+                    f"the nodes hold {', '.join(f'{count:g}' for count in counts)} members, "
+                    f"not {members} each, after {timeout:g} s"
+                )
+            await sleep(self.reactor, 0.05)
+
+    async def listen(self, count: int, timeout: float) -> list[Listener]:
+        """
+        C{count} L{Listener}s more on the cluster's events channel, once Redis counts them all
+        among its subscribers.
+        """
+        base = self.subscribers()
+        listeners = [Listener(self.channel) for _ in range(count)]
+        for listener in listeners:
+            self.reactor.connectTCP(
+                "127.0.0.1", self.redis.port, _OneProtocol(listener, listener.subscribed), timeout=30
+            )
+        for listener in listeners:
+            await within(self.reactor, listener.subscribed, timeout, "a listener to subscribe")
+        await self.waitSubscribers(base + count, timeout)
+        return listeners
+
+    async def unlisten(self, listeners: list[Listener], timeout: float) -> None:
+        """Close C{listeners}, and wait until Redis no longer counts them."""
+        base = self.subscribers() - len(listeners)
+        for listener in listeners:
+            if listener.transport is not None:
+                listener.transport.loseConnection()
+        await self.waitSubscribers(base, timeout)
+
+    async def waitSubscribers(self, count: int, timeout: float) -> None:
+        """Wait until the events channel has C{count} subscribers, at most C{timeout}."""
+        deadline = time.monotonic() + timeout
+        while self.subscribers() != count:
+            if time.monotonic() > deadline:
+                raise Aborted(f"{self.channel} has {self.subscribers()} subscribers, not {count}")
+            await sleep(self.reactor, 0.02)
+
+    def subscribers(self) -> int:
+        """How many connections subscribe to the cluster's events channel (C{PUBSUB NUMSUB})."""
+        reply = self._command().command("PUBSUB", "NUMSUB", self.channel)
+        return int(reply[1]) if isinstance(reply, list) and len(reply) == 2 else -1
+
+    def close(self) -> None:
+        """Close its connection to Redis."""
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+
+def windowFigures(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    The figures of one or more windows of a cluster (L{ClusterMeter.window}), summed: per
+    node and in all, CPU seconds, CPU % of one core, deliveries to its own members and CPU
+    microseconds per delivery, messages published and applied, the mean lag of other nodes'
+    messages; Redis' CPU seconds, CPU % and CPU microseconds per published message, with the
+    calls and microseconds of each command per published message (and, beside the /proc
+    figures, Redis' own account of its CPU, C{INFO cpu}, finer than /proc's clock ticks); and
+    how busy all the machine's CPUs were, and how much the hypervisor stole (/proc/stat).
+    """
+    seconds = sum(window["seconds"] for window in windows)
+    count = len(windows[0]["nodes"]) if windows else 0
+    nodes = []
+    for index in range(count):
+        summed: dict[str, Any] = {"name": windows[0]["nodes"][index]["name"]}
+        for name, _ in EVENT_COUNTERS:
+            summed[name] = round(sum(window["nodes"][index][name] for window in windows), 6)
+        summed["cpu_percent"] = round(100 * summed["cpu_seconds"] / seconds, 1) if seconds else None
+        summed["cpu_us_per_delivery"] = perEvent(summed["cpu_seconds"], summed["deliveries"])
+        summed["lag_mean_ms"] = (
+            round(1000 * summed["lag_sum"] / summed["lag_count"], 3) if summed["lag_count"] else None
+        )
+        nodes.append(summed)
+    cpu = sum(node["cpu_seconds"] for node in nodes)
+    deliveries = sum(node["deliveries"] for node in nodes)
+    published = sum(node["published"] for node in nodes)
+    redisCPU = sum(window["redis_cpu_seconds"] for window in windows)
+    redisOwn = sum(window["redis_own_cpu_seconds"] for window in windows)
+    commands: dict[str, list[int]] = {}
+    for window in windows:
+        for name, (calls, usec) in window["redis_commands"].items():
+            total = commands.setdefault(name, [0, 0])
+            total[0] += calls
+            total[1] += usec
+    lagCount = sum(node["lag_count"] for node in nodes)
+    busy, steal, total = (
+        sum(window.get("machine_ticks", [0, 0, 0])[part] for window in windows) for part in range(3)
+    )
+    return {
+        "seconds": round(seconds, 3),
+        "machine_busy_percent": round(100 * busy / total, 1) if total else None,
+        "machine_steal_percent": round(100 * steal / total, 1) if total else None,
+        "nodes": nodes,
+        "node_cpu_seconds": round(cpu, 3),
+        "deliveries": int(deliveries),
+        "cpu_us_per_delivery": perEvent(cpu, deliveries),
+        "cpu_seconds_per_delivery": perEvent(cpu, deliveries, 1.0, 12),
+        "published": int(published),
+        "redis_cpu_seconds": round(redisCPU, 3),
+        "redis_cpu_percent": round(100 * redisCPU / seconds, 1) if seconds else None,
+        "redis_cpu_us_per_message": perEvent(redisCPU, published),
+        "redis_cpu_seconds_per_message": perEvent(redisCPU, published, 1.0, 12),
+        "redis_own_cpu_seconds": round(redisOwn, 6),
+        "redis_own_cpu_us_per_message": perEvent(redisOwn, published),
+        "redis_commands_per_message": {
+            name: {
+                "calls": round(calls / published, 3) if published else None,
+                "us": round(usec / published, 3) if published else None,
+            }
+            for name, (calls, usec) in sorted(commands.items())
+        },
+        "lag_mean_ms": (
+            round(1000 * sum(node["lag_sum"] for node in nodes) / lagCount, 3) if lagCount else None
+        ),
+    }
+
+
+def perEvent(seconds: float, events: float, unit: float = 1e6, digits: int = 3) -> float | None:
+    """C{seconds} of CPU per event, in C{unit}s of a second (microseconds unless told), or None."""
+    if not events or seconds != seconds:  # none, or the CPU could not be read (nan)
+        return None
+    return round(unit * seconds / events, digits)
+
+
+def clusterOptions(workload: Workload, backlog: int) -> tuple[list[str], list[str]]:
+    """
+    A node's chatroom options for C{workload} (before its cluster's), and why: the limits
+    the load needs raised, as for chatsvc, but no C{--db}: with C{--redis}, history (and
+    accounts and moderation) go to Redis, and --db is not used.
+    """
+    options, reasons = chatsvcOptions(workload, backlog)
+    at = options.index("--db")
+    del options[at : at + 2]
+    reasons[0] = (
+        "no --db: with --redis, every room message is stored in Redis' history (a ZADD), "
+        "and --db is not used"
+    )
+    return options, reasons
+
+
 # The clients
 
 
@@ -946,6 +1470,11 @@ class Run:
         self.sendLags: array[int] = array("q")
         """Microseconds each open-loop line left after its schedule."""
         self.clients: list[BenchClient] = []
+        self.linePorts: list[int] | None = None
+        """
+        The line door's port for each client, when they are not all on one server (the nodes
+        of a cluster); None: the server's one port.
+        """
         self.phase = Phase.CONNECTING
         self.ignoring = False
 
@@ -2335,6 +2864,10 @@ class Subject:
     """Closed loop: the ramp's steps."""
     slices: list[dict[str, Any]] = field(default_factory=list)
     """Closed loop: the sustained measure's slices."""
+    nodes: list[NodeProcess] = field(default_factory=list)
+    """The cluster workload: every node of the subject's cluster (C{server} is the first)."""
+    meter: ClusterMeter | None = None
+    """The cluster workload: what measures its nodes and Redis over each window."""
 
 
 class _OneClient(ClientFactory):
@@ -2516,7 +3049,7 @@ class Bench:
                     port = ports["irc"]
                     client = IrcClient(run, index)
                 else:
-                    port = ports["line"]
+                    port = ports["line"] if run.linePorts is None else run.linePorts[index]
                     client = BenchClient(run, index)
                 run.clients.append(client)
                 client.accepted.addCallback(lambda _: semaphore.release())
@@ -2610,10 +3143,18 @@ class Bench:
 
     async def openLoop(
         self, run: Run, server: ServerProcess, ports: dict[str, int], workload: Workload,
-        results: dict[str, Any],
+        results: dict[str, Any], meter: ClusterMeter | None = None,
     ) -> None:
-        """K senders at R lines/s each for D s; every delivery checked and timed."""
+        """
+        K senders at R lines/s each for D s; every delivery checked and timed. With a
+        C{meter} (a cluster's), every node is also seen to hold every member before the load,
+        and the nodes and Redis are measured from the load's start until the last delivery.
+        """
         await self.join(run, ports, results)
+        before = None
+        if meter is not None:
+            await meter.settle(run.count, self.settings.timeout)
+            before = await meter.read()
         run.phase = Phase.LOADING
         period = 1 / workload.rate
         probe = self.probe(server)
@@ -2641,6 +3182,9 @@ class Bench:
             server_rss_kb=server.rssKB(),
             **probe.finish(),
         )
+        if meter is not None and before is not None:
+            window = meter.window(before, await meter.read())
+            results["cluster"] = windowFigures([window])
 
     async def closedLoop(self, workload: Workload, subjects: list[Subject]) -> None:
         """
@@ -2658,7 +3202,9 @@ class Bench:
             ramping = list(subjects)
             for window in RAMP:
                 for subject in list(ramping):
-                    step = await self.closedStep(subject.run, subject.server, window, workload.step)
+                    step = await self.closedStep(
+                        subject.run, subject.server, window, workload.step, subject.meter
+                    )
                     subject.steps.append(step)
                     say(
                         f"    {subject.target:>7} window {window:>3}: "
@@ -2690,7 +3236,7 @@ class Bench:
         for round_ in range(count):
             for subject in subjects if round_ % 2 == 0 else subjects[::-1]:
                 step = await self.closedStep(
-                    subject.run, subject.server, windows[subject.target], seconds
+                    subject.run, subject.server, windows[subject.target], seconds, subject.meter
                 )
                 subject.slices.append(step)
             say(
@@ -2722,11 +3268,18 @@ class Bench:
                 server_rss_kb=subject.server.rssKB(),
                 **usage,
             )
+            if subject.meter is not None:
+                results["cluster"] = windowFigures([step["cluster"] for step in slices])
 
     async def closedStep(
-        self, run: Run, server: ServerProcess, window: int, seconds: float
+        self, run: Run, server: ServerProcess, window: int, seconds: float,
+        meter: ClusterMeter | None = None,
     ) -> dict[str, Any]:
-        """One window for C{seconds} (after a warm-up), then a drain; the step's figures."""
+        """
+        One window for C{seconds} (after a warm-up), then a drain; the step's figures. With a
+        C{meter}, the cluster's nodes and Redis are measured over the same seconds (its
+        C{cluster} figures: see L{ClusterMeter.window}).
+        """
         run.window = window
         run.threshold = max(1, window // 2)
         run.sending = True
@@ -2734,12 +3287,16 @@ class Bench:
         run.drained = Deferred()
         run.pump()
         await sleep(self.reactor, min(0.5, max(0.1, seconds / 4)))
+        before = None if meter is None else await meter.read()
         delivered, began = run.delivered, time.monotonic()
         probe = self.probe(server)
         await sleep(self.reactor, seconds)
         elapsed = time.monotonic() - began
         count = run.delivered - delivered
         usage = probe.finish(elapsed)
+        extra: dict[str, Any] = {}
+        if meter is not None and before is not None:
+            extra["cluster"] = meter.window(before, await meter.read())
         run.sending = False
         drained = await self.drain(run, quiet=5.0, timeout=self.settings.timeout)
         perSecond = count / elapsed
@@ -2750,6 +3307,7 @@ class Bench:
             "messages_per_s": round(perSecond / (run.count - 1), 1),
             "drained": drained,
             **usage,
+            **extra,
         }
 
     async def idle(
@@ -2811,6 +3369,276 @@ class Bench:
             server_rss_kb=server.rssKB(),
             **usage,
         )
+
+
+    # The cluster workload
+
+    def prepareCluster(
+        self, workload: Workload, name: str, count: int, db: int, redis: RedisProcess
+    ) -> Subject:
+        """
+        The nodes (not started yet) of a cluster of C{count} on C{redis}'s database C{db}, a
+        run of C{workload}'s clients spread over them (client i on node i mod C{count}), and
+        the meter of the nodes and Redis.
+        """
+        prefix = f"fanout-{workload.kind}:"
+        label = name.split("_")[0]
+        names = [f"{label}-{chr(ord('a') + index)}" for index in range(count)]
+        options, reasons = clusterOptions(workload, listenBacklog(workload.clients))
+        url = f"redis://127.0.0.1:{redis.port}/{db}"
+        cluster = [
+            "--redis", url, "--redis-prefix", prefix, "--lease", f"{CLUSTER_LEASE:g}",
+            "--metrics-listen", "tcp:0:interface=127.0.0.1",
+        ]
+        reasons += [
+            f"--redis {url} --redis-prefix {prefix}: Redis database {db} for this cluster alone "
+            "(its keys are per database, and its channels are named by prefix and database, "
+            f"{prefix}{db}:events), a prefix for this workload's, so no run meets another's "
+            "nicknames or history",
+            f"--lease {CLUSTER_LEASE:g} (the default), --node-name {'/'.join(names)}",
+            "--metrics-listen tcp:0:interface=127.0.0.1: the counters of deliveries and "
+            "published messages, read at each window's ends",
+        ]
+        nodes = []
+        for nodeName in names:
+            log = None
+            if self.settings.server_log is not None:
+                self.settings.server_log.mkdir(parents=True, exist_ok=True)
+                log = self.settings.server_log / f"cluster-{workload.kind}-{nodeName}.log"
+            command = chatroomCommand(
+                [*options, *cluster, "--node-name", nodeName],
+                listen="tcp:0:interface=127.0.0.1", twistdOptions=["--reactor=epoll"],
+            )
+            if self.settings.server_profile is not None:
+                self.settings.server_profile.mkdir(parents=True, exist_ok=True)
+                profile = self.settings.server_profile / f"cluster-{workload.kind}-{nodeName}.prof"
+                program = command[1:] if command[0] == sys.executable else command
+                command = [sys.executable, "-m", "cProfile", "-o", str(profile), *program]
+            nodes.append(NodeProcess(
+                self.reactor, nodeName, command, None, log, LISTENING,
+                directoryPrefix=f"fanout-{nodeName}-", troubleKept=MAX_SAMPLES,
+                nodeName=nodeName, peers=set(names) - {nodeName},
+            ))
+        say(f"--- cluster {workload.name} against {name}: {count} node(s) on Redis db {db}, "
+            f"{workload.clients} line clients spread over them")
+        say("    node settings (the same for every node; limits raised for this load):")
+        for reason in reasons:
+            say(f"      {reason}")
+        run = Run(
+            self.reactor, workload.clients, workload.senders, workload.size,
+            exactLatency=workload.kind == "openloop",
+        )
+        results: dict[str, Any] = {
+            "server_settings": reasons, "aborted": None, "nodes": names, "redis_db": db,
+            "redis_prefix": prefix,
+            "members_per_node": [len(range(index, workload.clients, count)) for index in range(count)],
+        }
+        meter = ClusterMeter(self.reactor, nodes, redis, f"{prefix}{db}:events")
+        return Subject(name, nodes[0], run, results, time.monotonic(), nodes=nodes, meter=meter)
+
+    async def startCluster(self, subject: Subject) -> dict[str, int]:
+        """
+        Start a cluster's nodes at once, and wait until each has joined it (its log's
+        C{cluster_joined}) and heard from every other (C{cluster_peer_seen}); the line door's
+        port of the first (each client's is in its run's C{linePorts}).
+        """
+        nodes, run, results = subject.nodes, subject.run, subject.results
+        listening = [node.start() for node in nodes]
+        for node, started in zip(nodes, listening):
+            await within(self.reactor, started, 60, f"node {node.nodeName} to listen")
+        for node in nodes:
+            await within(self.reactor, node.ready, 60, f"node {node.nodeName} to join its cluster")
+        run.linePorts = [nodes[index % len(nodes)].ports["line"] for index in range(run.count)]
+        assert subject.meter is not None
+        results["server_command"] = [node.command for node in nodes]
+        results["subscribers"] = subject.meter.subscribers()
+        say(f"    {subject.target}: " + ", ".join(
+            f"{node.nodeName} (line door {node.ports['line']}, metrics {node.ports['metrics']})"
+            for node in nodes
+        ) + f" joined; {results['subscribers']} subscriber(s) to {subject.meter.channel}")
+        return {"line": nodes[0].ports["line"]}
+
+    async def finishCluster(self, subject: Subject, workload: Workload) -> dict[str, Any]:
+        """Cut every connection, stop every node, and complete the subject's results."""
+        gc.unfreeze()
+        run, results, nodes = subject.run, subject.results, subject.nodes
+        alive = [node.running() for node in nodes]
+        run.stop()
+        if subject.meter is not None:
+            subject.meter.close()
+        results["server_stop"] = [await stopServer(node, STOP_GRACE) for node in nodes]
+        results["server_exited_early"] = not all(alive)
+        results["server_log_trouble"] = sum(node.troubleCount for node in nodes)
+        results["server_log_trouble_lines"] = [
+            f"{node.nodeName}: {line}" for node in nodes for line in node.trouble
+        ]
+        results["server_log_expected_warnings"] = sum(len(node.expected) for node in nodes)
+        results["node_log_events"] = {node.nodeName: node.eventCounts for node in nodes}
+        results["node_log_event_lines"] = {node.nodeName: node.events for node in nodes}
+        results["elapsed_seconds"] = round(time.monotonic() - subject.began, 1)
+        results["errors"] = run.errorCount
+        results["error_lines"] = run.errors
+        results["other_notices"] = run.noticeCount
+        results["other_notice_lines"] = run.notices
+        if results["aborted"] is not None and not all(alive):
+            results["server_log_tail"] = {node.nodeName: node.tail for node in nodes}
+        if not healthy(workload, results) or results["server_log_trouble"]:
+            self.failed = True
+        say(
+            f"    {subject.target}: {summaryLine(workload, results)}; node log trouble "
+            f"{results['server_log_trouble']}; nodes: {', '.join(results['server_stop'])}; "
+            f"{results['elapsed_seconds']:g} s in all"
+        )
+        for line in results["server_log_trouble_lines"]:
+            say(f"      {line}")
+        return results
+
+    async def clusterOpenLoop(self, workload: Workload, redis: RedisProcess) -> dict[str, Any]:
+        """The open loop against each cluster in turn, each with nodes of its own."""
+        results = {}
+        for name, count, db in CLUSTER_CONFIGS:
+            subject = self.prepareCluster(workload, name, count, db, redis)
+            try:
+                ports = await self.startCluster(subject)
+                await self.openLoop(
+                    subject.run, subject.server, ports, workload, subject.results, subject.meter
+                )
+            except Aborted as error:
+                subject.results["aborted"] = str(error)
+                say(f"    ABORTED: {error}")
+            finally:
+                await self.finishCluster(subject, workload)
+            results[name] = subject.results
+        return results
+
+    async def clusterClosedLoop(self, workload: Workload, redis: RedisProcess) -> dict[str, Any]:
+        """
+        The closed loop against both clusters at once (both on the same Redis, each with
+        its own clients), their steps in turn as the other workloads' targets take theirs.
+        """
+        subjects = [
+            self.prepareCluster(workload, name, count, db, redis)
+            for name, count, db in CLUSTER_CONFIGS
+        ]
+        try:
+            for subject in subjects:
+                ports = await self.startCluster(subject)
+                await self.join(subject.run, ports, subject.results)
+                assert subject.meter is not None
+                await subject.meter.settle(subject.run.count, self.settings.timeout)
+                subject.run.phase = Phase.LOADING
+            await self.closedLoop(workload, subjects)
+            await self.subscriberCost(subjects[0], workload)
+        except Aborted as error:
+            for subject in subjects:
+                subject.results["aborted"] = str(error)
+            say(f"    ABORTED: {error}")
+        finally:
+            for subject in subjects:
+                await self.finishCluster(subject, workload)
+        return {subject.target: subject.results for subject in subjects}
+
+    async def subscriberCost(self, subject: Subject, workload: Workload) -> None:
+        """
+        Redis' cost per subscriber at a closed loop's rate: the one-node cluster at the window
+        of its sustained measure, in slices that take turns between its own subscriber alone
+        (S=1) and with L{CLUSTER_LISTENERS} passive ones more; each slice's Redis CPU per
+        published message, and the difference per extra subscriber. Every delivery is checked
+        as ever (the run's tallies are taken again after).
+        """
+        meter, run, results = subject.meter, subject.run, subject.results
+        assert meter is not None
+        window = int(results["window"])
+        count = max(2, round(workload.duration / CLOSED_SLICE))
+        seconds = workload.duration / count
+        timeout = self.settings.timeout
+        alone: list[dict[str, Any]] = []
+        joined: list[dict[str, Any]] = []
+        listeners: list[Listener] = []
+        base = meter.subscribers()
+        try:
+            for index in range(2 * count):
+                extra = index % 2 == 1
+                if extra and not listeners:
+                    listeners = await meter.listen(CLUSTER_LISTENERS, timeout)
+                elif not extra and listeners:
+                    await meter.unlisten(listeners, timeout)
+                    listeners = []
+                step = await self.closedStep(run, subject.server, window, seconds, meter)
+                step["subscribers"] = base + (CLUSTER_LISTENERS if extra else 0)
+                (joined if extra else alone).append(step)
+                cost = windowFigures([step["cluster"]])["redis_cpu_us_per_message"]
+                say(f"    {subject.target}, {step['subscribers']} subscriber(s): "
+                    f"{step['deliveries_per_s']:,.0f} deliveries/s, Redis {cost} us CPU per message")
+        finally:
+            if listeners:
+                await meter.unlisten(listeners, timeout)
+        without = windowFigures([step["cluster"] for step in alone])
+        withMore = windowFigures([step["cluster"] for step in joined])
+        perSubscriber = None
+        if without["redis_cpu_us_per_message"] is not None and withMore["redis_cpu_us_per_message"] is not None:
+            perSubscriber = round(
+                (withMore["redis_cpu_us_per_message"] - without["redis_cpu_us_per_message"])
+                / CLUSTER_LISTENERS, 3,
+            )
+        ownPerSubscriber = None
+        if without["redis_own_cpu_us_per_message"] is not None and withMore["redis_own_cpu_us_per_message"] is not None:
+            ownPerSubscriber = round(
+                (withMore["redis_own_cpu_us_per_message"] - without["redis_own_cpu_us_per_message"])
+                / CLUSTER_LISTENERS, 3,
+            )
+        results["subscriber_cost"] = {
+            "window": window,
+            "extra_subscribers": CLUSTER_LISTENERS,
+            "subscribers_alone": base,
+            "subscribers_with": base + CLUSTER_LISTENERS,
+            "alone": without,
+            "with": withMore,
+            "deliveries_per_s_alone": round(statistics.median(step["deliveries_per_s"] for step in alone), 1),
+            "deliveries_per_s_with": round(statistics.median(step["deliveries_per_s"] for step in joined), 1),
+            "redis_us_per_extra_subscriber": perSubscriber,
+            "redis_own_us_per_extra_subscriber": ownPerSubscriber,
+            "slices_alone": alone,
+            "slices_with": joined,
+        }
+        self.tally(run, results)
+
+    async def runCluster(self, workloads: list[Workload], binary: str) -> tuple[
+        list[dict[str, Any]], dict[str, Any]
+    ]:
+        """
+        The cluster workload: a C{redis-server} of its own, then each workload against a
+        one-node and a two-node cluster on it; the report, and what was seen of Redis.
+        """
+        log = None
+        if self.settings.server_log is not None:
+            self.settings.server_log.mkdir(parents=True, exist_ok=True)
+            log = self.settings.server_log / "cluster-redis.log"
+        redis = await startRedis(self.reactor, binary, log, 30.0)
+        client = redis.client()
+        try:
+            server = client.info("server")
+        finally:
+            client.close()
+        seen: dict[str, Any] = {
+            "version": server.get("redis_version"),
+            "port": redis.port,
+            "command": redis.command,
+        }
+        say(f"--- redis-server {seen['version']} on 127.0.0.1:{redis.port} (pid {redis.pid}), "
+            "--save '' --appendonly no: every node's Redis, one database per cluster")
+        report = []
+        try:
+            for workload in workloads:
+                if workload.kind == "openloop":
+                    results = await self.clusterOpenLoop(workload, redis)
+                else:
+                    results = await self.clusterClosedLoop(workload, redis)
+                report.append({"workload": asdict(workload), "name": workload.name, "results": results})
+        finally:
+            seen["stop"] = await stopServer(redis, 5.0)
+            seen["log_tail"] = redis.tail
+        return report, seen
 
 
 def kneeWindow(steps: list[dict[str, Any]]) -> int:
@@ -2928,7 +3756,7 @@ def otherLoad(results: dict[str, Any]) -> str | None:
     return "/".join(parts)
 
 
-NO_RATIO = {"at window (lines per sender)"}
+NO_RATIO = {"at window (lines per sender)", "Redis subscribers of each message"}
 """Rows whose figures are settings found, not measures: no ratio."""
 
 
@@ -3032,6 +3860,12 @@ def table(report: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
                 # chatsvc/relay is "ratio", as it has always been; any other under its name.
                 **{"ratio" if name == "chatsvc/relay" else name: share for name, share in shares.items()},
             })
+    return alignedTable(header, lines), rows
+
+
+def alignedTable(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """C{header} and C{lines} as columns: the first left-aligned, the others right-aligned,
+    a rule under the header."""
     widths = [max(len(line[column]) for line in [header, *lines]) for column in range(len(header))]
     text = [
         "  ".join(
@@ -3041,7 +3875,7 @@ def table(report: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         for line in [header, *lines]
     ]
     text.insert(1, "-" * len(text[0]))
-    return "\n".join(text), rows
+    return "\n".join(text)
 
 
 def ircTargets(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -3082,6 +3916,362 @@ def ircTargets(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         checked.append({"workload": workload.name, "target": goal, "value": value, "met": met})
     return checked
+
+
+CLUSTER_TARGETS = tuple(name for name, _, _ in CLUSTER_CONFIGS)
+
+
+def eachNode(*path: str, form: str = ".1f") -> Callable[[dict[str, Any]], Any]:
+    """A cluster's figure C{path} of each of its nodes, as one cell (C{one-a 12.3})."""
+
+    def get(results: dict[str, Any]) -> Any:
+        nodes = figure("cluster", "nodes")(results)
+        if not nodes:
+            return None
+        return ", ".join(
+            f"{node['name']} {cell(figure(*path)(node), form)}" for node in nodes
+        )
+
+    return get
+
+
+def machineLoad(results: dict[str, Any]) -> str | None:
+    """How busy the machine's CPUs were in all over a cluster's windows, and how much was stolen."""
+    busy = figure("cluster", "machine_busy_percent")(results)
+    steal = figure("cluster", "machine_steal_percent")(results)
+    if busy is None:
+        return None
+    return f"{busy:g} ({steal:g})"
+
+
+def clusterRows(workload: Workload) -> list[Row]:
+    """The table rows of the cluster workload's open or closed loop."""
+    costs: list[Row] = [
+        ("node CPU us per delivery, all nodes", figure("cluster", "cpu_us_per_delivery"), ".2f"),
+        ("  each node", eachNode("cpu_us_per_delivery", form=".2f"), "s"),
+        ("node CPU % of a core, each node", eachNode("cpu_percent", form=".0f"), "s"),
+        ("deliveries by the nodes (/metrics)", figure("cluster", "deliveries"), ",d"),
+        ("messages published to Redis", figure("cluster", "published"), ",d"),
+        ("Redis subscribers of each message", figure("subscribers"), "d"),
+        ("Redis CPU us per published message", figure("cluster", "redis_cpu_us_per_message"), ".2f"),
+        ("  by Redis' own count (INFO cpu)", figure("cluster", "redis_own_cpu_us_per_message"), ".2f"),
+        ("Redis CPU % of a core", figure("cluster", "redis_cpu_percent"), ".1f"),
+        ("generator CPU % (+waiting)", generatorCell, "s"),
+        ("all CPUs busy % (stolen %)", machineLoad, "s"),
+    ]
+    if workload.kind == "openloop":
+        return [
+            ("offered deliveries/s", figure("offered_deliveries_per_s"), ",.0f"),
+            ("deliveries/s", figure("deliveries_per_s"), ",.0f"),
+            ("latency p50 ms", figure("latency_ms", "p50"), ".2f"),
+            ("latency p99 ms", figure("latency_ms", "p99"), ".2f"),
+            ("latency max ms", figure("latency_ms", "max"), ".2f"),
+            ("lost/duplicated/reordered", losses, "s"),
+            ("lag between nodes, mean ms (/metrics)", figure("cluster", "lag_mean_ms"), ".2f"),
+            *costs,
+        ]
+    return [
+        ("peak deliveries/s, nothing lost", figure("deliveries_per_s"), ",.0f"),
+        ("at window (lines per sender)", figure("window"), "d"),
+        ("best ramp step deliveries/s", figure("best_step_deliveries_per_s"), ",.0f"),
+        ("lost/duplicated/reordered", losses, "s"),
+        ("lag between nodes, mean ms (/metrics)", figure("cluster", "lag_mean_ms"), ".2f"),
+        *costs,
+        (
+            "Redis us/message, its own subscriber",
+            figure("subscriber_cost", "alone", "redis_cpu_us_per_message"), ".2f",
+        ),
+        (
+            f"  with {CLUSTER_LISTENERS} passive subscribers more",
+            figure("subscriber_cost", "with", "redis_cpu_us_per_message"), ".2f",
+        ),
+        (
+            "  Redis us per extra subscriber",
+            figure("subscriber_cost", "redis_us_per_extra_subscriber"), ".2f",
+        ),
+        (
+            "    by Redis' own count (INFO cpu)",
+            figure("subscriber_cost", "redis_own_us_per_extra_subscriber"), ".2f",
+        ),
+    ]
+
+
+def clusterTable(report: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The cluster workload's table (one node, two nodes, two/one) as text, and its rows."""
+    header = ("cluster workload / figure", "one node", "two nodes", "two/one")
+    lines: list[tuple[str, ...]] = []
+    rows: list[dict[str, Any]] = []
+    for entry in report:
+        workload = Workload(**entry["workload"])
+        runs = entry["results"]
+        lines.append((workload.name, "", "", ""))
+        for label, get, form in clusterRows(workload):
+            values = {
+                target: (
+                    "ABORTED" if runs.get(target, {}).get("aborted")
+                    else get(runs[target]) if target in runs else None
+                )
+                for target in CLUSTER_TARGETS
+            }
+            share = None if label in NO_RATIO else ratio(values["two_nodes"], values["one_node"])
+            lines.append((
+                f"  {label}",
+                *(cell(values[target], form) for target in CLUSTER_TARGETS),
+                "" if share is None else f"{share:.3f}",
+            ))
+            rows.append({"workload": workload.name, "figure": label, **values, "two/one": share})
+    return alignedTable(header, lines), rows
+
+
+def clusterTargets(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cluster workload's targets, met or missed (a miss is said, not a failure)."""
+    checked = []
+    for entry in report:
+        workload = Workload(**entry["workload"])
+        for target, results in entry["results"].items():
+            if results["aborted"] is not None or workload.kind not in ("openloop", "closedloop"):
+                continue
+            value = losses(results)
+            checked.append({
+                "workload": workload.name, "cluster": target,
+                "target": "nothing lost, duplicated or reordered (lost/duplicated/reordered)",
+                "value": value, "met": value == "0/0/0",
+            })
+            if workload.kind == "openloop" and target == "two_nodes":
+                p99 = results["latency_ms"]["p99"]
+                checked.append({
+                    "workload": workload.name, "cluster": target,
+                    "target": f"latency p99 at most {CLUSTER_P99_TARGET_MS:g} ms (ms)",
+                    "value": p99, "met": p99 <= CLUSTER_P99_TARGET_MS,
+                })
+    return checked
+
+
+def clusterCosts(report: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """
+    The per-event costs measured by the workload C{kind} (C{openloop} or C{closedloop}): CPU
+    seconds per delivery on the two-node cluster's nodes and on the one node, Redis' CPU
+    seconds per published message on each cluster and the subscribers each message had; None
+    if that workload did not measure them all.
+    """
+    for entry in report:
+        if entry["workload"]["kind"] != kind:
+            continue
+        runs = entry["results"]
+        try:
+            one, two = runs["one_node"], runs["two_nodes"]
+            figures = {
+                "workload": entry["name"],
+                "members": entry["workload"]["clients"],
+                "node_seconds_per_delivery_one": one["cluster"]["cpu_seconds_per_delivery"],
+                "node_seconds_per_delivery_two": two["cluster"]["cpu_seconds_per_delivery"],
+                "redis_seconds_per_message_one": one["cluster"]["redis_cpu_seconds_per_message"],
+                "redis_seconds_per_message_two": two["cluster"]["redis_cpu_seconds_per_message"],
+                "subscribers_one": one["subscribers"],
+                "subscribers_two": two["subscribers"],
+            }
+        except (KeyError, TypeError):
+            return None
+        if one["aborted"] or two["aborted"] or not all(figures.values()):
+            return None  # a figure missing, or too small for the CPU clock's ticks (0)
+        figures["how"] = f"{kind}, one node and two nodes" + (
+            ", the same messages/s on both" if kind == "openloop" else ", each at its own peak"
+        )
+        return figures
+    return None
+
+
+def subscriberCosts(report: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """
+    Redis' cost per published message with the one node's subscriber alone and with
+    L{CLUSTER_LISTENERS} more (L{Bench.subscriberCost}), as L{clusterCosts} gives Redis'; None
+    if it was not measured.
+    """
+    for entry in report:
+        if entry["workload"]["kind"] != "closedloop":
+            continue
+        one = entry["results"].get("one_node")
+        cost = None if one is None or one["aborted"] else one.get("subscriber_cost")
+        if cost is None:
+            return None
+        alone = cost["alone"]["redis_cpu_seconds_per_message"]
+        more = cost["with"]["redis_cpu_seconds_per_message"]
+        if not alone or not more:
+            return None
+        return {
+            "workload": entry["name"],
+            "how": (
+                f"closedloop, one node at its peak, its subscriber alone and with "
+                f"{cost['extra_subscribers']} passive ones more, in turns"
+            ),
+            "redis_seconds_per_message_one": alone,
+            "redis_seconds_per_message_two": more,
+            "subscribers_one": cost["subscribers_alone"],
+            "subscribers_two": cost["subscribers_with"],
+        }
+    return None
+
+
+def clusterProjection(nodeCosts: dict[str, Any], redisCosts: dict[str, Any]) -> dict[str, Any]:
+    """
+    The capacity of larger clusters, from measured per-event costs (L{clusterCosts}: the
+    nodes' from C{nodeCosts}, Redis' from C{redisCosts}), each node and Redis given a core of
+    its own:
+
+      - a node's fan-out: c CPU seconds per delivery to its own members (the two-node
+        cluster's, which include applying the other node's messages), so a message of the
+        room costs a node c * m, m its members;
+      - Redis: r(S) = r0 + rs * S CPU seconds per published message, S its subscribers, fitted
+        to the one-node and the two-node clusters' costs (S as measured: 1 and 2, every node
+        subscribing to the events channel, the publisher too); S grows with the nodes;
+      - a cluster of N nodes carries at most min(1 / (c * m), 1 / r(S(N))) messages a second
+        in one room: its nodes' fan-out, or Redis' one core, whichever gives out first.
+
+    Projected for a room of the measured size spread over N nodes (m = M / N), and for a room
+    that grows with the cluster (L{CLUSTER_MEMBERS_ON_A_NODE} members a node), with where each
+    stops growing.
+    """
+    c = float(nodeCosts["node_seconds_per_delivery_two"])
+    r1 = float(redisCosts["redis_seconds_per_message_one"])
+    r2 = float(redisCosts["redis_seconds_per_message_two"])
+    s1 = float(redisCosts["subscribers_one"])
+    s2 = float(redisCosts["subscribers_two"])
+    members = int(nodeCosts["members"])
+    notes = []
+    perNode = float(nodeCosts["subscribers_two"]) / 2  # the two-node cluster's, per node
+    rs = (r2 - r1) / (s2 - s1) if s2 != s1 else 0.0
+    r0 = r1 - rs * s1
+    if rs <= 0:
+        notes.append(
+            "Redis' cost per message did not grow from one subscriber to two in this run "
+            "(within the noise): projected at the two-node cluster's, whatever the subscribers"
+        )
+        rs, r0 = 0.0, r2
+    elif r0 < 0:
+        notes.append(
+            "Redis' fitted cost per message without subscribers came out below zero (noise): "
+            "taken as 0, and all of the two-node cluster's cost as per subscriber"
+        )
+        r0, rs = 0.0, r2 / s2
+    k = rs * perNode  # Redis' cost per message per node of the cluster
+
+    def redis(nodes: int) -> float:
+        return r0 + k * nodes
+
+    rows = []
+    for nodes in CLUSTER_PROJECTED:
+        row: dict[str, Any] = {"nodes": nodes, "subscribers": round(perNode * nodes, 2)}
+        redisBound = 1 / redis(nodes)
+        row["redis_bound_messages_per_s"] = round(redisBound, 1)
+        for scenario, onNode, room in (
+            ("spread", members / nodes, members),
+            ("grown", float(CLUSTER_MEMBERS_ON_A_NODE), CLUSTER_MEMBERS_ON_A_NODE * nodes),
+        ):
+            nodeBound = 1 / (c * onNode)
+            messages = min(nodeBound, redisBound)
+            row[scenario] = {
+                "room_members": room,
+                "members_per_node": round(onNode, 2),
+                "node_bound_messages_per_s": round(nodeBound, 1),
+                "messages_per_s": round(messages, 1),
+                "deliveries_per_s": round(messages * (room - 1)),
+                "limited_by": "nodes" if nodeBound <= redisBound else "Redis",
+            }
+        rows.append(row)
+    # A room of M over N nodes: the nodes' bound N / (c M) grows, Redis' 1 / (r0 + k N) falls;
+    # the room's capacity peaks where they meet, k N^2 + r0 N - c M = 0.
+    if k > 0:
+        spreadPeak = (-r0 + (r0 * r0 + 4 * k * c * members) ** 0.5) / (2 * k)
+    else:
+        spreadPeak = c * members / r0
+    spreadMessages = spreadPeak / (c * members)
+    # A room of m a node: the nodes' bound 1 / (c m) stays, Redis' falls: they meet at
+    # N = (c m - r0) / k; past it the room's messages/s fall, its deliveries/s approach m / k.
+    onNode = CLUSTER_MEMBERS_ON_A_NODE
+    grownPeak = (c * onNode - r0) / k if k > 0 else None
+    return {
+        "node_costs_from": nodeCosts["workload"],
+        "redis_costs_from": redisCosts["workload"],
+        "node_costs": nodeCosts,
+        "redis_costs": redisCosts,
+        "node_us_per_delivery": round(c * 1e6, 3),
+        "redis_us_per_message_without_subscribers": round(r0 * 1e6, 3),
+        "redis_us_per_subscriber": round(rs * 1e6, 3),
+        "subscribers_per_node": perNode,
+        "members": members,
+        "grown_members_per_node": onNode,
+        "rows": rows,
+        "spread_peak_nodes": round(spreadPeak, 1),
+        "spread_peak_messages_per_s": round(spreadMessages, 1),
+        "spread_peak_deliveries_per_s": round(spreadMessages * (members - 1)),
+        "grown_redis_bound_from_nodes": None if grownPeak is None else round(grownPeak, 1),
+        "grown_deliveries_per_s_limit": round(onNode / k) if k > 0 else None,
+        "notes": notes,
+    }
+
+
+def projectionText(projection: dict[str, Any], cores: int | None) -> list[str]:
+    """The projection as lines to print: the reasoning, the table, where it stops growing."""
+    nodeCosts, redisCosts = projection["node_costs"], projection["redis_costs"]
+    c = projection["node_us_per_delivery"]
+    r0 = projection["redis_us_per_message_without_subscribers"]
+    rs = projection["redis_us_per_subscriber"]
+    members = projection["members"]
+    onNode = projection["grown_members_per_node"]
+    lines = [
+        f"Projection (each node and Redis on a core of its own; here {cores or '?'} cores held them "
+        "all and the generator):",
+        f"  a node: c = {c:.2f} us of CPU per delivery to its own members (two nodes, "
+        f"{projection['node_costs_from'].split(' ')[0]}; one node "
+        f"{nodeCosts['node_seconds_per_delivery_one'] * 1e6:.2f}): a message costs a node c x m, "
+        "m its members;",
+        f"  Redis: {redisCosts['redis_seconds_per_message_one'] * 1e6:.2f} us per published message "
+        f"with {redisCosts['subscribers_one']} subscriber(s), "
+        f"{redisCosts['redis_seconds_per_message_two'] * 1e6:.2f} with "
+        f"{redisCosts['subscribers_two']} ({redisCosts['how']}): r(S) = {r0:.2f} + {rs:.2f} x S us;"
+        f" every node subscribes, the publisher too (it drops its own): S = "
+        f"{projection['subscribers_per_node']:g} x N;",
+        "  one room carries min(1 / (c x m), 1 / r(N)) messages/s: nodes' fan-out or Redis' core.",
+    ]
+    for note in projection["notes"]:
+        lines.append(f"  NOTE: {note}")
+    header = (
+        "nodes", "Redis-bound msg/s", f"room {members}: m", "msg/s", "deliveries/s", "limit",
+        f"{onNode} a node: room", "msg/s", "deliveries/s", "limit",
+    )
+    table = [header]
+    for row in projection["rows"]:
+        spread, grown = row["spread"], row["grown"]
+        table.append((
+            str(row["nodes"]), f"{row['redis_bound_messages_per_s']:,.0f}",
+            f"{spread['members_per_node']:g}", f"{spread['messages_per_s']:,.0f}",
+            f"{spread['deliveries_per_s']:,}", spread["limited_by"],
+            str(grown["room_members"]), f"{grown['messages_per_s']:,.0f}",
+            f"{grown['deliveries_per_s']:,}", grown["limited_by"],
+        ))
+    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
+    for line in table:
+        lines.append("    " + "  ".join(part.rjust(widths[column]) for column, part in enumerate(line)))
+    lines.append(
+        f"  Stops growing: a room of {members} gains from nodes (fewer members each) until Redis' "
+        f"cost per message, growing with N, meets the nodes' falling one, at about "
+        f"{projection['spread_peak_nodes']:g} nodes ({projection['spread_peak_messages_per_s']:,.0f} "
+        f"msg/s, {projection['spread_peak_deliveries_per_s']:,} deliveries/s); past it, more nodes "
+        "lower it."
+    )
+    bound, limit = projection["grown_redis_bound_from_nodes"], projection["grown_deliveries_per_s_limit"]
+    if bound is not None and limit is not None:
+        where = "from the first node" if bound <= 1 else f"from about {bound:g} nodes"
+        lines.append(
+            f"  With {onNode} members a node the room's msg/s hold until Redis saturates {where}; "
+            f"then they fall as 1 / r(N), and its deliveries/s tend to {limit:,} at most."
+        )
+    lines.append(
+        "  c includes each node's per-message work (decoding, dispatch), folded in at "
+        f"{members / 2:g} members a node: with fewer (the spread room at 8, 16) the nodes' bound "
+        "is optimistic."
+    )
+    return lines
 
 
 def machine(bench: Bench) -> dict[str, Any]:
@@ -3212,6 +4402,27 @@ def ircSuite(settings: Settings) -> list[Workload]:
 
 
 DEFAULT_CLIENTS = {"openloop": 100, "closedloop": 100, "idle": 2000, "joinstorm": 5000}
+CLUSTER_DURATION = 10.0
+CLUSTER_CLOSED_DURATION = 5.0
+
+
+def clusterSuite(settings: Settings) -> list[Workload]:
+    """
+    The cluster workload's two measures, each against a one-node and a two-node cluster: the
+    open loop, N=100 all sending 5 lines/s (by default), and the closed loop, N=100 all sending.
+    """
+    clients = settings.clients or 100
+    senders = min(settings.senders or clients, clients)
+    return [
+        Workload(
+            "openloop", clients, senders=senders, rate=settings.rate,
+            duration=settings.duration or CLUSTER_DURATION, size=settings.size,
+        ),
+        Workload(
+            "closedloop", clients, senders=senders, duration=settings.duration or CLUSTER_CLOSED_DURATION,
+            size=settings.size, window=settings.window, step=settings.step,
+        ),
+    ]
 
 
 def workloadsFor(settings: Settings) -> list[Workload]:
@@ -3222,6 +4433,8 @@ def workloadsFor(settings: Settings) -> list[Workload]:
         return webSuite(settings)
     if settings.workload == "irc":
         return ircSuite(settings)
+    if settings.workload == "cluster":
+        return clusterSuite(settings)
     clients = settings.clients or DEFAULT_CLIENTS[settings.workload]
     senders = min(settings.senders or clients, clients)
     return [
@@ -3248,9 +4461,11 @@ def parseArguments(argv: list[str]) -> Settings:
         "reordered and no error.",
     )
     parser.add_argument(
-        "--workload", choices=[*WORKLOADS, "standard", "web", "irc"], default="standard",
+        "--workload", choices=[*WORKLOADS, "standard", "web", "irc", "cluster"], default="standard",
         help="what to run (default: the standard suite; web: the web door's suite; irc: the "
-        "IRC door's)",
+        "IRC door's; cluster: chatsvc as one node and as two nodes of a cluster on a Redis of "
+        "its own, open and closed loop, with the CPU cost of each delivery and each message "
+        "and a projection to larger clusters)",
     )
     parser.add_argument(
         "--door", choices=DOORS, default="line",
@@ -3338,6 +4553,14 @@ def parseArguments(argv: list[str]) -> Settings:
             f"--size must be at most {IRC_MAX_SIZE} for the IRC door (a longer text would reach "
             "IRC clients cut in several PRIVMSGs, each within IRC's 512 bytes)"
         )
+    if settings.workload == "cluster":
+        if settings.door != "line" or settings.target != "both" or settings.checked is not None:
+            parser.error(
+                "the cluster workload has its own targets (a one-node and a two-node cluster) "
+                "and line clients that all check every line: no --door, --target or --checked"
+            )
+        # Nodes, Redis and the generator are more processes than there are CPUs to pin to.
+        settings.pin = False
     if settings.window is not None and settings.window < 1:
         parser.error("--window must be at least 1")
     if not settings.step > 0 or not settings.timeout > 0:
@@ -3388,6 +4611,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"the open-files limit {files} is too low for {needed - SPARE_FILES} clients "
             "(raise the hard limit: ulimit -Hn)")
         return 1
+    if settings.workload == "cluster":
+        return clusterMain(settings, workloads)
     reactor = installReactor()
     bench = Bench(reactor, settings)
     if bench.generatorCPU is not None:
@@ -3445,6 +4670,117 @@ def main(argv: list[str] | None = None) -> int:
             "workloads": report,
             "table": rows,
             "irc_targets": goals,
+        }
+        settings.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        say(f"figures written to {settings.json}")
+    return 1 if bench.failed else 0
+
+
+def sharedCores() -> int | None:
+    """How many CPUs this process may run on (the nodes, Redis and itself share them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def clusterMain(settings: Settings, workloads: list[Workload]) -> int:
+    """Run the cluster workload (see the module's docstring); the exit status."""
+    binary = redisBinary()
+    if binary is None:
+        say("the cluster workload needs redis-server (Debian's package redis-server; "
+            "scripts/setup-redis installs it), and there is none on the PATH")
+        return 1
+    cores = sharedCores()
+    reactor = installReactor()
+    bench = Bench(reactor, settings)
+    sharing = (
+        f"nothing pinned: the nodes, Redis and the load generator share this machine's "
+        f"{cores} cores, so each figure is measured with all of them competing for the CPUs"
+    )
+    say(sharing)
+    started = time.monotonic()
+    try:
+        report, redis = runUntilDone(reactor, lambda: bench.runCluster(workloads, binary))
+    except Unfinished:
+        return 1
+    text, rows = clusterTable(report)
+    print()
+    print(text)
+    print()
+    print(f"NOTE: {sharing}.")
+    goals = clusterTargets(report)
+    print()
+    print("The cluster's targets:")
+    for goal in goals:
+        print(f"  {'met   ' if goal['met'] else 'MISSED'}  {goal['workload']} ({goal['cluster']}): "
+              f"{goal['target']}: {goal['value']}")
+    projections: dict[str, Any] = {}
+    closed, opened = clusterCosts(report, "closedloop"), clusterCosts(report, "openloop")
+    listened = subscriberCosts(report)
+    # The nodes' cost at the peak (the closed loop); Redis' at the one node's peak with more
+    # subscribers and without, so that what differs is only its subscribers (else the open
+    # loop's, where both clusters publish as many messages a second).
+    for name, nodeCosts, redisCosts in (
+        ("chosen", closed or opened, listened or opened or closed),
+        ("closedloop", closed, closed),
+        ("openloop", opened, opened),
+    ):
+        if nodeCosts is not None and redisCosts is not None:
+            projections[name] = clusterProjection(nodeCosts, redisCosts)
+    print()
+    if "chosen" in projections:
+        for line in projectionText(projections["chosen"], cores):
+            print(line)
+        if closed is not None and opened is not None:
+            print(
+                "  (Redis' cost per message falls as its rate rises (more batched): "
+                f"{opened['redis_seconds_per_message_one'] * 1e6:.1f} and "
+                f"{opened['redis_seconds_per_message_two'] * 1e6:.1f} us in the open loops, "
+                f"{closed['redis_seconds_per_message_one'] * 1e6:.1f} and "
+                f"{closed['redis_seconds_per_message_two'] * 1e6:.1f} in the closed loops, one node "
+                "and two, each at its own rate. Each regime alone: projection.openloop, "
+                "projection.closedloop in the JSON.)"
+            )
+    else:
+        print("No projection: some measure is missing (an aborted run, or too little CPU for the "
+              "clock's ticks).")
+    for entry in report:
+        for target, results in entry["results"].items():
+            if generatorSaturated(results):
+                say(f"NOTE: {entry['name']} against {target}: the generator used (or waited "
+                    "for) nearly all of a CPU, so it may be what limited these figures")
+            if results.get("errors"):
+                say(f"{entry['name']} against {target}: {results['errors']} errors, first ones:")
+                for line in results["error_lines"]:
+                    say(f"  {line}")
+            if results.get("server_log_trouble"):
+                say(f"{entry['name']} against {target}: {results['server_log_trouble']} lines of "
+                    "trouble in the nodes' logs, first ones:")
+                for line in results["server_log_trouble_lines"]:
+                    say(f"  {line}")
+            if results.get("other_notices"):
+                say(f"{entry['name']} against {target}: {results['other_notices']} other "
+                    f"notices, e.g. {results['other_notice_lines'][:3]}")
+    elapsed = time.monotonic() - started
+    say(f"total time {elapsed:.0f} s; " + ("some runs FAILED" if bench.failed else "all runs OK"))
+    if settings.json is not None:
+        document = {
+            "machine": {**machine(bench), "shared_cores": cores, "pinned": None},
+            "command": [sys.executable, *sys.argv],
+            "settings": {
+                key: str(value) if isinstance(value, Path) else value
+                for key, value in vars(settings).items()
+            },
+            "seconds": round(elapsed, 1),
+            "passed": not bench.failed,
+            "workloads": report,
+            "table": rows,
+            "cluster": {
+                "note": sharing,
+                "redis": redis,
+                "targets": goals,
+                "projection": projections,
+            },
         }
         settings.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         say(f"figures written to {settings.json}")

@@ -10,6 +10,12 @@ A server is started in a temporary directory of its own with this checkout impor
 (stdout and stderr) read by the reactor, so that it never fills its pipe, and searched for the line
 that gives its port and for trouble. It is always stopped: SIGTERM, then SIGKILL if it has not
 exited in time, and killed from an exit handler if the script ends first.
+
+A C{redis-server} of a script's own (L{startRedis}, for C{fanout.py --workload cluster}) is one
+too: on a free loopback port, no snapshot and no append-only file, ready once it answers C{PING}
+with C{PONG} and says (C{INFO server}) that it is the process started here; started again on
+another port if another process took the one chosen. L{RedisClient} is the few blocking
+commands the scripts send it themselves.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ import atexit
 import os
 import re
 import resource
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -411,6 +419,7 @@ class ServerProcess:
         listening: re.Pattern[str] = LISTENING,
         directoryPrefix: str = "chatsvc-",
         troubleKept: int = 10,
+        expectedTrouble: re.Pattern[str] | None = None,
     ) -> None:
         """
         @param name: how messages name the server (C{"relay"}, C{"the server"}).
@@ -422,6 +431,9 @@ class ServerProcess:
         @param directoryPrefix: how the name of its temporary directory begins.
         @param troubleKept: how many lines that tell of trouble to keep word for word (the
             rest are only counted).
+        @param expectedTrouble: matches the lines that look like trouble but are expected of
+            this run (a warning about a setting the benchmark chose): kept in L{expected}, not
+            counted as trouble.
         """
         self._reactor = reactor
         self.name = name
@@ -429,10 +441,13 @@ class ServerProcess:
         self.cpu = cpu
         self._listeningLine = listening
         self._troubleKept = troubleKept
+        self._expectedTrouble = expectedTrouble
         self.lines = 0
         self.tail: list[str] = []
         self.trouble: list[str] = []
         self.troubleCount = 0
+        self.expected: list[str] = []
+        """Lines that looked like trouble but were expected (see C{expectedTrouble}), the first few."""
         self.stopping = False
         """Whether L{stop} has sent it SIGTERM."""
         self.exitedEarly = False
@@ -492,6 +507,10 @@ class ServerProcess:
             if match:
                 self.listening.callback(int(match.group(1)))
         if TROUBLE.search(line):
+            if self._expectedTrouble is not None and self._expectedTrouble.search(line):
+                if len(self.expected) < self._troubleKept:
+                    self.expected.append(line)
+                return
             self.troubleCount += 1
             if len(self.trouble) < self._troubleKept:
                 self.trouble.append(line)
@@ -544,3 +563,187 @@ class ServerProcess:
             self._popen.kill()
             self._popen.wait(timeout=30)
         self._directory.cleanup()
+
+
+# Redis
+
+
+REDIS_READY = re.compile(r"Ready to accept connections")
+"""redis-server's log line that it listens (and has loaded what it had)."""
+REDIS_IN_USE = "Address already in use"
+"""What redis-server logs when another process holds its port."""
+REDIS_ATTEMPTS = 5
+"""How many free ports are tried when another process takes the one chosen first."""
+
+
+def freePort() -> int:
+    """A port on 127.0.0.1 that was free a moment ago: bound as port 0, then released."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisError(Exception):
+    """An error reply from Redis (its text without the C{-})."""
+
+
+class RedisClient:
+    """
+    A tiny blocking RESP client on one connection to a Redis on 127.0.0.1, one command at a
+    time: for the few commands a script sends between its measurements (C{PING}, C{INFO},
+    C{PUBSUB NUMSUB}), each a round trip on loopback of well under a millisecond.
+    """
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self._socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self._file = self._socket.makefile("rb")
+
+    def command(self, *arguments: str | bytes | int) -> Any:
+        """
+        Send one command and read its reply: a simple string as L{str}, an integer as L{int},
+        a bulk string as L{bytes}, an array as a L{list}, a null as None.
+
+        @raise RedisError: if the reply is an error.
+        @raise OSError: if the connection fails or closes first.
+        """
+        parts = [b"*%d\r\n" % len(arguments)]
+        for argument in arguments:
+            data = argument if isinstance(argument, bytes) else str(argument).encode("utf-8")
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self._socket.sendall(b"".join(parts))
+        reply = self._read()
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    def _read(self) -> Any:
+        line = self._file.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError(f"Redis closed the connection within a reply: {line!r}")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode("utf-8", "replace")
+        if kind == b"-":
+            return RedisError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            length = int(rest)
+            if length < 0:
+                return None
+            data = self._file.read(length + 2)
+            if len(data) != length + 2:
+                raise ConnectionError("Redis closed the connection within a bulk string")
+            return data[:-2]
+        if kind == b"*":
+            count = int(rest)
+            return None if count < 0 else [self._read() for _ in range(count)]
+        raise ConnectionError(f"not a RESP reply: {line!r}")
+
+    def info(self, section: str) -> dict[str, str]:
+        """One section of C{INFO}, as its fields."""
+        text = cast(bytes, self.command("INFO", section)).decode("utf-8", "replace")
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and ":" in line:
+                name, value = line.split(":", 1)
+                fields[name] = value
+        return fields
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._file.close()
+        self._socket.close()
+
+
+def redisBinary() -> str | None:
+    """Where C{redis-server} is, or None if it is not installed."""
+    return shutil.which("redis-server")
+
+
+class RedisProcess(ServerProcess):
+    """
+    A C{redis-server} of the script's own, as a L{ServerProcess} (its output read by the
+    reactor, always stopped): on C{port} of 127.0.0.1, its whole configuration on the command
+    line (no configuration file, so nothing of /etc/redis is read), no RDB snapshot
+    (C{--save ''}) and no append-only file, in a temporary directory of its own.
+    """
+
+    def __init__(self, reactor: IReactor, binary: str, port: int, log: Path | None = None) -> None:
+        command = [
+            binary,
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--supervised", "no",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", ".",
+            "--logfile", "",
+        ]
+        super().__init__(
+            reactor, "redis-server", command, None, log,
+            listening=REDIS_READY, directoryPrefix="fanout-redis-",
+        )
+        self.port = port
+
+    def lineReceived(self, line: str) -> None:
+        """A line of Redis's log: the port once it says it is ready (its line has none)."""
+        if not self.listening.called and REDIS_READY.search(line):
+            self.listening.callback(self.port)
+        super().lineReceived(line)
+
+    def client(self) -> RedisClient:
+        """A new connection to it."""
+        return RedisClient(self.port)
+
+    async def ready(self, timeout: float) -> None:
+        """
+        Wait until it answers C{PING} with C{PONG} and C{INFO server} gives this process's id
+        (not another server's answering on the port), polled every 20 ms, at most C{timeout}.
+
+        @raise Aborted: if it exits first (its log's last lines said), or does not answer.
+        """
+        await within(self._reactor, self.start(), timeout, "redis-server to listen")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                connection = self.client()
+                try:
+                    if connection.command("PING") == "PONG":
+                        pid = connection.info("server").get("process_id")
+                        if pid == str(self.pid):
+                            return
+                        raise Aborted(f"another Redis (pid {pid}) answers on port {self.port}")
+                finally:
+                    connection.close()
+            except (OSError, RedisError):
+                pass  # not answering yet (LOADING, or not accepting yet)
+            if not self.running():
+                raise Aborted("redis-server exited:\n    " + "\n    ".join(self.tail))
+            if time.monotonic() > deadline:
+                raise Aborted(f"redis-server did not answer PING within {timeout:g} s")
+            sleeping: Deferred[None] = Deferred()
+            self._reactor.callLater(0.02, fire, sleeping)
+            await sleeping
+
+
+async def startRedis(reactor: IReactor, binary: str, log: Path | None, timeout: float) -> RedisProcess:
+    """
+    A C{redis-server} started on a free port of 127.0.0.1 and answering: if another process
+    takes the port between its choice and Redis's binding it, Redis exits, and it is started
+    again on another, a few times (L{REDIS_ATTEMPTS}).
+    """
+    for attempt in range(REDIS_ATTEMPTS):
+        redis = RedisProcess(reactor, binary, freePort(), log)
+        try:
+            await redis.ready(timeout)
+            return redis
+        except Aborted:
+            inUse = any(REDIS_IN_USE in line for line in redis.tail)
+            await redis.stop(5.0)
+            if not inUse or attempt + 1 == REDIS_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")

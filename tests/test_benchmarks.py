@@ -8,13 +8,15 @@ read what the IRC door sends them.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from typing import Any, cast
 
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from chatsvc.sessions.outbox import FLUSH_CHUNK
 from tests.processes import ROOT, environment, runScript
@@ -28,7 +30,16 @@ RELAY = BENCHMARKS / "relay.py"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from fanout import BenchClient, IrcClient, Phase, Run  # noqa: E402
+from fanout import (  # noqa: E402
+    BenchClient,
+    IrcClient,
+    Phase,
+    Run,
+    clusterProjection,
+    commandStats,
+    parseMetrics,
+    windowFigures,
+)
 TIMEOUT = 90.0
 """Seconds one small benchmark run may take (each needs a few)."""
 
@@ -341,6 +352,166 @@ class FanoutTests(SynchronousTestCase):
             self.assertEqual(figures["joins_seen"], figures["joins_expected"])
             self.assertEqual(figures["joins_missing_by_member_list"], 0)
             self.assertGreater(figures["join_seconds"], 0)
+
+
+class ClusterWorkloadTests(SynchronousTestCase):
+    """
+    C{fanout.py --workload cluster}: a Redis of its own, a one-node and a two-node cluster on
+    it, run tiny; and the arithmetic of its measures and of its projection, in memory.
+    """
+
+    def requireRedis(self) -> None:
+        """Skip, saying why, without redis-server; under CI=true, fail instead."""
+        if shutil.which("redis-server") is None:
+            reason = "redis-server is not installed (scripts/setup-redis installs it)"
+            if os.environ.get("CI") == "true":
+                self.fail(f"{reason} (CI=true: required)")
+            raise SkipTest(reason)
+
+    def test_clusterWorkload(self) -> None:
+        """
+        Ten members, all sending, on one node and spread over two (five each): the open loop
+        and the closed loop deliver every line once, in order; each node's CPU per delivery
+        and Redis' per published message are measured, the nodes' own counts agree with what
+        the clients got, and the projection to larger clusters is made.
+        """
+        self.requireRedis()
+        clients = 10
+        output, document = runScript(
+            self, FANOUT, "--workload", "cluster", "--clients", str(clients), "--duration", "2",
+            "--window", "4", timeout=TIMEOUT,
+        )
+        self.assertTrue(document["passed"], output)
+        self.assertIn("share this machine's", output)
+        self.assertIn("Projection", output)
+        self.assertEqual(
+            [entry["workload"]["kind"] for entry in document["workloads"]], ["openloop", "closedloop"]
+        )
+        for entry in document["workloads"]:
+            kind = entry["workload"]["kind"]
+            self.assertEqual(sorted(entry["results"]), ["one_node", "two_nodes"])
+            for name, figures in entry["results"].items():
+                where = f"{kind} {name}"
+                self.assertIsNone(figures["aborted"], f"{where}: {output}")
+                self.assertEqual(figures["errors"], 0, f"{where}: {figures['error_lines']}")
+                self.assertEqual(
+                    figures["server_log_trouble"], 0, f"{where}: {figures['server_log_trouble_lines']}"
+                )
+                nodes = 1 if name == "one_node" else 2
+                self.assertEqual(len(figures["nodes"]), nodes, where)
+                self.assertEqual(figures["members_per_node"], [clients // nodes] * nodes, where)
+                self.assertEqual(figures["subscribers"], nodes, where)
+                self.assertGreater(figures["sent"], 0, where)
+                self.assertEqual(figures["delivered"], figures["sent"] * (clients - 1), where)
+                self.assertEqual(
+                    (figures["lost"], figures["duplicated"], figures["reordered"]), (0, 0, 0), where
+                )
+                cluster = figures["cluster"]
+                self.assertEqual(len(cluster["nodes"]), nodes, where)
+                self.assertGreater(cluster["node_cpu_seconds"], 0, where)
+                self.assertGreater(cluster["cpu_us_per_delivery"], 0, where)
+                self.assertIsNotNone(cluster["redis_own_cpu_us_per_message"], where)
+                if kind == "openloop":
+                    # Measured from the load's start to its last delivery: every one of them,
+                    # each line published once.
+                    self.assertEqual(cluster["deliveries"], figures["delivered"], where)
+                    self.assertEqual(cluster["published"], figures["sent"], where)
+                    self.assertGreater(figures["latency_ms"]["p99"], 0, where)
+                    if nodes == 2:
+                        self.assertIsNotNone(cluster["lag_mean_ms"], where)
+                elif nodes == 1:
+                    # Redis' cost per subscriber: its node's alone, and four passive ones more.
+                    cost = figures["subscriber_cost"]
+                    self.assertEqual(
+                        (cost["subscribers_alone"], cost["subscribers_with"]), (1, 5), where
+                    )
+                    self.assertGreater(cost["alone"]["published"], 0, where)
+                    self.assertGreater(cost["with"]["published"], 0, where)
+        goals = document["cluster"]["targets"]
+        self.assertTrue(goals)
+        self.assertTrue(any("p99" in goal["target"] for goal in goals))
+        projection = document["cluster"]["projection"]["chosen"]
+        self.assertEqual([row["nodes"] for row in projection["rows"]], [1, 2, 4, 8, 16])
+        self.assertEqual(projection["subscribers_per_node"], 1.0)
+        cores = document["machine"]["shared_cores"]
+        self.assertIn(f"share this machine's {cores} cores", document["cluster"]["note"])
+
+    def test_clusterMeasures(self) -> None:
+        """
+        /metrics and INFO commandstats are read as they are written; windows are summed into
+        CPU per delivery per node and in all, and Redis' CPU per published message.
+        """
+        samples = parseMetrics(
+            "# HELP chatsvc_deliveries_total Events.\n# TYPE chatsvc_deliveries_total counter\n"
+            "chatsvc_deliveries_total 990\nchatsvc_cluster_lag_seconds_bucket{le=\"0.001\"} 3\n"
+        )
+        self.assertEqual(samples, {
+            "chatsvc_deliveries_total": 990.0, 'chatsvc_cluster_lag_seconds_bucket{le="0.001"}': 3.0,
+        })
+        self.assertEqual(
+            commandStats({
+                "cmdstat_publish": "calls=10,usec=25,usec_per_call=2.50,rejected_calls=0,failed_calls=0",
+                "other": "x",
+            }),
+            {"publish": (10, 25)},
+        )
+
+        def node(name: str, cpu: float, deliveries: int, published: int) -> dict[str, Any]:
+            return {
+                "name": name, "cpu_seconds": cpu, "deliveries": deliveries, "published": published,
+                "received": 0, "messages": published, "lag_count": 2, "lag_sum": 0.004,
+            }
+
+        windows = [
+            {
+                "seconds": 1.0, "redis_cpu_seconds": 0.01, "redis_own_cpu_seconds": 0.012,
+                "redis_commands": {"publish": [100, 200]},
+                "nodes": [node("a", 0.2, 5000, 100), node("b", 0.3, 5000, 0)],
+            },
+        ] * 2
+        figures = windowFigures(windows)
+        self.assertEqual(figures["deliveries"], 20000)
+        self.assertEqual(figures["published"], 200)
+        self.assertEqual(figures["cpu_us_per_delivery"], 50.0)
+        self.assertEqual([n["cpu_us_per_delivery"] for n in figures["nodes"]], [40.0, 60.0])
+        self.assertEqual([n["cpu_percent"] for n in figures["nodes"]], [20.0, 30.0])
+        self.assertEqual(figures["redis_cpu_us_per_message"], 100.0)
+        self.assertEqual(figures["redis_own_cpu_us_per_message"], 120.0)
+        self.assertEqual(figures["redis_commands_per_message"]["publish"], {"calls": 1.0, "us": 2.0})
+        self.assertEqual(figures["lag_mean_ms"], 2.0)
+
+    def test_clusterProjection(self) -> None:
+        """
+        From c = 1 us a delivery and Redis' 10 us a message with one subscriber, 15 with two
+        (r(S) = 5 + 5 S): a room of 100 spread over N nodes is bound by its nodes (N / 100 us)
+        until Redis' 1 / (5 + 5 N) meets it, at N = 4 (40,000 messages/s); a room of 50 a
+        node, by its nodes' 20,000 messages/s until Redis' meets it at N = 9.
+        """
+        costs = {
+            "workload": "closedloop N=100", "members": 100,
+            "node_seconds_per_delivery_one": 0.5e-6, "node_seconds_per_delivery_two": 1e-6,
+            "redis_seconds_per_message_one": 10e-6, "redis_seconds_per_message_two": 15e-6,
+            "subscribers_one": 1, "subscribers_two": 2,
+        }
+        projection = clusterProjection(costs, costs)
+        self.assertEqual(projection["redis_us_per_message_without_subscribers"], 5.0)
+        self.assertEqual(projection["redis_us_per_subscriber"], 5.0)
+        self.assertEqual(projection["notes"], [])
+        rows = {row["nodes"]: row for row in projection["rows"]}
+        self.assertEqual(sorted(rows), [1, 2, 4, 8, 16])
+        self.assertEqual(rows[2]["spread"]["node_bound_messages_per_s"], 20000.0)
+        self.assertEqual(rows[2]["redis_bound_messages_per_s"], 66666.7)
+        self.assertEqual(rows[2]["spread"]["limited_by"], "nodes")
+        self.assertEqual(rows[8]["spread"]["limited_by"], "Redis")
+        self.assertEqual(rows[8]["spread"]["messages_per_s"], 22222.2)
+        self.assertEqual(rows[8]["spread"]["deliveries_per_s"], round(1e6 / 45 * 99))
+        self.assertEqual(projection["spread_peak_nodes"], 4.0)
+        self.assertEqual(projection["spread_peak_messages_per_s"], 40000.0)
+        self.assertEqual(rows[8]["grown"]["room_members"], 400)
+        self.assertEqual(rows[8]["grown"]["limited_by"], "nodes")
+        self.assertEqual(rows[16]["grown"]["limited_by"], "Redis")
+        self.assertEqual(projection["grown_redis_bound_from_nodes"], 9.0)
+        self.assertEqual(projection["grown_deliveries_per_s_limit"], 10_000_000)
 
 
 class JoinNoticeTests(SynchronousTestCase):
