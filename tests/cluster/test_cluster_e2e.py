@@ -98,6 +98,20 @@ class ClusterTestCase(SynchronousTestCase):
         server.stdout.expect("cluster_joined")
         return server
 
+    def login(self, node: Server, account: str, password: str, typed: str | None = None) -> Netcat:
+        """
+        A netcat member on C{node} logging in to C{account} (typing its nickname as C{typed},
+        if given): asked for the password, and in under the account's nickname.
+        """
+        connection = Netcat(node.port)
+        self.addCleanup(connection.close)
+        self.assertEqual(connection.line(), "GET_NAME")
+        connection.send(typed or account)
+        self.assertEqual(connection.line(), "GET_PASSWORD")
+        connection.send(password)
+        self.assertEqual(connection.line(), f"{account} connected to server!")
+        return connection
+
     def nodes(self, count: int = 2, lease: float = LEASE) -> list[Server]:
         servers = [self.node(f"node{n}", lease=lease) for n in range(1, count + 1)]
         # Each knows every other before the test goes on.
@@ -177,13 +191,7 @@ class ChatTests(ClusterTestCase):
         for node in (a, b):
             self.assertEqual(node.terminate(), 0)
         c = self.node("node3")
-        owner = Netcat(c.port)
-        self.addCleanup(owner.close)
-        owner.line()
-        owner.send("Alice")
-        self.assertEqual(owner.line(), "GET_PASSWORD")
-        owner.send("sesame-open")
-        owner.expect("^Alice connected to server!$")
+        owner = self.login(c, "Alice", "sesame-open")
         owner.send("/join games")
         owner.expect(r"^\*\*\* Topic of games: chess at 8$")
         owner.expect(r"Alice: first move$")
@@ -221,14 +229,7 @@ class ChatTests(ClusterTestCase):
         alice.send("/quit")
         alice.expect(r"^\*\*\* Goodbye")
         watcher.expect("^Alice left!")
-        guest = Netcat(b.port)
-        self.addCleanup(guest.close)
-        guest.line()
-        guest.send("alice")
-        self.assertEqual(guest.line(), "GET_PASSWORD")
-        guest.send("sesame-open")
-        self.assertEqual(guest.line(), "Alice connected to server!")
-        owner = guest
+        owner = self.login(b, "Alice", "sesame-open", typed="alice")
         owner.send("/join games")
         owner.expect("You joined games")
         bob = member(self, a.port, "Bob")
@@ -407,13 +408,7 @@ class AdministrationTests(ClusterTestCase):
         )
         self.assertEqual(moved.returncode, 0, moved.stdout + moved.stderr)
         a, b = self.nodes()
-        owner = Netcat(b.port)
-        self.addCleanup(owner.close)
-        owner.line()
-        owner.send("alice")
-        self.assertEqual(owner.line(), "GET_PASSWORD")
-        owner.send("sesame-open")
-        self.assertEqual(owner.line(), "Alice connected to server!")
+        owner = self.login(b, "Alice", "sesame-open", typed="alice")
         for n in range(5):
             owner.expect(f"Alice: said on one node {n}$")
 
