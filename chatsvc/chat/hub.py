@@ -464,7 +464,6 @@ class Hub:
         accounts: Accounts | None = None,
         moderation: Moderation | None = None,
         relay: IRelay | None = None,
-        ids: EventIds | None = None,
     ) -> None:
         """
         @param clock: the source of the time stamps of stored messages.
@@ -492,8 +491,6 @@ class Hub:
             memory only.
         @param relay: where what this hub's own members do is told to the other nodes of a
             cluster (see L{remoteArrive}); by default, nowhere.
-        @param ids: where every event's id comes from (a cluster gives each node a slot of
-            its own); by default, ids of this hub alone.
         """
         self.clock = clock
         self.store: IHistoryStore = store if store is not None else NullStore()
@@ -522,8 +519,8 @@ class Hub:
         self._claimOf: dict[IMember, str] = {}
         # Connections whose password or token is being checked (see arrive).
         self._waitingLogin: set[IMember] = set()
-        self.ids = ids if ids is not None else EventIds()
-        """Where every event's id comes from."""
+        self.ids = EventIds()
+        """Where every event's id comes from (a cluster gives each node a slot of its own)."""
         self.relay: IRelay = relay if relay is not None else NoRelay()
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
@@ -562,14 +559,6 @@ class Hub:
     def recordOf(self, member: IMember) -> MemberRecord | None:
         """What the hub knows of C{member} (a connection), if it is here."""
         return self._records.get(member)
-
-    def tell(self, member: IMember, event: Event) -> None:
-        """Deliver C{event} to C{member} alone (a failure goes to L{onDeliveryError})."""
-        self._deliverTo(member, event)
-
-    def stamp(self) -> dict[str, Any]:
-        """The id and time of a new event, as its keywords (C{Moderated(..., **hub.stamp())})."""
-        return self._stamp()
 
     def connectionsOf(self, member: IMember) -> tuple[IMember, ...]:
         """Every connection of C{member}'s, C{member} among them (in the order they came)."""
@@ -971,7 +960,7 @@ class Hub:
         if member in room:
             return room
         self._mayJoin(record, member, room)
-        event = Joined(room.name, record.nick, **self._stamp())
+        event = Joined(room.name, record.nick, **self.stamp())
         self._enter(member, record, room, event)
         self.relay.joined(event)
         return room
@@ -984,7 +973,7 @@ class Hub:
         for other in record.connections:
             if other is not member:
                 room.add(other, record)
-                self._deliverTo(other, event)
+                self.tell(other, event)
 
     def _mayJoin(self, record: MemberRecord, member: IMember, room: Room) -> None:
         # Bans, and the private and registered settings (see chatsvc.chat.moderation).
@@ -1047,7 +1036,7 @@ class Hub:
             topic = _clean_text(topic, "a topic", self.maxTextBytes).strip()
             if len(topic) > MAX_TOPIC_LENGTH:
                 raise ChatError(f"a topic may be at most {MAX_TOPIC_LENGTH} characters long")
-        event = TopicChanged(room.name, self._records[member].nick, topic, **self._stamp())
+        event = TopicChanged(room.name, self._records[member].nick, topic, **self.stamp())
         self._topic(room, event)
         settings = self.moderation.settingsFor(room.key, room.name)
         settings.topic = topic
@@ -1075,7 +1064,7 @@ class Hub:
         self._maySpeak(record, member, room)
         nick = record.nick
         text = _clean_text(text, "a message", self.maxTextBytes)
-        event = Said(room.name, nick, text, **self._stamp())
+        event = Said(room.name, nick, text, **self.stamp())
         self.messages += 1
         record.lastActive = event.time
         self._record(room, event.nick, text, False, event.id, event.time)
@@ -1094,7 +1083,7 @@ class Hub:
         self._maySpeak(record, member, room)
         nick = record.nick
         action = _clean_text(action, "an action", self.maxTextBytes)
-        event = Acted(room.name, nick, action, **self._stamp())
+        event = Acted(room.name, nick, action, **self.stamp())
         self.messages += 1
         record.lastActive = event.time
         self._record(room, nick, action, True, event.id, event.time)
@@ -1158,7 +1147,7 @@ class Hub:
         return self._claim(member, newKey, new, self._renamed)
 
     def _renamed(self, member: IMember, newKey: str, new: str) -> str:
-        event = self._rename(self._records[member], newKey, new, self._stamp())
+        event = self._rename(self._records[member], newKey, new, self.stamp())
         self.relay.renamed(event)
         return new
 
@@ -1176,7 +1165,7 @@ class Hub:
                 room.renamed(connection, new)
         event = Renamed(old, new, **stamp)
         for recipient in _audience(record):
-            self._deliverTo(recipient, event)
+            self.tell(recipient, event)
         for watcher in self._watchers:
             watcher.renamed(old, new)
         return event
@@ -1197,13 +1186,13 @@ class Hub:
             record.nick,
             recipient.nick,
             _clean_text(text, "a message", self.maxTextBytes),
-            **self._stamp(),
+            **self.stamp(),
         )
         self.messages += 1
         # Every connection of the recipient's, and the sender's others, which see it as sent.
         for connection in dict.fromkeys([*recipient.connections, *record.connections]):
             if connection is not member:
-                self._deliverTo(connection, event)
+                self.tell(connection, event)
         return event
 
     # Moderation (see chatsvc.chat.moderation): every action checked here, told to the room
@@ -1269,7 +1258,7 @@ class Hub:
         if also is not None:
             for connection in also.connections:
                 if connection not in room:
-                    self._deliverTo(connection, event)
+                    self.tell(connection, event)
 
     def _putOut(self, record: MemberRecord, room: Room) -> None:
         # Out of a room, with every connection (the caller tells whom it must).
@@ -1287,7 +1276,7 @@ class Hub:
             raise ChatError(f"{shown} is not in {room.name}")
         self._outranks(role, room, account, shown)
         reason = _clean_reason(reason)
-        event = Moderated(room.name, "kick", actor.nick, shown, reason, **self._stamp())
+        event = Moderated(room.name, "kick", actor.nick, shown, reason, **self.stamp())
         self._putOut(target, room)
         self._tell(room, event, also=target)
         self.moderation.audit(actor.nick, "kick", room.name, shown, reason)
@@ -1336,7 +1325,7 @@ class Hub:
                 now,
             )
         )
-        event = Moderated(room.name, kind, actor.nick, shown, reason, until, **self._stamp())
+        event = Moderated(room.name, kind, actor.nick, shown, reason, until, **self.stamp())
         if kind == "ban" and target is not None:
             self._putOut(target, room)
         self._tell(room, event, also=target)
@@ -1350,7 +1339,7 @@ class Hub:
         if not self.moderation.lift(kind, room.key, account, None if account else nick_key(shown)):
             raise ChatError(f"{shown} is not {'banned from' if kind == 'ban' else 'muted in'} {room.name}")
         action = "un" + kind
-        event = Moderated(room.name, action, actor.nick, shown, **self._stamp())
+        event = Moderated(room.name, action, actor.nick, shown, **self.stamp())
         self._tell(room, event, also=target)
         self.moderation.audit(actor.nick, action, room.name, shown, None)
         return event
@@ -1388,7 +1377,7 @@ class Hub:
                 raise ChatError(f"{shown} is not {_title(role)} of {room.name}")
             action = role if on else "de" + role
         self.moderation.saveRoom(settings)
-        event = Moderated(room.name, action, actor.nick, shown, **self._stamp())
+        event = Moderated(room.name, action, actor.nick, shown, **self.stamp())
         self._tell(room, event, also=target)
         self.moderation.audit(actor.nick, action, room.name, shown, None)
         return event
@@ -1401,7 +1390,7 @@ class Hub:
         settings = self.moderation.settingsFor(room.key, room.name)
         setattr(settings, setting, on)
         self.moderation.saveRoom(settings)
-        event = Moderated(room.name, "set", actor.nick, setting=setting, on=on, **self._stamp())
+        event = Moderated(room.name, "set", actor.nick, setting=setting, on=on, **self.stamp())
         self._tell(room, event)
         self.moderation.audit(actor.nick, "set", room.name, None, f"{setting} {'on' if on else 'off'}")
         return event
@@ -1423,12 +1412,12 @@ class Hub:
         if room in target.rooms:
             raise ChatError(f"{shown} is in {room.name} already")
         self._invited.setdefault(room.key, set()).add(target.key)
-        event = Moderated(room.name, "invite", actor.nick, shown, **self._stamp())
+        event = Moderated(room.name, "invite", actor.nick, shown, **self.stamp())
         # The room sees it, as it sees every moderator's action (the moderator is told by its
         # own door); and so, of course, does the member invited.
         self._broadcast(room, event, exclude=member)
         for connection in target.connections:
-            self._deliverTo(connection, event)
+            self.tell(connection, event)
         self.relay.moderated(event)
         self.moderation.audit(actor.nick, "invite", room.name, shown, None)
         return event
@@ -1465,7 +1454,7 @@ class Hub:
             room.recent.clear()
             room.recent.extend(kept)
             await store.remove(room.key, id)
-            event = Moderated(room.name, "remove", actor.nick, message.nick, message=id, **self._stamp())
+            event = Moderated(room.name, "remove", actor.nick, message.nick, message=id, **self.stamp())
             self._broadcast(room, event)
             self.relay.moderated(event)
             self.moderation.audit(actor.nick, "remove", room.name, message.nick, message.text[:200])
@@ -1493,9 +1482,9 @@ class Hub:
         text = _clean_text(text, "an announcement", self.maxTextBytes)
 
         def send(record: MemberRecord) -> Moderated:
-            event = Moderated(None, "announce", record.nick, text=text, **self._stamp())
+            event = Moderated(None, "announce", record.nick, text=text, **self.stamp())
             for connection in self.members():
-                self._deliverTo(connection, event)
+                self.tell(connection, event)
             self.relay.moderated(event)
             self.moderation.audit(record.nick, "announce", None, None, text)
             return event
@@ -1513,9 +1502,9 @@ class Hub:
             shown, _, target = self._target(nick)
             if target is None:
                 raise ChatError(f"no such member: {neutralize(shown)}")
-            event = Moderated(None, "kill", record.nick, shown, reason, **self._stamp())
+            event = Moderated(None, "kill", record.nick, shown, reason, **self.stamp())
             for connection in list(target.connections):
-                self._deliverTo(connection, event)
+                self.tell(connection, event)
             self.relay.moderated(event)
             self.moderation.audit(record.nick, "kill", None, shown, reason)
             return event
@@ -1549,11 +1538,11 @@ class Hub:
             until = None if duration is None or not on else now + parseDuration(duration)
             changed = await accounts.suspend(account, until, reason, on)
             action = "suspend" if on else "unsuspend"
-            event = Moderated(None, action, record.nick, changed.nick, reason, until, **self._stamp())
+            event = Moderated(None, action, record.nick, changed.nick, reason, until, **self.stamp())
             target = self._byKey.get(changed.key)
             told = [] if target is None else list(target.connections)
             for connection in dict.fromkeys([*told, member]):
-                self._deliverTo(connection, event)
+                self.tell(connection, event)
             self.relay.moderated(event)
             self.moderation.audit(record.nick, action, None, changed.nick, _detail(reason, until, now))
             return event
@@ -1570,9 +1559,9 @@ class Hub:
             if self.accounts is None:
                 raise ChatError("this server keeps no accounts")
             self.accounts.lockdown = on
-            event = Moderated(None, "lockdown", record.nick, on=on, **self._stamp())
+            event = Moderated(None, "lockdown", record.nick, on=on, **self.stamp())
             for connection in self.members():
-                self._deliverTo(connection, event)
+                self.tell(connection, event)
             self.relay.moderated(event)
             self.moderation.audit(record.nick, "lockdown", None, None, "on" if on else "off")
             return event
@@ -1818,7 +1807,7 @@ class Hub:
         if record is None or record.node is not None:
             return False
         for connection in record.connections:
-            self._deliverTo(connection, event)
+            self.tell(connection, event)
         return True
 
     def remoteModerated(self, event: Moderated) -> None:
@@ -1835,7 +1824,7 @@ class Hub:
                 self.accounts.lockdown = bool(event.on)
             told = self.members() if target is None or event.action == "announce" else target.connections
             for connection in tuple(told):
-                self._deliverTo(connection, event)
+                self.tell(connection, event)
             return
         room = self._rooms.get(room_key(event.room))
         if room is None:
@@ -1852,7 +1841,7 @@ class Hub:
         if target is not None:
             for connection in target.connections:
                 if connection not in room:
-                    self._deliverTo(connection, event)
+                    self.tell(connection, event)
 
     # Failures
 
@@ -1919,12 +1908,12 @@ class Hub:
         record = self._records[member]
         crowded = self.crowded(room)
         self._putOut(record, room)
-        event = Left(room.name, record.nick, reason, **(stamp or self._stamp()))
+        event = Left(room.name, record.nick, reason, **(stamp or self.stamp()))
         if record.node is None:
             self.relay.left(event)
         for other in record.connections:
             if other is not member:
-                self._deliverTo(other, event)
+                self.tell(other, event)
         if room:
             self._announce(room, member, event, crowded)
             return
@@ -1995,22 +1984,22 @@ class Hub:
                 runs[-1][1].append(nicks[position])
             else:
                 runs.append((joined, [nicks[position]]))
-        stamp = self._stamp()
+        stamp = self.stamp()
         everything = JoinsAndLeaves(
             room.name, tuple((joined, tuple(run)) for joined, run in runs), **stamp
         )
         for recipient in room.recipients:
             joinedAsHeld = joinedAt.get(recipient)
             if joinedAsHeld is None:  # in the room before any of it
-                self._deliverTo(recipient, everything)
+                self.tell(recipient, everything)
             elif joinedAsHeld + 1 < len(held):  # only what came after its own join
-                self._deliverTo(
+                self.tell(
                     recipient,
                     JoinsAndLeaves(room.name, everything.runs, joinedAsHeld + 1, **stamp),
                 )
 
-    def _stamp(self) -> dict[str, Any]:
-        # The id and time of a new event, as its keywords.
+    def stamp(self) -> dict[str, Any]:
+        """The id and time of a new event, as its keywords (C{Moderated(..., **hub.stamp())})."""
         now = self.clock.seconds()
         return {"id": self.ids.next(now), "time": now}
 
@@ -2022,7 +2011,8 @@ class Hub:
         room.recent.append(message)
         self.store.add(message)
 
-    def _deliverTo(self, member: IMember, event: Event) -> None:
+    def tell(self, member: IMember, event: Event) -> None:
+        """Deliver C{event} to C{member} alone (a failure goes to L{onDeliveryError})."""
         try:
             member.deliver(event)
         except Exception as error:
