@@ -290,7 +290,7 @@ class Room:
         default, a person of its own).
         """
         self._members[member] = None
-        if getattr(person, "node", None) is not None:
+        if getattr(member, "node", None) is not None:  # (a cluster's RemoteMember)
             self._remote.add(member)
         person = member if person is None else person
         self._people[person] = self._people.get(person, 0) + 1
@@ -384,11 +384,9 @@ class MemberRecord:
     has one place to go.
     """
 
-    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive", "away", "node")
+    __slots__ = ("nick", "key", "rooms", "account", "connections", "lastActive", "away")
 
-    def __init__(
-        self, nick: str, key: str, account: Account | None = None, node: str | None = None
-    ) -> None:
+    def __init__(self, nick: str, key: str, account: Account | None = None) -> None:
         self.nick = nick
         """The nickname as shown."""
         self.key = key
@@ -401,11 +399,10 @@ class MemberRecord:
         """When the member arrived or last said something (for /whois)."""
         self.connections: list[IMember] = []
         """The member's connections, in the order they came: one for a guest; an account may
-        be logged in from several at once, which share its nickname and rooms."""
+        be logged in from several at once, which share its nickname and rooms. In a cluster,
+        some may stand for the member's connections on other nodes (L{Hub.remoteArrive})."""
         self.away: str | None = None
         """The member's away message, while it is away (L{Hub.setAway})."""
-        self.node = node
-        """The node of a cluster the member is on, if not this one (L{Hub.remoteArrive})."""
 
 
 class IPresenceWatcher(Protocol):
@@ -525,6 +522,8 @@ class Hub:
         self._rooms: dict[str, Room] = {}
         self.defaultRoom = self._room(validate_room_name(defaultRoom))
         self._watchers: list[IPresenceWatcher] = []
+        # The connections standing for members' connections on other nodes (remoteArrive).
+        self._remoteConnections: set[IMember] = set()
         self.messages = 0
         """Messages and actions said in rooms, and private messages, so far (a metric)."""
         self.deliveries = 0
@@ -684,12 +683,6 @@ class Hub:
                 raise ChatError(f"gone before logging in as {account.nick}")
             self._waitingLogin.discard(member)
             holder = self._byKey.get(key)
-            if holder is not None and holder.node is not None:
-                # One account's connections share one record, on one node.
-                raise NameInUse(
-                    f"{account.nick} is logged in on another node of this chat ({holder.node}): "
-                    "connect to that one, or leave there first"
-                )
             if holder is not None and holder.account is not None and holder.account.key == key:
                 return self._attach(member, holder)
             # Checked again: the nickname may have been taken while the password was.
@@ -733,12 +726,27 @@ class Hub:
     def _attach(self, member: IMember, record: MemberRecord) -> str:
         # Another connection of an account already here: it shares the member's nickname and
         # rooms, joining nothing anew and telling nobody but the member's own connections.
+        firstHere = not self._hasLocal(record)
         record.connections.append(member)
         self._records[member] = record
         for room in record.rooms:
             room.add(member, record)
         _log.info("account_connection_added", nick=record.nick, connections=len(record.connections))
+        if firstHere:
+            # Its other connections are on other nodes, which are told it is here too.
+            account = record.account
+            self.relay.arrived(record.nick, None if account is None else account.key, getattr(member, "host", None))
         return record.nick
+
+    def ownMembers(self) -> list[MemberRecord]:
+        """The members with a connection of this node's own (in a cluster; every member, else)."""
+        records = {id(record): record for record in self._records.values()}
+        return [record for record in records.values() if self._hasLocal(record)]
+
+    def _hasLocal(self, record: MemberRecord) -> bool:
+        # Whether a member has a connection of this node's own.
+        remote = self._remoteConnections
+        return any(connection not in remote for connection in record.connections)
 
     def watch(self, watcher: IPresenceWatcher) -> None:
         """
@@ -766,8 +774,7 @@ class Hub:
         if message == record.away:
             return message
         self._away(member, record, message)
-        if record.node is None:
-            self.relay.away(record.nick, message)
+        self.relay.away(record.nick, message)
         return message
 
     def _away(self, member: IMember, record: MemberRecord, message: str | None) -> None:
@@ -854,13 +861,19 @@ class Hub:
         record = self._records.get(member)
         if record is None:
             return False
+        local = member not in self._remoteConnections
+        self._remoteConnections.discard(member)
         if len(record.connections) > 1:
-            # One connection of several goes: the member stays, and nobody is told.
+            # One connection of several goes: the member stays, and nobody is told; but if it
+            # was this node's last, the other nodes' copies let it go.
             record.connections.remove(member)
             del self._records[member]
             for room in record.rooms:
                 room.remove(member, record)
             self._memberCreations.discard(member)
+            if local and not self._hasLocal(record):
+                self.nicknames.release(record.key)
+                self.relay.departed(record.nick, None)
             return True
         reason = _clean_reason(reason)
         for room in self.roomsOf(member):
@@ -870,7 +883,7 @@ class Hub:
         self._memberCreations.discard(member)
         for watcher in self._watchers:
             watcher.offline(record.nick)
-        if record.node is None:
+        if local:
             self.nicknames.release(key)
             self.relay.departed(record.nick, reason)
         return True
@@ -1155,8 +1168,7 @@ class Hub:
         old, oldKey = record.nick, record.key
         if newKey != oldKey:
             del self._byKey[oldKey]
-            if record.node is None:
-                self.nicknames.release(oldKey)
+            self.nicknames.release(oldKey)  # (nothing, if another node holds it)
             self._byKey[newKey] = record
         record.key = newKey
         record.nick = new
@@ -1676,7 +1688,9 @@ class Hub:
     #
     # In a cluster, every node keeps a copy of every member of the others (a member of its
     # own, standing for it: see chatsvc.cluster), so that member lists, counts, crowded rooms,
-    # /whois and nicknames are the same everywhere. What a member does is decided by its own
+    # /whois and nicknames are the same everywhere. An account connected on several nodes is
+    # one record on each, holding that node's own connections and one standing for each other
+    # node's. What a member does is decided by its own
     # node's hub, which tells the others through its relay (IRelay); theirs do the same to
     # its copy here with these methods, with the event's id and time as its node gave them.
     # They check no rule (its node did), store nothing (its node did), and tell no relay.
@@ -1690,25 +1704,38 @@ class Hub:
         away: str | None = None,
     ) -> None:
         """
-        C{member} stands for C{nick}, a member of the node C{node}, logged in to C{account}
-        (its key) if not a guest: it is in no room yet (see L{remoteJoin}).
+        C{member} stands for C{nick}'s connections on the node C{node}, logged in to
+        C{account} (its key) if not a guest. A new member is in no room yet (see
+        L{remoteJoin}); an account here already (logged in on this node or a third) is the
+        same member, and C{member} joins its connections, in its rooms.
 
         A member of this hub may be claiming the same nickname: the registry gave it to the
         other node, and will refuse this one's claim.
 
-        @raise ChatError: if the nickname is held here: the cluster's registry let two nodes
-            have it, and the caller decides which stays.
+        @raise ChatError: if the nickname is held here by another member: the cluster's
+            registry let two nodes have it, and the caller decides which stays.
         """
         key = nick_key(nick)
-        if member in self._records or key in self._byKey:
-            raise ChatError(f"nickname {nick!r} is held here already")
+        holder = self._byKey.get(key)
+        if member in self._records:
+            raise ChatError(f"{nick} is here already")
+        if holder is not None:
+            if account is None or holder.account is None or holder.account.key != account:
+                raise ChatError(f"nickname {nick!r} is held here already")
+            holder.connections.append(member)
+            self._records[member] = holder
+            self._remoteConnections.add(member)
+            for room in holder.rooms:
+                room.add(member, holder)
+            return
         known = None if account is None or self.accounts is None else self.accounts.registered(nick)
-        record = MemberRecord(nick, key, known if known is not None and known.key == account else None, node)
+        record = MemberRecord(nick, key, known if known is not None and known.key == account else None)
         record.lastActive = self.clock.seconds()
         record.away = away
         record.connections.append(member)
         self._byKey[key] = record
         self._records[member] = record
+        self._remoteConnections.add(member)
         for watcher in self._watchers:
             watcher.online(nick)
 
@@ -1804,10 +1831,12 @@ class Hub:
         @return: whether the recipient is here.
         """
         record = self._byKey.get(nick_key(event.recipient))
-        if record is None or record.node is not None:
+        if record is None or not self._hasLocal(record):
             return False
+        remote = self._remoteConnections
         for connection in record.connections:
-            self.tell(connection, event)
+            if connection not in remote:
+                self.tell(connection, event)
         return True
 
     def remoteModerated(self, event: Moderated) -> None:
@@ -1909,7 +1938,7 @@ class Hub:
         crowded = self.crowded(room)
         self._putOut(record, room)
         event = Left(room.name, record.nick, reason, **(stamp or self.stamp()))
-        if record.node is None:
+        if member not in self._remoteConnections:
             self.relay.left(event)
         for other in record.connections:
             if other is not member:

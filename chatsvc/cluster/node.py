@@ -492,6 +492,8 @@ class ClusterNode(service.Service):
         self._subscriber: Any = None
         self._factories: list[Any] = []
         self._peers: dict[str, _Peer] = {}
+        # Nicknames of members whose claim this node is taking over (see _adopt), by key.
+        self._adopting: dict[str, str] = {}
         self._slot: int | None = None
         self._renewing = LoopingCall(self._renew)
         self._renewing.clock = reactor
@@ -727,6 +729,8 @@ class ClusterNode(service.Service):
             self._maybeJoin()
             return None
         self._lastRenewed = self.reactor.seconds()
+        for nick in list(self._adopting.values()):
+            self._adopt(nick)
         names = list(self._peers)
         if not names:
             return None
@@ -743,8 +747,16 @@ class ClusterNode(service.Service):
         for name, incarnation in zip(names, alive):
             peer = self._peers.get(name)
             if peer is not None and _text(incarnation) != peer.incarnation:
-                self._peerGone(peer, f"its node {name} stopped answering")
-                self.runQuietly(_FREE, [self.key("nicks:", name), self.key("node:", name)], [self.key("nick:"), name])
+                # Its nicknames freed first: a member it shared with this node keeps its own.
+                freed = self.run(_FREE, [self.key("nicks:", name), self.key("node:", name)], [self.key("nick:"), name])
+                freed.addErrback(self._freeFailed)
+                freed.addCallback(self._silent, peer)
+
+    def _freeFailed(self, failure: Failure) -> None:
+        _log.warning("cluster_command_failed", reason=failure.getErrorMessage())
+
+    def _silent(self, result: object, peer: _Peer) -> None:
+        self._peerGone(peer, f"its node {peer.name} stopped answering")
 
     # Telling our own members
 
@@ -794,10 +806,9 @@ class ClusterNode(service.Service):
         hub = self.hub
         members = []
         topics: dict[str, str] = {}
-        records = (hub.recordOf(member) for member in hub.members())
-        for record in {id(r): r for r in records if r is not None and r.node is None}.values():
+        for record in hub.ownMembers():
             account = None if record.account is None else record.account.key
-            host = getattr(record.connections[0], "host", None)
+            host = next((getattr(c, "host", None) for c in record.connections if not isinstance(c, RemoteMember)), None)
             members.append([record.nick, account, record.away, host, [room.name for room in record.rooms]])
             for room in record.rooms:
                 if room.topic is not None:
@@ -941,6 +952,7 @@ class ClusterNode(service.Service):
             case "depart" if member is not None:
                 del peer.members[nick_key(nick)]
                 hub.depart(member, message.get("why"))
+                self._adopt(nick)
             case "whisper":
                 hub.remoteWhisper(
                     Whispered(message["from"], message["to"], message["text"], id=int(message["id"]), time=float(message["t"]))
@@ -959,6 +971,32 @@ class ClusterNode(service.Service):
                 self._peerGone(peer, f"its node {name} shut down")
             case _:
                 pass
+
+    def _adopt(self, nick: str) -> None:
+        """
+        A member whose nickname another node held, and who has connections here too, is gone
+        from that node: its nickname is claimed for this node, unless a third node has it
+        already. A claim Redis cannot answer now is made again at the next renewal.
+        """
+        member = self.hub.memberNamed(nick)
+        record = None if member is None else self.hub.recordOf(member)
+        key = nick_key(nick)
+        if record is None or record.key in self.nicknames.held or not any(
+            not isinstance(connection, RemoteMember) for connection in record.connections
+        ):
+            self._adopting.pop(key, None)
+            return
+        self._adopting[key] = record.nick
+
+        def held(result: None) -> None:
+            self._adopting.pop(key, None)
+            _log.info("cluster_nickname_adopted", node=self.nodeName, nick=record.nick)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(NicknameTaken) is not None:  # another node of its has it
+                self._adopting.pop(key, None)
+
+        self.nicknames.claim(record.key, record.nick).addCallbacks(held, refused)
 
     def _loggedIn(self, result: object, member: RemoteMember, account: str) -> None:
         if member in self.hub:
@@ -980,7 +1018,9 @@ class ClusterNode(service.Service):
         hub = self.hub
         listed: dict[str, list[Any]] = {nick_key(entry[0]): entry for entry in message["m"]}
         for key in [key for key in peer.members if key not in listed]:
-            hub.depart(peer.members.pop(key), None)
+            gone = peer.members.pop(key)
+            hub.depart(gone, None)
+            self._adopt(gone.nick)
         for key, (nick, account, away, host, rooms) in listed.items():
             member = peer.members.get(key)
             if member is None:
@@ -1017,9 +1057,12 @@ class ClusterNode(service.Service):
             del self._peers[peer.name]
         if peer.members:
             _log.warning("cluster_peer_gone", node=self.nodeName, peer=peer.name, members=len(peer.members), reason=reason)
-        for member in list(peer.members.values()):
-            self.hub.depart(member, reason)
+        members = list(peer.members.values())
         peer.members.clear()
+        for member in members:
+            self.hub.depart(member, reason)
+        for member in members:
+            self._adopt(member.nick)
 
     def _observeLag(self, lag: float) -> None:
         self.lagCount += 1

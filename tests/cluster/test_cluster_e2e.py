@@ -15,6 +15,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatsvc.chat.names import nick_key
 from tests.processes import TIMEOUT, Server, environment
 from tests.redis import RedisServer
 from tests.test_accounts_e2e import Netcat, member
@@ -197,6 +198,58 @@ class ChatTests(ClusterTestCase):
         owner.expect(r"Alice: first move$")
         owner.send("/who")
         owner.expect(r"^\*\*\* Members \(1\): @Alice$")
+
+    def test_oneAccountOnTwoNodes(self) -> None:
+        """
+        An account logged in on two nodes at once is one member everywhere: its lines from
+        either reach the other and everyone else, whispers reach both, and it leaves only
+        when its last connection does; its nickname passes to the node it stays on.
+        """
+        a, b, c = self.nodes(3)
+        laptop = member(self, a.port, "Alice", register="sesame-open")
+        bob = member(self, c.port, "Bob")
+        laptop.expect("^Bob joined!$")
+        phone = self.login(b, "Alice", "sesame-open")
+        phone.expect(r"^\*\*\* Type /help")
+        bob.send("/who")
+        bob.expect(r"^\*\*\* Members \(2\): Alice, Bob$")
+        phone.send("from the phone")
+        bob.expect("^Alice: from the phone$")
+        laptop.expect("^Alice: from the phone$")
+        bob.send("/msg Alice to both")
+        laptop.expect(r"^\*Bob\* to both$")
+        phone.expect(r"^\*Bob\* to both$")
+        laptop.send("/quit")
+        laptop.expect(r"^\*\*\* Goodbye")
+        key = f"chatsvc:nick:{nick_key('Alice')}"
+        deadline = time.monotonic() + TIMEOUT
+        while not (isinstance(held := self.redis.command("GET", key), bytes) and held.startswith(b"node2/")):
+            self.assertLess(time.monotonic(), deadline, "node2 holds Alice's nickname")
+            time.sleep(0.05)
+        bob.send("/who")
+        bob.expect(r"^\*\*\* Members \(2\): Alice, Bob$")
+        bob.send("still there?")
+        phone.expect("^Bob: still there\\?$")
+        phone.send("/quit")
+        phone.expect(r"^\*\*\* Goodbye")
+        bob.expect("^Alice left!$")
+
+    def test_accountOnANodeKilled(self) -> None:
+        """One of an account's two nodes killed: the member stays, on the other."""
+        a, b, c = self.nodes(3)
+        laptop = member(self, a.port, "Alice", register="sesame-open")
+        bob = member(self, c.port, "Bob")
+        laptop.expect("^Bob joined!$")
+        phone = self.login(b, "Alice", "sesame-open")
+        phone.expect(r"^\*\*\* Type /help")
+        a.process.kill()
+        a.wait()
+        c.stdout.expect("cluster_peer_gone")
+        b.stdout.expect("cluster_nickname_adopted")
+        phone.send("after the crash")
+        bob.expect("^Alice: after the crash$")
+        bob.send("/who")
+        bob.expect(r"^\*\*\* Members \(2\): Alice, Bob$")
 
     def test_nicknameRace(self) -> None:
         """Two nodes asked for one nickname at the same moment: exactly one gives it."""
