@@ -284,13 +284,14 @@ class Room:
         recent = self.recent
         return list(recent)[-count:] if count < len(recent) else list(recent)
 
-    def add(self, member: IMember, person: object = None) -> None:
+    def add(self, member: IMember, person: object = None, remote: bool = False) -> None:
         """
         Count C{member} in (the L{Hub} tells the others): a connection of C{person} (by
-        default, a person of its own).
+        default, a person of its own); C{remote} if it stands for a connection on another
+        node of a cluster, which this node does not deliver to.
         """
         self._members[member] = None
-        if getattr(member, "node", None) is not None:  # (a cluster's RemoteMember)
+        if remote:
             self._remote.add(member)
         person = member if person is None else person
         self._people[person] = self._people.get(person, 0) + 1
@@ -730,7 +731,7 @@ class Hub:
         record.connections.append(member)
         self._records[member] = record
         for room in record.rooms:
-            room.add(member, record)
+            self._addTo(room, member, record)
         _log.info("account_connection_added", nick=record.nick, connections=len(record.connections))
         if firstHere:
             # Its other connections are on other nodes, which are told it is here too.
@@ -979,14 +980,17 @@ class Hub:
         return room
 
     def _enter(self, member: IMember, record: MemberRecord, room: Room, event: Joined) -> None:
-        room.add(member, record)
+        self._addTo(room, member, record)
         record.rooms.append(room)
         self._announce(room, member, event)
         # The member's other connections are in the room from now on, and told so.
         for other in record.connections:
             if other is not member:
-                room.add(other, record)
+                self._addTo(room, other, record)
                 self.tell(other, event)
+
+    def _addTo(self, room: Room, connection: IMember, record: MemberRecord) -> None:
+        room.add(connection, record, connection in self._remoteConnections)
 
     def _mayJoin(self, record: MemberRecord, member: IMember, room: Room) -> None:
         # Bans, and the private and registered settings (see chatsvc.chat.moderation).
@@ -1726,7 +1730,7 @@ class Hub:
             self._records[member] = holder
             self._remoteConnections.add(member)
             for room in holder.rooms:
-                room.add(member, holder)
+                self._addTo(room, member, holder)
             return
         known = None if account is None or self.accounts is None else self.accounts.registered(nick)
         record = MemberRecord(nick, key, known if known is not None and known.key == account else None)

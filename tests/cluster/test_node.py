@@ -126,11 +126,14 @@ class ClusterTests(TestCase):
         await until(lambda: nicks(a) == ["Alice", "Bob"] and nicks(b) == ["Alice", "Bob"], "both see both")
         self.assertIn(Joined("lobby", "Bob"), alice.events)
         room = a.hub.room("lobby")
+        before = (a.hub.deliveries, b.hub.deliveries)
         sent = [a.hub.say(alice, room, f"line {n}") for n in range(50)]
         await until(lambda: len(bob.said()) == 50, "Bob has every line")
         self.assertEqual(bob.said(), [f"line {n}" for n in range(50)])
         self.assertEqual([e.id for e in bob.of(Said)], [e.id for e in sent])
         self.assertEqual(alice.said(), [])
+        # Each node counts the deliveries to its own members only: Bob's 50, on B.
+        self.assertEqual((a.hub.deliveries - before[0], b.hub.deliveries - before[1]), (0, 50))
         # Kept at hand on both nodes, under the same ids.
         self.assertEqual(
             [m.id for m in b.hub.room("lobby").history(50)], [e.id for e in sent]
