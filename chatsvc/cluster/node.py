@@ -410,12 +410,18 @@ class RedisLink:
     """
 
     def __init__(self) -> None:
-        self._connection: Any = None
+        self.connection: Any = None
+        """The connection (a txredisapi protocol), while there is one."""
         self.connected = False
-        """Whether there is a connection now."""
+        """Whether there is one (an attribute, as the stores ask: L{stores.isConnected})."""
+
+    def use(self, connection: Any) -> None:
+        """Send on C{connection} from now on; L{None}: there is none."""
+        self.connection = connection
+        self.connected = connection is not None
 
     def execute_command(self, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
-        connection = self._connection
+        connection = self.connection
         if connection is None:
             return defer.fail(ConnectionError("not connected to Redis"))
         result: defer.Deferred[Any] = connection.execute_command(*args, **kwargs)
@@ -488,7 +494,6 @@ class ClusterNode(service.Service):
         self.nicknames = ClusterNicknames(self)
         hub.nicknames = self.nicknames
         hub.relay = self
-        self._commands: Any = None
         self._subscriber: Any = None
         self._factories: list[Any] = []
         self._peers: dict[str, _Peer] = {}
@@ -582,7 +587,7 @@ class ClusterNode(service.Service):
 
     def run(self, script: str, keys: list[str], args: list[Any]) -> defer.Deferred[Any]:
         """Run a Lua script on the command link (failing at once while it is down)."""
-        conn = self._commands
+        conn = self.link.connection
         if conn is None:
             return defer.fail(ConnectionError("not connected to Redis"))
         result: defer.Deferred[Any] = conn.eval(script, keys, args)
@@ -597,17 +602,13 @@ class ClusterNode(service.Service):
     # The links
 
     def _commandsUp(self, conn: Any) -> None:
-        self._commands = conn
-        self.link._connection = conn
-        self.link.connected = True
+        self.link.use(conn)
         _log.info("redis_connected", node=self.nodeName, link="commands")
         self._maybeJoin()
 
     def _commandsDown(self, conn: Any) -> None:
-        if self._commands is conn:
-            self._commands = None
-            self.link._connection = None
-            self.link.connected = False
+        if self.link.connection is conn:
+            self.link.use(None)
             self._linkLost("commands")
 
     def _subscriberUp(self, conn: Any) -> None:
@@ -648,7 +649,7 @@ class ClusterNode(service.Service):
             )
 
     def _maybeJoin(self) -> None:
-        if self._commands is None or self._subscriber is None or self._joining or self.inCluster:
+        if self.link.connection is None or self._subscriber is None or self._joining or self.inCluster:
             return
         self._joining = True
         defer.Deferred.fromCoroutine(self._join()).addErrback(self._joinFailed).addBoth(self._joinDone)
@@ -680,7 +681,7 @@ class ClusterNode(service.Service):
         # An earlier incarnation of this node (killed, then started again) may hold names.
         await self.run(_FREE, [self.nicksKey, self.key("node:", self.nodeName)], [self.key("nick:"), self.nodeName])
         # Those given up while Redis was out of reach.
-        for key in await self._commands.smembers(self.nicksKey):
+        for key in await self.link.connection.smembers(self.nicksKey):
             if _text(key) not in self.nicknames.held:
                 await self.run(_RELEASE, [self.key("nick:", _text(key)), self.nicksKey], [self.owner, _text(key)])
         lost = []
@@ -734,7 +735,7 @@ class ClusterNode(service.Service):
         names = list(self._peers)
         if not names:
             return None
-        conn = self._commands
+        conn = self.link.connection
         if conn is None:
             return None
         checked: defer.Deferred[Any] = conn.mget([self.key("node:", name) for name in names])
@@ -787,7 +788,7 @@ class ClusterNode(service.Service):
     # Publishing (the relay)
 
     def _publish(self, message: dict[str, Any], channel: str | None = None) -> None:
-        conn = self._commands
+        conn = self.link.connection
         if conn is None or (not self.inCluster and message["k"] not in ("hello", "state")):
             self.unpublished += 1
             return
@@ -1082,7 +1083,7 @@ class ClusterNode(service.Service):
     @property
     def linked(self) -> bool:
         """Whether both links to Redis are up."""
-        return self._commands is not None and self._subscriber is not None
+        return self.link.connection is not None and self._subscriber is not None
 
 
 LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
